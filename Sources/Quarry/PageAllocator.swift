@@ -1,0 +1,202 @@
+// PageAllocator: bump allocation of pages and runs of pages, with free runs reused first.
+// Neighbours: Arena and PageMap (page numbers and descriptors), AllocationBitmap (zeroed
+// as the bump pointer advances), SlabCache (asks for slabs), Quarry (holds the lock).
+
+/// Pages `0 ..< bump` have been handed out at least once; pages `bump ..< pageCount`
+/// (the wilderness) have never been touched, so start-up costs O(1) whatever the arena's
+/// size. Runs given back are coalesced with free neighbours and kept in bins by length
+/// (exact bins for 1...16 pages, one first-fit bin for longer runs); a run that reaches
+/// the bump pointer is given back to the wilderness instead, so once everything is
+/// freed the allocator is in its first state again (`bump == 0`).
+///
+/// Invariants (checked by `checkInvariants`):
+/// - `0 <= bump <= pageCount`
+/// - every page below `bump` belongs to exactly one slab, span or free run
+/// - `freePages == Σ length of runs in bins`, and every free run is in the bin of its length
+/// - no two free runs are adjacent, and no free run ends at `bump`
+/// - a free run `[a, a+L)` has `map[a]` and `map[a+L-1]` both `.free` with `pages == L`, `head == a`
+///
+/// Concurrency: every method runs under `Quarry`'s page lock (see HeapState).
+struct PageAllocator {
+    let map: PageMap
+    let bitmap: AllocationBitmap
+    let pageCount: Int
+    private(set) var bump = PageNumber(0)
+    /// Highest `bump` ever reached.
+    private(set) var highWater = PageNumber(0)
+    /// Pages in free runs (excluding the wilderness above `bump`).
+    private(set) var freePages = 0
+    private var bins = InlineArray<17, PageNumber>(repeating: .none)
+    /// Bit i set iff bin i is non-empty.
+    private var nonEmpty: UInt32 = 0
+    private(set) var runsAllocated = 0
+    private(set) var runsFreed = 0
+    private(set) var failures = 0
+
+    init(map: PageMap, bitmap: AllocationBitmap) {
+        self.map = map
+        self.bitmap = bitmap
+        self.pageCount = map.pageCount
+    }
+
+    /// Pages handed out and not yet given back.
+    var pagesInUse: Int { bump.int - freePages }
+
+    @inline(__always)
+    private static func bin(forLength n: Int) -> Int { n <= Geometry.exactRunBins ? n - 1 : Geometry.exactRunBins }
+
+    /// Allocates `count` contiguous pages; nil when neither a free run nor the
+    /// wilderness has room. The caller sets the head's kind and marks the tails.
+    mutating func allocate(_ count: Int) -> PageNumber? {
+        precondition(count > 0, "Quarry: page run of zero pages")
+        if let run = takeFreeRun(atLeast: count) {
+            let length = Int(map[run].pages)
+            if length > count { insertRun(run + count, length - count) }
+            runsAllocated += 1
+            return run
+        }
+        guard count <= pageCount - bump.int else {
+            failures += 1
+            return nil
+        }
+        let start = bump
+        bitmap.zero(from: start, count: count)
+        bump = start + count
+        if highWater < bump { highWater = bump }
+        runsAllocated += 1
+        return start
+    }
+
+    /// Gives back `count` pages starting at `start`, coalescing with free neighbours.
+    mutating func free(_ start: PageNumber, _ count: Int) {
+        // The old head must not look like a live slab or span once it is inside a free run.
+        map[start].kind = .free
+        var s = start
+        var n = count
+        if s.raw > 0 {
+            let left = map[PageNumber(s.raw - 1)]
+            if left.kind == .free {
+                let a = left.head
+                removeRun(a)
+                n += s.int - a.int
+                s = a
+            }
+        }
+        let r = s + n
+        if r == bump {
+            map[s] = PageDescriptor(kind: .free)
+            bump = s
+        } else {
+            if map[r].kind == .free {
+                let length = Int(map[r].pages)
+                removeRun(r)
+                n += length
+            }
+            insertRun(s, n)
+        }
+        runsFreed += 1
+    }
+
+    // MARK: Bins
+
+    private mutating func takeFreeRun(atLeast count: Int) -> PageNumber? {
+        if count <= Geometry.exactRunBins {
+            let candidates = nonEmpty >> UInt32(count - 1)
+            if candidates != 0 {
+                let b = count - 1 + candidates.trailingZeroBitCount
+                if b < Geometry.exactRunBins {
+                    let run = bins[b]
+                    removeRun(run)
+                    return run
+                }
+            }
+        }
+        // First fit among long runs.
+        var p = bins[Geometry.exactRunBins]
+        while p != .none {
+            if Int(map[p].pages) >= count {
+                removeRun(p)
+                return p
+            }
+            p = map[p].next
+        }
+        return nil
+    }
+
+    private mutating func insertRun(_ start: PageNumber, _ length: Int) {
+        let b = Self.bin(forLength: length)
+        let last = start + (length - 1)
+        map[last] = PageDescriptor(kind: .free, pages: UInt32(length), head: start)
+        map[start] = PageDescriptor(
+            kind: .free, pages: UInt32(length), head: start, next: bins[b], prev: .none)
+        if bins[b] != .none { map[bins[b]].prev = start }
+        bins[b] = start
+        nonEmpty |= 1 << UInt32(b)
+        freePages += length
+    }
+
+    private mutating func removeRun(_ start: PageNumber) {
+        let d = map[start]
+        let b = Self.bin(forLength: Int(d.pages))
+        if d.prev != .none { map[d.prev].next = d.next } else { bins[b] = d.next }
+        if d.next != .none { map[d.next].prev = d.prev }
+        if bins[b] == .none { nonEmpty &= ~(1 << UInt32(b)) }
+        map[start].next = .none
+        map[start].prev = .none
+        freePages -= Int(d.pages)
+    }
+}
+
+extension PageAllocator {
+    /// Walks every page below `bump` and every bin; traps with a message on the first
+    /// broken invariant. O(bump + free runs).
+    func checkInvariants() {
+        precondition(bump.int <= pageCount, "PageAllocator: bump beyond arena")
+        var p = 0
+        var walkedFree = 0
+        var previousWasFree = false
+        while p < bump.int {
+            let d = map[PageNumber(p)]
+            let length = Int(d.pages)
+            precondition(length > 0 && p + length <= bump.int, "PageAllocator: run length out of range")
+            switch d.kind {
+            case .free:
+                precondition(!previousWasFree, "PageAllocator: adjacent free runs")
+                precondition(d.head.int == p, "PageAllocator: free run head tag")
+                let tag = map[PageNumber(p + length - 1)]
+                precondition(tag.kind == .free && Int(tag.pages) == length && tag.head.int == p,
+                             "PageAllocator: free run tail tag")
+                walkedFree += length
+                previousWasFree = true
+            case .slab, .span:
+                var t = 1
+                while t < length {
+                    let td = map[PageNumber(p + t)]
+                    precondition(td.kind == .tail && td.head.int == p, "PageAllocator: tail mark")
+                    t += 1
+                }
+                previousWasFree = false
+            case .tail:
+                preconditionFailure("PageAllocator: tail page where a run should start")
+            }
+            p += length
+        }
+        precondition(!previousWasFree, "PageAllocator: free run touches the bump pointer")
+        precondition(walkedFree == freePages, "PageAllocator: freePages disagrees with the page walk")
+        var binned = 0
+        for b in 0...Geometry.exactRunBins {
+            var q = bins[b]
+            var prev = PageNumber.none
+            precondition((q != .none) == (nonEmpty & (1 << UInt32(b)) != 0), "PageAllocator: bin mask")
+            while q != .none {
+                let d = map[q]
+                precondition(d.kind == .free && d.prev == prev, "PageAllocator: bin links")
+                precondition(Self.bin(forLength: Int(d.pages)) == b, "PageAllocator: run in wrong bin")
+                binned += Int(d.pages)
+                prev = q
+                q = d.next
+            }
+        }
+        precondition(binned == freePages, "PageAllocator: bins disagree with freePages")
+    }
+}

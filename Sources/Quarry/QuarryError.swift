@@ -1,0 +1,63 @@
+// QuarryError: every way a Quarry call can refuse, one case per reason.
+// Neighbours: every API that throws; the C ABI maps the raw values to `quarry_error`.
+
+/// Why an operation was refused. Raw values are stable: the C header's enum uses them.
+/// A refused operation changes nothing but the cache's error counters.
+public enum QuarryError: UInt8, Error, Sendable {
+    // Allocation and creation.
+    /// A size of zero where an object size is required.
+    case zeroSize = 1
+    /// A size above `Geometry.maxObjectSize` (caches) or the arena (runs of pages).
+    case sizeTooLarge = 2
+    /// An alignment that is zero, not a power of two, or above the page size.
+    case badAlignment = 3
+    /// No page left in the arena for a new slab.
+    case outOfMemory = 4
+    /// The arena given to `initialize` is too small to hold its metadata and one page.
+    case arenaTooSmall = 5
+    /// A cache handle that does not name a live cache (destroyed, or never created).
+    case invalidCache = 6
+
+    // Free.
+    /// The pointer lies outside the arena.
+    case outsideArena = 16
+    /// The pointer lies in the arena's metadata (page map, bitmap).
+    case metadataPointer = 17
+    /// The pointer lies in a page that no slab owns (free, or never used).
+    case freePage = 18
+    /// The pointer lies inside a slab but not at the start of an object.
+    case interiorPointer = 19
+    /// The pointer is not aligned to the granule (8 bytes).
+    case misaligned = 20
+    /// The object belongs to another cache than the one it was freed into.
+    case wrongCache = 21
+    /// The object is not allocated: freed twice, or never handed out.
+    case doubleFree = 22
+    /// A free-list link decoded to an address outside its slab: memory was overwritten.
+    case corruptFreeList = 23
+    /// The cache still has allocated objects (from `destroy`).
+    case cacheNotEmpty = 24
+}
+
+extension QuarryError {
+    /// A short fixed name, printable without allocation.
+    public var name: StaticString {
+        switch self {
+        case .zeroSize: "zero size"
+        case .sizeTooLarge: "size too large"
+        case .badAlignment: "bad alignment"
+        case .outOfMemory: "out of memory"
+        case .arenaTooSmall: "arena too small"
+        case .invalidCache: "invalid cache"
+        case .outsideArena: "pointer outside arena"
+        case .metadataPointer: "pointer into metadata"
+        case .freePage: "pointer into a free page"
+        case .interiorPointer: "interior pointer"
+        case .misaligned: "misaligned pointer"
+        case .wrongCache: "wrong cache"
+        case .doubleFree: "double free"
+        case .corruptFreeList: "corrupt free list"
+        case .cacheNotEmpty: "cache not empty"
+        }
+    }
+}

@@ -1,0 +1,66 @@
+// SpinLock: the interrupt-saving ticket lock that guards every slow path.
+// Neighbours: Platform (interrupt save/restore, pause), PageAllocator and SlabCache (its users).
+
+import Synchronization
+
+/// A FIFO ticket spinlock that disables interrupts on the acquiring CPU for as
+/// long as it is held, and restores exactly the saved state on release.
+///
+/// Invariants: `serving <= next` (mod 2^32); the lock is free iff `serving == next`;
+/// `owner == noOwner` iff the lock is free.
+///
+/// Interrupt contract: a handler must not `acquire` a lock that its own CPU holds
+/// (it would spin forever). `tryAcquire` never spins; `isHeldByCurrentCPU` lets a
+/// handler choose it. Lock order across Quarry: cache lock, then page lock.
+struct SpinLock: ~Copyable {
+    private let next = Atomic<UInt32>(0)
+    private let serving = Atomic<UInt32>(0)
+    /// CPU index of the holder, or `noOwner`. Written only by the holder.
+    private let owner = Atomic<UInt32>(SpinLock.noOwner)
+    static let noOwner = UInt32.max
+
+    init() {}
+
+    /// Disables interrupts, then waits for this CPU's ticket.
+    @inline(__always)
+    func acquire<P: Platform>(_: P.Type) -> InterruptState {
+        let saved = P.disableInterrupts()
+        let ticket = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        while serving.load(ordering: .acquiring) != ticket { P.pause() }
+        owner.store(UInt32(truncatingIfNeeded: P.cpuIndex), ordering: .relaxed)
+        return saved
+    }
+
+    /// Takes the lock only if it is free right now; never spins.
+    @inline(__always)
+    func tryAcquire<P: Platform>(_: P.Type) -> InterruptState? {
+        let saved = P.disableInterrupts()
+        let current = serving.load(ordering: .relaxed)
+        let (exchanged, _) = next.compareExchange(
+            expected: current, desired: current &+ 1, ordering: .acquiring)
+        guard exchanged else {
+            P.restoreInterrupts(saved)
+            return nil
+        }
+        owner.store(UInt32(truncatingIfNeeded: P.cpuIndex), ordering: .relaxed)
+        return saved
+    }
+
+    @inline(__always)
+    func release<P: Platform>(_: P.Type, _ saved: InterruptState) {
+        owner.store(SpinLock.noOwner, ordering: .relaxed)
+        serving.wrappingAdd(1, ordering: .releasing)
+        P.restoreInterrupts(saved)
+    }
+
+    /// True when the executing CPU holds the lock (meaningful with interrupts off).
+    @inline(__always)
+    func isHeldByCurrentCPU<P: Platform>(_: P.Type) -> Bool {
+        owner.load(ordering: .relaxed) == UInt32(truncatingIfNeeded: P.cpuIndex)
+    }
+
+    /// True when nobody holds the lock (for invariant checks at quiescence).
+    var isFree: Bool {
+        serving.load(ordering: .acquiring) == next.load(ordering: .acquiring)
+    }
+}
