@@ -1,0 +1,61 @@
+// X86Platform: Quarry's Platform on bare-metal x86 (i686 test kernel), built on CQuarrySupport.
+// Neighbours: Quarry/Platform.swift (the contract), CQuarrySupport/quarry_support.h (the
+// instructions), boot/multiboot_i686.S and boot/ap_trampoline_i686.S (which load each
+// CPU's %fs so that cpuIndex is one instruction).
+
+import CQuarrySupport
+
+/// Bare-metal x86, ring 0, no paging. Costs of the fast-path requirements, inlined
+/// into the caller (no call):
+/// - `cpuIndex`: 1 instruction, `mov %fs:0, %reg` (each CPU's %fs segment has its
+///   index as the first word).
+/// - `disableInterrupts()`: 3 instructions, `pushf; pop; cli`.
+/// - `restoreInterrupts(_:)`: 2 instructions, `push; popf` (restores IF exactly as
+///   it was, never a blind `sti`).
+/// - `pause()`: 1 instruction.
+///
+/// `write(_:)` polls COM1 and must only be used after the kernel initialised the UART
+/// (QEMU's UART works without initialisation, real ones need a baud rate).
+public enum X86Platform: Platform {
+    /// Must equal QUARRY_MAX_CPUS in quarry_support.h and boot/boot_defs.h (the
+    /// number of per-CPU GDT segments and AP stacks); the kernel checks it at boot.
+    public static var maxCPUs: Int { 16 }
+
+    @inlinable
+    public static var cpuIndex: Int {
+        @inline(__always) get { Int(quarry_cpu_index()) }
+    }
+
+    @inlinable @inline(__always)
+    public static func disableInterrupts() -> InterruptState {
+        InterruptState(raw: quarry_save_flags_cli())
+    }
+
+    @inlinable @inline(__always)
+    public static func restoreInterrupts(_ state: InterruptState) {
+        quarry_restore_flags(state.raw)
+    }
+
+    @inlinable @inline(__always)
+    public static func pause() {
+        quarry_pause()
+    }
+
+    /// COM1 data register; its line status register is at +5.
+    public static let com1Port: UInt16 = 0x3F8
+    /// LSR bit 5: the transmit holding register is empty.
+    public static let transmitEmpty: UInt8 = 0x20
+
+    public static func write(_ byte: UInt8) {
+        while quarry_inb(com1Port + 5) & transmitEmpty == 0 {
+            quarry_pause()
+        }
+        quarry_outb(com1Port, byte)
+    }
+
+    /// `rdrand` when CPUID says the CPU has it (QEMU's default model does not),
+    /// otherwise a mix of the time-stamp counter.
+    public static func entropy() -> UInt {
+        quarry_rdrand_or_rdtsc()
+    }
+}
