@@ -1,0 +1,174 @@
+// Interrupts: the IDT, the legacy PIC (remapped and masked), and the Swift side of
+// every interrupt: the dispatcher, the timer hook, and the fatal-exception report.
+// Neighbours: boot/isr_i686.S (the stubs that call quarry_interrupt_dispatch),
+// LocalAPIC.swift (timer and EOI), PerCPU.swift (tick counts), AllocatorSuite.swift
+// (allocatorTimerHook, called from every tick).
+
+import CQuarrySupport
+import Quarry
+import Synchronization
+
+/// What the stubs push (declared in quarry_support.h, which boot/isr_i686.S follows).
+typealias InterruptFrame = quarry_interrupt_frame
+
+enum Interrupts {
+    /// Where the IDT stubs sit in `quarry_isr_stub_table` and which vector each serves.
+    static let exceptionCount = 32
+
+    /// 32-bit interrupt gate, present, DPL 0: the CPU clears IF on entry.
+    static let interruptGate: UInt32 = 0x8E00
+
+    /// Fills the shared IDT from the stub table: exceptions 0-31, the LAPIC timer and
+    /// the spurious vector. Other vectors stay not-present (a stray one raises #NP,
+    /// which is reported as an exception). Boot CPU only, before any AP starts.
+    static func buildIDT() {
+        for stub in 0..<Int(QUARRY_STUB_COUNT) {
+            let vector: Int
+            switch Int32(stub) {
+            case QUARRY_STUB_TIMER: vector = Int(QUARRY_VECTOR_TIMER)
+            case QUARRY_STUB_SPURIOUS: vector = Int(QUARRY_VECTOR_SPURIOUS)
+            default: vector = stub
+            }
+            setGate(vector, handler: quarry_isr_stub(UInt32(stub)))
+        }
+    }
+
+    static func setGate(_ vector: Int, handler: UInt32) {
+        // Sound: quarry_idt is 256 gates of 8 bytes and 0 <= vector < 256.
+        precondition(vector >= 0 && vector < 256, "setGate: vector out of range")
+        let gate = UnsafeMutablePointer<UInt32>(bitPattern: quarry_idt_base() + UInt(vector * 8))!
+        gate[0] = (handler & 0xFFFF) | (0x08 << 16)        // offset 15:0, kernel code selector
+        gate[1] = (handler & 0xFFFF_0000) | interruptGate   // offset 31:16, type and present
+    }
+
+    /// Loads the shared IDT on the calling CPU (APs do this in their entry path).
+    static func load() {
+        quarry_lidt(UnsafeRawPointer(bitPattern: quarry_idt_descriptor()))
+    }
+
+    // MARK: Legacy PIC
+
+    /// Remaps the two 8259s to vectors 0x20-0x2F (away from the exceptions) and masks
+    /// every line. Must run before the first `sti`: a pending IRQ0 would otherwise
+    /// arrive as vector 8 and look like a double fault.
+    static func remapAndMaskPIC() {
+        let master: UInt16 = 0x20, slave: UInt16 = 0xA0
+        func out(_ port: UInt16, _ value: UInt8) {
+            quarry_outb(port, value)
+            quarry_outb(0x80, 0)   // a short I/O delay for old PICs
+        }
+        out(master, 0x11); out(slave, 0x11)            // ICW1: init, ICW4 follows
+        out(master + 1, 0x20); out(slave + 1, 0x28)    // ICW2: vector offsets
+        out(master + 1, 0x04); out(slave + 1, 0x02)    // ICW3: cascade on IRQ2
+        out(master + 1, 0x01); out(slave + 1, 0x01)    // ICW4: 8086 mode
+        out(master + 1, 0xFF); out(slave + 1, 0xFF)    // mask everything
+    }
+
+    static var picMasks: (master: UInt8, slave: UInt8) {
+        (quarry_inb(0x21), quarry_inb(0xA1))
+    }
+
+    // MARK: Breakpoint self-test
+
+    /// Set by the self-test before it executes `int3`: the handler then counts the
+    /// trap and returns instead of treating it as fatal.
+    static let breakpointExpected = Atomic<Bool>(false)
+    static let breakpointsTaken = Atomic<Int>(0)
+    /// The vector and error code the stub pushed for the last expected breakpoint.
+    static let lastBreakpointFrame = Atomic<UInt>(0)
+}
+
+/// The periodic LAPIC timer's work, on the CPU that took the interrupt, with
+/// interrupts disabled and the x87/SSE state saved by the stub. It may run any Swift
+/// code that does not wait for another CPU (including allocating, once Quarry backs
+/// the runtime's allocations).
+func timerTick() {
+    PerCPU.current.ticks.pointee.add(1, ordering: .relaxed)
+    allocatorTimerHook()
+}
+
+/// Called by every stub in boot/isr_i686.S.
+@c(quarry_interrupt_dispatch)
+func quarryInterruptDispatch(_ vector: UInt32, _ errorCode: UInt32, _ frame: UnsafeMutablePointer<InterruptFrame>) {
+    switch vector {
+    case UInt32(QUARRY_VECTOR_TIMER):
+        timerTick()
+    case UInt32(QUARRY_VECTOR_SPURIOUS):
+        break
+    case 3 where Interrupts.breakpointExpected.load(ordering: .relaxed):
+        Interrupts.breakpointExpected.store(false, ordering: .relaxed)
+        Interrupts.lastBreakpointFrame.store(UInt(frame.pointee.vector) << 16 | UInt(frame.pointee.error_code),
+                                             ordering: .relaxed)
+        Interrupts.breakpointsTaken.add(1, ordering: .relaxed)
+    default:
+        reportFatalException(vector, errorCode, frame)
+    }
+}
+
+/// Prints `EXCEPTION vector=… error=… eip=… cpu=…` and the registers, then exits QEMU
+/// with the failure status. Does not return.
+func reportFatalException(_ vector: UInt32, _ errorCode: UInt32, _ frame: UnsafeMutablePointer<InterruptFrame>) -> Never {
+    let f = frame.pointee
+    Console.line {
+        Console.newline()
+        Console.print("EXCEPTION vector=")
+        Console.decimal(vector)
+        Console.print(" (")
+        Console.print(exceptionName(vector))
+        Console.print(") error=")
+        Console.hex(errorCode)
+        Console.print(" eip=")
+        Console.hex(f.eip)
+        Console.print(" cpu=")
+        Console.decimal(X86Platform.cpuIndex)
+        Console.newline()
+        Console.print("  eax=")
+        Console.hex(f.eax)
+        Console.print(" ebx=")
+        Console.hex(f.ebx)
+        Console.print(" ecx=")
+        Console.hex(f.ecx)
+        Console.print(" edx=")
+        Console.hex(f.edx)
+        Console.print(" esi=")
+        Console.hex(f.esi)
+        Console.print(" edi=")
+        Console.hex(f.edi)
+        Console.print(" ebp=")
+        Console.hex(f.ebp)
+        Console.print(" eflags=")
+        Console.hex(f.eflags)
+        if vector == 14 {
+            Console.print(" cr2=")
+            Console.hex(quarry_read_cr2())
+        }
+        Console.newline()
+        Console.print("FAIL cpu exception")
+        Console.newline()
+    }
+    TestHarness.exit(.failure)
+}
+
+func exceptionName(_ vector: UInt32) -> StaticString {
+    switch vector {
+    case 0: return "#DE divide error"
+    case 1: return "#DB debug"
+    case 2: return "NMI"
+    case 3: return "#BP breakpoint"
+    case 4: return "#OF overflow"
+    case 5: return "#BR bound range"
+    case 6: return "#UD invalid opcode"
+    case 7: return "#NM device not available"
+    case 8: return "#DF double fault"
+    case 10: return "#TS invalid TSS"
+    case 11: return "#NP segment not present"
+    case 12: return "#SS stack fault"
+    case 13: return "#GP general protection"
+    case 14: return "#PF page fault"
+    case 16: return "#MF x87 error"
+    case 17: return "#AC alignment check"
+    case 18: return "#MC machine check"
+    case 19: return "#XM SIMD error"
+    default: return "unexpected vector"
+    }
+}
