@@ -68,6 +68,10 @@ enum Interrupts {
         (quarry_inb(0x21), quarry_inb(0xA1))
     }
 
+    /// While set, every timer tick zeroes xmm0-7, as SSE code in a handler would:
+    /// the interrupted code must not notice (the stubs' fxsave/fxrstor).
+    static let clobberSIMDInTimer = Atomic<Bool>(false)
+
     // MARK: Breakpoint self-test
 
     /// Set by the self-test before it executes `int3`: the handler then counts the
@@ -84,6 +88,9 @@ enum Interrupts {
 /// the runtime's allocations).
 func timerTick() {
     PerCPU.current.ticks.pointee.add(1, ordering: .relaxed)
+    if Interrupts.clobberSIMDInTimer.load(ordering: .relaxed) {
+        quarry_clobber_xmm()
+    }
     allocatorTimerHook()
 }
 

@@ -101,6 +101,9 @@ func kernelMain(_ magic: UInt32, _ info: UInt32) {
                       PlatformChecks.interruptNestingWorks(), "IF differs from the saved state")
     TestHarness.check("interrupts: masking holds off the timer", PlatformChecks.maskingHoldsOffTheTimer(),
                       "a tick arrived while masked, or none after restore")
+    Interrupts.clobberSIMDInTimer.store(true, ordering: .relaxed)
+    TestHarness.check("interrupts: fxsave/fxrstor keep xmm0-7 across a clobbering timer handler",
+                      PlatformChecks.simdSurvivesInterrupts(), "an xmm register changed across hlt")
 
     // SMP.
     let firmwareCount = SMP.firmwareCPUCount()
@@ -119,6 +122,7 @@ func kernelMain(_ magic: UInt32, _ info: UInt32) {
     TestHarness.checkEqual("smp: every CPU came online", online, expected)
     SMP.runOnAllCPUs { cpu in PlatformChecks.phase(cpu) }
     PlatformChecks.reportPhase(cpuCount: online)
+    Interrupts.clobberSIMDInTimer.store(false, ordering: .relaxed)
 
     // Sound: the arena is reserved by the linker script for Quarry alone.
     runAllocatorSuite(arenaBase: UnsafeMutableRawPointer(bitPattern: Kernel.arenaBase)!,

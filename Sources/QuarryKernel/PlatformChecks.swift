@@ -73,6 +73,13 @@ enum PlatformChecks {
         return taken == 1 && Interrupts.lastBreakpointFrame.load(ordering: .relaxed) == 3 << 16
     }
 
+    /// xmm0-7 survive timer interrupts whose handler zeroes them. Needs interrupts on,
+    /// the timer running and `Interrupts.clobberSIMDInTimer` set.
+    static func simdSurvivesInterrupts() -> Bool {
+        guard interruptsEnabled else { return false }   // hlt would never wake
+        return quarry_xmm_damage_across_halts(5) == 0
+    }
+
     // MARK: All-CPU phase
 
     static let arrivals = Atomic<Int>(0)
@@ -83,6 +90,7 @@ enum PlatformChecks {
     static let fewestTicks = Atomic<Int>(Int.max)
     static let nestingFailures = Atomic<Int>(0)
     static let interruptsOffInPhase = Atomic<Int>(0)
+    static let simdFailures = Atomic<Int>(0)
 
     /// Runs on every CPU at once (SMP.runOnAllCPUs); the boot CPU reports afterwards.
     static func phase(_ cpu: Int) {
@@ -102,6 +110,7 @@ enum PlatformChecks {
         if ticks >= requiredTicks { timerMask.bitwiseOr(bit, ordering: .relaxed) }
 
         if !interruptNestingWorks() { nestingFailures.add(1, ordering: .relaxed) }
+        if !simdSurvivesInterrupts() { simdFailures.add(1, ordering: .relaxed) }
     }
 
     static func reportPhase(cpuCount: Int) {
@@ -123,5 +132,7 @@ enum PlatformChecks {
                                  fewestTicks.load(ordering: .acquiring), requiredTicks)
         TestHarness.checkEqual("smp: interrupt disable/restore nest on every CPU",
                                nestingFailures.load(ordering: .acquiring), 0)
+        TestHarness.checkEqual("smp: xmm registers survive clobbering timer handlers on every CPU",
+                               simdFailures.load(ordering: .acquiring), 0)
     }
 }

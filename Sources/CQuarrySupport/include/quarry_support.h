@@ -198,6 +198,44 @@ static inline __attribute__((always_inline)) void quarry_int3(void) {
     __asm__ volatile("int3" : : : "memory");
 }
 
+// MARK: SSE state self-test
+
+#define QUARRY_XMM_SET(n, v) \
+    "movl $" #v ", %%eax\n\tmovd %%eax, %%xmm" #n "\n\tpshufd $0, %%xmm" #n ", %%xmm" #n "\n\t"
+#define QUARRY_XMM_CHECK(n, v) \
+    "movd %%xmm" #n ", %%eax\n\txorl $" #v ", %%eax\n\torl %%eax, %0\n\t" \
+    "psrldq $12, %%xmm" #n "\n\tmovd %%xmm" #n ", %%eax\n\txorl $" #v ", %%eax\n\torl %%eax, %0\n\t"
+
+/// Fills xmm0-7 with distinct patterns, halts `halts` times (each halt ends with an
+/// interrupt: interrupts must be enabled and a timer running), then checks the lowest
+/// and highest dword of every register. Returns 0 when all survived. Proves the
+/// interrupt stubs' fxsave/fxrstor when the handler clobbers xmm (quarry_clobber_xmm).
+static inline uint32_t quarry_xmm_damage_across_halts(uint32_t halts) {
+    uint32_t damage = 0;
+    __asm__ volatile(
+        QUARRY_XMM_SET(0, 0x10101010) QUARRY_XMM_SET(1, 0x21212121)
+        QUARRY_XMM_SET(2, 0x32323232) QUARRY_XMM_SET(3, 0x43434343)
+        QUARRY_XMM_SET(4, 0x54545454) QUARRY_XMM_SET(5, 0x65656565)
+        QUARRY_XMM_SET(6, 0x76767676) QUARRY_XMM_SET(7, 0x87878787)
+        "1:\n\thlt\n\tdecl %1\n\tjnz 1b\n\t"
+        QUARRY_XMM_CHECK(0, 0x10101010) QUARRY_XMM_CHECK(1, 0x21212121)
+        QUARRY_XMM_CHECK(2, 0x32323232) QUARRY_XMM_CHECK(3, 0x43434343)
+        QUARRY_XMM_CHECK(4, 0x54545454) QUARRY_XMM_CHECK(5, 0x65656565)
+        QUARRY_XMM_CHECK(6, 0x76767676) QUARRY_XMM_CHECK(7, 0x87878787)
+        : "+r"(damage), "+r"(halts)
+        :
+        : "eax", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "cc", "memory");
+    return damage;
+}
+
+/// Zeroes xmm0-7: what an interrupt handler running SSE code (memset, copies) does.
+static inline void quarry_clobber_xmm(void) {
+    __asm__ volatile("pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\tpxor %%xmm2, %%xmm2\n\t"
+                     "pxor %%xmm3, %%xmm3\n\tpxor %%xmm4, %%xmm4\n\tpxor %%xmm5, %%xmm5\n\t"
+                     "pxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7"
+                     : : : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7");
+}
+
 // MARK: MSRs
 
 static inline __attribute__((always_inline)) uint64_t quarry_rdmsr(uint32_t msr) {
