@@ -14,11 +14,9 @@ enum LocalAPIC {
     static let baseMSR: UInt32 = 0x1B
 
     enum Register: UInt {
-        case id = 0x20
         case taskPriority = 0x80
         case endOfInterrupt = 0xB0
         case spuriousVector = 0xF0
-        case errorStatus = 0x280
         case commandLow = 0x300
         case commandHigh = 0x310
         case timerVector = 0x320     // LVT timer
@@ -55,8 +53,6 @@ enum LocalAPIC {
         write(.spuriousVector, softwareEnable | UInt32(QUARRY_VECTOR_SPURIOUS))
     }
 
-    static var id: UInt32 { read(.id) >> 24 }
-
     // MARK: Timer
 
     /// Initial count for the periodic timer; set by `calibrateTimer` on the boot CPU,
@@ -88,11 +84,6 @@ enum LocalAPIC {
         write(.timerDivide, divideBy16)
         write(.timerVector, lvtPeriodic | UInt32(QUARRY_VECTOR_TIMER))
         write(.timerInitialCount, UInt32(timerInitialCount.load(ordering: .acquiring)))
-    }
-
-    static func stopTimer() {
-        write(.timerVector, lvtMasked | UInt32(QUARRY_VECTOR_TIMER))
-        write(.timerInitialCount, 0)
     }
 
     // MARK: Inter-processor interrupts
