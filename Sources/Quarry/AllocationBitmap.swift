@@ -60,14 +60,15 @@ struct AllocationBitmap {
         }
     }
 
-    /// Number of set bits in the granules of `[start, start + bytes)` (for invariant checks).
-    func count(start: UInt, bytes: Int) -> Int {
+    /// Number of set bits in the bitmap of `count` pages from `page` (invariant checks).
+    func count(from page: PageNumber, pages count: Int) -> Int {
+        let perPage = Geometry.bitmapBytesPerPage / 4
+        var i = page.int * perPage
+        let end = i + count * perPage
         var n = 0
-        var a = start
-        let end = start &+ UInt(bytes)
-        while a < end {
-            if isAllocated(a) { n += 1 }
-            a &+= UInt(Geometry.granule)
+        while i < end {
+            n += words[i].load(ordering: .relaxed).nonzeroBitCount
+            i += 1
         }
         return n
     }

@@ -132,6 +132,15 @@ public struct Quarry<P: Platform> {
         heap.pointee.registryLock.release(P.self, saved)
     }
 
+    /// Releases every empty slab of every cache (reserves included), the cache of
+    /// caches too. Returns the number of pages given back.
+    @discardableResult
+    public func shrink() -> Int {
+        var pages = 0
+        forEachCache { pages += $0.shrink() }
+        return pages
+    }
+
     /// Number of live caches, the cache of caches included.
     public var cacheCount: Int { heap.pointee.cacheCount }
 

@@ -31,7 +31,7 @@ extension SlabCache {
                 preconditionFailure("SlabCache: corrupt free list")
             }
             precondition(Int(d.inUse) + free == Int(d.carved), "SlabCache: inUse + free != carved")
-            let bits = h.pointee.bitmap.count(start: slab.start, bytes: g.slabBytes)
+            let bits = h.pointee.bitmap.count(from: page, pages: g.slabPages)
             precondition(bits == Int(d.inUse), "SlabCache: bitmap disagrees with inUse")
             active += Int(d.inUse)
         }

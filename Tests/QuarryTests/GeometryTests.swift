@@ -1,0 +1,56 @@
+import Testing
+@testable import Quarry
+
+/// Constants and slab shapes: Style rule 10 (every coupling asserted).
+@Suite struct GeometryTests {
+    @Test func constantRelations() {
+        #expect(Geometry.pageSize == 1 << Geometry.pageShift)
+        #expect(Geometry.granule == 1 << Geometry.granuleShift)
+        #expect(Geometry.cacheLine % Geometry.granule == 0)
+        #expect(Geometry.pageSize % Geometry.cacheLine == 0)
+        #expect(Geometry.maxObjectSize == Geometry.maxSlabPages * Geometry.pageSize)
+        #expect(Geometry.bitmapBytesPerPage * 8 == Geometry.pageSize / Geometry.granule)
+        #expect(Geometry.bitmapBytesPerPage % 4 == 0, "bitmap words are 32-bit")
+        #expect(Geometry.maxSlabPages <= Geometry.exactRunBins, "slabs come from exact bins")
+    }
+
+    /// Every size from 1 byte to the largest object, at every alignment up to the page:
+    /// the shape satisfies its invariants and no colour pushes an object past the end.
+    @Test(arguments: [Tuning.standard, Tuning.tiny])
+    func everySizeHasAValidShape(tuning: Tuning) throws {
+        var size = 1
+        while size <= Geometry.maxObjectSize {
+            var alignment = 1
+            while alignment <= Geometry.pageSize {
+                let g = try SlabGeometry.make(size: size, alignment: alignment, tuning: tuning)
+                #expect(g.objectSize >= size)
+                #expect(g.objectSize % max(alignment, Geometry.granule) == 0)
+                #expect(g.color(g.colorCount - 1) + g.objectsPerSlab * g.objectSize <= g.slabBytes)
+                #expect(g.colorCount == g.slack / g.colorStep + 1)
+                if tuning.maxObjectsPerSlab >= Int(UInt16.max), size <= Geometry.pageSize / 8, alignment <= 64 {
+                    // Small objects waste at most 1/8 of a slab.
+                    #expect(g.slack * Geometry.wasteDivisor <= g.slabBytes)
+                }
+                alignment <<= 2
+            }
+            size += size < 512 ? 1 : (size < 8192 ? 24 : 1000)
+        }
+    }
+
+    @Test func badShapesAreRefused() {
+        #expect(throws: QuarryError.zeroSize) { try SlabGeometry.make(size: 0, alignment: 8, tuning: .standard) }
+        #expect(throws: QuarryError.sizeTooLarge) {
+            try SlabGeometry.make(size: Geometry.maxObjectSize + 1, alignment: 8, tuning: .standard)
+        }
+        for a in [0, 3, 12, -8, Geometry.pageSize * 2] {
+            #expect(throws: QuarryError.badAlignment) { try SlabGeometry.make(size: 8, alignment: a, tuning: .standard) }
+        }
+    }
+
+    @Test func objectsUpToFourPagesAndBeyond() throws {
+        for size in [4 * Geometry.pageSize, 4 * Geometry.pageSize + 1, Geometry.maxObjectSize] {
+            let g = try SlabGeometry.make(size: size, alignment: 8, tuning: .standard)
+            #expect(g.objectsPerSlab >= 1 && g.slabPages <= Geometry.maxSlabPages)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+// TestSupport: seeded randomness, cookies and interval checks shared by the host tests.
+// Neighbours: HostPlatform (the platform and arena), every *Tests.swift file.
+
+@testable import Quarry
+
+/// SplitMix64: a small, fast, seedable generator; every randomized test prints its seed.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Seeds for randomized tests: fixed ones (reproducible CI) plus one from the clock,
+/// overridable with QUARRY_SEED.
+func testSeeds(_ fixed: [UInt64]) -> [UInt64] {
+    if let s = ProcessInfoLite.environment("QUARRY_SEED"), let v = UInt64(s) { return [v] }
+    return fixed
+}
+
+enum ProcessInfoLite {
+    static func environment(_ name: String) -> String? {
+        guard let v = getenv(name) else { return nil }
+        return String(cString: v)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Fills `size` bytes at `p` with a pattern derived from `cookie`.
+func fillCookie(_ p: UnsafeMutableRawPointer, size: Int, cookie: UInt64) {
+    var i = 0
+    while i + 8 <= size {
+        p.storeBytes(of: cookie &+ UInt64(i), toByteOffset: i, as: UInt64.self)
+        i += 8
+    }
+    while i < size {
+        p.storeBytes(of: UInt8(truncatingIfNeeded: cookie &+ UInt64(i)), toByteOffset: i, as: UInt8.self)
+        i += 1
+    }
+}
+
+/// True if the bytes at `p` still hold `cookie`'s pattern.
+func checkCookie(_ p: UnsafeMutableRawPointer, size: Int, cookie: UInt64) -> Bool {
+    var i = 0
+    while i + 8 <= size {
+        if p.load(fromByteOffset: i, as: UInt64.self) != cookie &+ UInt64(i) { return false }
+        i += 8
+    }
+    while i < size {
+        if p.load(fromByteOffset: i, as: UInt8.self) != UInt8(truncatingIfNeeded: cookie &+ UInt64(i)) { return false }
+        i += 1
+    }
+    return true
+}
+
+/// A live object in a model: its address, size and cookie.
+struct LiveObject {
+    var address: UInt
+    var size: Int
+    var cookie: UInt64
+    var cacheIndex: Int
+}
+
+/// True when no two of `objects` overlap.
+func noOverlap(_ objects: [LiveObject]) -> Bool {
+    let sorted = objects.sorted { $0.address < $1.address }
+    for i in sorted.indices.dropFirst() where sorted[i - 1].address + UInt(sorted[i - 1].size) > sorted[i].address {
+        return false
+    }
+    return true
+}
+
+extension SlabCache {
+    /// Colour (byte offset of object 0) of the slab holding `object`.
+    func slabColor(of object: UnsafeMutableRawPointer) -> Int? {
+        guard case .success(let page) = locate(UInt(bitPattern: object)) else { return nil }
+        return Int(heap.pointee.map[page].color)
+    }
+
+    /// First and one-past-last byte of the slab holding `object`.
+    func slabBounds(of object: UnsafeMutableRawPointer) -> (start: UInt, end: UInt)? {
+        guard case .success(let page) = locate(UInt(bitPattern: object)) else { return nil }
+        let start = heap.pointee.arena.address(of: page)
+        return (start, start + UInt(geometry.slabBytes))
+    }
+}
