@@ -1,23 +1,401 @@
-// AllocatorSuite: the allocator's own checks on bare metal. Owned by the allocator
-// engineers; the kernel only calls into it.
+// AllocatorSuite: the allocator's own checks on bare metal, the host's scenarios on the real arena.
 // Neighbours: Kernel.swift (calls runAllocatorSuite), Interrupts.swift (calls
-// allocatorTimerHook from every tick), TestHarness.swift (report with check*),
-// SMP.swift (runOnAllCPUs for phases on every CPU).
+// allocatorTimerHook from every tick), TestHarness.swift (reports), SMP.swift (phases).
 
+import CQuarrySupport
 import Quarry
+
+typealias KernelQuarry = Quarry<X86Platform>
+typealias KernelCache = SlabCache<X86Platform>
 
 /// Runs the allocator suite. Called once, on the boot CPU, after the platform checks:
 /// every CPU is online and idle, interrupts are on everywhere and the LAPIC timer
 /// ticks on every CPU.
-/// - arenaBase: page-aligned start of the arena (`__quarry_arena_start`, linker/i686.ld).
-/// - arenaSize: its size in bytes, a multiple of 4 KiB (32 MiB). Nothing else uses
-///   this memory; its contents are unspecified (QEMU's loader happens to zero it).
-/// Report results with `TestHarness.check*`; run code on all CPUs with
-/// `SMP.runOnAllCPUs(_:)` (a `@convention(c) (Int) -> Void` taking the CPU index).
+/// - arenaBase: page-aligned start of the arena (`__quarry_arena_start`, linker script).
+/// - arenaSize: its size in bytes, a multiple of 4 KiB. Its contents are unspecified.
+///
+/// The arena is split: most of it for the standard-geometry heap, a quarter for a
+/// tiny-geometry heap (slabs of 3 objects: every refill and release path runs
+/// constantly), and 64 KiB for out-of-memory checks.
 func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
+    Console.printLine("== allocator suite")
+    AllocatorChecks.geometryAtBoot()
+    let tinyBytes = 64 << 10
+    let smallHeapBytes = (arenaSize / 4) & ~4095
+    let mainBytes = arenaSize - tinyBytes - smallHeapBytes
+    let start = Clock.now()
+    let main: KernelQuarry
+    let small: KernelQuarry
+    let tiny: KernelQuarry
+    do throws(QuarryError) {
+        main = try KernelQuarry.initialize(base: arenaBase, size: mainBytes)
+        small = try KernelQuarry.initialize(base: arenaBase + mainBytes, size: smallHeapBytes, tuning: .tiny)
+        tiny = try KernelQuarry.initialize(base: arenaBase + mainBytes + smallHeapBytes, size: tinyBytes)
+    } catch {
+        TestHarness.fail("alloc: initialize") { Console.print(error.name) }
+        return
+    }
+    let startupCycles = Clock.now() &- start
+    Console.line {
+        Console.print("alloc: three heaps initialised in ")
+        Console.decimal(startupCycles)
+        Console.print(" cycles; main heap ")
+        Console.decimal(main.pageStatistics.pageCount)
+        Console.print(" pages")
+        Console.newline()
+    }
+    TestHarness.checkEqual("alloc: start-up touches no page", main.pageStatistics.bump, 0)
+    var visited = 0
+    main.forEachCache { _ in visited += 1 }
+    TestHarness.checkEqual("alloc: registry walk finds the cache of caches", visited, main.cacheCount)
+
+    AllocatorChecks.badInput(main)
+    AllocatorChecks.colouring(main)
+    AllocatorChecks.randomModel(main, name: "alloc: random model (standard)", seed: 0x1234_5678, steps: 20_000)
+    AllocatorChecks.randomModel(small, name: "alloc: random model (tiny slabs)", seed: 0x0BAD_CAFE, steps: 20_000)
+    AllocatorChecks.outOfMemory(tiny)
+
+    Console.printLine("alloc: slabinfo of the main heap (caches kept alive for the table):")
+    let keep = AllocatorChecks.populateForSlabinfo(main)
+    main.printSlabinfo()
+    AllocatorChecks.release(keep, main)
+
+    AllocatorChecks.leakAccounting(main, name: "alloc: main heap back to its first state")
+    AllocatorChecks.leakAccounting(small, name: "alloc: tiny-slab heap back to its first state")
 }
 
 /// Runs inside every timer interrupt on every CPU, interrupts disabled, FPU state
 /// saved (see `timerTick()`). The place for allocate/free from interrupt context.
 func allocatorTimerHook() {
+}
+
+/// A 32-bit xorshift generator: seeded, reproducible, no allocation.
+struct XorShift32 {
+    var state: UInt32
+    init(seed: UInt32) { state = seed == 0 ? 0x9E37_79B9 : seed }
+    mutating func next() -> UInt32 {
+        state ^= state << 13
+        state ^= state >> 17
+        state ^= state << 5
+        return state
+    }
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt32(n)) }
+}
+
+/// One live object of the random model.
+struct ModelSlot {
+    var address: UInt
+    var size: Int
+    var cookie: UInt32
+    var cache: Int
+}
+
+enum AllocatorChecks {
+    /// Style rule 10: the constants' relations hold on this target too (4-byte pointers).
+    static func geometryAtBoot() {
+        TestHarness.check("alloc: page size is 1 << pageShift", Geometry.pageSize == 1 << Geometry.pageShift, "mismatch")
+        TestHarness.check("alloc: bitmap bytes per page", Geometry.bitmapBytesPerPage * 8 * Geometry.granule == Geometry.pageSize, "mismatch")
+        TestHarness.check("alloc: largest object fills the largest slab",
+                          Geometry.maxObjectSize == Geometry.maxSlabPages * Geometry.pageSize, "mismatch")
+    }
+
+    static func fill(_ p: UnsafeMutableRawPointer, _ size: Int, _ cookie: UInt32) {
+        var i = 0
+        while i + 4 <= size {
+            p.storeBytes(of: cookie &+ UInt32(i), toByteOffset: i, as: UInt32.self)
+            i += 4
+        }
+        while i < size {
+            p.storeBytes(of: UInt8(truncatingIfNeeded: cookie), toByteOffset: i, as: UInt8.self)
+            i += 1
+        }
+    }
+
+    static func intact(_ p: UnsafeMutableRawPointer, _ size: Int, _ cookie: UInt32) -> Bool {
+        var i = 0
+        while i + 4 <= size {
+            if p.load(fromByteOffset: i, as: UInt32.self) != cookie &+ UInt32(i) { return false }
+            i += 4
+        }
+        while i < size {
+            if p.load(fromByteOffset: i, as: UInt8.self) != UInt8(truncatingIfNeeded: cookie) { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// Every refused input gets its own error, is counted, and changes nothing.
+    static func badInput(_ q: KernelQuarry) {
+        func refused(_ name: StaticString, _ expected: QuarryError, _ body: () throws(QuarryError) -> Void) {
+            do throws(QuarryError) {
+                try body()
+                TestHarness.fail(name) { Console.print("accepted") }
+            } catch {
+                TestHarness.check(name, error == expected, "wrong error")
+            }
+        }
+        refused("alloc: zero size refused", .zeroSize) { () throws(QuarryError) in _ = try q.createCache(name: "z", size: 0) }
+        refused("alloc: huge size refused", .sizeTooLarge) { () throws(QuarryError) in _ = try q.createCache(name: "h", size: Int.max) }
+        refused("alloc: alignment 3 refused", .badAlignment) { () throws(QuarryError) in _ = try q.createCache(name: "a", size: 8, alignment: 3) }
+        refused("alloc: alignment 8192 refused", .badAlignment) { () throws(QuarryError) in _ = try q.createCache(name: "a", size: 8, alignment: 8192) }
+        guard let a = try? q.createCache(name: "bad-a", size: 40),
+              let b = try? q.createCache(name: "bad-b", size: 40),
+              let pa = try? a.allocate(), let pb = try? b.allocate(), let gone = try? a.allocate()
+        else {
+            TestHarness.fail("alloc: bad-input set-up") { Console.print("allocation failed") }
+            return
+        }
+        _ = try? a.free(gone)
+        let before = a.statistics
+        let pagesBefore = q.pageStatistics.pagesInUse
+        var local: UInt64 = 0
+        refused("alloc: free outside the arena refused", .outsideArena) { () throws(QuarryError) in try a.free(&local) }
+        refused("alloc: free of an interior pointer refused", .interiorPointer) { () throws(QuarryError) in try a.free(pa + 8) }
+        refused("alloc: free of a misaligned pointer refused", .misaligned) { () throws(QuarryError) in try a.free(pa + 3) }
+        refused("alloc: free into the wrong cache refused", .wrongCache) { () throws(QuarryError) in try a.free(pb) }
+        refused("alloc: double free refused", .doubleFree) { () throws(QuarryError) in try a.free(gone) }
+        let after = a.statistics
+        TestHarness.checkEqual("alloc: refused frees counted", Int(after.errors), 5)
+        TestHarness.check("alloc: refused frees change nothing",
+                          after.activeObjects == before.activeObjects && after.frees == before.frees
+                            && q.pageStatistics.pagesInUse == pagesBefore, "state changed")
+        do throws(QuarryError) {
+            try a.free(nil)
+            try a.free(pa)
+            try b.free(pb)
+            TestHarness.pass("alloc: nil free is a no-op; refused objects free normally")
+        } catch {
+            TestHarness.fail("alloc: nil free is a no-op; refused objects free normally") { Console.print(error.name) }
+        }
+        TestHarness.checkEqual("alloc: bad-input caches destroyed", a.destroy() + b.destroy(), 0)
+    }
+
+    /// Consecutive slabs start their first object at rotating cache-line offsets, the
+    /// cycle wraps, and no object crosses its slab's end.
+    static func colouring(_ q: KernelQuarry) {
+        // 64-byte objects are colourable only with slack: a 200-byte object leaves
+        // 4096 - 20 * 200 = 96 bytes, one extra colour; 1000-byte objects leave 96 too.
+        // Use 1016-byte objects (8-aligned): 4 per page, 32 bytes slack: 1 colour;
+        // so pick 900: 4 per page, 496 bytes slack, 8 colours.
+        guard let c = try? q.createCache(name: "colour", size: 900) else {
+            TestHarness.fail("alloc: colouring set-up") { Console.print("create failed") }
+            return
+        }
+        let s = c.statistics
+        let colours = s.colors
+        let perSlab = s.objectsPerSlab
+        var firsts = InlineArray<40, UInt>(repeating: 0)
+        var all = InlineArray<160, UInt>(repeating: 0)
+        var crossing = 0
+        var i = 0
+        while i < 160 {
+            guard let p = try? c.allocate() else { break }
+            all[i] = UInt(bitPattern: p)
+            if i % perSlab == 0 && i / perSlab < 40 { firsts[i / perSlab] = UInt(bitPattern: p) }
+            let offsetInPage = UInt(bitPattern: p) & 4095
+            if offsetInPage + UInt(s.objectSize) > 4096 { crossing += 1 }
+            i += 1
+        }
+        var rotation = true
+        var j = 0
+        while j < 160 / perSlab {
+            let colour = Int(firsts[j] & 4095)
+            if colour != (j % colours) * 64 { rotation = false }
+            j += 1
+        }
+        TestHarness.check("alloc: colours rotate in cache-line steps and wrap", colours > 1 && rotation, "wrong colour")
+        TestHarness.checkEqual("alloc: no object crosses its slab's end", crossing, 0)
+        j = 0
+        while j < i {
+            _ = try? c.free(UnsafeMutableRawPointer(bitPattern: all[j]))
+            j += 1
+        }
+        TestHarness.checkEqual("alloc: colouring cache destroyed", c.destroy(), 0)
+    }
+
+    /// The host's randomized model on the real arena: random caches, random
+    /// allocate/free, a cookie per object verified on free, alignment, misuse the
+    /// model can predict, invariants every 500 steps, and pairwise overlap checks.
+    static func randomModel(_ q: KernelQuarry, name: StaticString, seed: UInt32, steps: Int) {
+        var rng = XorShift32(seed: seed)
+        let sizes: InlineArray<6, Int> = [8, 24, 64, 200, 1000, 5000]
+        let aligns: InlineArray<6, Int> = [8, 8, 64, 16, 8, 4096]
+        var caches = InlineArray<6, KernelCache?>(repeating: nil)
+        for k in 0..<6 { caches[k] = try? q.createCache(name: "model", size: sizes[k], alignment: aligns[k]) }
+        // The model's own table comes from Quarry too: 1024 slots in one big object.
+        let capacity = 1024
+        guard let tableCache = try? q.createCache(name: "model-table", size: capacity * MemoryLayout<ModelSlot>.stride),
+              let tableMemory = try? tableCache.allocate() else {
+            TestHarness.fail(name) { Console.print("set-up failed") }
+            return
+        }
+        let table = tableMemory.bindMemory(to: ModelSlot.self, capacity: capacity)
+        var live = 0
+        var cookies: UInt32 = seed
+        var mismatches = 0, misaligned = 0, unexpected = 0, overlaps = 0, operations = 0, outOfMemory = 0
+        for step in 0..<steps {
+            let roll = rng.below(1000)
+            if (roll < 550 || live == 0) && live < capacity {
+                let k = rng.below(6)
+                guard let c = caches[k] else { unexpected += 1; continue }
+                do throws(QuarryError) {
+                    let p = try c.allocate()
+                    if UInt(bitPattern: p) % UInt(aligns[k]) != 0 { misaligned += 1 }
+                    cookies &+= 0x9E37_79B9
+                    fill(p, sizes[k], cookies)
+                    table[live] = ModelSlot(address: UInt(bitPattern: p), size: sizes[k], cookie: cookies, cache: k)
+                    live += 1
+                } catch {
+                    if error == .outOfMemory { outOfMemory += 1 } else { unexpected += 1 }
+                }
+            } else if live > 0 {
+                let i = rng.below(live)
+                let slot = table[i]
+                table[i] = table[live - 1]
+                live -= 1
+                let p = UnsafeMutableRawPointer(bitPattern: slot.address)!
+                if !intact(p, slot.size, slot.cookie) { mismatches += 1 }
+                let c = caches[slot.cache]!
+                if roll >= 990 && slot.size > Geometry.granule {
+                    // Misuse the model can predict: interior pointer, then double free.
+                    // (In an 8-byte object p + 8 is the next object, not an interior pointer.)
+                    do throws(QuarryError) { try c.free(p + 8); unexpected += 1 } catch {
+                        if error != .interiorPointer { unexpected += 1 }
+                    }
+                }
+                do throws(QuarryError) { try c.free(p) } catch { unexpected += 1 }
+                if roll >= 990 {
+                    do throws(QuarryError) { try c.free(p); unexpected += 1 } catch {
+                        if error != .doubleFree && error != .freePage { unexpected += 1 }
+                    }
+                }
+            }
+            operations += 1
+            if step % 500 == 499 { q.checkInvariants() }
+            if step % 5000 == 4999 { overlaps += countOverlaps(table, live) }
+        }
+        overlaps += countOverlaps(table, live)
+        while live > 0 {
+            live -= 1
+            let slot = table[live]
+            let p = UnsafeMutableRawPointer(bitPattern: slot.address)!
+            if !intact(p, slot.size, slot.cookie) { mismatches += 1 }
+            do throws(QuarryError) { try caches[slot.cache]!.free(p) } catch { unexpected += 1 }
+        }
+        q.checkInvariants()
+        _ = try? tableCache.free(tableMemory)
+        var leaked = tableCache.destroy()
+        for k in 0..<6 { leaked += caches[k]?.destroy() ?? 1 }
+        Console.line {
+            Console.print(name)
+            Console.print(": ")
+            Console.decimal(operations)
+            Console.print(" operations, ")
+            Console.decimal(mismatches)
+            Console.print(" cookie mismatches, ")
+            Console.decimal(overlaps)
+            Console.print(" overlaps, ")
+            Console.decimal(unexpected)
+            Console.print(" unexpected errors, ")
+            Console.decimal(outOfMemory)
+            Console.print(" out of memory, ")
+            Console.decimal(leaked)
+            Console.print(" leaked")
+            Console.newline()
+        }
+        TestHarness.check(name, mismatches == 0 && misaligned == 0 && unexpected == 0 && overlaps == 0 && leaked == 0,
+                          "cookie mismatch, misalignment, overlap, leak or unexpected error")
+    }
+
+    static func countOverlaps(_ table: UnsafeMutablePointer<ModelSlot>, _ live: Int) -> Int {
+        var n = 0
+        var i = 0
+        while i < live {
+            var j = i + 1
+            while j < live {
+                let a = table[i], b = table[j]
+                if a.address < b.address + UInt(b.size) && b.address < a.address + UInt(a.size) { n += 1 }
+                j += 1
+            }
+            i += 1
+        }
+        return n
+    }
+
+    /// Out of memory on a 64 KiB heap: a clean error every time, and recovery after frees.
+    static func outOfMemory(_ q: KernelQuarry) {
+        guard let c = try? q.createCache(name: "oom", size: 4000) else {
+            TestHarness.fail("alloc: out of memory set-up") { Console.print("create failed") }
+            return
+        }
+        var held = InlineArray<32, UInt>(repeating: 0)
+        var n = 0
+        var refusal: QuarryError? = nil
+        while n < 32 {
+            do throws(QuarryError) {
+                held[n] = UInt(bitPattern: try c.allocate())
+                n += 1
+            } catch {
+                refusal = error
+                break
+            }
+        }
+        TestHarness.check("alloc: out of memory is an error, not a trap", refusal == .outOfMemory, "no refusal")
+        TestHarness.checkEqual("alloc: every page used before refusing", n, q.pageStatistics.pageCount - 1)
+        q.checkInvariants()
+        _ = try? c.free(UnsafeMutableRawPointer(bitPattern: held[0]))
+        let again = try? c.allocate()
+        TestHarness.check("alloc: memory freed after out of memory is reused", again != nil, "still refused")
+        if let again { held[0] = UInt(bitPattern: again) }
+        for i in 0..<n { _ = try? c.free(UnsafeMutableRawPointer(bitPattern: held[i])) }
+        TestHarness.checkEqual("alloc: out-of-memory cache destroyed", c.destroy(), 0)
+        q.shrink()
+        TestHarness.checkEqual("alloc: 64 KiB heap back to its first state", q.pageStatistics.pagesInUse, 0)
+    }
+
+    /// Caches with live objects, so the slabinfo table has something to show.
+    struct SlabinfoSample {
+        var caches = InlineArray<4, KernelCache?>(repeating: nil)
+        var objects = InlineArray<370, UInt>(repeating: 0)
+        var count = 0
+        static func objectsOf(_ k: Int) -> Int { 37 * (k + 1) }
+    }
+
+    static func populateForSlabinfo(_ q: KernelQuarry) -> SlabinfoSample {
+        var sample = SlabinfoSample()
+        let sizes: InlineArray<4, Int> = [32, 192, 1024, 4096]
+        for k in 0..<4 {
+            guard let c = try? q.createCache(name: k == 0 ? "dentry" : k == 1 ? "inode" : k == 2 ? "buffer" : "page-sized",
+                                             size: sizes[k]) else { continue }
+            sample.caches[k] = c
+            for _ in 0..<SlabinfoSample.objectsOf(k) {
+                guard let p = try? c.allocate() else { break }
+                sample.objects[sample.count] = UInt(bitPattern: p)
+                sample.count += 1
+            }
+        }
+        return sample
+    }
+
+    /// Destroy first refuses and reports the live objects; after they are freed it succeeds.
+    static func release(_ sample: SlabinfoSample, _ q: KernelQuarry) {
+        var reported = 0
+        for k in 0..<4 { reported += sample.caches[k]?.destroy() ?? 0 }
+        TestHarness.checkEqual("alloc: destroy reports objects still allocated", reported, sample.count)
+        for i in 0..<sample.count {
+            let p = UnsafeMutableRawPointer(bitPattern: sample.objects[i])!
+            _ = try? q.cache(owning: p)?.free(p)
+        }
+        var leaked = 0
+        for k in 0..<4 { leaked += sample.caches[k]?.destroy() ?? 0 }
+        TestHarness.checkEqual("alloc: destroy succeeds once the objects are freed", leaked, 0)
+    }
+
+    /// Every cache but the cache of caches destroyed and every cache shrunk: no page in use.
+    static func leakAccounting(_ q: KernelQuarry, name: StaticString) {
+        q.checkInvariants()
+        q.shrink()
+        TestHarness.checkEqual("alloc: only the cache of caches is left", q.cacheCount, 1)
+        TestHarness.checkEqual(name, q.pageStatistics.pagesInUse, 0)
+    }
 }
