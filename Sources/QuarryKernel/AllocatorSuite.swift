@@ -16,13 +16,14 @@ typealias KernelCache = SlabCache<X86Platform>
 ///
 /// The arena is split: most of it for the standard-geometry heap, a quarter for a
 /// tiny-geometry heap (slabs of 3 objects: every refill and release path runs
-/// constantly), and 64 KiB for out-of-memory checks.
+/// constantly), 64 KiB for out-of-memory checks, and 4 MiB for the SMP stress.
 func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     Console.printLine("== allocator suite")
     AllocatorChecks.geometryAtBoot()
     let tinyBytes = 64 << 10
     let smallHeapBytes = (arenaSize / 4) & ~4095
-    let mainBytes = arenaSize - tinyBytes - smallHeapBytes
+    let smpBytes = 4 << 20
+    let mainBytes = arenaSize - tinyBytes - smallHeapBytes - smpBytes
     let start = Clock.now()
     let main: KernelQuarry
     let small: KernelQuarry
@@ -62,11 +63,14 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
 
     AllocatorChecks.leakAccounting(main, name: "alloc: main heap back to its first state")
     AllocatorChecks.leakAccounting(small, name: "alloc: tiny-slab heap back to its first state")
+
+    SMPStress.run(base: arenaBase + mainBytes + smallHeapBytes + tinyBytes, size: smpBytes)
 }
 
 /// Runs inside every timer interrupt on every CPU, interrupts disabled, FPU state
 /// saved (see `timerTick()`). The place for allocate/free from interrupt context.
 func allocatorTimerHook() {
+    SMPStress.timerHook()
 }
 
 /// A 32-bit xorshift generator: seeded, reproducible, no allocation.
