@@ -1,6 +1,6 @@
 // Interrupts: the IDT, the legacy PIC (remapped and masked), and the Swift side of
 // every interrupt: the dispatcher, the timer hook, and the fatal-exception report.
-// Neighbours: boot/isr_i686.S (the stubs that call quarry_interrupt_dispatch),
+// Neighbours: boot/isr_<arch>.S (the stubs that call quarry_interrupt_dispatch),
 // LocalAPIC.swift (timer and EOI), PerCPU.swift (tick counts), AllocatorSuite.swift
 // (allocatorTimerHook, called from every tick).
 
@@ -8,15 +8,24 @@ import CQuarrySupport
 import Quarry
 import Synchronization
 
-/// What the stubs push (declared in quarry_support.h, which boot/isr_i686.S follows).
+/// What the stubs push (declared in quarry_support.h, which boot/isr_<arch>.S follows).
 typealias InterruptFrame = quarry_interrupt_frame
 
 enum Interrupts {
     /// Where the IDT stubs sit in `quarry_isr_stub_table` and which vector each serves.
     static let exceptionCount = 32
 
-    /// 32-bit interrupt gate, present, DPL 0: the CPU clears IF on entry.
+    /// Interrupt gate (32-bit on i686, 64-bit in long mode), present, DPL 0: the CPU
+    /// clears IF on entry.
     static let interruptGate: UInt32 = 0x8E00
+    /// The kernel code segment (QUARRY_GDT_CODE in boot/boot_defs.h: 64-bit code on x86_64).
+    static let codeSelector: UInt32 = 0x08
+
+    #if arch(x86_64)
+    static let gateSize = 16
+    #else
+    static let gateSize = 8
+    #endif
 
     /// Fills the shared IDT from the stub table: exceptions 0-31, the LAPIC timer and
     /// the spurious vector. Other vectors stay not-present (a stray one raises #NP,
@@ -33,12 +42,17 @@ enum Interrupts {
         }
     }
 
-    static func setGate(_ vector: Int, handler: UInt32) {
-        // Sound: quarry_idt is 256 gates of 8 bytes and 0 <= vector < 256.
+    static func setGate(_ vector: Int, handler: UInt) {
+        // Sound: quarry_idt is 256 gates of `gateSize` bytes and 0 <= vector < 256.
         precondition(vector >= 0 && vector < 256, "setGate: vector out of range")
-        let gate = UnsafeMutablePointer<UInt32>(bitPattern: quarry_idt_base() + UInt(vector * 8))!
-        gate[0] = (handler & 0xFFFF) | (0x08 << 16)        // offset 15:0, kernel code selector
-        gate[1] = (handler & 0xFFFF_0000) | interruptGate   // offset 31:16, type and present
+        let gate = UnsafeMutablePointer<UInt32>(bitPattern: quarry_idt_base() + UInt(vector * gateSize))!
+        let low = UInt32(truncatingIfNeeded: handler)
+        gate[0] = (low & 0xFFFF) | (codeSelector << 16)    // offset 15:0, kernel code selector
+        gate[1] = (low & 0xFFFF_0000) | interruptGate      // offset 31:16, type and present (IST 0)
+        #if arch(x86_64)
+        gate[2] = UInt32(truncatingIfNeeded: handler >> 32) // offset 63:32
+        gate[3] = 0                                         // reserved
+        #endif
     }
 
     /// Loads the shared IDT on the calling CPU (APs do this in their entry path).
@@ -68,8 +82,9 @@ enum Interrupts {
         (quarry_inb(0x21), quarry_inb(0xA1))
     }
 
-    /// While set, every timer tick zeroes xmm0-7, as SSE code in a handler would:
-    /// the interrupted code must not notice (the stubs' fxsave/fxrstor).
+    /// While set, every timer tick zeroes every xmm register (xmm0-7; xmm0-15 on x86_64),
+    /// as SSE code in a handler would: the interrupted code must not notice (the stubs'
+    /// fxsave/fxrstor).
     static let clobberSIMDInTimer = Atomic<Bool>(false)
 
     // MARK: Breakpoint self-test
@@ -94,7 +109,7 @@ func timerTick() {
     allocatorTimerHook()
 }
 
-/// Called by every stub in boot/isr_i686.S.
+/// Called by every stub in boot/isr_<arch>.S.
 @c(quarry_interrupt_dispatch)
 func quarryInterruptDispatch(_ vector: UInt32, _ errorCode: UInt32, _ frame: UnsafeMutablePointer<InterruptFrame>) {
     switch vector {
@@ -112,8 +127,8 @@ func quarryInterruptDispatch(_ vector: UInt32, _ errorCode: UInt32, _ frame: Uns
     }
 }
 
-/// Prints `EXCEPTION vector=… error=… eip=… cpu=…` and the registers, then exits QEMU
-/// with the failure status. Does not return.
+/// Prints `EXCEPTION vector=… error=… eip=… cpu=…` (`rip=` on x86_64) and the registers,
+/// then exits QEMU with the failure status. Does not return.
 func reportFatalException(_ vector: UInt32, _ errorCode: UInt32, _ frame: UnsafeMutablePointer<InterruptFrame>) -> Never {
     let f = frame.pointee
     Console.line {
@@ -124,6 +139,33 @@ func reportFatalException(_ vector: UInt32, _ errorCode: UInt32, _ frame: Unsafe
         Console.print(exceptionName(vector))
         Console.print(") error=")
         Console.hex(errorCode)
+        #if arch(x86_64)
+        Console.print(" rip=")
+        Console.hex(UInt(f.rip))
+        Console.print(" cpu=")
+        Console.decimal(X86Platform.cpuIndex)
+        Console.newline()
+        Console.print("  rax=")
+        Console.hex(UInt(f.rax))
+        Console.print(" rbx=")
+        Console.hex(UInt(f.rbx))
+        Console.print(" rcx=")
+        Console.hex(UInt(f.rcx))
+        Console.print(" rdx=")
+        Console.hex(UInt(f.rdx))
+        Console.newline()
+        Console.print("  rsi=")
+        Console.hex(UInt(f.rsi))
+        Console.print(" rdi=")
+        Console.hex(UInt(f.rdi))
+        Console.print(" rbp=")
+        Console.hex(UInt(f.rbp))
+        Console.print(" rsp=")
+        Console.hex(UInt(f.rsp))
+        Console.newline()
+        Console.print("  rflags=")
+        Console.hex(UInt(f.rflags))
+        #else
         Console.print(" eip=")
         Console.hex(f.eip)
         Console.print(" cpu=")
@@ -145,6 +187,7 @@ func reportFatalException(_ vector: UInt32, _ errorCode: UInt32, _ frame: Unsafe
         Console.hex(f.ebp)
         Console.print(" eflags=")
         Console.hex(f.eflags)
+        #endif
         if vector == 14 {
             Console.print(" cr2=")
             Console.hex(quarry_read_cr2())

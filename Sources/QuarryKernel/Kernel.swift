@@ -1,5 +1,5 @@
-// Kernel: the i686 test kernel's entry (kernel_main) and the order of bring-up and checks.
-// Neighbours: boot/multiboot_i686.S (calls kernel_main), SMP.swift (kernel_ap_main),
+// Kernel: the test kernel's entry (kernel_main) and the order of bring-up and checks (i686, x86_64).
+// Neighbours: boot/multiboot_<arch>.S (calls kernel_main), SMP.swift (kernel_ap_main),
 // PlatformChecks.swift and AllocatorSuite.swift (the checks), TestHarness.swift (the exit).
 
 import CQuarrySupport
@@ -24,12 +24,18 @@ struct MultibootInfo {
     var memUpper: UInt32
 }
 
-/// Boot CPU entry from boot/multiboot_i686.S: protected mode, flat segments, %fs on
-/// CPU 0's slot, FPU/SSE on, interrupts off, stack 16-byte aligned. Does not return.
+/// Boot CPU entry from boot/multiboot_<arch>.S: protected mode with flat segments and %fs
+/// on CPU 0's slot (i686), or long mode with the first 4 GiB identity-mapped and
+/// IA32_GS_BASE on CPU 0's slot (x86_64); FPU/SSE on, interrupts off, stack 16-byte
+/// aligned. Does not return.
 @c(kernel_main)
 func kernelMain(_ magic: UInt32, _ info: UInt32) {
     Serial.initialize()
+    #if arch(x86_64)
+    Console.printLine("Quarry x86_64 test kernel")
+    #else
     Console.printLine("Quarry i686 test kernel")
+    #endif
 
     // Read the multiboot information first: nothing below may overwrite it.
     var ramEnd: UInt = 0
@@ -50,7 +56,7 @@ func kernelMain(_ magic: UInt32, _ info: UInt32) {
     TestHarness.check("arena: page-aligned, at least 16 MiB",
                       Kernel.arenaBase % 4096 == 0 && Kernel.arenaSize % 4096 == 0
                           && Kernel.arenaSize >= 16 << 20,
-                      "linker/i686.ld arena symbols are wrong")
+                      "linker/<arch>.ld arena symbols are wrong")
     TestHarness.check("arena: inside the RAM the loader reports",
                       ramEnd >= Kernel.arenaBase + UInt(Kernel.arenaSize),
                       "run QEMU with more memory (-m 128M)")
@@ -102,7 +108,7 @@ func kernelMain(_ magic: UInt32, _ info: UInt32) {
     TestHarness.check("interrupts: masking holds off the timer", PlatformChecks.maskingHoldsOffTheTimer(),
                       "a tick arrived while masked, or none after restore")
     Interrupts.clobberSIMDInTimer.store(true, ordering: .relaxed)
-    TestHarness.check("interrupts: fxsave/fxrstor keep xmm0-7 across a clobbering timer handler",
+    TestHarness.check("interrupts: fxsave/fxrstor keep every xmm register across a clobbering timer handler",
                       PlatformChecks.simdSurvivesInterrupts(), "an xmm register changed across hlt")
 
     // SMP.

@@ -1,13 +1,14 @@
 // LocalAPIC: each CPU's local APIC: enable, EOI, periodic timer, inter-processor interrupts.
 // Neighbours: Interrupts.swift (vectors, the timer handler), SMP.swift (INIT-SIPI-SIPI),
-// Clock.swift (timer calibration), boot/isr_i686.S (sends EOI at LAPIC_EOI itself).
+// Clock.swift (timer calibration), boot/isr_<arch>.S (sends EOI at LAPIC_EOI itself).
 
 import CQuarrySupport
 import Quarry
 import Synchronization
 
-/// The xAPIC register page at its reset address 0xFEE00000 (paging is off, so the
-/// physical address is used directly). boot/isr_i686.S hard-codes the EOI register
+/// The xAPIC register page at its reset address 0xFEE00000 (paging is off on i686 and
+/// the page is identity-mapped uncached on x86_64, so the physical address is used
+/// directly). boot/isr_<arch>.S hard-codes the EOI register
 /// at this base; `enable()` checks the base has not been moved.
 enum LocalAPIC {
     static let base = UInt(0xFEE0_0000)   // UInt(...): the literal overflows Int on i686

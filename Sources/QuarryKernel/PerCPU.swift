@@ -1,15 +1,17 @@
-// PerCPU: each CPU's 64-byte slot in `quarry_percpu`, the memory its %fs segment maps.
-// Neighbours: boot/multiboot_i686.S (allocates the slots, writes each index word, points
-// the GDT's per-CPU segments at them), QuarryX86/X86Platform.swift (reads the index
-// through %fs), Interrupts.swift (counts timer ticks here).
+// PerCPU: each CPU's 64-byte slot in `quarry_percpu`, the memory its %fs (i686) or %gs (x86_64) base maps.
+// Neighbours: boot/multiboot_<arch>.S (allocates the slots, writes each index word, points
+// the GDT's per-CPU segments (i686) or each CPU's IA32_GS_BASE (x86_64) at them),
+// QuarryX86/X86Platform.swift (reads the index through the segment), Interrupts.swift
+// (counts timer ticks here).
 
 import CQuarrySupport
 import Quarry
 import Synchronization
 
-/// A handle to one CPU's slot. Layout (words of 4 bytes on i686):
-///   +0  index      written once by _start before any CPU runs Swift; read via %fs:0
-///   +4  ticks      LAPIC timer interrupts taken by that CPU (written only by its
+/// A handle to one CPU's slot. Layout (W = the word size: 4 on i686, 8 on x86_64):
+///   +0  index      UInt32, written once by _start before any CPU runs Swift; read via
+///                  %fs:0 (i686) or %gs:0 (x86_64)
+///   +W  ticks      UInt, LAPIC timer interrupts taken by that CPU (written only by its
 ///                  own timer handler, read by any CPU: atomic)
 /// Invariant: slot(i).index == i for every i in 0 ..< maxCPUs.
 struct PerCPU {
@@ -35,8 +37,9 @@ struct PerCPU {
 
     /// Timer interrupts taken by this CPU.
     var ticks: UnsafeMutablePointer<Atomic<UInt>> {
-        // Sound: word 1 of the slot, 4-aligned, used by nothing else; every access
-        // goes through Atomic, so readers on other CPUs do not race the handler.
-        UnsafeMutablePointer<Atomic<UInt>>(bitPattern: address + 4)!
+        // Sound: word 1 of the slot, word-aligned (the slot is 64-aligned), used by
+        // nothing else; every access goes through Atomic, so readers on other CPUs do
+        // not race the handler.
+        UnsafeMutablePointer<Atomic<UInt>>(bitPattern: address + UInt(MemoryLayout<UInt>.stride))!
     }
 }

@@ -73,8 +73,8 @@ enum PlatformChecks {
         return taken == 1 && Interrupts.lastBreakpointFrame.load(ordering: .relaxed) == 3 << 16
     }
 
-    /// xmm0-7 survive timer interrupts whose handler zeroes them. Needs interrupts on,
-    /// the timer running and `Interrupts.clobberSIMDInTimer` set.
+    /// xmm0-7 (xmm0-15 on x86_64) survive timer interrupts whose handler zeroes them.
+    /// Needs interrupts on, the timer running and `Interrupts.clobberSIMDInTimer` set.
     static func simdSurvivesInterrupts() -> Bool {
         guard interruptsEnabled else { return false }   // hlt would never wake
         return quarry_xmm_damage_across_halts(5) == 0

@@ -1,5 +1,5 @@
 // SMP: how many CPUs there are, starting the APs, and running a test phase on all of them.
-// Neighbours: boot/ap_trampoline_i686.S (the AP's path to kernel_ap_main), LocalAPIC.swift
+// Neighbours: boot/ap_trampoline_<arch>.S (the AP's path to kernel_ap_main), LocalAPIC.swift
 // (INIT and startup IPIs), Clock.swift (the delays), PlatformChecks.swift and
 // AllocatorSuite.swift (the phases).
 
@@ -10,7 +10,7 @@ import Synchronization
 /// Start-up: the boot CPU reads the CPU count from QEMU's fw_cfg, copies the trampoline
 /// to 0x8000 and broadcasts INIT, 10 ms, SIPI, 200 us, SIPI (the MP specification's
 /// sequence). Each AP takes the next index in the trampoline (1, 2, ...), comes up with
-/// its own stack, %fs slot and the shared IDT, enables its LAPIC and timer, joins
+/// its own stack, per-CPU slot (%fs or GS_BASE) and the shared IDT, enables its LAPIC and timer, joins
 /// `online`, enables interrupts and idles in `idle(cpu:)`.
 ///
 /// Phases: `runOnAllCPUs(body)` publishes `body` (release), every online CPU runs it
@@ -156,8 +156,8 @@ enum SMP {
     }
 }
 
-/// The AP entry (called from boot/ap_trampoline_i686.S with the CPU's index, its stack,
-/// %fs and the IDT in place, FPU/SSE enabled, interrupts off).
+/// The AP entry (called from boot/ap_trampoline_<arch>.S with the CPU's index, its stack,
+/// per-CPU segment base and the IDT in place, FPU/SSE enabled, interrupts off).
 @c(kernel_ap_main)
 func kernelAPMain(_ index: UInt32) {
     guard SMP.join() else { SMP.park() }

@@ -1,14 +1,14 @@
-// X86Platform: Quarry's Platform on bare-metal x86 (i686 test kernel), built on CQuarrySupport.
+// X86Platform: Quarry's Platform on bare-metal x86 (i686 and x86_64 kernels), built on CQuarrySupport.
 // Neighbours: Quarry/Platform.swift (the contract), CQuarrySupport/quarry_support.h (the
-// instructions), boot/multiboot_i686.S and boot/ap_trampoline_i686.S (which load each
-// CPU's %fs so that cpuIndex is one instruction).
+// instructions), boot/multiboot_<arch>.S and boot/ap_trampoline_<arch>.S (which set each
+// CPU's %fs segment (i686) or IA32_GS_BASE (x86_64) so that cpuIndex is one instruction).
 
 import CQuarrySupport
 
-/// Bare-metal x86, ring 0, no paging. Costs of the fast-path requirements, inlined
-/// into the caller (no call):
-/// - `cpuIndex`: 1 instruction, `mov %fs:0, %reg` (each CPU's %fs segment has its
-///   index as the first word).
+/// Bare-metal x86, ring 0 (i686: no paging; x86_64: an identity map). Costs of the
+/// fast-path requirements, inlined into the caller (no call):
+/// - `cpuIndex`: 1 instruction, `mov %fs:0, %reg` on i686, `mov %gs:0, %reg` on x86_64
+///   (each CPU's segment base is its per-CPU slot, whose first word is its index).
 /// - `disableInterrupts()`: 3 instructions, `pushf; pop; cli`.
 /// - `restoreInterrupts(_:)`: 2 instructions, `push; popf` (restores IF exactly as
 ///   it was, never a blind `sti`).

@@ -1,6 +1,6 @@
 // quarry_support.h: the few x86 instructions Swift cannot say, as static inline C.
 // Neighbours: QuarryX86/X86Platform.swift (the Platform conformance built on these),
-// QuarryKernel (serial, interrupts, SMP), boot/*.S (the GDT, per-CPU %fs, IDT stubs).
+// QuarryKernel (serial, interrupts, SMP), boot/*.S (the GDT, per-CPU %fs or GS_BASE, IDT stubs).
 //
 // Every function here is `static inline`: Swift's Clang importer emits the body into
 // the calling Swift module and the optimiser inlines it, so the fast paths
@@ -158,22 +158,32 @@ static inline uintptr_t quarry_rdrand_or_rdtsc(void) {
 
 // MARK: Descriptor tables
 
-/// Loads the IDT register from a 6-byte (limit, base) descriptor in memory.
+/// Loads the IDT register from a (limit, base) descriptor in memory: 6 bytes on
+/// i686, 10 on x86_64.
 static inline __attribute__((always_inline)) void quarry_lidt(const void *descriptor) {
     __asm__ volatile("lidt (%0)" : : "r"(descriptor) : "memory");
 }
 
 // MARK: Per-CPU data and the CPU index
 
-/// Each CPU's %fs selects its own GDT data segment whose base is that CPU's
-/// `quarry_percpu` slot (boot/multiboot_i686.S sets the bases, the boot and AP
-/// entry paths load %fs). The slot's first word is the CPU index, so reading the
-/// index is one instruction, `mov %fs:0, %reg`, with no memory barrier, no lock
-/// and no APIC access. Stable while the code cannot migrate (always, in this kernel:
-/// a CPU never changes %fs after entry).
+/// Each CPU's segment base points at its own `quarry_percpu` slot, whose first
+/// 32-bit word is the CPU index, so reading the index is one instruction with no
+/// memory barrier, no lock and no APIC access:
+/// - i686: `mov %fs:0, %reg`. %fs selects the CPU's own GDT data segment
+///   (boot/multiboot_i686.S sets the bases, the boot and AP entry paths load %fs).
+/// - x86_64: `mov %gs:0, %reg`. Segment bases come from MSRs in long mode; each CPU
+///   writes its slot's address to IA32_GS_BASE (0xC0000101) once, in
+///   boot/multiboot_x86_64.S and boot/ap_trampoline_x86_64.S. %gs, as in other
+///   x86_64 kernels; %fs is the compilers' thread-pointer register there.
+/// Stable while the code cannot migrate (always, in this kernel: a CPU never changes
+/// its segment base after entry).
 static inline __attribute__((always_inline)) uint32_t quarry_cpu_index(void) {
     uint32_t index;
+#if defined(__x86_64__)
+    __asm__("movl %%gs:0, %0" : "=r"(index));
+#else
     __asm__("movl %%fs:0, %0" : "=r"(index));
+#endif
     return index;
 }
 
@@ -187,10 +197,11 @@ static inline __attribute__((always_inline)) void quarry_mmio_write32(uintptr_t 
     *(volatile uint32_t *)address = value;
 }
 
-static inline __attribute__((always_inline)) uint32_t quarry_read_cr2(void) {
+/// The faulting linear address of the last page fault.
+static inline __attribute__((always_inline)) uintptr_t quarry_read_cr2(void) {
     uintptr_t value;
     __asm__ volatile("mov %%cr2, %0" : "=r"(value));
-    return (uint32_t)value;
+    return value;
 }
 
 /// Executes `int3` (the breakpoint trap), for the interrupt-path self-test.
@@ -206,10 +217,36 @@ static inline __attribute__((always_inline)) void quarry_int3(void) {
     "movd %%xmm" #n ", %%eax\n\txorl $" #v ", %%eax\n\torl %%eax, %0\n\t" \
     "psrldq $12, %%xmm" #n "\n\tmovd %%xmm" #n ", %%eax\n\txorl $" #v ", %%eax\n\torl %%eax, %0\n\t"
 
-/// Fills xmm0-7 with distinct patterns, halts `halts` times (each halt ends with an
-/// interrupt: interrupts must be enabled and a timer running), then checks the lowest
-/// and highest dword of every register. Returns 0 when all survived. Proves the
-/// interrupt stubs' fxsave/fxrstor when the handler clobbers xmm (quarry_clobber_xmm).
+// x86_64 has eight more xmm registers; fxsave64/fxrstor64 must keep them too.
+#if defined(__x86_64__)
+#define QUARRY_XMM_SET_HIGH \
+    QUARRY_XMM_SET(8, 0x98989898) QUARRY_XMM_SET(9, 0xA9A9A9A9) \
+    QUARRY_XMM_SET(10, 0xBABABABA) QUARRY_XMM_SET(11, 0xCBCBCBCB) \
+    QUARRY_XMM_SET(12, 0xDCDCDCDC) QUARRY_XMM_SET(13, 0xEDEDEDED) \
+    QUARRY_XMM_SET(14, 0xFEFEFEFE) QUARRY_XMM_SET(15, 0x0F0F0F0F)
+#define QUARRY_XMM_CHECK_HIGH \
+    QUARRY_XMM_CHECK(8, 0x98989898) QUARRY_XMM_CHECK(9, 0xA9A9A9A9) \
+    QUARRY_XMM_CHECK(10, 0xBABABABA) QUARRY_XMM_CHECK(11, 0xCBCBCBCB) \
+    QUARRY_XMM_CHECK(12, 0xDCDCDCDC) QUARRY_XMM_CHECK(13, 0xEDEDEDED) \
+    QUARRY_XMM_CHECK(14, 0xFEFEFEFE) QUARRY_XMM_CHECK(15, 0x0F0F0F0F)
+#define QUARRY_XMM_ZERO_HIGH \
+    "\n\tpxor %%xmm8, %%xmm8\n\tpxor %%xmm9, %%xmm9\n\tpxor %%xmm10, %%xmm10" \
+    "\n\tpxor %%xmm11, %%xmm11\n\tpxor %%xmm12, %%xmm12\n\tpxor %%xmm13, %%xmm13" \
+    "\n\tpxor %%xmm14, %%xmm14\n\tpxor %%xmm15, %%xmm15"
+#define QUARRY_XMM_HIGH_CLOBBERS \
+    , "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15"
+#else
+#define QUARRY_XMM_SET_HIGH
+#define QUARRY_XMM_CHECK_HIGH
+#define QUARRY_XMM_ZERO_HIGH
+#define QUARRY_XMM_HIGH_CLOBBERS
+#endif
+
+/// Fills every xmm register (xmm0-7, and xmm8-15 on x86_64) with distinct patterns,
+/// halts `halts` times (each halt ends with an interrupt: interrupts must be enabled
+/// and a timer running), then checks the lowest and highest dword of every register.
+/// Returns 0 when all survived. Proves the interrupt stubs' fxsave/fxrstor when the
+/// handler clobbers xmm (quarry_clobber_xmm).
 static inline uint32_t quarry_xmm_damage_across_halts(uint32_t halts) {
     uint32_t damage = 0;
     __asm__ volatile(
@@ -217,23 +254,28 @@ static inline uint32_t quarry_xmm_damage_across_halts(uint32_t halts) {
         QUARRY_XMM_SET(2, 0x32323232) QUARRY_XMM_SET(3, 0x43434343)
         QUARRY_XMM_SET(4, 0x54545454) QUARRY_XMM_SET(5, 0x65656565)
         QUARRY_XMM_SET(6, 0x76767676) QUARRY_XMM_SET(7, 0x87878787)
+        QUARRY_XMM_SET_HIGH
         "1:\n\thlt\n\tdecl %1\n\tjnz 1b\n\t"
         QUARRY_XMM_CHECK(0, 0x10101010) QUARRY_XMM_CHECK(1, 0x21212121)
         QUARRY_XMM_CHECK(2, 0x32323232) QUARRY_XMM_CHECK(3, 0x43434343)
         QUARRY_XMM_CHECK(4, 0x54545454) QUARRY_XMM_CHECK(5, 0x65656565)
         QUARRY_XMM_CHECK(6, 0x76767676) QUARRY_XMM_CHECK(7, 0x87878787)
+        QUARRY_XMM_CHECK_HIGH
         : "+r"(damage), "+r"(halts)
         :
-        : "eax", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "cc", "memory");
+        : "eax", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7"
+          QUARRY_XMM_HIGH_CLOBBERS, "cc", "memory");
     return damage;
 }
 
-/// Zeroes xmm0-7: what an interrupt handler running SSE code (memset, copies) does.
+/// Zeroes every xmm register: what an interrupt handler running SSE code (memset,
+/// copies) does.
 static inline void quarry_clobber_xmm(void) {
     __asm__ volatile("pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\tpxor %%xmm2, %%xmm2\n\t"
                      "pxor %%xmm3, %%xmm3\n\tpxor %%xmm4, %%xmm4\n\tpxor %%xmm5, %%xmm5\n\t"
-                     "pxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7"
-                     : : : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7");
+                     "pxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7" QUARRY_XMM_ZERO_HIGH
+                     : : : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7"
+                       QUARRY_XMM_HIGH_CLOBBERS);
 }
 
 // MARK: MSRs
@@ -248,6 +290,17 @@ static inline __attribute__((always_inline)) uint64_t quarry_rdmsr(uint32_t msr)
 
 // MARK: Interrupt frame
 
+#if defined(__x86_64__)
+/// What boot/isr_x86_64.S pushes, lowest address first: the general registers
+/// (r15 last pushed), then the stub's vector and (possibly dummy) error code, then
+/// the CPU's rip, cs, rflags, rsp, ss (always pushed in long mode).
+struct quarry_interrupt_frame {
+    uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
+    uint64_t rdi, rsi, rbp, rbx, rdx, rcx, rax;
+    uint64_t vector, error_code;
+    uint64_t rip, cs, rflags, rsp, ss;
+};
+#else
 /// What boot/isr_i686.S pushes, lowest address first: `pushal`, then the stub's
 /// vector and (possibly dummy) error code, then the CPU's eip, cs, eflags
 /// (ring 0 to ring 0: no ss:esp).
@@ -256,6 +309,7 @@ struct quarry_interrupt_frame {
     uint32_t vector, error_code;
     uint32_t eip, cs, eflags;
 };
+#endif
 
 // MARK: Symbols from the linker script and boot/*.S
 
@@ -266,7 +320,7 @@ extern char quarry_ap_trampoline_end[];
 extern char quarry_idt[];
 extern char quarry_idtr[];
 extern char quarry_percpu[];
-extern const uint32_t quarry_isr_stub_table[];
+extern const uintptr_t quarry_isr_stub_table[];   // .long on i686, .quad on x86_64
 
 extern volatile uint32_t quarry_ap_started;
 
@@ -274,14 +328,15 @@ static inline uintptr_t quarry_arena_start(void) { return (uintptr_t)__quarry_ar
 static inline uintptr_t quarry_arena_end(void) { return (uintptr_t)__quarry_arena_end; }
 static inline uintptr_t quarry_trampoline_start(void) { return (uintptr_t)quarry_ap_trampoline_start; }
 static inline uintptr_t quarry_trampoline_end(void) { return (uintptr_t)quarry_ap_trampoline_end; }
-/// Base of the 256-entry IDT (8 bytes per gate) and its lidt descriptor.
+/// Base of the 256-entry IDT (8 bytes per gate on i686, 16 on x86_64) and its lidt
+/// descriptor.
 static inline uintptr_t quarry_idt_base(void) { return (uintptr_t)quarry_idt; }
 static inline uintptr_t quarry_idt_descriptor(void) { return (uintptr_t)quarry_idtr; }
 /// Base of the per-CPU slots (QUARRY_PERCPU_SIZE bytes each).
 static inline uintptr_t quarry_percpu_base(void) { return (uintptr_t)quarry_percpu; }
-/// Entry address of the stub for table position `i` (see boot/isr_i686.S for the order).
-static inline uint32_t quarry_isr_stub(uint32_t i) { return quarry_isr_stub_table[i]; }
-/// How many APs have taken a stack in the trampoline (boot/ap_trampoline_i686.S).
+/// Entry address of the stub for table position `i` (see boot/isr_<arch>.S for the order).
+static inline uintptr_t quarry_isr_stub(uint32_t i) { return quarry_isr_stub_table[i]; }
+/// How many APs have taken a stack in the trampoline (boot/ap_trampoline_<arch>.S).
 static inline uint32_t quarry_ap_started_count(void) {
     return __atomic_load_n(&quarry_ap_started, __ATOMIC_ACQUIRE);
 }
