@@ -1,13 +1,18 @@
-# Quarry: host tests with SwiftPM, the i686 Embedded library and test kernel with swiftc.
+# Quarry: host tests with SwiftPM, the Embedded library and test kernel (i686 and x86_64) with swiftc.
 #
-#   make run          boot the test kernel in QEMU (-smp 4) and show its output
-#   make test         deps, host tests, then the kernel under QEMU with -smp 1 and -smp 4
-#   make kernel       build/i686/kernel.elf (+ kernel.map, kernel.dis)
-#   make lib          build/i686/libquarry.a (Sources/Quarry + Sources/QuarryX86, module Quarry)
+#   make run          boot the i686 test kernel in QEMU (-smp 4) and show its output
+#   make run ARCH=x86_64                 the same for the x86_64 kernel
+#   make test         deps, host tests, then both kernels under QEMU with -smp 1 and -smp 4
+#   make kernel       build/$(ARCH)/kernel.elf (+ kernel.map, kernel.dis; kernel.bin on x86_64)
+#   make lib          build/$(ARCH)/libquarry.a (Sources/Quarry + Sources/QuarryX86, module Quarry)
 #   make host-test    swift test
-#   make qemu-test    boot with -smp 1 and -smp 4; pass only on exit 67 and "N passed, 0 failed"
-#   make deps         check for (or, as root, install) qemu-system-i386 and 32-bit libgcc
+#   make qemu-test    boot i686 and x86_64, each with -smp 1 and -smp 4; a boot passes only
+#                     on exit 67 and "N passed, 0 failed" (ARCH=... on the command line: that
+#                     architecture only)
+#   make deps         check for (or, as root, install) qemu-system-i386/-x86_64 and 32-bit libgcc
 #   make clean
+#
+# ARCH is i686 (the default) or x86_64; every output goes under build/$(ARCH)/.
 
 SWIFT_BIN ?= /opt/swift/usr/bin
 # A tool from SWIFT_BIN when it is there, else from PATH.
@@ -18,11 +23,42 @@ CLANG   := $(call tool,clang)
 LD      := $(call tool,ld.lld)
 AR      := $(call tool,llvm-ar)
 OBJDUMP := $(call tool,llvm-objdump)
-QEMU    ?= qemu-system-i386
+OBJCOPY := $(call tool,llvm-objcopy)
+NM      := $(call tool,llvm-nm)
 GCC     ?= gcc
 
-BUILD := build/i686
-TRIPLE := i686-unknown-none-elf
+ARCH ?= i686
+ARCHES := i686 x86_64
+ifeq ($(filter $(ARCH),$(ARCHES)),)
+$(error ARCH must be one of: $(ARCHES))
+endif
+
+BUILD  := build/$(ARCH)
+TRIPLE := $(ARCH)-unknown-none-elf
+
+# What differs between the architectures; everything else below is shared.
+ifeq ($(ARCH),x86_64)
+# Red zone off everywhere (the CPU pushes interrupt frames just below rsp); the image
+# lies below 2 GiB at 1 MiB, so the small code model.
+ARCH_CFLAGS  := -march=x86-64 -m64 -mcmodel=small
+ARCH_ASFLAGS := -march=x86-64
+LD_EMULATION := elf_x86_64
+# No libgcc: nothing the x86_64 objects call needs one (the link fails if that changes).
+LIBGCC       :=
+QEMU_DEFAULT := qemu-system-x86_64
+# QEMU refuses ELF64 multiboot images: boot the a.out-kludge binary made from kernel.elf.
+IMAGE        := $(BUILD)/kernel.bin
+else
+ARCH_CFLAGS  := -march=i686 -m32
+ARCH_ASFLAGS := -march=i686
+LD_EMULATION := elf_i386
+# 64-bit division and shifts call __udivdi3 and friends (no i386 compiler-rt here).
+LIBGCC        = $(shell $(GCC) -m32 -print-libgcc-file-name)
+QEMU_DEFAULT := qemu-system-i386
+IMAGE        := $(BUILD)/kernel.elf
+endif
+QEMU ?= $(QEMU_DEFAULT)
+LINKER_SCRIPT := linker/$(ARCH).ld
 
 EMBEDDED_FLAGS := -target $(TRIPLE) \
 	-enable-experimental-feature Embedded -enable-experimental-feature Extern \
@@ -34,18 +70,17 @@ EMBEDDED_FLAGS := -target $(TRIPLE) \
 LIB_FLAGS := $(EMBEDDED_FLAGS) -Xfrontend -no-allocations
 KERNEL_FLAGS := $(EMBEDDED_FLAGS) -I $(BUILD)
 
-CFLAGS := --target=$(TRIPLE) -march=i686 -ffreestanding -fno-builtin -nostdlib -m32 \
+CFLAGS := --target=$(TRIPLE) $(ARCH_CFLAGS) -ffreestanding -fno-builtin -nostdlib \
 	-mno-red-zone -Os -Wall -Wextra -ffunction-sections -fno-pic -fno-stack-protector
-ASFLAGS := --target=$(TRIPLE) -march=i686 -Iboot -ISources/CQuarrySupport/include
+ASFLAGS := --target=$(TRIPLE) $(ARCH_ASFLAGS) -Iboot -ISources/CQuarrySupport/include
 
 LIB_SOURCES    := $(wildcard Sources/Quarry/*.swift) $(wildcard Sources/QuarryX86/*.swift)
 KERNEL_SOURCES := $(wildcard Sources/QuarryKernel/*.swift)
 SUPPORT_HEADERS := $(wildcard Sources/CQuarrySupport/include/*)
-BOOT_SOURCES   := $(wildcard boot/*.S)
+BOOT_SOURCES   := $(wildcard boot/*_$(ARCH).S)
 BOOT_OBJECTS   := $(patsubst boot/%.S,$(BUILD)/boot/%.o,$(BOOT_SOURCES))
 C_SOURCES      := $(wildcard Sources/QuarryKernel/*.c)
 C_OBJECTS      := $(patsubst Sources/QuarryKernel/%.c,$(BUILD)/c/%.o,$(C_SOURCES))
-LIBGCC          = $(shell $(GCC) -m32 -print-libgcc-file-name)
 
 QEMU_FLAGS := -m 128M -serial stdio -display none -no-reboot \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04
@@ -54,14 +89,14 @@ QEMU_TIMEOUT ?= 60
 QEMU_PASS := 67
 QEMU_FAIL := 69
 
-.PHONY: all kernel lib run test host-test qemu-test deps clean
+.PHONY: all kernel lib run test host-test qemu-test qemu-boot deps clean
 all: kernel
 
 lib: $(BUILD)/libquarry.a
-kernel: $(BUILD)/kernel.elf
+kernel: $(IMAGE)
 
 $(BUILD)/libquarry.a: $(LIB_SOURCES) $(SUPPORT_HEADERS) Makefile
-	@echo "== lib: swiftc (Embedded, -no-allocations) Sources/Quarry + Sources/QuarryX86 -> module Quarry"
+	@echo "== lib: swiftc (Embedded $(ARCH), -no-allocations) Sources/Quarry + Sources/QuarryX86 -> module Quarry"
 	@mkdir -p $(BUILD)
 	$(SWIFTC) $(LIB_FLAGS) -module-name Quarry \
 		-emit-module -emit-module-path $(BUILD)/Quarry.swiftmodule \
@@ -71,7 +106,7 @@ $(BUILD)/libquarry.a: $(LIB_SOURCES) $(SUPPORT_HEADERS) Makefile
 	$(AR) rcs $@ $(BUILD)/Quarry.o
 
 $(BUILD)/QuarryKernel.o: $(KERNEL_SOURCES) $(BUILD)/libquarry.a $(SUPPORT_HEADERS) Makefile
-	@echo "== kernel: swiftc (Embedded) Sources/QuarryKernel, importing Quarry"
+	@echo "== kernel: swiftc (Embedded $(ARCH)) Sources/QuarryKernel, importing Quarry"
 	$(SWIFTC) $(KERNEL_FLAGS) -module-name QuarryKernel -c -o $@ $(KERNEL_SOURCES)
 
 $(BUILD)/boot/%.o: boot/%.S $(wildcard boot/*.h) $(SUPPORT_HEADERS) Makefile
@@ -84,34 +119,68 @@ $(BUILD)/c/%.o: Sources/QuarryKernel/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(CLANG) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/kernel.elf: $(BOOT_OBJECTS) $(C_OBJECTS) $(BUILD)/QuarryKernel.o $(BUILD)/libquarry.a linker/i686.ld
-	@echo "== link: ld.lld -T linker/i686.ld --gc-sections -> $@"
-	@test -f "$(LIBGCC)" || { echo "32-bit libgcc not found: run 'make deps'"; exit 1; }
-	$(LD) -m elf_i386 -T linker/i686.ld --gc-sections -static -nostdlib \
+$(BUILD)/kernel.elf: $(BOOT_OBJECTS) $(C_OBJECTS) $(BUILD)/QuarryKernel.o $(BUILD)/libquarry.a $(LINKER_SCRIPT)
+	@echo "== link: ld.lld -T $(LINKER_SCRIPT) --gc-sections -> $@"
+	@test -z "$(LIBGCC)" -o -f "$(LIBGCC)" || { echo "32-bit libgcc not found: run 'make deps'"; exit 1; }
+	$(LD) -m $(LD_EMULATION) -T $(LINKER_SCRIPT) --gc-sections -static -nostdlib \
 		-Map $(BUILD)/kernel.map -o $@ \
 		$(BOOT_OBJECTS) $(C_OBJECTS) $(BUILD)/QuarryKernel.o $(BUILD)/libquarry.a $(LIBGCC)
-	@echo "== check: multiboot header in the first 8 KiB of the file"
-	@head -c 8192 $@ | od -An -tx4 -v | grep -qw 1badb002 || \
-		{ echo "multiboot magic not in the first 8 KiB of $@"; rm -f $@; exit 1; }
 	@echo "== disassemble: -> $(BUILD)/kernel.dis"
 	$(OBJDUMP) -d --no-show-raw-insn $@ > $(BUILD)/kernel.dis
+ifeq ($(ARCH),i686)
+	@$(call check_multiboot,$@)
+endif
+
+# x86_64: the bootable image is the loaded bytes of kernel.elf from __kernel_start to
+# __load_end (the multiboot header's load_addr and load_end_addr).
+$(BUILD)/kernel.bin: $(BUILD)/kernel.elf
+	@echo "== image: llvm-objcopy -O binary -> $@ (multiboot a.out kludge)"
+	$(OBJCOPY) -O binary $< $@
+	@echo "== check: $@ is exactly [__kernel_start, __load_end) of kernel.elf"
+	@start=$$($(NM) $< | awk '$$3 == "__kernel_start" { print $$1 }'); \
+	end=$$($(NM) $< | awk '$$3 == "__load_end" { print $$1 }'); \
+	size=$$(stat -c %s $@); \
+	test -n "$$start" -a -n "$$end" -a $$((0x$$end - 0x$$start)) -eq $$size || \
+		{ echo "$@ has $$size bytes, the header says $$((0x$$end - 0x$$start))"; rm -f $@; exit 1; }
+	@$(call check_multiboot,$@)
+
+# The boot image's multiboot header must lie in its first 8 KiB (deletes the image if not).
+check_multiboot = echo "== check: multiboot header in the first 8 KiB of $(1)"; \
+	head -c 8192 $(1) | od -An -tx4 -v | grep -qw 1badb002 || \
+		{ echo "multiboot magic not in the first 8 KiB of $(1)"; rm -f $(1); exit 1; }
 
 run: deps kernel
-	@echo "== run: QEMU -smp 4 (timeout $(QEMU_TIMEOUT) s)"
-	timeout $(QEMU_TIMEOUT) $(QEMU) -kernel $(BUILD)/kernel.elf -smp 4 $(QEMU_FLAGS); \
+	@echo "== run: $(ARCH) QEMU -smp 4 (timeout $(QEMU_TIMEOUT) s)"
+	timeout $(QEMU_TIMEOUT) $(QEMU) -kernel $(IMAGE) -smp 4 $(QEMU_FLAGS); \
 		status=$$?; echo "== run: QEMU exit status $$status"; \
 		case $$status in $(QEMU_PASS)) exit 0;; *) exit 1;; esac
 
-# Boots the kernel once per CPU count in QEMU_SMP. A boot passes only if QEMU exits with 67
-# and its log has a line "N passed, 0 failed" with N > 0; every boot runs, then each
-# failure is named with its reason.
+# qemu-test builds and boots each architecture in QEMU_ARCHES (both, unless ARCH was given
+# on the command line) through qemu-boot, runs every boot even after a failure, and
+# names each failed architecture at the end.
+ifeq ($(origin ARCH),command line)
+QEMU_ARCHES ?= $(ARCH)
+else
+QEMU_ARCHES ?= $(ARCHES)
+endif
+qemu-test:
+	@failed=""; \
+	for arch in $(QEMU_ARCHES); do \
+		$(MAKE) --no-print-directory ARCH=$$arch qemu-boot || failed="$$failed $$arch"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "== qemu-test: FAILED:$$failed"; exit 1; fi; \
+	echo "== qemu-test: all boots passed ($(QEMU_ARCHES); -smp $(QEMU_SMP))"
+
+# Boots $(ARCH)'s kernel once per CPU count in QEMU_SMP. A boot passes only if QEMU exits
+# with 67 and its log has a line "N passed, 0 failed" with N > 0; every boot runs, then
+# each failure is named with its reason.
 QEMU_SMP ?= 1 4
-qemu-test: kernel
+qemu-boot: kernel
 	@failed=""; \
 	for smp in $(QEMU_SMP); do \
 		log=$(BUILD)/qemu-smp$$smp.log; \
-		echo "== qemu-test: -smp $$smp (timeout $(QEMU_TIMEOUT) s), log $$log"; \
-		timeout $(QEMU_TIMEOUT) $(QEMU) -kernel $(BUILD)/kernel.elf -smp $$smp $(QEMU_FLAGS) \
+		echo "== qemu-test: $(ARCH) -smp $$smp (timeout $(QEMU_TIMEOUT) s), log $$log"; \
+		timeout $(QEMU_TIMEOUT) $(QEMU) -kernel $(IMAGE) -smp $$smp $(QEMU_FLAGS) \
 			< /dev/null > $$log 2>&1; status=$$?; \
 		cat $$log; \
 		summary=$$(tr -d '\r' < $$log | grep -E '^[0-9]+ passed, [0-9]+ failed$$' | tail -n 1); \
@@ -128,13 +197,13 @@ qemu-test: kernel
 			elif ! echo "$$summary" | grep -qE '^[1-9][0-9]* passed, 0 failed$$'; then why="exit 67 but the summary says: $$summary"; fi; \
 		fi; \
 		if [ -n "$$why" ]; then \
-			echo "== qemu-test: -smp $$smp FAILED: $$why"; failed="$$failed -smp $$smp"; \
+			echo "== qemu-test: $(ARCH) -smp $$smp FAILED: $$why"; failed="$$failed -smp $$smp"; \
 		else \
-			echo "== qemu-test: -smp $$smp passed ($$summary)"; \
+			echo "== qemu-test: $(ARCH) -smp $$smp passed ($$summary)"; \
 		fi; \
 	done; \
-	if [ -n "$$failed" ]; then echo "== qemu-test: FAILED:$$failed"; exit 1; fi; \
-	echo "== qemu-test: all boots passed"
+	if [ -n "$$failed" ]; then echo "== qemu-test: $(ARCH) FAILED:$$failed"; exit 1; fi; \
+	echo "== qemu-test: $(ARCH) boots passed"
 
 host-test:
 	@echo "== host-test: swift test"
@@ -145,9 +214,10 @@ test: deps
 	@$(MAKE) --no-print-directory qemu-test
 
 deps:
-	@echo "== deps: qemu-system-i386 and 32-bit libgcc"
+	@echo "== deps: qemu-system-i386, qemu-system-x86_64 and 32-bit libgcc"
 	@missing=""; \
-	command -v $(QEMU) > /dev/null 2>&1 || missing="$$missing qemu-system-x86"; \
+	{ command -v qemu-system-i386 && command -v qemu-system-x86_64; } > /dev/null 2>&1 || \
+		missing="$$missing qemu-system-x86"; \
 	lg=$$($(GCC) -m32 -print-libgcc-file-name 2>/dev/null); \
 	{ [ -n "$$lg" ] && [ -f "$$lg" ]; } || missing="$$missing gcc-multilib"; \
 	if [ -z "$$missing" ]; then echo "== deps: ok"; exit 0; fi; \
