@@ -1,6 +1,7 @@
 // PageAllocator: bump allocation of pages and runs of pages, with free runs reused first.
 // Neighbours: Arena and PageMap (page numbers and descriptors), AllocationBitmap (zeroed
-// as the bump pointer advances), SlabCache (asks for slabs), Quarry (holds the lock).
+// as the bump pointer advances), SlabCache (asks for slabs), Span (asks for aligned
+// runs), Quarry (holds the lock).
 
 /// Pages `0 ..< bump` have been handed out at least once; pages `bump ..< pageCount`
 /// (the wilderness) have never been touched, so start-up costs O(1) whatever the arena's
@@ -46,13 +47,17 @@ struct PageAllocator {
     private static func bin(forLength n: Int) -> Int { n <= Geometry.exactRunBins ? n - 1 : Geometry.exactRunBins }
 
     /// Allocates `count` contiguous pages; nil when neither a free run nor the
-    /// wilderness has room. The caller sets the head's kind and marks the tails.
+    /// wilderness has room. The run comes back labelled as a span (its head and its
+    /// last page), so that a free of a neighbouring run, which may run on another CPU
+    /// as soon as the page lock is released, never coalesces with it; the caller then
+    /// writes the head descriptor it needs and marks the tails.
     mutating func allocate(_ count: Int) -> PageNumber? {
         precondition(count > 0, "Quarry: page run of zero pages")
         if let run = takeFreeRun(atLeast: count) {
             let length = Int(map[run].pages)
             if length > count { insertRun(run + count, length - count) }
             runsAllocated += 1
+            label(run, count)
             return run
         }
         guard count <= pageCount - bump.int else {
@@ -64,7 +69,37 @@ struct PageAllocator {
         bump = start + count
         if highWater < bump { highWater = bump }
         runsAllocated += 1
+        label(start, count)
         return start
+    }
+
+    /// Allocates `count` contiguous pages whose first page `p` satisfies
+    /// `(p + phase) % alignment == 0` (`alignment` a power of two, in pages): takes
+    /// `count + alignment - 1` pages and gives the unaligned lead and the trail back
+    /// (each counted as a run freed). nil when no such run fits.
+    mutating func allocate(_ count: Int, alignment: Int, phase: Int) -> PageNumber? {
+        precondition(alignment > 0 && alignment & (alignment - 1) == 0, "Quarry: page alignment")
+        if alignment == 1 { return allocate(count) }
+        guard count <= pageCount, alignment <= pageCount - count + 1 else {
+            failures += 1
+            return nil
+        }
+        let total = count + alignment - 1
+        guard let run = allocate(total) else { return nil }
+        let lead = (alignment - ((run.int + phase) & (alignment - 1))) & (alignment - 1)
+        let start = run + lead
+        let trail = total - lead - count
+        // Label the kept run first: the two frees below must not coalesce into it.
+        label(start, count)
+        if lead > 0 { free(run, lead) }
+        if trail > 0 { free(start + count, trail) }
+        return start
+    }
+
+    /// Writes a span head at `start` and a tail mark on its last page.
+    private func label(_ start: PageNumber, _ count: Int) {
+        map[start] = PageDescriptor(kind: .span, pages: UInt32(count), head: start)
+        if count > 1 { map[start + (count - 1)] = PageDescriptor(kind: .tail, head: start) }
     }
 
     /// Gives back `count` pages starting at `start`, coalescing with free neighbours.
@@ -149,8 +184,12 @@ struct PageAllocator {
 
 extension PageAllocator {
     /// Walks every page below `bump` and every bin; traps with a message on the first
-    /// broken invariant. O(bump + free runs).
-    func checkInvariants() {
+    /// broken invariant. O(bump + free runs). Returns the spans met on the walk, for
+    /// the caller's accounting.
+    @discardableResult
+    func checkInvariants() -> (spans: Int, spanPages: Int) {
+        var spans = 0
+        var spanPages = 0
         precondition(bump.int <= pageCount, "PageAllocator: bump beyond arena")
         var p = 0
         var walkedFree = 0
@@ -169,6 +208,10 @@ extension PageAllocator {
                 walkedFree += length
                 previousWasFree = true
             case .slab, .span:
+                if d.kind == .span {
+                    spans += 1
+                    spanPages += length
+                }
                 var t = 1
                 while t < length {
                     let td = map[PageNumber(p + t)]
@@ -198,5 +241,6 @@ extension PageAllocator {
             }
         }
         precondition(binned == freePages, "PageAllocator: bins disagree with freePages")
+        return (spans, spanPages)
     }
 }
