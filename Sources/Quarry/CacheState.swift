@@ -47,6 +47,15 @@ public struct CacheName: Sendable {
     }
 }
 
+/// Appending to a name (e.g. `malloc-` then a size) truncates at 31 bytes.
+extension CacheName: ByteSink {
+    public mutating func write(_ byte: UInt8) {
+        guard count < 31 else { return }
+        bytes[count] = byte
+        count += 1
+    }
+}
+
 /// Event counters of one cache. Updated under the cache lock.
 struct CacheCounters {
     var allocations: UInt64 = 0

@@ -4,10 +4,12 @@
 
 import Synchronization
 
-/// Locks, in the only order they may be taken: `registryLock`, then one cache lock,
-/// then `pageLock`. Each saves and restores the interrupt state.
+/// Locks, in the only order they may be taken: the malloc front's lock
+/// (`front.lock`), then `registryLock`, then one cache lock, then `pageLock`. Each
+/// saves and restores the interrupt state.
 ///
-/// - `pageLock` guards `pages`.
+/// - `pageLock` guards `pages` and `spans`.
+/// - `front` is the malloc front's state; its own comment says what guards what.
 /// - `registryLock` guards the cache registry (`firstCache`, `lastCache`, `cacheCount`
 ///   and every cache's `nextCache`/`previousCache`).
 /// - `bumpLimit` mirrors `pages.bump` for lock-free readers (pointer validation):
@@ -25,6 +27,8 @@ struct HeapState: ~Copyable {
     var firstCache: UnsafeMutablePointer<CacheState>? = nil
     var lastCache: UnsafeMutablePointer<CacheState>? = nil
     var cacheCount = 0
+    var spans = SpanCounters()
+    var front = FrontState()
 
     init(arena: Arena, tuning: Tuning) {
         self.arena = arena

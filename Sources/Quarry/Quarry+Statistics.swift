@@ -124,6 +124,14 @@ extension Quarry {
         out.write(" (metadata ")
         out.write(p.metadataBytes)
         out.write(" bytes)\n")
+        let m = front.statistics
+        out.write("# spans: ")
+        out.write(m.liveSpans)
+        out.write(" live, ")
+        out.write(m.spanPages)
+        out.write(" pages; malloc errors ")
+        out.write(m.errors)
+        out.write("\n")
     }
 
     /// `writeSlabinfo` through the platform's output.

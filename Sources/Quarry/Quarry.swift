@@ -87,6 +87,7 @@ public struct Quarry<P: Platform> {
         let state = cache.state
         precondition(state != Self.cacheOfCachesState(heap), "Quarry: the cache of caches cannot be destroyed")
         precondition(state.pointee.magic == CacheState.liveMagic, "Quarry: destroy of a destroyed cache")
+        precondition(!front.isClassCache(state), "Quarry: a malloc class cache is destroyed only by front.shrink")
         let leaked = cache.activeObjects
         if leaked > 0 {
             var out = PlatformOutput<P>()

@@ -7,7 +7,8 @@ public enum QuarryError: UInt8, Error, Sendable {
     // Allocation and creation.
     /// A size of zero where an object size is required.
     case zeroSize = 1
-    /// A size above `Geometry.maxObjectSize` (caches) or the arena (runs of pages).
+    /// A size above `Geometry.maxObjectSize` (caches) or the arena (runs of pages),
+    /// a negative size (a C `size_t` above `Int.max`), or a `calloc` product that overflows.
     case sizeTooLarge = 2
     /// An alignment that is zero, not a power of two, or above the page size.
     case badAlignment = 3
@@ -17,6 +18,8 @@ public enum QuarryError: UInt8, Error, Sendable {
     case arenaTooSmall = 5
     /// A cache handle that does not name a live cache (destroyed, or never created).
     case invalidCache = 6
+    /// A C ABI call before `quarry_init` (there is no instance to serve it).
+    case notInitialized = 7
 
     // Free.
     /// The pointer lies outside the arena.
@@ -37,6 +40,9 @@ public enum QuarryError: UInt8, Error, Sendable {
     case corruptFreeList = 23
     /// The cache still has allocated objects (from `destroy`).
     case cacheNotEmpty = 24
+    /// A size (and alignment) hint given to `free` names another size class or span
+    /// length than the block's: the block is not freed.
+    case sizeMismatch = 25
 }
 
 extension QuarryError {
@@ -49,6 +55,7 @@ extension QuarryError {
         case .outOfMemory: "out of memory"
         case .arenaTooSmall: "arena too small"
         case .invalidCache: "invalid cache"
+        case .notInitialized: "not initialized"
         case .outsideArena: "pointer outside arena"
         case .metadataPointer: "pointer into metadata"
         case .freePage: "pointer into a free page"
@@ -58,6 +65,7 @@ extension QuarryError {
         case .doubleFree: "double free"
         case .corruptFreeList: "corrupt free list"
         case .cacheNotEmpty: "cache not empty"
+        case .sizeMismatch: "size hint mismatch"
         }
     }
 }

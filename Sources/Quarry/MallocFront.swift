@@ -1,0 +1,408 @@
+// MallocFront: malloc, free, calloc, realloc and aligned allocation of any size, over one
+// slab cache per size class and spans of pages above the largest class.
+// Neighbours: SizeClasses (the class formula), SlabCache (one per class, created on first
+// use), Span (large and over-page-aligned blocks), HeapState (holds FrontState),
+// Sources/QuarryC (the C names of these operations).
+
+import Synchronization
+
+/// The front's state, inside HeapState (allocator-owned memory; nothing is allocated
+/// through the Swift runtime).
+///
+/// Concurrency and interrupt contract:
+/// - `classes[i]` is the address of class i's CacheState, or 0 before its first use. It
+///   is written under `lock` with a releasing store and read with an acquiring load and
+///   no lock (the fast path). Only `MallocFront.shrink`, at quiescence, clears it.
+/// - `lock` serialises the creation of class caches, `shrink`, and `errors`.
+/// - Lock order: `lock` first, then the registry lock, one cache lock, the page lock.
+/// - `malloc`, `free` and the rest may run wherever `SlabCache.allocate` and `free` may
+///   (see SlabCache); the first allocation of a class also takes `lock` and the
+///   cache-of-caches lock.
+///
+/// Invariants (checked by `MallocFront.checkInvariants`):
+/// - `classes[i] != 0` ⇒ it names a live cache with
+///   `objectSize == SizeClasses.size(ofClass: i)` and `alignment == SizeClasses.alignment(ofClass: i)`
+/// - no two slots name the same cache
+struct FrontState: ~Copyable {
+    let lock = SpinLock()
+    /// One slot per size class; `InlineArray`'s count must equal `SizeClasses.count`.
+    let classes: InlineArray<80, Atomic<UInt>>
+    /// Refused operations the front detected itself, by kind (index `rawValue - 16`);
+    /// errors on a pointer into a class cache's slab are counted by that cache.
+    var errors: InlineArray<10, UInt64>
+
+    init() {
+        classes = InlineArray { _ in Atomic<UInt>(0) }
+        errors = InlineArray(repeating: 0)
+    }
+}
+
+/// A snapshot of the malloc front. Class caches have their own `CacheStatistics`
+/// (they are ordinary caches named `malloc-<size>`).
+public struct MallocStatistics: Sendable {
+    /// Class caches created so far (and not removed by `shrink`).
+    public var classCaches: Int
+    public var liveSpans: Int
+    public var spanPages: Int
+    public var spanAllocations: UInt64
+    public var spanFrees: UInt64
+    /// Span allocations refused for lack of memory.
+    public var spanFailures: UInt64
+    /// Refused operations counted by the front, all kinds.
+    public var errors: UInt64
+    let errorCounts: InlineArray<10, UInt64>
+
+    /// How many times the front itself reported `error`.
+    public func count(of error: QuarryError) -> UInt64 {
+        let i = Int(error.rawValue) - 16
+        return i >= 0 && i < 10 ? errorCounts[i] : 0
+    }
+}
+
+/// The malloc-style interface of one Quarry instance (`quarry.front`).
+///
+/// - Sizes up to `SizeClasses.largest` come from the class caches, larger ones from spans.
+/// - Size 0 is a unique object of the smallest class (never nil): `malloc(0)` twice gives
+///   two distinct pointers, each to be freed.
+/// - A negative size (a C `size_t` above `Int.max`) and a size no arena could hold are
+///   `.sizeTooLarge`; nothing overflows.
+/// - `free` needs no size; `free(_:size:alignment:)` checks a hint (C23 `free_sized`).
+/// - Alignment: every object is aligned to the largest power of two dividing its class
+///   size (so at least 8, and 16 for sizes that are multiples of 16); `alignedAlloc`
+///   serves any power of two, up to the page size from classes, beyond from spans.
+/// - A refused call changes nothing but an error counter (the front's or the cache's).
+public struct MallocFront<P: Platform> {
+    let heap: UnsafeMutablePointer<HeapState>
+
+    init(heap: UnsafeMutablePointer<HeapState>) { self.heap = heap }
+
+    // MARK: Allocate
+
+    /// `size` bytes, aligned to the largest power of two dividing its class size.
+    ///
+    /// Fast path (class cache exists): one compare, a branch, a leading-zero count, one
+    /// acquiring load of the class slot, then `SlabCache.allocate`.
+    @inline(__always)
+    public func malloc(_ size: Int) throws(QuarryError) -> UnsafeMutableRawPointer {
+        // The unsigned compare also sends negative sizes to the span path, which refuses them.
+        if UInt(bitPattern: size) <= UInt(SizeClasses.largest) {
+            return try classCache(SizeClasses.index(forSize: size)).allocate()
+        }
+        return try allocateSpan(size, alignment: Geometry.pageSize)
+    }
+
+    /// `size` bytes aligned to `alignment` (any power of two; below 8 means 8). Up to
+    /// the page size the object comes from the smallest class whose size is a multiple
+    /// of `alignment`; beyond, from a span whose first page is aligned.
+    public func alignedAlloc(alignment: Int, size: Int) throws(QuarryError) -> UnsafeMutableRawPointer {
+        guard alignment > 0, alignment & (alignment - 1) == 0 else { throw .badAlignment }
+        let a = max(alignment, Geometry.granule)
+        if a <= Geometry.pageSize, UInt(bitPattern: size) <= UInt(SizeClasses.largest) {
+            return try classCache(SizeClasses.index(forSize: size, alignment: a)).allocate()
+        }
+        return try allocateSpan(size, alignment: max(a, Geometry.pageSize))
+    }
+
+    /// `count * size` zeroed bytes; `.sizeTooLarge` if the product overflows. Always
+    /// zero-fills: a page fresh from the bump pointer may hold anything.
+    public func calloc(_ count: Int, _ size: Int) throws(QuarryError) -> UnsafeMutableRawPointer {
+        guard count >= 0, size >= 0 else { throw .sizeTooLarge }
+        let (total, overflow) = count.multipliedReportingOverflow(by: size)
+        guard !overflow else { throw .sizeTooLarge }
+        let pointer = try malloc(total)
+        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: total)
+        return pointer
+    }
+
+    /// Resizes the block at `pointer` to `size` bytes, keeping its first
+    /// `min(old usable size, size)` bytes.
+    /// - `nil` is `malloc(size)`.
+    /// - In place when `size` maps to the block's own class, or for a span when the
+    ///   new page count is the same or smaller (the trailing pages are given back).
+    /// - Otherwise a new block (class or span) is allocated, the bytes copied and the
+    ///   old block freed. On any error the old block is untouched and still owned.
+    /// - Size 0 is the smallest class, as for `malloc(0)`: never frees without
+    ///   returning a block, so a thrown error always means "nothing changed".
+    /// - The alignment of an `alignedAlloc` block is not kept by a move.
+    public func realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) throws(QuarryError) -> UnsafeMutableRawPointer {
+        guard let pointer else { return try malloc(size) }
+        guard size >= 0 else { throw .sizeTooLarge }
+        let oldBytes: Int
+        switch try resolve(UInt(bitPattern: pointer), live: true) {
+        case .object(let cache, let index):
+            if size <= SizeClasses.largest && SizeClasses.index(forSize: size) == index { return pointer }
+            oldBytes = cache.objectSize
+        case .span(let span):
+            let oldPages = span.pages
+            if size > SizeClasses.largest {
+                guard let newPages = Span<P>.pages(for: size, heap: heap) else { throw .sizeTooLarge }
+                if newPages == oldPages { return pointer }
+                if newPages < oldPages {
+                    span.shrink(to: newPages)
+                    return pointer
+                }
+            }
+            oldBytes = span.byteCount
+        }
+        let moved = try malloc(size)
+        moved.copyMemory(from: pointer, byteCount: min(oldBytes, size))
+        do {
+            try free(pointer)
+        } catch {
+            preconditionFailure("MallocFront: a block validated by realloc could not be freed")
+        }
+        return moved
+    }
+
+    // MARK: Free
+
+    /// Frees the block at `pointer` (from `malloc`, `calloc`, `realloc` or
+    /// `alignedAlloc`); `nil` is a no-op. O(1): the page map names the class cache or
+    /// span. A pointer the front did not hand out is refused with the reason (outside
+    /// the arena, metadata, free page, interior, misaligned, another cache's object,
+    /// double free) and nothing changes but an error counter.
+    @inline(__always)
+    public func free(_ pointer: UnsafeMutableRawPointer?) throws(QuarryError) {
+        guard let pointer else { return }
+        switch try resolve(UInt(bitPattern: pointer), live: false) {
+        case .object(let cache, _):
+            try cache.free(pointer)
+        case .span(let span):
+            if let error = span.free() {
+                record(error)
+                throw error
+            }
+        }
+    }
+
+    /// `free` with a hint (C23 `free_sized`, `free_aligned_sized`): `size` and
+    /// `alignment` as given to the call that allocated the block (or the last
+    /// `realloc`, with alignment 1). A hint that maps to another class or span length
+    /// than the block's is `.sizeMismatch`, and the block is not freed.
+    public func free(_ pointer: UnsafeMutableRawPointer?, size: Int, alignment: Int = 1) throws(QuarryError) {
+        guard let pointer else { return }
+        guard alignment > 0, alignment & (alignment - 1) == 0 else { throw .badAlignment }
+        let block = try resolve(UInt(bitPattern: pointer), live: true)
+        let a = max(alignment, Geometry.granule)
+        let matches: Bool
+        switch block {
+        case .object(_, let index):
+            matches = a <= Geometry.pageSize && UInt(bitPattern: size) <= UInt(SizeClasses.largest)
+                && SizeClasses.index(forSize: size, alignment: a) == index
+        case .span(let span):
+            let small = a <= Geometry.pageSize && UInt(bitPattern: size) <= UInt(SizeClasses.largest)
+            matches = !small && size >= 0 && Span<P>.pages(for: size, heap: heap) == span.pages
+        }
+        guard matches else {
+            record(.sizeMismatch)
+            throw .sizeMismatch
+        }
+        try free(pointer)
+    }
+
+    /// Bytes usable at `pointer`: its class size, or its span's pages.
+    public func usableSize(_ pointer: UnsafeRawPointer) throws(QuarryError) -> Int {
+        switch try resolve(UInt(bitPattern: pointer), live: true) {
+        case .object(let cache, _): return cache.objectSize
+        case .span(let span): return span.byteCount
+        }
+    }
+
+    // MARK: Page-map lookup
+
+    /// What the page map says lives at an address.
+    enum Block {
+        case object(SlabCache<P>, classIndex: Int)
+        case span(Span<P>)
+    }
+
+    /// The class-cache object or span that starts at `address`. With `live`, an object
+    /// must also be allocated and start on an object boundary (without it,
+    /// `SlabCache.free` checks that). Every refusal is counted: by the class cache when
+    /// the address lies in one of its slabs, else by the front. O(1).
+    func resolve(_ address: UInt, live: Bool) throws(QuarryError) -> Block {
+        let h = heap
+        guard address & UInt(Geometry.granule - 1) == 0 else { return try refuse(.misaligned) }
+        let page: PageNumber
+        switch h.pointee.arena.classify(address) {
+        case .outside: return try refuse(.outsideArena)
+        case .metadata: return try refuse(.metadataPointer)
+        case .page(let p): page = p
+        }
+        let limit = PageNumber(h.pointee.bumpLimit.load(ordering: .acquiring))
+        guard let head = h.pointee.map.owner(of: page, limit: limit) else { return try refuse(.freePage) }
+        let d = h.pointee.map[head]
+        if d.kind == .span {
+            guard address == h.pointee.arena.address(of: head) else { return try refuse(.interiorPointer) }
+            return .span(Span(heap: h, page: head))
+        }
+        // A slab: it must be one of the class caches' (its object size names the slot).
+        // Sound: a live slab's descriptor names its live cache's state.
+        guard let state = UnsafeMutablePointer<CacheState>(bitPattern: d.cache) else { return try refuse(.wrongCache) }
+        let size = state.pointee.geometry.objectSize
+        guard size <= SizeClasses.largest else { return try refuse(.wrongCache) }
+        let index = SizeClasses.index(forSize: size)
+        guard h.pointee.front.classes[index].load(ordering: .acquiring) == d.cache else { return try refuse(.wrongCache) }
+        let cache = SlabCache<P>(state: state)
+        if live {
+            if case .failure(let error) = cache.locate(address) {
+                cache.record(error)
+                throw error
+            }
+            guard h.pointee.bitmap.isAllocated(address) else {
+                cache.record(.doubleFree)
+                throw .doubleFree
+            }
+        }
+        return .object(cache, classIndex: index)
+    }
+
+    private func refuse(_ error: QuarryError) throws(QuarryError) -> Block {
+        record(error)
+        throw error
+    }
+
+    /// Counts an error the front detected itself.
+    func record(_ error: QuarryError) {
+        let i = Int(error.rawValue) - 16
+        guard i >= 0 && i < 10 else { return }
+        let saved = heap.pointee.front.lock.acquire(P.self)
+        heap.pointee.front.errors[i] += 1
+        heap.pointee.front.lock.release(P.self, saved)
+    }
+
+    // MARK: Class caches and spans
+
+    /// The cache of class `index`, created on first use.
+    @inline(__always)
+    func classCache(_ index: Int) throws(QuarryError) -> SlabCache<P> {
+        let address = heap.pointee.front.classes[index].load(ordering: .acquiring)
+        // Sound: a non-zero slot names a live CacheState (see FrontState).
+        if let state = UnsafeMutablePointer<CacheState>(bitPattern: address) { return SlabCache(state: state) }
+        return try createClassCache(index)
+    }
+
+    /// Creates the cache of class `index` (`malloc-<size>`) unless another CPU just did.
+    @inline(never)
+    func createClassCache(_ index: Int) throws(QuarryError) -> SlabCache<P> {
+        let saved = heap.pointee.front.lock.acquire(P.self)
+        defer { heap.pointee.front.lock.release(P.self, saved) }
+        let existing = heap.pointee.front.classes[index].load(ordering: .acquiring)
+        if let state = UnsafeMutablePointer<CacheState>(bitPattern: existing) { return SlabCache(state: state) }
+        var name = CacheName("malloc-")
+        name.write(UInt64(SizeClasses.size(ofClass: index)))
+        let cache = try Quarry<P>(heap: heap).createCache(
+            name: name, size: SizeClasses.size(ofClass: index), alignment: SizeClasses.alignment(ofClass: index))
+        heap.pointee.front.classes[index].store(UInt(bitPattern: cache.state), ordering: .releasing)
+        return cache
+    }
+
+    /// A span of at least `size` bytes aligned to `alignment` (at least the page size).
+    @inline(never)
+    func allocateSpan(_ size: Int, alignment: Int) throws(QuarryError) -> UnsafeMutableRawPointer {
+        guard size >= 0, let pages = Span<P>.pages(for: size, heap: heap) else { throw .sizeTooLarge }
+        switch Span<P>.allocate(pages: pages, alignment: alignment, heap: heap) {
+        case .success(let span):
+            // Sound: the span's pages lie in the arena and were just handed to this caller.
+            return UnsafeMutableRawPointer(bitPattern: span.address)!
+        case .failure(let error):
+            throw error
+        }
+    }
+
+    /// True when `state` is one of the class caches (they must not be destroyed while listed).
+    func isClassCache(_ state: UnsafeMutablePointer<CacheState>) -> Bool {
+        let size = state.pointee.geometry.objectSize
+        guard size <= SizeClasses.largest else { return false }
+        return heap.pointee.front.classes[SizeClasses.index(forSize: size)].load(ordering: .acquiring)
+            == UInt(bitPattern: state)
+    }
+
+    // MARK: Shrink, statistics, invariants
+
+    /// Releases every empty slab of the class caches, removes the class caches that hold
+    /// no object (they are created again on demand), then shrinks the cache of caches.
+    /// Returns the number of pages given back. Call it at quiescence only: no other
+    /// CPU or interrupt handler may be inside the front.
+    @discardableResult
+    public func shrink() -> Int {
+        let quarry = Quarry<P>(heap: heap)
+        let before = quarry.pageStatistics.pagesInUse
+        let saved = heap.pointee.front.lock.acquire(P.self)
+        var i = 0
+        while i < SizeClasses.count {
+            let address = heap.pointee.front.classes[i].load(ordering: .acquiring)
+            if let state = UnsafeMutablePointer<CacheState>(bitPattern: address) {
+                let cache = SlabCache<P>(state: state)
+                cache.shrink()
+                if cache.activeObjects == 0 {
+                    heap.pointee.front.classes[i].store(0, ordering: .releasing)
+                    quarry.destroy(cache)
+                }
+            }
+            i += 1
+        }
+        heap.pointee.front.lock.release(P.self, saved)
+        quarry.cacheOfCaches.shrink()
+        return before - quarry.pageStatistics.pagesInUse
+    }
+
+    public var statistics: MallocStatistics {
+        var classCaches = 0
+        var i = 0
+        while i < SizeClasses.count {
+            if heap.pointee.front.classes[i].load(ordering: .acquiring) != 0 { classCaches += 1 }
+            i += 1
+        }
+        var saved = heap.pointee.front.lock.acquire(P.self)
+        let errors = heap.pointee.front.errors
+        heap.pointee.front.lock.release(P.self, saved)
+        saved = heap.pointee.pageLock.acquire(P.self)
+        let s = heap.pointee.spans
+        heap.pointee.pageLock.release(P.self, saved)
+        var total: UInt64 = 0
+        for k in 0..<10 { total += errors[k] }
+        return MallocStatistics(
+            classCaches: classCaches, liveSpans: s.live, spanPages: s.pages,
+            spanAllocations: s.allocations, spanFrees: s.frees, spanFailures: s.failures,
+            errors: total, errorCounts: errors)
+    }
+
+    /// Traps on the first broken invariant of FrontState (see there). Quiescent only.
+    public func checkInvariants() {
+        precondition(SizeClasses.count == 80, "MallocFront: slot count differs from SizeClasses.count")
+        var i = 0
+        while i < SizeClasses.count {
+            let address = heap.pointee.front.classes[i].load(ordering: .acquiring)
+            if let state = UnsafeMutablePointer<CacheState>(bitPattern: address) {
+                precondition(state.pointee.magic == CacheState.liveMagic, "MallocFront: slot names a dead cache")
+                precondition(state.pointee.geometry.objectSize == SizeClasses.size(ofClass: i),
+                             "MallocFront: class cache object size")
+                precondition(state.pointee.geometry.alignment == SizeClasses.alignment(ofClass: i),
+                             "MallocFront: class cache alignment")
+                var j = i + 1
+                while j < SizeClasses.count {
+                    precondition(heap.pointee.front.classes[j].load(ordering: .acquiring) != address,
+                                 "MallocFront: one cache in two slots")
+                    j += 1
+                }
+            }
+            i += 1
+        }
+    }
+}
+
+extension Quarry {
+    /// The malloc-style interface of this instance. Its class caches are created on
+    /// first use of each class, so an unused front costs nothing but its slots.
+    public var front: MallocFront<P> { MallocFront(heap: heap) }
+}
+
+extension SlabCache {
+    /// Counts an error found on this cache's object by another layer (the front).
+    func record(_ error: QuarryError) {
+        let saved = state.pointee.lock.acquire(P.self)
+        state.pointee.counters.count(error)
+        state.pointee.lock.release(P.self, saved)
+    }
+}

@@ -1,0 +1,108 @@
+// Span: a run of pages handed out whole, for one allocation larger than the largest
+// size class or aligned beyond the page size. Neighbours: PageAllocator (the pages),
+// PageMap (the span's head descriptor, `kind == .span`), MallocFront (its only user).
+
+import Synchronization
+
+/// Counters of the live spans. Guarded by the heap's page lock, like the page allocator.
+///
+/// Invariants (checked by `Quarry.checkInvariants` against a walk of the page map):
+/// `live ==` number of span heads below the bump pointer; `pages == Σ` their lengths.
+struct SpanCounters {
+    var live = 0
+    var pages = 0
+    var allocations: UInt64 = 0
+    var frees: UInt64 = 0
+    /// Span allocations refused for lack of memory.
+    var failures: UInt64 = 0
+}
+
+/// A handle on a live span: its head page. The span's first byte is the address
+/// handed to the user (spans carry no header); its length is `map[page].pages`.
+///
+/// Layout: `| head page (descriptor: .span, pages = n) | tail | ... | tail |`, the head
+/// descriptor's `cache` is 0. Nothing else is stored: a span is as long as the user's
+/// request rounded up to pages.
+struct Span<P: Platform> {
+    let heap: UnsafeMutablePointer<HeapState>
+    let page: PageNumber
+
+    @inline(__always)
+    init(heap: UnsafeMutablePointer<HeapState>, page: PageNumber) {
+        self.heap = heap
+        self.page = page
+    }
+
+    /// Length in pages.
+    var pages: Int { Int(heap.pointee.map[page].pages) }
+    var address: UInt { heap.pointee.arena.address(of: page) }
+    var byteCount: Int { pages << Geometry.pageShift }
+
+    /// Pages for `byteCount` bytes (at least one), or nil when the arena could never
+    /// hold them. No overflow for any `byteCount >= 0`.
+    static func pages(for byteCount: Int, heap: UnsafeMutablePointer<HeapState>) -> Int? {
+        let mask = Geometry.pageSize - 1
+        let pages = max((byteCount >> Geometry.pageShift) + (byteCount & mask != 0 ? 1 : 0), 1)
+        return pages <= heap.pointee.arena.pageCount ? pages : nil
+    }
+
+    /// Takes `pages` pages whose first byte is aligned to `alignment` (a power of two,
+    /// at least the page size), labels them as a span and counts it.
+    static func allocate(
+        pages: Int, alignment: Int, heap: UnsafeMutablePointer<HeapState>
+    ) -> Result<Span, QuarryError> {
+        let alignPages = max(alignment >> Geometry.pageShift, 1)
+        guard alignPages <= heap.pointee.arena.pageCount else { return .failure(.sizeTooLarge) }
+        // Page p is aligned iff (p + phase) % alignPages == 0.
+        let phase = Int(heap.pointee.arena.dataStart >> UInt(Geometry.pageShift)) & (alignPages - 1)
+        let saved = heap.pointee.pageLock.acquire(P.self)
+        let page = heap.pointee.pages.allocate(pages, alignment: alignPages, phase: phase)
+        if let page {
+            let map = heap.pointee.map
+            map[page] = PageDescriptor(kind: .span, pages: UInt32(pages), head: page)
+            map.markTails(of: page, count: pages)
+            heap.pointee.spans.live += 1
+            heap.pointee.spans.pages += pages
+            heap.pointee.spans.allocations += 1
+        } else {
+            heap.pointee.spans.failures += 1
+        }
+        heap.pointee.bumpLimit.store(heap.pointee.pages.bump.raw, ordering: .releasing)
+        heap.pointee.pageLock.release(P.self, saved)
+        guard let page else { return .failure(.outOfMemory) }
+        return .success(Span(heap: heap, page: page))
+    }
+
+    /// Gives the whole span back to the page allocator; the handle becomes invalid.
+    /// Re-checks under the page lock that the head is still a span, so that two
+    /// racing frees of one span give back its pages once (the loser gets `.freePage`).
+    func free() -> QuarryError? {
+        let saved = heap.pointee.pageLock.acquire(P.self)
+        guard heap.pointee.map[page].kind == .span else {
+            heap.pointee.pageLock.release(P.self, saved)
+            return .freePage
+        }
+        let n = pages
+        heap.pointee.pages.free(page, n)
+        heap.pointee.spans.live -= 1
+        heap.pointee.spans.pages -= n
+        heap.pointee.spans.frees += 1
+        heap.pointee.bumpLimit.store(heap.pointee.pages.bump.raw, ordering: .releasing)
+        heap.pointee.pageLock.release(P.self, saved)
+        return nil
+    }
+
+    /// Shortens the span in place to `newPages` (`1 ..< pages`), giving the trailing
+    /// pages back. Their stale tail marks name this head, which no longer covers them,
+    /// so the page map stops resolving them at once.
+    func shrink(to newPages: Int) {
+        let saved = heap.pointee.pageLock.acquire(P.self)
+        let n = pages
+        precondition(newPages > 0 && newPages < n, "Span: shrink outside 1 ..< pages")
+        heap.pointee.map[page].pages = UInt32(newPages)
+        heap.pointee.pages.free(page + newPages, n - newPages)
+        heap.pointee.spans.pages -= n - newPages
+        heap.pointee.bumpLimit.store(heap.pointee.pages.bump.raw, ordering: .releasing)
+        heap.pointee.pageLock.release(P.self, saved)
+    }
+}
