@@ -26,7 +26,7 @@ import Synchronization
 struct FrontState: ~Copyable {
     let lock = SpinLock()
     /// One slot per size class; `InlineArray`'s count must equal `SizeClasses.count`.
-    let classes: InlineArray<80, Atomic<UInt>>
+    let classes: InlineArray<73, Atomic<UInt>>
     /// Refused operations the front detected itself, by kind (index `rawValue - 16`);
     /// errors on a pointer into a class cache's slab are counted by that cache.
     var errors: InlineArray<10, UInt64>
@@ -68,7 +68,7 @@ public struct MallocStatistics: Sendable {
 ///   `.sizeTooLarge`; nothing overflows.
 /// - `free` needs no size; `free(_:size:alignment:)` checks a hint (C23 `free_sized`).
 /// - Alignment: every object is aligned to the largest power of two dividing its class
-///   size (so at least 8, and 16 for sizes that are multiples of 16); `alignedAlloc`
+///   size: 16 or more for every request above 8 bytes, 8 for the rest; `alignedAlloc`
 ///   serves any power of two, up to the page size from classes, beyond from spans.
 /// - A refused call changes nothing but an error counter (the front's or the cache's).
 public struct MallocFront<P: Platform> {
@@ -78,7 +78,8 @@ public struct MallocFront<P: Platform> {
 
     // MARK: Allocate
 
-    /// `size` bytes, aligned to the largest power of two dividing its class size.
+    /// `size` bytes, aligned to the largest power of two dividing its class size
+    /// (16 or more when `size > 8`).
     ///
     /// Fast path (class cache exists): one compare, a branch, a leading-zero count, one
     /// acquiring load of the class slot, then `SlabCache.allocate`.
@@ -370,7 +371,7 @@ public struct MallocFront<P: Platform> {
 
     /// Traps on the first broken invariant of FrontState (see there). Quiescent only.
     public func checkInvariants() {
-        precondition(SizeClasses.count == 80, "MallocFront: slot count differs from SizeClasses.count")
+        precondition(SizeClasses.count == 73, "MallocFront: slot count differs from SizeClasses.count")
         var i = 0
         while i < SizeClasses.count {
             let address = heap.pointee.front.classes[i].load(ordering: .acquiring)

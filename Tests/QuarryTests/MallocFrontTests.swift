@@ -189,7 +189,7 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
         expectRefusal(q, .sizeTooLarge, counted: false) { () throws(QuarryError) in
             _ = try f.alignedAlloc(alignment: 1 << 40, size: 1)
         }
-        #expect(try f.usableSize(keep) == 104)
+        #expect(try f.usableSize(keep) == 112)
         try f.free(keep)
         f.shrink()
         #expect(q.pageStatistics.pagesInUse == 0)
@@ -377,7 +377,7 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
         }
         // Wrong size hints: another class, a span length, or a class for a span.
         expectRefusal(q, .sizeMismatch) { () throws(QuarryError) in try f.free(small, size: 200) }
-        expectRefusal(q, .sizeMismatch) { () throws(QuarryError) in try f.free(small, size: 40) }
+        expectRefusal(q, .sizeMismatch) { () throws(QuarryError) in try f.free(small, size: 24) }
         expectRefusal(q, .sizeMismatch) { () throws(QuarryError) in try f.free(small, size: 48, alignment: 32) }
         expectRefusal(q, .sizeMismatch) { () throws(QuarryError) in try f.free(large, size: 100) }
         expectRefusal(q, .sizeMismatch) { () throws(QuarryError) in try f.free(large, size: 60_000) }
@@ -440,7 +440,7 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
         var out = TextBuffer()
         q.writeSlabinfo(to: &out)
         let text = out.text
-        #expect(text.contains("malloc-104"))
+        #expect(text.contains("malloc-112"))
         #expect(text.contains("malloc-3072"))
         #expect(text.contains("# spans: 1 live, 18 pages"))
         #expect(q.cache(owning: a)?.statistics.activeObjects == 2)

@@ -18,7 +18,7 @@ import Testing
 
     @Test func relationsHold() {
         SizeClasses.validate()
-        #expect(SizeClasses.count == 80)
+        #expect(SizeClasses.count == 73)
         #expect(SizeClasses.size(ofClass: 0) == Geometry.granule)
         #expect(SizeClasses.size(ofClass: SizeClasses.linearCount - 1) == SizeClasses.linearLimit)
         #expect(SizeClasses.size(ofClass: SizeClasses.count - 1) == SizeClasses.largest)
@@ -26,13 +26,20 @@ import Testing
     }
 
     @Test func tableExcerpt() {
-        // The documented start of the table (docs/malloc.md).
-        let first = (0..<24).map { SizeClasses.size(ofClass: $0) }
-        #expect(first == [8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128,
-                          144, 160, 176, 192, 208, 224, 240, 256])
-        #expect(SizeClasses.size(ofClass: 24) == 288)
-        #expect((72..<80).map { SizeClasses.size(ofClass: $0) } ==
+        // The documented start and end of the table (docs/malloc.md).
+        let first = (0..<25).map { SizeClasses.size(ofClass: $0) }
+        #expect(first == [8, 16, 32, 48, 64, 80, 96, 112, 128,
+                          144, 160, 176, 192, 208, 224, 240, 256,
+                          288, 320, 352, 384, 416, 448, 480, 512])
+        #expect((65..<73).map { SizeClasses.size(ofClass: $0) } ==
                 [18432, 20480, 22528, 24576, 26624, 28672, 30720, 32768])
+    }
+
+    @Test func mallocAlignmentIsSixteenAboveEightBytes() {
+        for size in 0...SizeClasses.largest {
+            let a = SizeClasses.alignment(ofClass: SizeClasses.index(forSize: size))
+            #expect(a >= (size > Geometry.granule ? 16 : 8), "size \(size)")
+        }
     }
 
     @Test func indexMatchesLinearScanForEverySize() {
@@ -59,9 +66,9 @@ import Testing
     }
 
     @Test func wasteBound() {
-        // Up to the linear limit: less than one granule. Above: less than 1/8 of the request.
+        // Up to the linear limit: less than one quantum. Above: less than 1/8 of the request.
         for size in 1...SizeClasses.linearLimit {
-            #expect(SizeClasses.size(ofClass: SizeClasses.index(forSize: size)) - size < Geometry.granule)
+            #expect(SizeClasses.size(ofClass: SizeClasses.index(forSize: size)) - size < SizeClasses.quantum)
         }
         var worst = 0.0
         for size in (SizeClasses.linearLimit + 1)...SizeClasses.largest {
