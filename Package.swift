@@ -14,12 +14,34 @@ let package = Package(
     name: "Quarry",
     products: [
         .library(name: "Quarry", targets: ["Quarry"]),
+        // The C ABI of include/quarry.h over one global instance (host build, for tests;
+        // the bare-metal libquarry.a compiles Sources/QuarryC into module Quarry).
+        .library(name: "QuarryC", targets: ["QuarryC"]),
     ],
     targets: [
         .target(name: "Quarry", swiftSettings: checked),
+        // include/quarry.h as a Clang module, so the C ABI implements it with @c @implementation.
+        .systemLibrary(name: "CQuarryHeader", path: "include"),
+        .target(name: "QuarryC", dependencies: ["Quarry", "CQuarryHeader"], swiftSettings: checked),
+        // malloc, free, ... as C names for bare-metal images (QUARRY_EXPORT_LIBC_NAMES);
+        // on the host it compiles to nothing, so the process keeps its own malloc.
+        .target(
+            name: "QuarryLibc", path: "Sources/QuarryLibc", publicHeadersPath: ".",
+            cSettings: [.headerSearchPath("../../include")]
+        ),
         .testTarget(
             name: "QuarryTests",
             dependencies: ["Quarry"],
+            swiftSettings: checked
+        ),
+        // A C program written against quarry.h, linked into the C ABI tests.
+        .target(
+            name: "QuarryCScenario", path: "Tests/QuarryCScenario",
+            cSettings: [.headerSearchPath("../../include")]
+        ),
+        .testTarget(
+            name: "QuarryCTests",
+            dependencies: ["QuarryC", "QuarryCScenario", "CQuarryHeader", "Quarry"],
             swiftSettings: checked
         ),
     ]

@@ -1,0 +1,363 @@
+// CABI: the C functions of include/quarry.h, over one global Quarry instance.
+// Neighbours: include/quarry.h (the prototypes; `@c @implementation` makes the compiler
+// check every definition against them), CPlatform (the platform, chosen at build time),
+// MallocFront and SlabCache (the work), Sources/QuarryLibc (the standard names, in C).
+//
+// Built two ways: on the host as the SwiftPM target QuarryC (a module importing Quarry,
+// for tests), and for bare metal compiled into the Embedded module Quarry itself (with
+// Sources/QuarryX86), where `-I include` makes the header importable.
+
+import CQuarryHeader
+import Synchronization
+#if !hasFeature(Embedded)
+@_spi(CABI) import Quarry
+#endif
+
+/// The state behind the C functions.
+///
+/// Concurrency: `instance` is written only by `quarry_init`, which must run before
+/// every other call and never while another call runs; afterwards it is only read.
+/// `lastError` is one word written with a relaxed atomic store by any CPU: a
+/// diagnosis of the most recent refusal, not a per-thread errno.
+enum CABI {
+    nonisolated(unsafe) static var instance: Quarry<CPlatform>? = nil
+    static let lastError = Atomic<UInt8>(0)
+
+    /// Records `error` for `quarry_last_error` and returns its C value.
+    @inline(__always)
+    static func fail(_ error: QuarryError) -> quarry_error {
+        lastError.store(error.rawValue, ordering: .relaxed)
+        return code(error)
+    }
+
+    @inline(__always)
+    static func code(_ error: QuarryError) -> quarry_error { quarry_error(rawValue: UInt32(error.rawValue)) }
+
+    /// A C `size_t` above `Int.max` arrives as a negative `Int`; the front refuses
+    /// negative sizes with `.sizeTooLarge`, so sizes pass through unchanged.
+    @inline(__always)
+    static func pointer(_ result: Result<UnsafeMutableRawPointer, QuarryError>) -> UnsafeMutableRawPointer? {
+        switch result {
+        case .success(let p): return p
+        case .failure(let error):
+            _ = fail(error)
+            return nil
+        }
+    }
+}
+
+// MARK: Set-up
+
+@c @implementation
+public func quarry_init(_ base: UnsafeMutableRawPointer?, _ size: Int) -> quarry_error {
+    guard let base else { return CABI.fail(.arenaTooSmall) }
+    do {
+        // A size_t above Int.max: the arena ends at the top of the address space.
+        CABI.instance = try Quarry<CPlatform>.initialize(base: base, size: size < 0 ? Int.max : size)
+        return QUARRY_OK
+    } catch {
+        return CABI.fail(error)
+    }
+}
+
+// MARK: Caches
+
+@c @implementation
+public func quarry_cache_create(
+    _ name: UnsafePointer<CChar>?, _ size: Int, _ align: Int, _ ctor: quarry_ctor?
+) -> OpaquePointer? {
+    guard let q = CABI.instance else {
+        _ = CABI.fail(.notInitialized)
+        return nil
+    }
+    guard size >= 0 else {
+        _ = CABI.fail(.sizeTooLarge)
+        return nil
+    }
+    var length = 0
+    if let name { while length < 31 && name[length] != 0 { length += 1 } }
+    // Sound: `length` bytes of `name` were just read as CChar; UInt8 has the same layout.
+    let bytes = UnsafeRawPointer(name).map { UnsafeBufferPointer(start: $0.assumingMemoryBound(to: UInt8.self), count: length) }
+    let cacheName = CacheName(utf8: bytes ?? UnsafeBufferPointer(start: nil, count: 0))
+    // Sound: both are C function pointers taking one pointer; C cannot express the
+    // non-null guarantee Swift's ObjectConstructor type carries (Quarry never passes null).
+    let constructor = ctor.map { unsafeBitCast($0, to: ObjectConstructor.self) }
+    do {
+        let cache = try q.createCache(name: cacheName, size: size, alignment: align == 0 ? 8 : align,
+                                      constructor: constructor)
+        return OpaquePointer(cache.handle)
+    } catch {
+        _ = CABI.fail(error)
+        return nil
+    }
+}
+
+@c @implementation
+public func quarry_cache_alloc(_ cache: OpaquePointer?) -> UnsafeMutableRawPointer? {
+    guard let q = CABI.instance else { return CABI.pointer(.failure(.notInitialized)) }
+    do {
+        return try q.cache(handle: UnsafeRawPointer(cache)).allocate()
+    } catch {
+        return CABI.pointer(.failure(error))
+    }
+}
+
+@c @implementation
+public func quarry_cache_free(_ cache: OpaquePointer?, _ object: UnsafeMutableRawPointer?) -> quarry_error {
+    guard let q = CABI.instance else { return CABI.fail(.notInitialized) }
+    do {
+        try q.cache(handle: UnsafeRawPointer(cache)).free(object)
+        return QUARRY_OK
+    } catch {
+        return CABI.fail(error)
+    }
+}
+
+@c @implementation
+public func quarry_cache_shrink(_ cache: OpaquePointer?) -> Int {
+    guard let q = CABI.instance else {
+        _ = CABI.fail(.notInitialized)
+        return 0
+    }
+    do {
+        return try q.cache(handle: UnsafeRawPointer(cache)).shrink()
+    } catch {
+        _ = CABI.fail(error)
+        return 0
+    }
+}
+
+@c @implementation
+public func quarry_cache_destroy(_ cache: OpaquePointer?) -> quarry_error {
+    guard let q = CABI.instance else { return CABI.fail(.notInitialized) }
+    do {
+        let c = try q.cache(handle: UnsafeRawPointer(cache))
+        return q.destroy(c) == 0 ? QUARRY_OK : CABI.fail(.cacheNotEmpty)
+    } catch {
+        return CABI.fail(error)
+    }
+}
+
+// MARK: malloc family
+
+@c @implementation
+public func quarry_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
+    guard let q = CABI.instance else { return CABI.pointer(.failure(.notInitialized)) }
+    do { return try q.front.malloc(size) } catch { return CABI.pointer(.failure(error)) }
+}
+
+@c @implementation
+public func quarry_free(_ ptr: UnsafeMutableRawPointer?) {
+    guard let ptr else { return }
+    guard let q = CABI.instance else {
+        _ = CABI.fail(.notInitialized)
+        return
+    }
+    do { try q.front.free(ptr) } catch { _ = CABI.fail(error) }
+}
+
+@c @implementation
+public func quarry_free_sized(_ ptr: UnsafeMutableRawPointer?, _ size: Int) -> quarry_error {
+    guard let q = CABI.instance else { return CABI.fail(.notInitialized) }
+    do {
+        try q.front.free(ptr, size: size)
+        return QUARRY_OK
+    } catch {
+        return CABI.fail(error)
+    }
+}
+
+@c @implementation
+public func quarry_free_aligned_sized(_ ptr: UnsafeMutableRawPointer?, _ alignment: Int, _ size: Int) -> quarry_error {
+    guard let q = CABI.instance else { return CABI.fail(.notInitialized) }
+    do {
+        try q.front.free(ptr, size: size, alignment: alignment)
+        return QUARRY_OK
+    } catch {
+        return CABI.fail(error)
+    }
+}
+
+@c @implementation
+public func quarry_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    guard let q = CABI.instance else { return CABI.pointer(.failure(.notInitialized)) }
+    do { return try q.front.calloc(count, size) } catch { return CABI.pointer(.failure(error)) }
+}
+
+@c @implementation
+public func quarry_realloc(_ ptr: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+    guard let q = CABI.instance else { return CABI.pointer(.failure(.notInitialized)) }
+    do { return try q.front.realloc(ptr, size) } catch { return CABI.pointer(.failure(error)) }
+}
+
+@c @implementation
+public func quarry_aligned_alloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    guard let q = CABI.instance else { return CABI.pointer(.failure(.notInitialized)) }
+    do { return try q.front.alignedAlloc(alignment: alignment, size: size) } catch { return CABI.pointer(.failure(error)) }
+}
+
+@c @implementation
+public func quarry_posix_memalign(
+    _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ alignment: Int, _ size: Int
+) -> Int32 {
+    // POSIX: the alignment must be a power-of-two multiple of sizeof(void *).
+    guard let out, alignment >= MemoryLayout<UnsafeRawPointer>.size, alignment & (alignment - 1) == 0 else {
+        _ = CABI.fail(.badAlignment)
+        return QUARRY_EINVAL
+    }
+    guard let q = CABI.instance else {
+        _ = CABI.fail(.notInitialized)
+        return QUARRY_ENOMEM
+    }
+    do {
+        out.pointee = try q.front.alignedAlloc(alignment: alignment, size: size)
+        return 0
+    } catch {
+        _ = CABI.fail(error)
+        return error == .badAlignment ? QUARRY_EINVAL : QUARRY_ENOMEM
+    }
+}
+
+@c @implementation
+public func quarry_usable_size(_ ptr: UnsafeMutableRawPointer?) -> Int {
+    guard let ptr, let q = CABI.instance else { return 0 }
+    do { return try q.front.usableSize(ptr) } catch {
+        _ = CABI.fail(error)
+        return 0
+    }
+}
+
+@c @implementation
+public func quarry_shrink() -> Int {
+    guard let q = CABI.instance else { return 0 }
+    return q.front.shrink()
+}
+
+// MARK: Statistics and diagnosis
+
+@c @implementation
+public func quarry_cache_stats(_ cache: OpaquePointer?, _ out: UnsafeMutablePointer<quarry_cache_statistics>?) -> quarry_error {
+    guard let q = CABI.instance else { return CABI.fail(.notInitialized) }
+    guard let out else { return CABI.fail(.invalidCache) }
+    let s: CacheStatistics
+    do { s = try q.cache(handle: UnsafeRawPointer(cache)).statistics } catch { return CABI.fail(error) }
+    var c = quarry_cache_statistics()
+    withUnsafeMutableBytes(of: &c.name) { name in
+        var i = 0
+        s.name.forEachByte { byte in
+            name[i] = byte
+            i += 1
+        }
+        name[i] = 0
+    }
+    c.requested_size = s.requestedSize
+    c.object_size = s.objectSize
+    c.alignment = s.alignment
+    c.objects_per_slab = s.objectsPerSlab
+    c.pages_per_slab = s.pagesPerSlab
+    c.colors = s.colors
+    c.active_objects = s.activeObjects
+    c.total_objects = s.totalObjects
+    c.high_water_objects = s.highWaterObjects
+    c.partial_slabs = s.partialSlabs
+    c.full_slabs = s.fullSlabs
+    c.empty_slabs = s.emptySlabs
+    c.pages = s.pages
+    c.allocations = s.allocations
+    c.frees = s.frees
+    c.failures = s.failures
+    c.slabs_created = s.slabsCreated
+    c.slabs_released = s.slabsReleased
+    c.errors = s.errors
+    out.pointee = c
+    return QUARRY_OK
+}
+
+@c @implementation
+public func quarry_heap_stats(_ out: UnsafeMutablePointer<quarry_heap_statistics>?) -> quarry_error {
+    guard let q = CABI.instance else { return CABI.fail(.notInitialized) }
+    guard let out else { return CABI.fail(.invalidCache) }
+    let p = q.pageStatistics
+    let m = q.front.statistics
+    var h = quarry_heap_statistics()
+    h.page_count = p.pageCount
+    h.pages_in_use = p.pagesInUse
+    h.free_run_pages = p.freeRunPages
+    h.bump = p.bump
+    h.high_water = p.highWater
+    h.metadata_bytes = p.metadataBytes
+    h.caches = q.cacheCount
+    h.malloc_class_caches = m.classCaches
+    h.live_spans = m.liveSpans
+    h.span_pages = m.spanPages
+    h.malloc_errors = m.errors
+    out.pointee = h
+    return QUARRY_OK
+}
+
+/// Buffers slabinfo text and hands it to a C callback a line (or 127 bytes) at a time.
+struct CallbackSink: ByteSink {
+    let callback: quarry_write_fn
+    let context: UnsafeMutableRawPointer?
+    var buffer = InlineArray<128, UInt8>(repeating: 0)
+    var count = 0
+
+    mutating func write(_ byte: UInt8) {
+        buffer[count] = byte
+        count += 1
+        if byte == UInt8(ascii: "\n") || count == 127 { flush() }
+    }
+
+    mutating func flush() {
+        guard count > 0 else { return }
+        let n = count
+        let callback = self.callback
+        let context = self.context
+        buffer[n] = 0
+        withUnsafePointer(to: &buffer) { storage in
+            // Sound: an InlineArray stores its elements contiguously, so its address is
+            // that of `count` UInt8s (CChar has the same layout), NUL-terminated above.
+            callback(UnsafeRawPointer(storage).assumingMemoryBound(to: CChar.self), n, context)
+        }
+        count = 0
+    }
+}
+
+@c @implementation
+public func quarry_slabinfo(_ write: quarry_write_fn?, _ context: UnsafeMutableRawPointer?) {
+    guard let q = CABI.instance else {
+        _ = CABI.fail(.notInitialized)
+        return
+    }
+    guard let write else {
+        q.printSlabinfo()
+        return
+    }
+    var sink = CallbackSink(callback: write, context: context)
+    q.writeSlabinfo(to: &sink)
+    sink.flush()
+}
+
+@c @implementation
+public func quarry_last_error() -> quarry_error {
+    quarry_error(rawValue: UInt32(CABI.lastError.load(ordering: .relaxed)))
+}
+
+@c @implementation
+public func quarry_error_name(_ error: quarry_error) -> UnsafePointer<CChar>! {
+    let name: StaticString
+    if error == QUARRY_OK {
+        name = "ok"
+    } else if error.rawValue <= UInt32(UInt8.max), let e = QuarryError(rawValue: UInt8(error.rawValue)) {
+        name = e.name
+    } else {
+        name = "unknown"
+    }
+    // Sound: a StaticString literal is stored NUL-terminated for its whole program lifetime.
+    return UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self)
+}
+
+@c @implementation
+public func quarry_check_invariants() {
+    CABI.instance?.checkInvariants()
+}

@@ -1,0 +1,161 @@
+/* quarry.h: the C interface of Quarry, a freestanding slab allocator (libquarry.a).
+ *
+ * Hand-written C11; needs only <stddef.h> and <stdint.h>. The Swift implementation
+ * (Sources/QuarryC/CABI.swift) imports this header and declares every function with
+ * `@c @implementation`, so the compiler checks each definition against the prototype
+ * here; a host test checks that the library exports exactly the functions declared.
+ *
+ * One global allocator instance, set up by quarry_init. Functions that return a pointer
+ * return NULL on failure and set the error that quarry_last_error reports; functions
+ * that return quarry_error return it directly (QUARRY_OK is 0). Nothing here allocates
+ * outside the arena given to quarry_init.
+ *
+ * Standard names: the library built with QUARRY_EXPORT_LIBC_NAMES also defines malloc,
+ * free, calloc, realloc, posix_memalign and aligned_alloc (Sources/QuarryLibc), so that
+ * the Embedded Swift runtime and C code in the same image allocate from Quarry.
+ */
+#ifndef QUARRY_H
+#define QUARRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Why a call was refused. The values are Swift's QuarryError raw values. */
+typedef enum quarry_error {
+    QUARRY_OK = 0,
+    /* Allocation and creation. */
+    QUARRY_ERR_ZERO_SIZE = 1,        /* a cache of zero-byte objects */
+    QUARRY_ERR_SIZE_TOO_LARGE = 2,   /* above the largest object or the arena; calloc overflow */
+    QUARRY_ERR_BAD_ALIGNMENT = 3,    /* zero or not a power of two (caches: or above a page) */
+    QUARRY_ERR_OUT_OF_MEMORY = 4,    /* no page left in the arena */
+    QUARRY_ERR_ARENA_TOO_SMALL = 5,  /* quarry_init: no room for the metadata and one page */
+    QUARRY_ERR_INVALID_CACHE = 6,    /* a quarry_cache pointer that names no live cache */
+    QUARRY_ERR_NOT_INITIALIZED = 7,  /* a call before quarry_init */
+    /* Free (the pointer is left alone). */
+    QUARRY_ERR_OUTSIDE_ARENA = 16,   /* not in the arena */
+    QUARRY_ERR_METADATA_POINTER = 17,/* in the arena's page map or bitmap */
+    QUARRY_ERR_FREE_PAGE = 18,       /* in a page nothing owns (never used, or freed) */
+    QUARRY_ERR_INTERIOR_POINTER = 19,/* inside a block, not at its start */
+    QUARRY_ERR_MISALIGNED = 20,      /* not a multiple of 8 */
+    QUARRY_ERR_WRONG_CACHE = 21,     /* another cache's object */
+    QUARRY_ERR_DOUBLE_FREE = 22,     /* not allocated: freed twice or never handed out */
+    QUARRY_ERR_CORRUPT_FREE_LIST = 23,/* a free-list link was overwritten */
+    QUARRY_ERR_CACHE_NOT_EMPTY = 24, /* quarry_cache_destroy: objects still allocated */
+    QUARRY_ERR_SIZE_MISMATCH = 25    /* quarry_free_sized: the size names another class */
+} quarry_error;
+
+/* errno values returned by quarry_posix_memalign (the Linux numbers). */
+#define QUARRY_ENOMEM 12
+#define QUARRY_EINVAL 22
+
+/* A cache of fixed-size objects (opaque). */
+typedef struct quarry_cache quarry_cache;
+
+/* Runs once on each object when its slab first hands it out; objects must be freed
+ * back in their constructed state. */
+typedef void (*quarry_ctor)(void *object);
+
+/* Receives slabinfo text, a line at a time (not NUL-terminated). */
+typedef void (*quarry_write_fn)(const char *text, size_t length, void *context);
+
+/* A snapshot of one cache (quarry_cache_stats). */
+typedef struct quarry_cache_statistics {
+    char name[32];              /* NUL-terminated, at most 31 bytes */
+    size_t requested_size;      /* size given at creation */
+    size_t object_size;         /* stride between objects */
+    size_t alignment;
+    size_t objects_per_slab;
+    size_t pages_per_slab;
+    size_t colors;
+    size_t active_objects;      /* allocated and not freed */
+    size_t total_objects;       /* capacity of the slabs held */
+    size_t high_water_objects;
+    size_t partial_slabs;
+    size_t full_slabs;
+    size_t empty_slabs;
+    size_t pages;
+    uint64_t allocations;
+    uint64_t frees;
+    uint64_t failures;          /* allocations refused for lack of memory */
+    uint64_t slabs_created;
+    uint64_t slabs_released;
+    uint64_t errors;            /* refused frees and detected corruption */
+} quarry_cache_statistics;
+
+/* A snapshot of the whole heap (quarry_heap_stats). */
+typedef struct quarry_heap_statistics {
+    size_t page_count;          /* data pages in the arena */
+    size_t pages_in_use;        /* held by slabs and spans */
+    size_t free_run_pages;      /* given back, below the bump pointer */
+    size_t bump;                /* pages 0 .. bump-1 have been used */
+    size_t high_water;
+    size_t metadata_bytes;
+    size_t caches;              /* live caches, the cache of caches and malloc classes included */
+    size_t malloc_class_caches;
+    size_t live_spans;          /* malloc blocks above 32 KiB or aligned beyond a page */
+    size_t span_pages;
+    uint64_t malloc_errors;     /* refused malloc-front calls counted by the front */
+} quarry_heap_statistics;
+
+/* Takes over [base, base + size) as the arena; O(1), touches only its first bytes.
+ * Calling it again starts a new, empty instance (the old one's blocks are abandoned). */
+quarry_error quarry_init(void *base, size_t size);
+
+/* Caches. `name` is copied (at most 31 bytes); `align` 0 means 8; `ctor` may be NULL. */
+quarry_cache *quarry_cache_create(const char *name, size_t size, size_t align, quarry_ctor ctor);
+void *quarry_cache_alloc(quarry_cache *cache);
+quarry_error quarry_cache_free(quarry_cache *cache, void *object);
+/* Releases the cache's empty slabs; returns the number of pages given back. */
+size_t quarry_cache_shrink(quarry_cache *cache);
+/* QUARRY_ERR_CACHE_NOT_EMPTY (and nothing changes) while objects are allocated. */
+quarry_error quarry_cache_destroy(quarry_cache *cache);
+
+/* malloc family. Size 0 gives a unique smallest object (never NULL on success).
+ * Blocks are 16-byte aligned (8 for requests of at most 8 bytes): the largest power
+ * of two dividing their size class. Requests above 32 KiB are whole pages. */
+void *quarry_malloc(size_t size);
+/* Frees a block from any function below; NULL is a no-op. A pointer Quarry did not
+ * hand out is refused: nothing changes and quarry_last_error says why. */
+void quarry_free(void *ptr);
+/* C23 free_sized / free_aligned_sized: the size (and alignment) the block was
+ * allocated with; a hint naming another size class is QUARRY_ERR_SIZE_MISMATCH. */
+quarry_error quarry_free_sized(void *ptr, size_t size);
+quarry_error quarry_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+/* count * size zeroed bytes; NULL with QUARRY_ERR_SIZE_TOO_LARGE on overflow. */
+void *quarry_calloc(size_t count, size_t size);
+/* realloc(NULL, n) is malloc(n). realloc(p, 0) shrinks p to a smallest object and
+ * returns it (never frees and returns NULL): NULL always means failure, p untouched. */
+void *quarry_realloc(void *ptr, size_t size);
+/* Any power-of-two alignment (C17: size need not be a multiple of it); NULL with
+ * QUARRY_ERR_BAD_ALIGNMENT otherwise. */
+void *quarry_aligned_alloc(size_t alignment, size_t size);
+/* POSIX: 0, QUARRY_EINVAL (alignment not a power of two multiple of sizeof(void *),
+ * or out NULL), or QUARRY_ENOMEM; *out is written only on success. */
+int quarry_posix_memalign(void **out, size_t alignment, size_t size);
+/* Bytes usable at ptr (its size class or whole pages); 0 for a pointer not handed out. */
+size_t quarry_usable_size(void *ptr);
+/* Releases empty slabs and unused malloc class caches. Only when no other CPU or
+ * interrupt handler is allocating. Returns the number of pages given back. */
+size_t quarry_shrink(void);
+
+/* Statistics and diagnosis. */
+quarry_error quarry_cache_stats(quarry_cache *cache, quarry_cache_statistics *out);
+quarry_error quarry_heap_stats(quarry_heap_statistics *out);
+/* Writes the slabinfo table through `write`, or to the platform's output when NULL. */
+void quarry_slabinfo(quarry_write_fn write, void *context);
+/* The error of the most recent refused call (any CPU); QUARRY_OK if none yet. */
+quarry_error quarry_last_error(void);
+/* A fixed, NUL-terminated name for `error` ("double free"); "unknown" otherwise. */
+const char *quarry_error_name(quarry_error error);
+/* Walks every structure; traps with a message on the first broken invariant. */
+void quarry_check_invariants(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QUARRY_H */
