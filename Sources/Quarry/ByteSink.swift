@@ -16,12 +16,8 @@ extension ByteSink {
     }
 
     public mutating func write(_ value: Int) {
-        if value < 0 {
-            write(UInt8(ascii: "-"))
-            write(UInt64(value.magnitude))
-        } else {
-            write(UInt64(value))
-        }
+        if value < 0 { write(UInt8(ascii: "-")) }
+        write(UInt64(word: value.magnitude))
     }
 
     public mutating func write(_ value: UInt64) {
@@ -49,7 +45,7 @@ extension ByteSink {
     }
 
     public mutating func write(_ value: Int, width: Int) {
-        write(UInt64(max(value, 0)), width: width)
+        write(UInt64(word: UInt(max(value, 0))), width: width)
     }
 
     /// Writes `name` left-aligned in `width` columns.
@@ -68,4 +64,12 @@ extension ByteSink {
 public struct PlatformOutput<P: Platform>: ByteSink {
     public init() {}
     @inline(__always) public mutating func write(_ byte: UInt8) { P.write(byte) }
+}
+
+extension UInt64 {
+    /// Zero-extends a machine word. Plain `UInt64(word)` on a 32-bit target goes through
+    /// the generic `BinaryInteger` conversion, which builds an array of words: an
+    /// allocation, refused by the Embedded library's -no-allocations (measured on i686).
+    @inline(__always)
+    public init(word: UInt) { self.init(_truncatingBits: word) }
 }

@@ -291,7 +291,7 @@ public struct MallocFront<P: Platform> {
         let existing = heap.pointee.front.classes[index].load(ordering: .acquiring)
         if let state = UnsafeMutablePointer<CacheState>(bitPattern: existing) { return SlabCache(state: state) }
         var name = CacheName("malloc-")
-        name.write(UInt64(SizeClasses.size(ofClass: index)))
+        name.write(UInt64(word: UInt(SizeClasses.size(ofClass: index))))
         let cache = try Quarry<P>(heap: heap).createCache(
             name: name, size: SizeClasses.size(ofClass: index), alignment: SizeClasses.alignment(ofClass: index))
         heap.pointee.front.classes[index].store(UInt(bitPattern: cache.state), ordering: .releasing)

@@ -18,8 +18,10 @@ extension SlabCache {
         let g = geometry
         let secret = state.pointee.secret
         let me = UInt(bitPattern: state)
-        var active = 0
-        func checkSlab(_ page: PageNumber) {
+        // `checkSlab` returns the slab's count rather than adding to `active` itself: a
+        // local function that captured the variable would box it (an allocation, which
+        // the Embedded library's -no-allocations refuses).
+        func checkSlab(_ page: PageNumber) -> Int {
             let d = map[page]
             precondition(d.cache == me, "SlabCache: slab of another cache on this cache's list")
             precondition(Int(d.pages) == g.slabPages, "SlabCache: slab length")
@@ -33,24 +35,26 @@ extension SlabCache {
             precondition(Int(d.inUse) + free == Int(d.carved), "SlabCache: inUse + free != carved")
             let bits = h.pointee.bitmap.count(from: page, pages: g.slabPages)
             precondition(bits == Int(d.inUse), "SlabCache: bitmap disagrees with inUse")
-            active += Int(d.inUse)
+            return Int(d.inUse)
         }
+        var active = 0
         state.pointee.partial.check(map) { page in
             let n = Int(map[page].inUse)
             precondition(n > 0 && n < g.objectsPerSlab, "SlabCache: partial slab not partial")
-            checkSlab(page)
+            active += checkSlab(page)
         }
         state.pointee.full.check(map) { page in
             precondition(Int(map[page].inUse) == g.objectsPerSlab, "SlabCache: full slab not full")
-            checkSlab(page)
+            active += checkSlab(page)
         }
         state.pointee.empty.check(map) { page in
             precondition(map[page].inUse == 0, "SlabCache: empty slab not empty")
-            checkSlab(page)
+            active += checkSlab(page)
         }
         precondition(active == state.pointee.counters.active, "SlabCache: active counter")
         let c = state.pointee.counters
-        precondition(Int(c.slabsCreated - c.slabsReleased) == state.pointee.slabCount, "SlabCache: slab count")
+        precondition(c.slabsCreated - c.slabsReleased == UInt64(word: UInt(state.pointee.slabCount)),
+                     "SlabCache: slab count")
         precondition(state.pointee.empty.count <= max(h.pointee.tuning.emptySlabReserve, 0),
                      "SlabCache: empty reserve exceeded")
         precondition(state.pointee.magic == CacheState.liveMagic, "SlabCache: dead cache")
