@@ -1,0 +1,52 @@
+// EmbeddedBuildTests: the bare-metal library (core + X86Platform + C ABI, one Embedded
+// module) compiles with -no-allocations for i686 and x86_64, defines every function of
+// quarry.h, and needs from the image only the symbols docs/integration.md lists.
+
+import Foundation
+import Testing
+
+/// The toolchain's bin directory: $SWIFT_BIN, else /opt/swift/usr/bin.
+let swiftBin = ProcessInfo.processInfo.environment["SWIFT_BIN"] ?? "/opt/swift/usr/bin"
+let embeddedAvailable = FileManager.default.fileExists(atPath: swiftBin + "/swiftc")
+    && FileManager.default.fileExists(atPath: swiftBin + "/../lib/swift/embedded")
+
+/// What an image must provide to the library (docs/integration.md, "Symbols the library needs").
+let allowedUndefined: Set<String> = [
+    "memset", "memmove", "memcpy", "memcmp",
+    // i686 only: 64-bit division (libgcc).
+    "__udivdi3", "__umoddi3", "__divdi3", "__moddi3",
+    // Resolved by the linker in a static link (swiftc always emits PIC).
+    "_GLOBAL_OFFSET_TABLE_",
+]
+
+@Suite struct EmbeddedBuildTests {
+    @Test(.enabled(if: embeddedAvailable && nmAvailable), arguments: ["i686", "x86_64"])
+    func libraryBuildsWithoutAllocations(arch: String) throws {
+        let root = packageRoot.path
+        func swiftFiles(_ directory: String) throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: root + "/" + directory)
+                .filter { $0.hasSuffix(".swift") }.sorted().map { root + "/" + directory + "/" + $0 }
+        }
+        let sources = try swiftFiles("Sources/Quarry") + swiftFiles("Sources/QuarryX86") + swiftFiles("Sources/QuarryC")
+        let object = FileManager.default.temporaryDirectory.appendingPathComponent("quarry-\(arch)-\(getpid()).o").path
+        defer { try? FileManager.default.removeItem(atPath: object) }
+        let (status, output) = try run(swiftBin + "/swiftc", [
+            "-target", "\(arch)-unknown-none-elf",
+            "-enable-experimental-feature", "Embedded", "-enable-experimental-feature", "Extern",
+            "-wmo", "-parse-as-library", "-Osize",
+            "-Xfrontend", "-disable-stack-protector", "-Xfrontend", "-function-sections",
+            "-Xcc", "-mno-red-zone", "-Xfrontend", "-no-allocations",
+            "-I", root + "/Sources/CQuarrySupport/include", "-I", root + "/include",
+            "-module-name", "Quarry", "-c", "-o", object,
+        ] + sources)
+        #expect(status == 0, "swiftc \(arch): \(output)")
+        guard status == 0 else { return }
+        let defined = try definedSymbols([object])
+        let declared = try headerFunctions()
+        #expect(declared.subtracting(defined).isEmpty, "not in the \(arch) library: \(declared.subtracting(defined).sorted())")
+        let (_, undefinedText) = try run("nm", ["-u", "-P", object])
+        let undefined = Set(undefinedText.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) })
+        #expect(undefined.subtracting(allowedUndefined).isEmpty,
+                "\(arch) library needs more than documented: \(undefined.subtracting(allowedUndefined).sorted())")
+    }
+}
