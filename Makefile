@@ -2,9 +2,11 @@
 #
 #   make run          boot the i686 test kernel in QEMU (-smp 4) and show its output
 #   make run ARCH=x86_64                 the same for the x86_64 kernel
-#   make test         deps, host tests, then both kernels under QEMU with -smp 1 and -smp 4
+#   make test         deps, header test, host tests, then the kernels under QEMU
 #   make kernel       build/$(ARCH)/kernel.elf (+ kernel.map, kernel.dis; kernel.bin on x86_64)
-#   make lib          build/$(ARCH)/libquarry.a (Sources/Quarry + Sources/QuarryX86, module Quarry)
+#   make lib          build/$(ARCH)/libquarry.a: module Quarry (Sources/Quarry + QuarryX86 +
+#                     QuarryC, -no-allocations) + quarry_libc.o (QUARRY_LIBC_NAMES=1, default)
+#   make header-test  include/quarry.h as strict C11 for -m32 and -m64
 #   make host-test    swift test
 #   make qemu-test    boot i686 and x86_64, each with -smp 1 and -smp 4; a boot passes only
 #                     on exit 67 and "N passed, 0 failed" (ARCH=... on the command line: that
@@ -66,15 +68,29 @@ EMBEDDED_FLAGS := -target $(TRIPLE) \
 	-Xfrontend -disable-stack-protector -Xfrontend -function-sections \
 	-Xcc -mno-red-zone \
 	-I Sources/CQuarrySupport/include
-# The allocator itself must never allocate through the Swift runtime.
-LIB_FLAGS := $(EMBEDDED_FLAGS) -Xfrontend -no-allocations
-KERNEL_FLAGS := $(EMBEDDED_FLAGS) -I $(BUILD)
+# The allocator itself must never allocate through the Swift runtime. `-I include`: the
+# C ABI (Sources/QuarryC) implements include/quarry.h with @c @implementation.
+LIB_FLAGS := $(EMBEDDED_FLAGS) -Xfrontend -no-allocations -I include
+# Importing module Quarry imports quarry.h too (module CQuarryHeader).
+KERNEL_FLAGS := $(EMBEDDED_FLAGS) -I include -I $(BUILD)
+
+# QUARRY_LIBC_NAMES=1 (the default) adds quarry_libc.o to libquarry.a: malloc, free,
+# calloc, realloc, posix_memalign and aligned_alloc over the C ABI. The Swift test
+# kernel needs them (the Embedded runtime allocates with posix_memalign and frees with
+# free); QUARRY_LIBC_NAMES=0 builds the library with the quarry_* names only.
+QUARRY_LIBC_NAMES ?= 1
+ifeq ($(filter $(QUARRY_LIBC_NAMES),0 1),)
+$(error QUARRY_LIBC_NAMES must be 0 or 1)
+endif
 
 CFLAGS := --target=$(TRIPLE) $(ARCH_CFLAGS) -ffreestanding -fno-builtin -nostdlib \
 	-mno-red-zone -Os -Wall -Wextra -ffunction-sections -fno-pic -fno-stack-protector
 ASFLAGS := --target=$(TRIPLE) $(ARCH_ASFLAGS) -Iboot -ISources/CQuarrySupport/include
 
-LIB_SOURCES    := $(wildcard Sources/Quarry/*.swift) $(wildcard Sources/QuarryX86/*.swift)
+LIB_SOURCES    := $(wildcard Sources/Quarry/*.swift) $(wildcard Sources/QuarryX86/*.swift) \
+	$(wildcard Sources/QuarryC/*.swift)
+LIB_HEADERS    := include/quarry.h include/module.modulemap
+LIB_OBJECTS    := $(BUILD)/Quarry.o $(if $(filter 1,$(QUARRY_LIBC_NAMES)),$(BUILD)/quarry_libc.o)
 KERNEL_SOURCES := $(wildcard Sources/QuarryKernel/*.swift)
 SUPPORT_HEADERS := $(wildcard Sources/CQuarrySupport/include/*)
 BOOT_SOURCES   := $(wildcard boot/*_$(ARCH).S)
@@ -89,21 +105,41 @@ QEMU_TIMEOUT ?= 60
 QEMU_PASS := 67
 QEMU_FAIL := 69
 
-.PHONY: all kernel lib run test host-test qemu-test qemu-boot deps clean
+.PHONY: all kernel lib run test header-test host-test qemu-test qemu-boot deps clean FORCE
 all: kernel
 
 lib: $(BUILD)/libquarry.a
 kernel: $(IMAGE)
 
-$(BUILD)/libquarry.a: $(LIB_SOURCES) $(SUPPORT_HEADERS) Makefile
-	@echo "== lib: swiftc (Embedded $(ARCH), -no-allocations) Sources/Quarry + Sources/QuarryX86 -> module Quarry"
+$(BUILD)/Quarry.o: $(LIB_SOURCES) $(LIB_HEADERS) $(SUPPORT_HEADERS) Makefile
+	@echo "== lib: swiftc (Embedded $(ARCH), -no-allocations) Sources/Quarry + QuarryX86 + QuarryC -> module Quarry"
 	@mkdir -p $(BUILD)
 	$(SWIFTC) $(LIB_FLAGS) -module-name Quarry \
 		-emit-module -emit-module-path $(BUILD)/Quarry.swiftmodule \
-		-c -o $(BUILD)/Quarry.o $(LIB_SOURCES)
-	@echo "== lib: llvm-ar -> $@"
+		-c -o $@ $(LIB_SOURCES)
+
+$(BUILD)/quarry_libc.o: Sources/QuarryLibc/quarry_libc.c $(LIB_HEADERS) Makefile
+	@echo "== lib: compile $< (freestanding, the standard names)"
+	@mkdir -p $(BUILD)
+	$(CLANG) $(CFLAGS) -std=c11 -DQUARRY_EXPORT_LIBC_NAMES -I include -c -o $@ $<
+
+# Records the library options, rewritten only when they change, so that changing
+# QUARRY_LIBC_NAMES rebuilds the archive.
+$(BUILD)/lib.options: FORCE
+	@mkdir -p $(BUILD)
+	@echo 'QUARRY_LIBC_NAMES=$(QUARRY_LIBC_NAMES)' | cmp -s - $@ || \
+		echo 'QUARRY_LIBC_NAMES=$(QUARRY_LIBC_NAMES)' > $@
+
+$(BUILD)/libquarry.a: $(LIB_OBJECTS) $(BUILD)/lib.options
+	@echo "== lib: llvm-ar -> $@ (QUARRY_LIBC_NAMES=$(QUARRY_LIBC_NAMES))"
 	@rm -f $@
-	$(AR) rcs $@ $(BUILD)/Quarry.o
+	$(AR) rcs $@ $(LIB_OBJECTS)
+	@echo "== lib: symbols $@ needs from the image (llvm-nm -u, less its own) -> $(BUILD)/libquarry.needs"
+	@$(NM) -g --defined-only $@ | awk 'NF == 3 { print $$3 }' | sort -u > $(BUILD)/libquarry.defined
+	@$(NM) -u $@ | awk 'NF == 2 { print $$2 }' | sort -u | comm -23 - $(BUILD)/libquarry.defined \
+		> $(BUILD)/libquarry.needs
+	@rm -f $(BUILD)/libquarry.defined
+	@tr '\n' ' ' < $(BUILD)/libquarry.needs; echo
 
 $(BUILD)/QuarryKernel.o: $(KERNEL_SOURCES) $(BUILD)/libquarry.a $(SUPPORT_HEADERS) Makefile
 	@echo "== kernel: swiftc (Embedded $(ARCH)) Sources/QuarryKernel, importing Quarry"
@@ -205,11 +241,18 @@ qemu-boot: kernel
 	if [ -n "$$failed" ]; then echo "== qemu-test: $(ARCH) FAILED:$$failed"; exit 1; fi; \
 	echo "== qemu-test: $(ARCH) boots passed"
 
+# include/quarry.h as a user's compiler sees it: strict C11, 32- and 64-bit.
+header-test:
+	@echo "== header-test: gcc -std=c11 -Wall -Wextra -Werror -pedantic include/quarry.h (-m32, -m64)"
+	$(GCC) -x c -std=c11 -Wall -Wextra -Werror -pedantic -fsyntax-only -m32 include/quarry.h
+	$(GCC) -x c -std=c11 -Wall -Wextra -Werror -pedantic -fsyntax-only -m64 include/quarry.h
+
 host-test:
 	@echo "== host-test: swift test"
 	$(SWIFT) test
 
 test: deps
+	@$(MAKE) --no-print-directory header-test
 	@$(MAKE) --no-print-directory host-test
 	@$(MAKE) --no-print-directory qemu-test
 
