@@ -1,7 +1,9 @@
 // Kernel: the test kernel's entry (kernel_main) and the order of bring-up and checks (i686, x86_64).
 // Neighbours: boot/multiboot_<arch>.S (calls kernel_main), SMP.swift (kernel_ap_main),
-// PlatformChecks.swift and AllocatorSuite.swift (the checks), TestHarness.swift (the exit).
+// PlatformChecks.swift, AllocatorSuite.swift and RuntimeSuite.swift (the checks),
+// TestHarness.swift (the exit).
 
+import CQuarryHeader
 import CQuarrySupport
 import Quarry
 import Synchronization
@@ -14,6 +16,11 @@ enum Kernel {
     /// The arena the linker script reserves for Quarry.
     static var arenaBase: UInt { quarry_arena_start() }
     static var arenaSize: Int { Int(quarry_arena_end() - quarry_arena_start()) }
+
+    /// The arena's last 4 MiB belong to the C ABI's global instance (quarry_init), which
+    /// serves the Embedded runtime (RuntimeSuite.swift); the allocator suite splits the rest.
+    static let runtimeArenaBytes = 4 << 20
+    static var runtimeArenaBase: UInt { quarry_arena_end() - UInt(runtimeArenaBytes) }
 }
 
 /// Multiboot v1 information: `flags` bit 0 says mem_lower/mem_upper (KiB below
@@ -60,6 +67,15 @@ func kernelMain(_ magic: UInt32, _ info: UInt32) {
     TestHarness.check("arena: inside the RAM the loader reports",
                       ramEnd >= Kernel.arenaBase + UInt(Kernel.arenaSize),
                       "run QEMU with more memory (-m 128M)")
+
+    // From here on, class instances, array buffers and escaping closures come from Quarry:
+    // the Embedded runtime calls posix_memalign/free, which libquarry.a's quarry_libc.o
+    // defines over the C ABI's global instance. Nothing above allocates (an allocation
+    // before quarry_init would trap: posix_memalign says ENOMEM until then).
+    // Sound: the slice is the arena's last runtimeArenaBytes, used by nothing else.
+    let runtimeInit = quarry_init(UnsafeMutableRawPointer(bitPattern: Kernel.runtimeArenaBase),
+                                  Kernel.runtimeArenaBytes)
+    TestHarness.checkEqual("runtime: quarry_init on the runtime slice", Int(runtimeInit.rawValue), 0)
 
     // Interrupts: IDT, PIC out of the way, LAPIC, then the first sti.
     Interrupts.buildIDT()
@@ -132,7 +148,8 @@ func kernelMain(_ magic: UInt32, _ info: UInt32) {
 
     // Sound: the arena is reserved by the linker script for Quarry alone.
     runAllocatorSuite(arenaBase: UnsafeMutableRawPointer(bitPattern: Kernel.arenaBase)!,
-                      arenaSize: Kernel.arenaSize)
+                      arenaSize: Kernel.arenaSize - Kernel.runtimeArenaBytes)
+    runRuntimeSuite(base: Kernel.runtimeArenaBase, size: Kernel.runtimeArenaBytes)
 
     TestHarness.finish()
 }
