@@ -2,15 +2,18 @@
 #
 #   make run          boot the i686 test kernel in QEMU (-smp 4) and show its output
 #   make run ARCH=x86_64                 the same for the x86_64 kernel
+#   make run-c        boot the C example kernel (Sources/QuarryCKernel) in QEMU (-smp 1)
 #   make test         deps, header test, host tests, then the kernels under QEMU
 #   make kernel       build/$(ARCH)/kernel.elf (+ kernel.map, kernel.dis; kernel.bin on x86_64)
+#   make ckernel      build/$(ARCH)/ckernel.elf (+ ckernel.map; ckernel.bin on x86_64): C,
+#                     boot/multiboot_$(ARCH).S and libquarry.a only
 #   make lib          build/$(ARCH)/libquarry.a: module Quarry (Sources/Quarry + QuarryX86 +
 #                     QuarryC, -no-allocations) + quarry_libc.o (QUARRY_LIBC_NAMES=1, default)
 #   make header-test  include/quarry.h as strict C11 for -m32 and -m64
 #   make host-test    swift test
-#   make qemu-test    boot i686 and x86_64, each with -smp 1 and -smp 4; a boot passes only
-#                     on exit 67 and "N passed, 0 failed" (ARCH=... on the command line: that
-#                     architecture only)
+#   make qemu-test    boot i686 and x86_64: the Swift kernel with -smp 1 and -smp 4, the C
+#                     kernel with -smp 1; a boot passes only on exit 67 and "N passed,
+#                     0 failed" (ARCH=... on the command line: that architecture only)
 #   make deps         check for (or, as root, install) qemu-system-i386/-x86_64 and 32-bit libgcc
 #   make clean
 #
@@ -61,6 +64,7 @@ IMAGE        := $(BUILD)/kernel.elf
 endif
 QEMU ?= $(QEMU_DEFAULT)
 LINKER_SCRIPT := linker/$(ARCH).ld
+CIMAGE := $(patsubst $(BUILD)/kernel.%,$(BUILD)/ckernel.%,$(IMAGE))
 
 EMBEDDED_FLAGS := -target $(TRIPLE) \
 	-enable-experimental-feature Embedded -enable-experimental-feature Extern \
@@ -98,6 +102,14 @@ BOOT_OBJECTS   := $(patsubst boot/%.S,$(BUILD)/boot/%.o,$(BOOT_SOURCES))
 C_SOURCES      := $(wildcard Sources/QuarryKernel/*.c)
 C_OBJECTS      := $(patsubst Sources/QuarryKernel/%.c,$(BUILD)/c/%.o,$(C_SOURCES))
 
+# The C example kernel: the Swift kernel's multiboot entry, its own C, libquarry.a.
+CKERNEL_SOURCES := $(wildcard Sources/QuarryCKernel/*.c)
+CKERNEL_HEADERS := $(wildcard Sources/QuarryCKernel/*.h)
+CKERNEL_OBJECTS := $(patsubst Sources/QuarryCKernel/%.c,$(BUILD)/ckernel/%.o,$(CKERNEL_SOURCES))
+CKERNEL_BOOT    := $(BUILD)/boot/multiboot_$(ARCH).o
+CKERNEL_SCRIPT  := Sources/QuarryCKernel/$(ARCH).ld
+CKERNEL_CFLAGS  := $(CFLAGS) -std=c11 -Werror -I include -DQUARRY_LIBC_NAMES=$(QUARRY_LIBC_NAMES)
+
 QEMU_FLAGS := -m 128M -serial stdio -display none -no-reboot \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04
 QEMU_TIMEOUT ?= 60
@@ -105,11 +117,12 @@ QEMU_TIMEOUT ?= 60
 QEMU_PASS := 67
 QEMU_FAIL := 69
 
-.PHONY: all kernel lib run test header-test host-test qemu-test qemu-boot deps clean FORCE
-all: kernel
+.PHONY: all kernel ckernel lib run run-c test header-test host-test qemu-test qemu-boot deps clean FORCE
+all: kernel ckernel
 
 lib: $(BUILD)/libquarry.a
 kernel: $(IMAGE)
+ckernel: $(CIMAGE)
 
 $(BUILD)/Quarry.o: $(LIB_SOURCES) $(LIB_HEADERS) $(SUPPORT_HEADERS) Makefile
 	@echo "== lib: swiftc (Embedded $(ARCH), -no-allocations) Sources/Quarry + QuarryX86 + QuarryC -> module Quarry"
@@ -157,6 +170,7 @@ $(BUILD)/c/%.o: Sources/QuarryKernel/%.c Makefile
 
 $(BUILD)/kernel.elf: $(BOOT_OBJECTS) $(C_OBJECTS) $(BUILD)/QuarryKernel.o $(BUILD)/libquarry.a $(LINKER_SCRIPT)
 	@echo "== link: ld.lld -T $(LINKER_SCRIPT) --gc-sections -> $@"
+	@test "$(QUARRY_LIBC_NAMES)" = 1 || { echo "the Swift test kernel needs QUARRY_LIBC_NAMES=1 (the runtime's posix_memalign and free)"; exit 1; }
 	@test -z "$(LIBGCC)" -o -f "$(LIBGCC)" || { echo "32-bit libgcc not found: run 'make deps'"; exit 1; }
 	$(LD) -m $(LD_EMULATION) -T $(LINKER_SCRIPT) --gc-sections -static -nostdlib \
 		-Map $(BUILD)/kernel.map -o $@ \
@@ -167,12 +181,29 @@ ifeq ($(ARCH),i686)
 	@$(call check_multiboot,$@)
 endif
 
-# x86_64: the bootable image is the loaded bytes of kernel.elf from __kernel_start to
+$(BUILD)/ckernel/%.o: Sources/QuarryCKernel/%.c $(CKERNEL_HEADERS) $(LIB_HEADERS) $(BUILD)/lib.options Makefile
+	@echo "== ckernel: compile $< (freestanding)"
+	@mkdir -p $(dir $@)
+	$(CLANG) $(CKERNEL_CFLAGS) -c -o $@ $<
+
+# The C kernel links its own objects, the multiboot entry and libquarry.a, nothing else
+# (and libgcc on i686, for the library's 64-bit division).
+$(BUILD)/ckernel.elf: $(CKERNEL_BOOT) $(CKERNEL_OBJECTS) $(BUILD)/libquarry.a $(CKERNEL_SCRIPT)
+	@echo "== ckernel: link ld.lld -T $(CKERNEL_SCRIPT) --gc-sections -> $@"
+	@test -z "$(LIBGCC)" -o -f "$(LIBGCC)" || { echo "32-bit libgcc not found: run 'make deps'"; exit 1; }
+	$(LD) -m $(LD_EMULATION) -T $(CKERNEL_SCRIPT) --gc-sections -static -nostdlib \
+		-Map $(BUILD)/ckernel.map -o $@ \
+		$(CKERNEL_BOOT) $(CKERNEL_OBJECTS) $(BUILD)/libquarry.a $(LIBGCC)
+ifeq ($(ARCH),i686)
+	@$(call check_multiboot,$@)
+endif
+
+# x86_64: the bootable image is the loaded bytes of the ELF from __kernel_start to
 # __load_end (the multiboot header's load_addr and load_end_addr).
-$(BUILD)/kernel.bin: $(BUILD)/kernel.elf
+$(BUILD)/%.bin: $(BUILD)/%.elf
 	@echo "== image: llvm-objcopy -O binary -> $@ (multiboot a.out kludge)"
 	$(OBJCOPY) -O binary $< $@
-	@echo "== check: $@ is exactly [__kernel_start, __load_end) of kernel.elf"
+	@echo "== check: $@ is exactly [__kernel_start, __load_end) of $<"
 	@start=$$($(NM) $< | awk '$$3 == "__kernel_start" { print $$1 }'); \
 	end=$$($(NM) $< | awk '$$3 == "__load_end" { print $$1 }'); \
 	size=$$(stat -c %s $@); \
@@ -191,6 +222,12 @@ run: deps kernel
 		status=$$?; echo "== run: QEMU exit status $$status"; \
 		case $$status in $(QEMU_PASS)) exit 0;; *) exit 1;; esac
 
+run-c: deps ckernel
+	@echo "== run-c: $(ARCH) C kernel, QEMU -smp 1 (timeout $(QEMU_TIMEOUT) s)"
+	timeout $(QEMU_TIMEOUT) $(QEMU) -kernel $(CIMAGE) -smp 1 $(QEMU_FLAGS); \
+		status=$$?; echo "== run-c: QEMU exit status $$status"; \
+		case $$status in $(QEMU_PASS)) exit 0;; *) exit 1;; esac
+
 # qemu-test builds and boots each architecture in QEMU_ARCHES (both, unless ARCH was given
 # on the command line) through qemu-boot, runs every boot even after a failure, and
 # names each failed architecture at the end.
@@ -205,18 +242,20 @@ qemu-test:
 		$(MAKE) --no-print-directory ARCH=$$arch qemu-boot || failed="$$failed $$arch"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "== qemu-test: FAILED:$$failed"; exit 1; fi; \
-	echo "== qemu-test: all boots passed ($(QEMU_ARCHES); -smp $(QEMU_SMP))"
+	echo "== qemu-test: all boots passed ($(QEMU_ARCHES); Swift kernel -smp $(QEMU_SMP), C kernel -smp $(QEMU_C_SMP))"
 
-# Boots $(ARCH)'s kernel once per CPU count in QEMU_SMP. A boot passes only if QEMU exits
-# with 67 and its log has a line "N passed, 0 failed" with N > 0; every boot runs, then
-# each failure is named with its reason.
+# Boots $(ARCH)'s Swift kernel once per CPU count in QEMU_SMP and the C kernel once per
+# count in QEMU_C_SMP (one CPU: it starts no APs). A boot passes only if QEMU exits with
+# 67 and its log has a line "N passed, 0 failed" with N > 0; every boot runs, then each
+# failure is named with its reason.
 QEMU_SMP ?= 1 4
-qemu-boot: kernel
+QEMU_C_SMP ?= 1
+qemu-boot: kernel ckernel
 	@failed=""; \
-	for smp in $(QEMU_SMP); do \
-		log=$(BUILD)/qemu-smp$$smp.log; \
-		echo "== qemu-test: $(ARCH) -smp $$smp (timeout $(QEMU_TIMEOUT) s), log $$log"; \
-		timeout $(QEMU_TIMEOUT) $(QEMU) -kernel $(IMAGE) -smp $$smp $(QEMU_FLAGS) \
+	boot() { \
+		name=$$1; image=$$2; smp=$$3; log=$(BUILD)/qemu-$$name-smp$$smp.log; \
+		echo "== qemu-test: $(ARCH) $$name -smp $$smp (timeout $(QEMU_TIMEOUT) s), log $$log"; \
+		timeout $(QEMU_TIMEOUT) $(QEMU) -kernel $$image -smp $$smp $(QEMU_FLAGS) \
 			< /dev/null > $$log 2>&1; status=$$?; \
 		cat $$log; \
 		summary=$$(tr -d '\r' < $$log | grep -E '^[0-9]+ passed, [0-9]+ failed$$' | tail -n 1); \
@@ -233,11 +272,13 @@ qemu-boot: kernel
 			elif ! echo "$$summary" | grep -qE '^[1-9][0-9]* passed, 0 failed$$'; then why="exit 67 but the summary says: $$summary"; fi; \
 		fi; \
 		if [ -n "$$why" ]; then \
-			echo "== qemu-test: $(ARCH) -smp $$smp FAILED: $$why"; failed="$$failed -smp $$smp"; \
+			echo "== qemu-test: $(ARCH) $$name -smp $$smp FAILED: $$why"; failed="$$failed $$name/-smp$$smp"; \
 		else \
-			echo "== qemu-test: $(ARCH) -smp $$smp passed ($$summary)"; \
+			echo "== qemu-test: $(ARCH) $$name -smp $$smp passed ($$summary)"; \
 		fi; \
-	done; \
+	}; \
+	for smp in $(QEMU_SMP); do boot kernel $(IMAGE) $$smp; done; \
+	for smp in $(QEMU_C_SMP); do boot ckernel $(CIMAGE) $$smp; done; \
 	if [ -n "$$failed" ]; then echo "== qemu-test: $(ARCH) FAILED:$$failed"; exit 1; fi; \
 	echo "== qemu-test: $(ARCH) boots passed"
 
