@@ -1,0 +1,108 @@
+// Exports: the C ABI the benchmark runner calls (declared for C in Benchmarks/runner/quarry_bench.h).
+// Neighbours: BenchPlatform (the platform), Benchmarks/runner/peer_quarry*.c (the callers).
+
+import CQuarryBench
+import Quarry
+
+typealias BenchQuarry = Quarry<BenchPlatform>
+typealias BenchCache = SlabCache<BenchPlatform>
+
+/// The one instance, set by `qb_init`. Never touched on the allocate/free path: the
+/// runner passes the cache handle back with every call.
+nonisolated(unsafe) var benchQuarry: BenchQuarry? = nil
+
+/// A cache handle travels through C as the raw pointer it wraps. Sound while
+/// `SlabCache` is a single pointer-sized stored property (checked in `qb_init`); the
+/// cast costs no instruction, where a boxed handle would cost a load per call.
+@inline(__always)
+func cacheHandle(_ raw: UnsafeMutableRawPointer) -> BenchCache { unsafeBitCast(raw, to: BenchCache.self) }
+
+/// Takes over `[base, base + size)`. Returns 0, or the QuarryError raw value.
+@c public func qb_init(_ base: UnsafeMutableRawPointer, _ size: Int) -> Int32 {
+    precondition(MemoryLayout<BenchCache>.size == MemoryLayout<UnsafeMutableRawPointer>.size,
+                 "QuarryBench: SlabCache is no longer one pointer; change cacheHandle")
+    do throws(QuarryError) {
+        benchQuarry = try BenchQuarry.initialize(base: base, size: size)
+        return 0
+    } catch {
+        return Int32(error.rawValue)
+    }
+}
+
+/// A new cache of `size`-byte objects, or nil (the error is printed).
+@c public func qb_cache_create(_ size: Int) -> UnsafeMutableRawPointer? {
+    guard let q = benchQuarry else { return nil }
+    do {
+        let cache = try q.createCache(name: "bench", size: size)
+        return unsafeBitCast(cache, to: UnsafeMutableRawPointer.self)
+    } catch {
+        return nil
+    }
+}
+
+/// Destroys a cache; returns the number of objects it still had (then it is kept).
+@c public func qb_cache_destroy(_ cache: UnsafeMutableRawPointer) -> Int {
+    cacheHandle(cache).destroy()
+}
+
+/// One object of the cache, or nil when Quarry refuses.
+@c public func qb_cache_alloc(_ cache: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
+    do { return try cacheHandle(cache).allocate() } catch { return nil }
+}
+
+/// Frees an object of the cache. Returns 0, or the QuarryError raw value.
+@c public func qb_cache_free(_ cache: UnsafeMutableRawPointer, _ object: UnsafeMutableRawPointer?) -> Int32 {
+    do throws(QuarryError) {
+        try cacheHandle(cache).free(object)
+        return 0
+    } catch {
+        return Int32(error.rawValue)
+    }
+}
+
+/// The pair workload written in Swift: `n` allocate+free pairs with one other object kept
+/// live. Callgrind counts it to give Quarry's cost as a Swift caller sees it, where the
+/// fast path can inline into the caller and no C-ABI glue (typed-throws register protocol,
+/// argument shuffles) sits around each call. Returns 0, or the QuarryError raw value.
+@c public func qb_cache_pair_loop(_ cache: UnsafeMutableRawPointer, _ n: Int) -> Int32 {
+    let c = cacheHandle(cache)
+    do throws(QuarryError) {
+        let keep = try c.allocate()
+        var i = 0
+        while i < n {
+            let p = try c.allocate()
+            try c.free(p)
+            i += 1
+        }
+        try c.free(keep)
+        return 0
+    } catch {
+        return Int32(error.rawValue)
+    }
+}
+
+@c public func qb_cache_info(_ cache: UnsafeMutableRawPointer, _ out: UnsafeMutablePointer<qb_cache_info>) {
+    let s = cacheHandle(cache).statistics
+    out.pointee = qb_cache_info(
+        object_size: s.objectSize, objects_per_slab: s.objectsPerSlab, pages_per_slab: s.pagesPerSlab,
+        colors: s.colors, slabs: s.slabs, active_objects: s.activeObjects)
+}
+
+@c public func qb_page_info(_ out: UnsafeMutablePointer<qb_page_info>) {
+    guard let q = benchQuarry else { return }
+    let p = q.pageStatistics
+    out.pointee = qb_page_info(page_count: p.pageCount, pages_in_use: p.pagesInUse, metadata_bytes: p.metadataBytes)
+}
+
+// MARK: Malloc front (issue 4)
+//
+// The size-class front is not in this tree yet, so these report "not available" and the
+// runner skips the quarry-malloc rows. When Sources/Quarry/MallocFront.swift lands, make
+// qb_malloc_available return 1 and call the front from qb_malloc/qb_free (run.sh warns
+// while the file exists and these are still stubs).
+
+@c public func qb_malloc_available() -> Int32 { 0 }
+
+@c public func qb_malloc(_ size: Int) -> UnsafeMutableRawPointer? { nil }
+
+@c public func qb_free(_ object: UnsafeMutableRawPointer?) {}
