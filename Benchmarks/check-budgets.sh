@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# check-budgets.sh: Quarry's performance budgets, for `make test`: deterministic, never time.
+# Neighbours: instructions.sh (callgrind counts), check_fastpath.py (disassembly check),
+# lib.sh (build), docs/benchmarks.md (what the figures mean).
+#
+# 1. Instructions per allocate+free pair (pair workload, 64 bytes, through the C harness,
+#    callgrind: I(2N) - I(N) over N) must not exceed the budgets below.
+# 2. The fast path in the Embedded i686 object (SlabCache.allocate/free for a call-free
+#    platform) makes no call outside FASTPATH_ALLOWED_CALLS and never references the Swift
+#    runtime or an allocation function, directly or through anything it calls.
+cd "$(dirname "$0")/.."
+. Benchmarks/lib.sh
+
+# ---- The budgets: the only place these numbers live. ---------------------------------------
+# Quarry cache API, instructions per pair in the harness. Goal 25, stretch 20 (issue 6).
+# Measured 318 on the locked slab path (2 ticket-lock round trips, 2 atomic bitmap updates,
+# page-map validation of every free, 34 of them the C-ABI glue), before the per-CPU layer;
+# enforced at that figure plus ~5%. Lower it to the new measurement when the per-CPU layer lands.
+QUARRY_CACHE_PAIR_BUDGET=335
+# Quarry malloc front (issue 4), instructions per pair in the harness. Goal 35, stretch 28.
+# Not measured yet (no front in this tree): the goal itself is enforced once qb_malloc exists;
+# if the front lands above it, set this to the measurement plus a margin and say why.
+QUARRY_MALLOC_PAIR_BUDGET=35
+# Calls the fast path makes today (short names): the probe's call into allocate, the locked
+# path's bodies, the error counter, and the optional constructor (<indirect>). The per-CPU
+# magazine fast path should need none of them.
+FASTPATH_ALLOWED_CALLS="Quarry.SlabCache.allocate Quarry.SlabCache.allocateLocked \
+Quarry.SlabCache.freeLocked Quarry.CacheCounters.count <indirect>"
+# ---------------------------------------------------------------------------------------------
+GOAL_CACHE=25 STRETCH_CACHE=20 GOAL_MALLOC=35 STRETCH_MALLOC=28
+
+bench_deps
+failed=0
+
+say "build (QuarryBench release, harness binaries)"
+bench_build quarry-cache quarry-malloc > "$BENCH_BUILD/check-build.log" 2>&1 ||
+    { cat "$BENCH_BUILD/check-build.log"; exit 1; }
+
+# $1 = peer, $2 = budget, $3 = goal, $4 = stretch
+check_pair() {
+    local csv=$BENCH_BUILD/budget-$1.csv r per_pair
+    r=$(PAIR_CSV=$csv FUNCS_CSV=$BENCH_BUILD/budget-$1-functions.csv Benchmarks/instructions.sh pair "$1" 2>&1) || true
+    per_pair=$(awk -F, -v p="$1" '$1 == p { print $3 }' "$csv" 2> /dev/null)
+    if [ -z "$per_pair" ]; then
+        if grep -q "^$1,.*,unavailable$" "$csv" 2> /dev/null; then
+            say "budget $1: not available in this tree (skipped; budget $2, goal $3)"
+            return 0
+        fi
+        echo "$r"
+        say "FAIL budget $1: no measurement (callgrind run failed, see $BENCH_BUILD/callgrind)"
+        failed=1
+        return 0
+    fi
+    local verdict
+    verdict=$(awk -v m="$per_pair" -v b="$2" -v g="$3" -v s="$4" 'BEGIN {
+        printf "%s: measured %s instructions per pair; budget %s, goal %s, stretch %s",
+            (m <= b ? "ok" : "FAIL"), m, b, g, s
+        if (m > g) printf " (%.1fx the goal)", m / g }')
+    say "budget $1 (pair/64, callgrind): $verdict"
+    case $verdict in FAIL*) failed=1 ;; esac
+}
+
+check_pair quarry-cache "$QUARRY_CACHE_PAIR_BUDGET" $GOAL_CACHE $STRETCH_CACHE
+check_pair quarry-malloc "$QUARRY_MALLOC_PAIR_BUDGET" $GOAL_MALLOC $STRETCH_MALLOC
+
+build_embedded_object
+say "fast-path disassembly check ($EMBEDDED_OBJECT)"
+python3 Benchmarks/check_fastpath.py "$EMBEDDED_OBJECT" "$OBJDUMP" "$SWIFT_BIN/swift-demangle" \
+    "$FASTPATH_ALLOWED_CALLS" || failed=1
+
+if [ $failed != 0 ]; then
+    say "budgets: FAILED"
+    exit 1
+fi
+say "budgets: all passed"
