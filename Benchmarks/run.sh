@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# run.sh: `make bench`: builds every allocator's binary, runs all workloads, counts instructions,
+# and writes docs/benchmarks/ (results.csv, table.md, plot.png, instructions.md, memory.md).
+# Neighbours: lib.sh (deps, build), runner/bench.c (workloads), instructions.sh (callgrind),
+# report.py (tables and plot), docs/benchmarks.md (what each figure means).
+#
+# Knobs (environment): BENCH_REPS (default 5, at least 5 for published figures), BENCH_SCALE
+# (operations per repetition, default 1.0), BENCH_PEERS (default: all), BENCH_OUT (default
+# docs/benchmarks). Takes about 5 minutes here; the issue's limit is 15.
+cd "$(dirname "$0")/.."
+. Benchmarks/lib.sh
+
+REPS=${BENCH_REPS:-5}
+SCALE=${BENCH_SCALE:-1}
+OUT=${BENCH_OUT:-docs/benchmarks}
+PEERS=${BENCH_PEERS:-$PEERS}
+start=$(date +%s)
+
+bench_deps report
+PYTHON=$(find_python)
+bench_build
+
+{
+    echo "date: $(date -u +%Y-%m-%d)"
+    echo "commit: $(git rev-parse --short HEAD 2> /dev/null || echo unknown)$(git diff --quiet HEAD -- Sources 2> /dev/null || echo ' (Sources modified)')"
+    echo "host: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) vCPUs, Linux $(uname -r)"
+    echo "repetitions: $REPS (median), scale $SCALE"
+} > "$BENCH_BUILD/env.txt"
+
+results=$BENCH_BUILD/results.csv
+echo "allocator,workload,size,reps,ops,median_ns,min_ns,max_ns,status" > "$results"
+for p in $PEERS; do
+    say "run bench-$p (--reps $REPS --scale $SCALE)"
+    if ! timeout 900 "$BIN/bench-$p" --reps "$REPS" --scale "$SCALE" >> "$results" 2> "$BENCH_BUILD/bench-$p.err"; then
+        cat "$BENCH_BUILD/bench-$p.err"
+        say "bench-$p failed"
+        exit 1
+    fi
+    version=$(sed -n "s/^bench-$p: //p" "$BENCH_BUILD/bench-$p.err" | head -n 1)
+    [ -n "$version" ] && echo "$p: $version" >> "$BENCH_BUILD/env.txt"
+done
+
+Benchmarks/instructions.sh all
+
+rm -f "$BENCH_BUILD"/memory-*.csv
+for bytes in $((16 << 20)) $((1 << 30)); do
+    "$BIN/quarry-probe" memory "$bytes" > "$BENCH_BUILD/memory-$bytes.csv"
+done
+
+say "report -> $OUT"
+"$PYTHON" Benchmarks/report.py "$BENCH_BUILD" "$OUT"
+say "done in $(($(date +%s) - start)) s"
