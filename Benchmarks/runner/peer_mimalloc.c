@@ -10,7 +10,8 @@ static void *alloc(size_t size, void *ctx) { (void)ctx; return mi_malloc(size); 
 static void release(void *p, void *ctx) { (void)ctx; mi_free(p); }
 static const char *describe(void) {
     static char text[32];
-    snprintf(text, sizeof text, "mimalloc %d", mi_version());
+    int v = mi_version(); /* 209 is 2.0.9 */
+    snprintf(text, sizeof text, "mimalloc %d.%d.%d", v / 100, v / 10 % 10, v % 10);
     return text;
 }
 
