@@ -42,9 +42,37 @@ def env_lines(build):
     return open(path).read().strip().splitlines() if os.path.exists(path) else []
 
 
+def aggregate(build, out):
+    """results-raw.csv (one row per allocator, workload, size and round) -> results.csv (one row
+    per cell: median, min and max over the rounds). Both are copied to `out`."""
+    raw = read_csv(os.path.join(build, "results-raw.csv"))
+    cells, order = {}, []
+    for r in raw:
+        key = (r["allocator"], r["workload"], r["size"])
+        if key not in cells:
+            order.append(key)
+            cells[key] = {"ops": r["ops"], "status": r["status"], "times": []}
+        if r["status"] == "ok":
+            cells[key]["times"].append(float(r["median_ns"]))
+    path = os.path.join(build, "results.csv")
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["allocator", "workload", "size", "reps", "ops", "median_ns", "min_ns", "max_ns", "status"])
+        for key in order:
+            c = cells[key]
+            t = sorted(c["times"])
+            if not t:
+                w.writerow([*key, 0, c["ops"], "", "", "", c["status"]])
+                continue
+            n = len(t)
+            median = t[n // 2] if n % 2 else (t[n // 2 - 1] + t[n // 2]) / 2
+            w.writerow([*key, n, c["ops"], f"{median:.2f}", f"{t[0]:.2f}", f"{t[-1]:.2f}", "ok"])
+    shutil.copy(path, os.path.join(out, "results.csv"))
+    shutil.copy(os.path.join(build, "results-raw.csv"), os.path.join(out, "results-raw.csv"))
+
+
 def timing_table(build, out):
     rows = read_csv(os.path.join(build, "results.csv"))
-    shutil.copy(os.path.join(build, "results.csv"), os.path.join(out, "results.csv"))
     med = {}
     status = {}
     for r in rows:
@@ -54,11 +82,13 @@ def timing_table(build, out):
             med[key] = float(r["median_ns"])
     reps = sorted({int(r["reps"]) for r in rows if r["status"] == "ok"})
     lines = ["# Benchmark timings", "",
-             f"Median ns per allocate+free pair over {'/'.join(map(str, reps))} repetitions "
-             "(after one untimed warm-up); in brackets the ratio to mimalloc and to the floor "
+             f"Median ns per allocate+free pair over {'/'.join(map(str, reps))} repetitions, "
+             "interleaved across allocators (round r runs every allocator once, each after an "
+             "untimed warm-up); in brackets the ratio to mimalloc and to the floor "
              "(below 1 is faster). Wall time on a shared 2-vCPU VM moves 15-40% between runs: "
              "read ratios, not digits; the instruction counts in instructions.md are exact.", "",
-             f"Produced by `{RUN}` (Benchmarks/run.sh); raw data in results.csv (min and max per cell too).", ""]
+             f"Produced by `{RUN}` (Benchmarks/run.sh); data in results.csv (median, min and max per "
+             "cell) and results-raw.csv (one row per repetition).", ""]
     for e in env_lines(build):
         lines.append(f"- {e}")
     lines.append("")
@@ -286,11 +316,12 @@ def memory(build, out):
 def main():
     build, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
+    aggregate(build, out)
     med, _ = timing_table(build, out)
     plot(med, out, build)
     instructions(build, out)
     memory(build, out)
-    print(f"report: wrote {out}/results.csv table.md plot.png instructions.md memory.md")
+    print(f"report: wrote {out}/results.csv results-raw.csv table.md plot.png instructions.md memory.md")
 
 
 if __name__ == "__main__":

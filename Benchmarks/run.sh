@@ -24,20 +24,28 @@ bench_build
     echo "date: $(date -u +%Y-%m-%d)"
     echo "commit: $(git rev-parse --short HEAD 2> /dev/null || echo unknown)$(git diff --quiet HEAD -- Sources 2> /dev/null || echo ' (Sources modified)')"
     echo "host: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) vCPUs, Linux $(uname -r)"
-    echo "repetitions: $REPS (median), scale $SCALE"
+    echo "repetitions: $REPS interleaved rounds (median), scale $SCALE"
 } > "$BENCH_BUILD/env.txt"
 
-results=$BENCH_BUILD/results.csv
-echo "allocator,workload,size,reps,ops,median_ns,min_ns,max_ns,status" > "$results"
-for p in $PEERS; do
-    say "run bench-$p (--reps $REPS --scale $SCALE)"
-    if ! timeout 900 "$BIN/bench-$p" --reps "$REPS" --scale "$SCALE" >> "$results" 2> "$BENCH_BUILD/bench-$p.err"; then
-        cat "$BENCH_BUILD/bench-$p.err"
-        say "bench-$p failed"
-        exit 1
-    fi
-    version=$(sed -n "s/^bench-$p: //p" "$BENCH_BUILD/bench-$p.err" | head -n 1)
-    [ -n "$version" ] && echo "$p: $version" >> "$BENCH_BUILD/env.txt"
+# Repetitions are interleaved: round r runs every allocator once (all workloads and sizes,
+# after its own warm-up), so a burst of load from a neighbour on this shared VM lands on one
+# round of every allocator rather than on all repetitions of one; report.py takes the median
+# per cell across rounds.
+raw=$BENCH_BUILD/results-raw.csv
+echo "allocator,workload,size,reps,ops,median_ns,min_ns,max_ns,status" > "$raw"
+for round in $(seq 1 "$REPS"); do
+    for p in $PEERS; do
+        say "round $round/$REPS: bench-$p (--scale $SCALE)"
+        if ! timeout 900 "$BIN/bench-$p" --reps 1 --scale "$SCALE" >> "$raw" 2> "$BENCH_BUILD/bench-$p.err"; then
+            cat "$BENCH_BUILD/bench-$p.err"
+            say "bench-$p failed"
+            exit 1
+        fi
+        if [ "$round" = 1 ]; then
+            version=$(sed -n "s/^bench-$p: //p" "$BENCH_BUILD/bench-$p.err" | head -n 1)
+            [ -n "$version" ] && echo "$p: $version" >> "$BENCH_BUILD/env.txt"
+        fi
+    done
 done
 
 Benchmarks/instructions.sh all
