@@ -51,9 +51,10 @@ def aggregate(build, out):
         key = (r["allocator"], r["workload"], r["size"])
         if key not in cells:
             order.append(key)
-            cells[key] = {"ops": r["ops"], "status": r["status"], "times": []}
-        if r["status"] == "ok":
+            cells[key] = {"ops": r["ops"], "status": r["status"], "times": [], "capped": False}
+        if r["status"].startswith("ok"):
             cells[key]["times"].append(float(r["median_ns"]))
+            cells[key]["capped"] |= r["status"] == "ok-capped"
     path = os.path.join(build, "results.csv")
     with open(path, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
@@ -66,7 +67,8 @@ def aggregate(build, out):
                 continue
             n = len(t)
             median = t[n // 2] if n % 2 else (t[n // 2 - 1] + t[n // 2]) / 2
-            w.writerow([*key, n, c["ops"], f"{median:.2f}", f"{t[0]:.2f}", f"{t[-1]:.2f}", "ok"])
+            w.writerow([*key, n, c["ops"], f"{median:.2f}", f"{t[0]:.2f}", f"{t[-1]:.2f}",
+                        "ok-capped" if c["capped"] else "ok"])
     shutil.copy(path, os.path.join(out, "results.csv"))
     shutil.copy(os.path.join(build, "results-raw.csv"), os.path.join(out, "results-raw.csv"))
 
@@ -78,9 +80,9 @@ def timing_table(build, out):
     for r in rows:
         key = (r["allocator"], r["workload"], int(r["size"]))
         status[key] = r["status"]
-        if r["status"] == "ok":
+        if r["status"].startswith("ok"):
             med[key] = float(r["median_ns"])
-    reps = sorted({int(r["reps"]) for r in rows if r["status"] == "ok"})
+    reps = sorted({int(r["reps"]) for r in rows if r["status"].startswith("ok")})
     lines = ["# Benchmark timings", "",
              f"Median ns per allocate+free pair over {'/'.join(map(str, reps))} repetitions, "
              "interleaved across allocators (round r runs every allocator once, each after an "
@@ -105,10 +107,14 @@ def timing_table(build, out):
                     fl = med.get(("floor", w, s))
                     ratios = [fmt(med[k] / mi, 2) + "x mi" if mi else "-",
                               fmt(med[k] / fl, 2) + "x floor" if fl else "-"]
-                    cells.append(f"{fmt(med[k])} ({', '.join(ratios)})")
+                    mark = " *" if status[k] == "ok-capped" else ""
+                    cells.append(f"{fmt(med[k])}{mark} ({', '.join(ratios)})")
                 else:
                     cells.append(status.get(k, "not run"))
             lines.append(f"| {a} | " + " | ".join(cells) + " |")
+        if any(status.get((a, w, s)) == "ok-capped" for a in ALLOCATORS for s in SIZES):
+            lines += ["", "\\* at least one repetition reached the 2 s deadline before its operation count "
+                      "and was divided by the operations it did (bench.c, --deadline-ms)."]
         lines.append("")
     lines += ["## Goals (issue 6)", ""]
     qc, mi = med.get(("quarry-cache", "pair", 64)), med.get(("mimalloc", "pair", 64))

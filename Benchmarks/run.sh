@@ -25,6 +25,7 @@ bench_build
     echo "commit: $(git rev-parse --short HEAD 2> /dev/null || echo unknown)$(git diff --quiet HEAD -- Sources 2> /dev/null || echo ' (Sources modified)')"
     echo "host: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) vCPUs, Linux $(uname -r)"
     echo "repetitions: $REPS interleaved rounds (median), scale $SCALE"
+    echo "load average (1, 5, 15 min) at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$BENCH_BUILD/env.txt"
 
 # Repetitions are interleaved: round r runs every allocator once (all workloads and sizes,
@@ -47,6 +48,8 @@ for round in $(seq 1 "$REPS"); do
         fi
     done
 done
+
+echo "load average (1, 5, 15 min) at end of the timed runs: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$BENCH_BUILD/env.txt"
 
 Benchmarks/instructions.sh all
 
