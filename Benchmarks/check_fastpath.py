@@ -17,9 +17,9 @@ import re
 import subprocess
 import sys
 
-FAST_PATH_EXPORTS = {"quarry_probe_allocate", "quarry_probe_free"}
+FAST_PATH_EXPORTS = {"quarry_probe_allocate", "quarry_probe_free", "quarry_probe_malloc", "quarry_probe_free_block"}
 FAST_PATH_DEMANGLED = re.compile(
-    r"^generic specialization <Quarry\.ProbePlatform> of Quarry\.SlabCache\.(allocate|free)\(")
+    r"^generic specialization <Quarry\.ProbePlatform> of Quarry\.(SlabCache\.(allocate|free)|MallocFront\.(malloc|free))\(")
 # The Swift runtime (swift_retain, swift_allocObject, swift_beginAccess, swift_once, ...) and
 # what the Embedded runtime allocates or copies with.
 RUNTIME = re.compile(

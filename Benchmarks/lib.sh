@@ -71,15 +71,12 @@ bench_deps() {
 # SlabCache<BenchPlatform> is specialised inside libQuarryBench.so.
 build_quarry_bench() {
     say "swift build -c release Benchmarks/QuarryBench -> $QB_LIBDIR/libQuarryBench.so"
+    local log=$BENCH_BUILD/quarrybench-build.log status=0
+    mkdir -p "$BENCH_BUILD"
     "$SWIFT" build -c release -Xswiftc -enable-cmo-everything \
-        --package-path Benchmarks/QuarryBench --scratch-path "$SWIFTPM_SCRATCH" 2>&1 |
-        grep -v -E '^\[[0-9]+/[0-9]+\]|^Building for|^Write ' || true
-    [ -f "$QB_LIBDIR/libQuarryBench.so" ] || { echo "QuarryBench build failed"; return 1; }
-    if [ -f Sources/Quarry/MallocFront.swift ] &&
-        grep -q 'qb_malloc_available() -> Int32 { 0 }' Benchmarks/QuarryBench/Sources/QuarryBench/Exports.swift; then
-        say "WARNING: Sources/Quarry/MallocFront.swift exists but qb_malloc is still a stub:"
-        say "         wire the front into Benchmarks/QuarryBench/Sources/QuarryBench/Exports.swift"
-    fi
+        --package-path Benchmarks/QuarryBench --scratch-path "$SWIFTPM_SCRATCH" > "$log" 2>&1 || status=$?
+    grep -v -E '^\[[0-9]+/[0-9]+\]|^Building for|^Write |^Compiling|^Linking' "$log" || true
+    [ $status = 0 ] || { echo "QuarryBench build failed (log: $log)"; return 1; }
 }
 
 build_peer() {

@@ -57,6 +57,7 @@ rm -f "$BENCH_BUILD"/memory-*.csv
 for bytes in $((16 << 20)) $((1 << 30)); do
     "$BIN/quarry-probe" memory "$bytes" > "$BENCH_BUILD/memory-$bytes.csv"
 done
+"$BIN/quarry-probe" classes > "$BENCH_BUILD/classes.csv"
 
 say "report -> $OUT"
 "$PYTHON" Benchmarks/report.py "$BENCH_BUILD" "$OUT"

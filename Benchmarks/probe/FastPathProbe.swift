@@ -40,3 +40,20 @@ enum ProbePlatform: Platform {
         return error.rawValue
     }
 }
+
+/// The malloc front's fast path as a kernel calls it (`heap` is the instance's HeapState).
+@c public func quarry_probe_malloc(_ heap: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
+    let front = MallocFront<ProbePlatform>(heap: heap.assumingMemoryBound(to: HeapState.self))
+    do { return try front.malloc(size) } catch { return nil }
+}
+
+/// The malloc front's free as a kernel calls it: the error's raw value or 0.
+@c public func quarry_probe_free_block(_ heap: UnsafeMutableRawPointer, _ object: UnsafeMutableRawPointer) -> UInt8 {
+    let front = MallocFront<ProbePlatform>(heap: heap.assumingMemoryBound(to: HeapState.self))
+    do throws(QuarryError) {
+        try front.free(object)
+        return 0
+    } catch {
+        return error.rawValue
+    }
+}

@@ -1,19 +1,15 @@
-/* peer_quarry_malloc.c: Quarry's malloc front (issue 4); every row is "unavailable" until
- * QuarryBench wires the front in (qb_malloc_available() == 1). */
+/* peer_quarry_malloc.c: Quarry's malloc front (size classes over slab caches, spans above
+ * 32 KiB), through the front handle so no call reads a Swift global. */
 #include "bench.h"
 #include "peer_quarry_common.h"
 
-static char token;
 static void *setup(size_t size) {
     (void)size;
-    return quarry_ready() && qb_malloc_available() ? &token : NULL;
+    return quarry_ready() ? qb_malloc_front() : NULL;
 }
-static void *alloc(size_t size, void *ctx) { (void)ctx; return qb_malloc((ptrdiff_t)size); }
-static void release(void *p, void *ctx) { (void)ctx; qb_free(p); }
-static const char *describe(void) {
-    return qb_malloc_available() ? "Quarry malloc front (host release build)"
-                                 : "Quarry malloc front: not available in this tree";
-}
+static void *alloc(size_t size, void *front) { return qb_malloc(front, (ptrdiff_t)size); }
+static void release(void *p, void *front) { qb_free(front, p); }
+static const char *describe(void) { return "Quarry MallocFront<BenchPlatform> (host release build)"; }
 
 const struct bench_allocator bench_peer = {
     .name = "quarry-malloc", .setup = setup, .alloc = alloc, .free = release,

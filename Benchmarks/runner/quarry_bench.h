@@ -22,9 +22,17 @@ int32_t qb_cache_free(void *cache, void *object);
 int32_t qb_cache_pair_loop(void *cache, ptrdiff_t n);
 void qb_cache_info(void *cache, struct qb_cache_info *out);
 void qb_page_info(struct qb_page_info *out);
-/* 1 once the malloc front (issue 4) is wired into QuarryBench, else 0. */
-int32_t qb_malloc_available(void);
-void *qb_malloc(ptrdiff_t size);
-void qb_free(void *object);
+/* The malloc front's handle (NULL before qb_init), passed back to the three calls below. */
+void *qb_malloc_front(void);
+void *qb_malloc(void *front, ptrdiff_t size);
+/* 0, or a QuarryError raw value. */
+int32_t qb_free(void *front, void *object);
+/* The pair workload through the front, run inside Swift: 0 or an error. */
+int32_t qb_malloc_pair_loop(void *front, ptrdiff_t size, ptrdiff_t n);
+/* The size classes: how many, and the object size of class `index`. */
+ptrdiff_t qb_size_class_count(void);
+ptrdiff_t qb_size_class_size(ptrdiff_t index);
+/* The shape of the class cache that serves `size`: 0, or an error. */
+int32_t qb_malloc_class_info(void *front, ptrdiff_t size, struct qb_cache_info *out);
 
 #endif

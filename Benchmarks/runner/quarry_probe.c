@@ -7,9 +7,12 @@
  *                                    of the two client requests alone, subtracted by the report
  *   quarry-probe init BYTES          one dump around Quarry.initialize of a BYTES arena
  *   quarry-probe memory BYTES        CSV of metadata and slab figures (no callgrind needed)
+ *   quarry-probe classes             CSV of the malloc front's size classes: worst-case rounding
+ *                                    waste and the slab shape of each class cache
  *   quarry-probe swiftpair SIZE N    the pair workload written in Swift (qb_cache_pair_loop): run
  *                                    with N and 2N like `bench --count` to count Quarry's pair
  *                                    cost without the C-ABI glue
+ *   quarry-probe mallocpair SIZE N   the same through the malloc front (qb_malloc_pair_loop)
  *
  * Outside valgrind the client requests are a few no-op instructions. */
 #include "quarry_bench.h"
@@ -151,13 +154,49 @@ static int swift_pair(long size, long n) {
     return cache != NULL && qb_cache_pair_loop(cache, n) == 0 ? 0 : 2;
 }
 
+static int malloc_pair(long size, long n) {
+    init_or_die(1ul << 30);
+    qb_thread_register(0);
+    return qb_malloc_pair_loop(qb_malloc_front(), size, n) == 0 ? 0 : 2;
+}
+
+/* CSV: class,size,smallest_request,worst_waste_bytes,worst_waste_pct,objects_per_slab,
+ * pages_per_slab,slab_slack_bytes. The worst request of a class is one byte more than the
+ * class below; its waste is measured against the request. */
+static void classes(void) {
+    init_or_die(1ul << 30);
+    qb_thread_register(0);
+    void *front = qb_malloc_front();
+    printf("class,size,smallest_request,worst_waste_bytes,worst_waste_pct,objects_per_slab,pages_per_slab,slab_slack_bytes\n");
+    long previous = 0;
+    for (ptrdiff_t i = 0; i < qb_size_class_count(); i++) {
+        long size = (long)qb_size_class_size(i);
+        long request = previous + 1;
+        struct qb_cache_info info;
+        if (qb_malloc_class_info(front, size, &info) != 0) {
+            fprintf(stderr, "quarry-probe: no class cache for %ld bytes\n", size);
+            exit(2);
+        }
+        long slack = info.pages_per_slab * 4096 - info.objects_per_slab * info.object_size;
+        printf("%td,%ld,%ld,%ld,%.2f,%ld,%ld,%ld\n", i, size, request, size - request,
+               100.0 * (double)(size - request) / (double)request, info.objects_per_slab,
+               info.pages_per_slab, slack);
+        previous = size;
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "swiftpair")) return swift_pair(atol(argv[2]), atol(argv[3]));
+    if (argc == 4 && !strcmp(argv[1], "mallocpair")) return malloc_pair(atol(argv[2]), atol(argv[3]));
+    if (argc == 2 && !strcmp(argv[1], "classes")) {
+        classes();
+        return 0;
+    }
     if (argc == 2 && !strcmp(argv[1], "slowpaths")) slowpaths();
     else if (argc == 3 && !strcmp(argv[1], "init")) init_cost((size_t)strtoull(argv[2], NULL, 0));
     else if (argc == 3 && !strcmp(argv[1], "memory")) memory((size_t)strtoull(argv[2], NULL, 0));
     else {
-        fprintf(stderr, "usage: quarry-probe slowpaths | init BYTES | memory BYTES | swiftpair SIZE N\n");
+        fprintf(stderr, "usage: quarry-probe slowpaths | init BYTES | memory BYTES | classes | swiftpair SIZE N | mallocpair SIZE N\n");
         return 2;
     }
     return 0;

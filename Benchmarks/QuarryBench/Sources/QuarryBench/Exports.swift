@@ -21,6 +21,8 @@ func cacheHandle(_ raw: UnsafeMutableRawPointer) -> BenchCache { unsafeBitCast(r
 @c public func qb_init(_ base: UnsafeMutableRawPointer, _ size: Int) -> Int32 {
     precondition(MemoryLayout<BenchCache>.size == MemoryLayout<UnsafeMutableRawPointer>.size,
                  "QuarryBench: SlabCache is no longer one pointer; change cacheHandle")
+    precondition(MemoryLayout<BenchFront>.size == MemoryLayout<UnsafeMutableRawPointer>.size,
+                 "QuarryBench: MallocFront is no longer one pointer; change frontHandle")
     do throws(QuarryError) {
         benchQuarry = try BenchQuarry.initialize(base: base, size: size)
         return 0
@@ -94,15 +96,72 @@ func cacheHandle(_ raw: UnsafeMutableRawPointer) -> BenchCache { unsafeBitCast(r
     out.pointee = qb_page_info(page_count: p.pageCount, pages_in_use: p.pagesInUse, metadata_bytes: p.metadataBytes)
 }
 
-// MARK: Malloc front (issue 4)
-//
-// The size-class front is not in this tree yet, so these report "not available" and the
-// runner skips the quarry-malloc rows. When Sources/Quarry/MallocFront.swift lands, make
-// qb_malloc_available return 1 and call the front from qb_malloc/qb_free (run.sh warns
-// while the file exists and these are still stubs).
+// MARK: Malloc front
 
-@c public func qb_malloc_available() -> Int32 { 0 }
+typealias BenchFront = MallocFront<BenchPlatform>
 
-@c public func qb_malloc(_ size: Int) -> UnsafeMutableRawPointer? { nil }
+/// A front handle travels through C as the heap pointer it wraps, like a cache handle
+/// (checked in `qb_init`): the runner passes it back with every call, so no call reads
+/// the global `benchQuarry` (on the host that read costs a `swift_beginAccess` call).
+@inline(__always)
+func frontHandle(_ raw: UnsafeMutableRawPointer) -> BenchFront { unsafeBitCast(raw, to: BenchFront.self) }
 
-@c public func qb_free(_ object: UnsafeMutableRawPointer?) {}
+/// The malloc front of the instance, as an opaque handle for qb_malloc and qb_free.
+@c public func qb_malloc_front() -> UnsafeMutableRawPointer? {
+    guard let q = benchQuarry else { return nil }
+    return unsafeBitCast(q.front, to: UnsafeMutableRawPointer.self)
+}
+
+/// `size` bytes from the size-class front, or nil when Quarry refuses.
+@c public func qb_malloc(_ front: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
+    do { return try frontHandle(front).malloc(size) } catch { return nil }
+}
+
+/// Frees a block of the front. Returns 0, or the QuarryError raw value.
+@c public func qb_free(_ front: UnsafeMutableRawPointer, _ object: UnsafeMutableRawPointer?) -> Int32 {
+    do throws(QuarryError) {
+        try frontHandle(front).free(object)
+        return 0
+    } catch {
+        return Int32(error.rawValue)
+    }
+}
+
+/// The pair workload through the front, written in Swift (see qb_cache_pair_loop).
+@c public func qb_malloc_pair_loop(_ front: UnsafeMutableRawPointer, _ size: Int, _ n: Int) -> Int32 {
+    let f = frontHandle(front)
+    do throws(QuarryError) {
+        let keep = try f.malloc(size)
+        var i = 0
+        while i < n {
+            let p = try f.malloc(size)
+            try f.free(p)
+            i += 1
+        }
+        try f.free(keep)
+        return 0
+    } catch {
+        return Int32(error.rawValue)
+    }
+}
+
+/// Number of size classes, and the object size of class `index`.
+@c public func qb_size_class_count() -> Int { SizeClasses.count }
+@c public func qb_size_class_size(_ index: Int) -> Int { SizeClasses.size(ofClass: index) }
+
+/// The shape of the class cache that serves `size` (created on first use). Returns 0,
+/// or the QuarryError raw value.
+@c public func qb_malloc_class_info(
+    _ front: UnsafeMutableRawPointer, _ size: Int, _ out: UnsafeMutablePointer<qb_cache_info>
+) -> Int32 {
+    guard let q = benchQuarry else { return -1 }
+    do throws(QuarryError) {
+        let p = try frontHandle(front).malloc(size)
+        defer { try? frontHandle(front).free(p) }
+        guard let cache = q.cache(owning: p) else { return -1 }
+        qb_cache_info(unsafeBitCast(cache, to: UnsafeMutableRawPointer.self), out)
+        return 0
+    } catch {
+        return Int32(error.rawValue)
+    }
+}
