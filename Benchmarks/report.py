@@ -114,7 +114,7 @@ def timing_table(build, out):
                     cells.append(status.get(k, "not run"))
             lines.append(f"| {a} | " + " | ".join(cells) + " |")
         if any(status.get((a, w, s)) == "ok-capped" for a in ALLOCATORS for s in SIZES):
-            lines += ["", "\\* at least one repetition reached the 2 s deadline before its operation count "
+            lines += ["", "\\* at least one repetition reached the 1 s deadline before its operation count "
                       "and was divided by the operations it did (bench.c, --deadline-ms)."]
         lines.append("")
     lines += ["## Goals (issue 6)", ""]

@@ -7,7 +7,7 @@
  * Wall time comes from CLOCK_MONOTONIC; each cell is the median of --reps repetitions after
  * one untimed warm-up. Objects are written once after allocation (first word) except in the
  * pair workload, which measures the allocator alone. The random, producer-consumer and
- * threads loops stop early at a deadline (--deadline-ms, default 2000 per repetition) and
+ * threads loops stop early at a deadline (--deadline-ms, default 1000 per repetition) and
  * divide by the operations actually done: a contended spinlock whose holder the host has
  * descheduled can make an operation take microseconds, and `make bench` must stay bounded.
  * Such cells are reported with status "ok-capped". */
@@ -34,7 +34,7 @@ static const struct bench_allocator *A = &bench_peer;
 static long last_ops;
 static int last_capped;
 static uint64_t deadline_ns; /* absolute CLOCK_MONOTONIC time; loops check it every 1024 ops */
-static long deadline_ms = 2000;
+static long deadline_ms = 1000;
 
 static uint64_t now_ns(void) {
     struct timespec t;
