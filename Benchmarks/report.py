@@ -324,6 +324,10 @@ def memory(build, out):
         big = [c for c in classes if int(c["smallest_request"]) > 128]
         worst_big = max(big, key=lambda c: float(c["worst_waste_pct"]))
         worst_slack = max(classes, key=lambda c: int(c["slab_slack_bytes"]) / (int(c["pages_per_slab"]) * 4096))
+        def total(c):  # slab bytes per object against the worst request
+            per_object = int(c["pages_per_slab"]) * 4096 / int(c["objects_per_slab"])
+            return (per_object - int(c["smallest_request"])) / per_object
+        worst_total = max(big, key=total)
         lines += [f"- {len(classes)} classes, {classes[0]['size']} to {classes[-1]['size']} bytes; "
                   "larger requests are spans of whole pages.",
                   f"- Requests up to 128 bytes: at most {max(int(c['worst_waste_bytes']) for c in small)} bytes "
@@ -333,7 +337,11 @@ def memory(build, out):
                   "the bound is 12.5%.",
                   f"- Slab slack, worst class: {worst_slack['slab_slack_bytes']} bytes of "
                   f"{int(worst_slack['pages_per_slab']) * 4096} ({worst_slack['size']}-byte class, "
-                  f"{worst_slack['objects_per_slab']} objects per {worst_slack['pages_per_slab']}-page slab).", "",
+                  f"{worst_slack['objects_per_slab']} objects per {worst_slack['pages_per_slab']}-page slab).",
+                  f"- Rounding and slack together, worst class above 128 bytes: {100 * total(worst_total):.1f}% of "
+                  f"the slab memory per object is not the request's (a {worst_total['smallest_request']}-byte "
+                  f"request in the {worst_total['size']}-byte class, {worst_total['objects_per_slab']} per "
+                  f"{worst_total['pages_per_slab']}-page slab).", "",
                   "| class | size | worst request | waste | objects per slab | pages per slab | slab slack |",
                   "|---:|---:|---:|---:|---:|---:|---:|"]
         for c in classes:
