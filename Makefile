@@ -296,6 +296,7 @@ test: deps
 	@$(MAKE) --no-print-directory header-test
 	@$(MAKE) --no-print-directory host-test
 	@$(MAKE) --no-print-directory qemu-test
+	@$(MAKE) --no-print-directory budgets
 
 deps:
 	@echo "== deps: qemu-system-i386, qemu-system-x86_64 and 32-bit libgcc"
@@ -318,3 +319,6 @@ deps:
 clean:
 	@echo "== clean"
 	rm -rf build
+
+# make bench, make budgets (Benchmarks/Makefile.inc; budgets also run in make test).
+include Benchmarks/Makefile.inc

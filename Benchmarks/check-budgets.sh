@@ -36,6 +36,7 @@ GOAL_CACHE=25 STRETCH_CACHE=20 GOAL_MALLOC=35 STRETCH_MALLOC=28
 bench_deps
 failed=0
 
+mkdir -p "$BENCH_BUILD"
 say "build (QuarryBench release, harness binaries)"
 bench_build quarry-cache quarry-malloc > "$BENCH_BUILD/check-build.log" 2>&1 ||
     { cat "$BENCH_BUILD/check-build.log"; exit 1; }
