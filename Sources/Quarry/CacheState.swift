@@ -107,10 +107,14 @@ struct CacheCounters {
 /// - `counters.active == Σ slab.inUse` over all three lists
 /// - `total slabs == counters.slabsCreated - counters.slabsReleased`
 /// - `empty.count <= max(tuning.emptySlabReserve, 0)` after every free
+///
+/// Field order: `magic` comes first because ThreadSanitizer reports every mutation
+/// through `pointee` as a write of the record's first byte; that byte must not be the
+/// lock (which other CPUs update atomically) or a field they read without it.
 struct CacheState: ~Copyable {
-    let lock = SpinLock()
     /// `CacheState.liveMagic` while the cache exists; cleared by destroy.
     var magic: UInt32
+    let lock = SpinLock()
     var name: CacheName
     let requestedSize: Int
     let geometry: SlabGeometry

@@ -17,16 +17,21 @@ import Synchronization
 ///
 /// Invariants: `bumpLimit == pages.bump` whenever `pageLock` is free;
 /// `cacheCount ==` number of caches reachable from `firstCache`.
+///
+/// Field order: the registry comes first because ThreadSanitizer reports every
+/// mutation through `pointee` as a write of the record's first byte; that byte must
+/// not be a lock or `bumpLimit` (updated atomically by other CPUs) or a field read
+/// without a lock (`arena`, `tuning`, `pages.map`).
 struct HeapState: ~Copyable {
+    var firstCache: UnsafeMutablePointer<CacheState>? = nil
+    var lastCache: UnsafeMutablePointer<CacheState>? = nil
+    var cacheCount = 0
     let pageLock = SpinLock()
     let registryLock = SpinLock()
     let bumpLimit = Atomic<UInt32>(0)
     let arena: Arena
     var pages: PageAllocator
     let tuning: Tuning
-    var firstCache: UnsafeMutablePointer<CacheState>? = nil
-    var lastCache: UnsafeMutablePointer<CacheState>? = nil
-    var cacheCount = 0
     var spans = SpanCounters()
     var front = FrontState()
 
