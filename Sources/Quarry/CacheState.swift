@@ -106,7 +106,13 @@ struct CacheCounters {
 /// Invariants (checked by `SlabCache.checkInvariants`):
 /// - `counters.active == Σ slab.inUse` over all three lists
 /// - `total slabs == counters.slabsCreated - counters.slabsReleased`
-/// - `empty.count <= max(tuning.emptySlabReserve, 0)` after every free
+/// - `empty.count <= max(tuning.emptySlabReserve, 0)` after every free, unless `typeStable`
+///
+/// Type-stable caches (`typeStable`, Linux's `SLAB_TYPESAFE_BY_RCU`): a slab never goes
+/// back to the page allocator while the cache lives (its empty slabs stay on `empty`,
+/// `shrink` keeps them), and the free link lives past the caller's bytes
+/// (`geometry.linkOffset`), so memory that once held an object of this cache holds
+/// one for as long as the cache exists. Only `destroy` releases the slabs.
 ///
 /// Field order: `magic` comes first because ThreadSanitizer reports every mutation
 /// through `pointee` as a write of the record's first byte; that byte must not be the
@@ -121,6 +127,8 @@ struct CacheState: ~Copyable {
     let constructor: ObjectConstructor?
     let secret: UInt
     let heap: UnsafeMutablePointer<HeapState>
+    /// Slabs stay with the cache until destroy (see above).
+    let typeStable: Bool
     var nextColor = 0
     var partial = SlabList(kind: .partial)
     var full = SlabList(kind: .full)
@@ -133,7 +141,7 @@ struct CacheState: ~Copyable {
     static let liveMagic: UInt32 = 0x5141_5259  // "QARY"
 
     init(name: CacheName, size: Int, geometry: SlabGeometry, constructor: ObjectConstructor?,
-         secret: UInt, heap: UnsafeMutablePointer<HeapState>) {
+         secret: UInt, heap: UnsafeMutablePointer<HeapState>, typeStable: Bool = false) {
         magic = CacheState.liveMagic
         self.name = name
         requestedSize = size
@@ -141,6 +149,7 @@ struct CacheState: ~Copyable {
         self.constructor = constructor
         self.secret = secret
         self.heap = heap
+        self.typeStable = typeStable
     }
 
     var slabCount: Int { partial.count + full.count + empty.count }

@@ -27,6 +27,8 @@ public struct CacheStatistics: Sendable {
     public var slabsReleased: UInt64
     /// Refused frees and detected corruption, all kinds.
     public var errors: UInt64
+    /// Slabs stay with the cache until destroy (`createCache(..., typeStable: true)`).
+    public var typeStable: Bool
     let errorCounts: InlineArray<9, UInt64>
 
     /// How many times `error` was reported by this cache.
@@ -70,7 +72,7 @@ extension SlabCache {
             emptySlabs: state.pointee.empty.count, pages: slabs * g.slabPages,
             allocations: c.allocations, frees: c.frees, failures: c.failures,
             slabsCreated: c.slabsCreated, slabsReleased: c.slabsReleased,
-            errors: c.totalErrors, errorCounts: c.errors)
+            errors: c.totalErrors, typeStable: state.pointee.typeStable, errorCounts: c.errors)
         state.pointee.lock.release(P.self, saved)
         return stats
     }

@@ -57,31 +57,40 @@ public struct Quarry<P: Platform> {
     /// Creates a cache of objects of `size` bytes aligned to `alignment` (a power of two,
     /// at most the page size; objects are at least 8-byte aligned). `constructor`, if
     /// given, runs once on each object when its slab first hands it out.
+    ///
+    /// `typeStable` (Linux's `SLAB_TYPESAFE_BY_RCU`): the cache's slabs never go back
+    /// to the page allocator until `destroy`, and freeing writes nothing into the
+    /// caller's bytes, so a pointer to one of its objects always points at an object of
+    /// this cache, possibly freed and handed out again at once. See docs/epochs.md.
     public func createCache(
         name: StaticString, size: Int, alignment: Int = Geometry.granule,
-        constructor: ObjectConstructor? = nil
+        constructor: ObjectConstructor? = nil, typeStable: Bool = false
     ) throws(QuarryError) -> SlabCache<P> {
-        try createCache(name: CacheName(name), size: size, alignment: alignment, constructor: constructor)
+        try createCache(name: CacheName(name), size: size, alignment: alignment, constructor: constructor,
+                        typeStable: typeStable)
     }
 
     public func createCache(
         name: CacheName, size: Int, alignment: Int = Geometry.granule,
-        constructor: ObjectConstructor? = nil
+        constructor: ObjectConstructor? = nil, typeStable: Bool = false
     ) throws(QuarryError) -> SlabCache<P> {
-        let geometry = try SlabGeometry.make(size: size, alignment: alignment, tuning: heap.pointee.tuning)
+        let geometry = try SlabGeometry.make(
+            size: size, alignment: alignment, tuning: heap.pointee.tuning, linkOutside: typeStable)
         let memory = try cacheOfCaches.allocate()
         // Sound: an object of the cache of caches is sized and aligned for a CacheState.
         let state = memory.bindMemory(to: CacheState.self, capacity: 1)
         state.initialize(to: CacheState(
             name: name, size: size, geometry: geometry, constructor: constructor,
-            secret: P.entropy(), heap: heap))
+            secret: P.entropy(), heap: heap, typeStable: typeStable))
         register(state)
         return SlabCache(state: state)
     }
 
     /// Destroys `cache` if it has no allocated objects: its slabs go back to the page
-    /// allocator and the handle becomes invalid. Otherwise nothing changes, the leak
-    /// is printed through the platform, and the number of leaked objects is returned.
+    /// allocator (type-stable ones too: no reader may still hold a pointer into the
+    /// cache, e.g. after `EpochReclaimer.synchronize()`) and the handle becomes invalid.
+    /// Otherwise nothing changes, the leak is printed through the platform, and the
+    /// number of leaked objects is returned.
     @discardableResult
     public func destroy(_ cache: SlabCache<P>) -> Int {
         let state = cache.state
@@ -98,7 +107,7 @@ public struct Quarry<P: Platform> {
             out.write(" objects still allocated\n")
             return leaked
         }
-        cache.shrink()
+        _ = cache.releaseEmptySlabs()
         unregister(state)
         state.pointee.magic = 0
         state.deinitialize(count: 1)

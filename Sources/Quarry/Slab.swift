@@ -57,7 +57,9 @@ struct Slab {
         if d.freeHead != 0 {
             let object = d.freeHead
             let span = UInt(d.carved) &* UInt(geometry.objectSize)
-            guard let next = FreeLink.read(from: object, secret: secret, low: objectsStart, span: span) else {
+            guard let next = FreeLink.read(
+                from: object, offset: geometry.linkOffset, secret: secret, low: objectsStart, span: span
+            ) else {
                 map[page].freeHead = 0
                 return .corrupt
             }
@@ -80,8 +82,8 @@ struct Slab {
 
     /// Returns `object` (already validated) to the free list.
     @inline(__always)
-    func push(_ object: UInt, secret: UInt) {
-        FreeLink.write(map[page].freeHead, into: object, secret: secret)
+    func push(_ object: UInt, _ geometry: SlabGeometry, secret: UInt) {
+        FreeLink.write(map[page].freeHead, into: object, offset: geometry.linkOffset, secret: secret)
         map[page].freeHead = object
         map[page].inUse -= 1
     }
@@ -96,7 +98,9 @@ struct Slab {
         while p != 0 {
             guard p &- objectsStart < span, n < Int(d.carved) else { return nil }
             n += 1
-            guard let next = FreeLink.read(from: p, secret: secret, low: objectsStart, span: span) else { return nil }
+            guard let next = FreeLink.read(
+                from: p, offset: geometry.linkOffset, secret: secret, low: objectsStart, span: span
+            ) else { return nil }
             p = next
         }
         return n

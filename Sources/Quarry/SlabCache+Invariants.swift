@@ -8,7 +8,7 @@ extension SlabCache {
     /// - per slab: `inUse + |free list| == carved <= capacity`, the colour is one of
     ///   the cache's colours, and the bitmap has exactly `inUse` bits set in the slab
     /// - `counters.active == Σ inUse`; `slabsCreated - slabsReleased == slab count`
-    /// - `empty.count <= emptySlabReserve`
+    /// - `empty.count <= emptySlabReserve` (type-stable caches keep every empty slab)
     /// O(slabs × slab bytes / granule). Call it at quiescence (tests, debug shells).
     public func checkInvariants() {
         let saved = state.pointee.lock.acquire(P.self)
@@ -55,7 +55,7 @@ extension SlabCache {
         let c = state.pointee.counters
         precondition(c.slabsCreated - c.slabsReleased == UInt64(word: UInt(state.pointee.slabCount)),
                      "SlabCache: slab count")
-        precondition(state.pointee.empty.count <= max(h.pointee.tuning.emptySlabReserve, 0),
+        precondition(state.pointee.typeStable || state.pointee.empty.count <= max(h.pointee.tuning.emptySlabReserve, 0),
                      "SlabCache: empty reserve exceeded")
         precondition(state.pointee.magic == CacheState.liveMagic, "SlabCache: dead cache")
         state.pointee.lock.release(P.self, saved)

@@ -154,7 +154,7 @@ public struct SlabCache<P: Platform> {
         guard heap.pointee.bitmap.markFree(address) else { return .doubleFree }
         let map = heap.pointee.map
         let wasFull = map[page].list == .full
-        Slab(page: page, map: map, arena: heap.pointee.arena).push(address, secret: state.pointee.secret)
+        Slab(page: page, map: map, arena: heap.pointee.arena).push(address, geometry, secret: state.pointee.secret)
         state.pointee.counters.frees += 1
         state.pointee.counters.active -= 1
         if wasFull {
@@ -163,7 +163,7 @@ public struct SlabCache<P: Platform> {
         }
         if map[page].inUse == 0 {
             state.pointee.partial.remove(page, map)
-            if state.pointee.empty.count < heap.pointee.tuning.emptySlabReserve {
+            if state.pointee.typeStable || state.pointee.empty.count < heap.pointee.tuning.emptySlabReserve {
                 state.pointee.empty.push(page, map)
             } else {
                 releaseSlab(page)
@@ -184,8 +184,15 @@ public struct SlabCache<P: Platform> {
     // MARK: Shrink and destroy
 
     /// Releases every empty slab, reserve included. Returns the number of pages given back.
+    /// A type-stable cache keeps its slabs (returns 0): only `destroy` releases them.
     @discardableResult
     public func shrink() -> Int {
+        if state.pointee.typeStable { return 0 }
+        return releaseEmptySlabs()
+    }
+
+    /// Releases every empty slab, type-stable or not (`shrink`, and `destroy`).
+    func releaseEmptySlabs() -> Int {
         let saved = state.pointee.lock.acquire(P.self)
         let map = heap.pointee.map
         var released = 0
@@ -201,4 +208,7 @@ public struct SlabCache<P: Platform> {
 
     /// Number of objects allocated from this cache and not yet freed.
     public var activeObjects: Int { state.pointee.counters.active }
+
+    /// True for a type-stable cache (`createCache(..., typeStable: true)`).
+    public var isTypeStable: Bool { state.pointee.typeStable }
 }
