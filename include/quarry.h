@@ -45,7 +45,8 @@ typedef enum quarry_error {
     QUARRY_ERR_DOUBLE_FREE = 22,     /* not allocated: freed twice or never handed out */
     QUARRY_ERR_CORRUPT_FREE_LIST = 23,/* a free-list link was overwritten */
     QUARRY_ERR_CACHE_NOT_EMPTY = 24, /* quarry_cache_destroy: objects still allocated */
-    QUARRY_ERR_SIZE_MISMATCH = 25    /* quarry_free_sized: the size names another class */
+    QUARRY_ERR_SIZE_MISMATCH = 25,   /* quarry_free_sized: the size names another class */
+    QUARRY_ERR_RECLAIM_STALLED = 32  /* (Swift EpochReclaimer) retire refused: a CPU stays in a read section */
 } quarry_error;
 
 /* errno values returned by quarry_posix_memalign (the Linux numbers). */

@@ -43,6 +43,12 @@ public enum QuarryError: UInt8, Error, Sendable {
     /// A size (and alignment) hint given to `free` names another size class or span
     /// length than the block's: the block is not freed.
     case sizeMismatch = 25
+
+    // Deferred freeing.
+    /// This CPU's backlog of retired objects is full and cannot be freed because a CPU
+    /// stays inside a read-side critical section (`EpochReclaimer.retire`, `reserve`).
+    /// The caller keeps the object; the stall is counted and reported.
+    case reclaimStalled = 32
 }
 
 extension QuarryError {
@@ -66,6 +72,7 @@ extension QuarryError {
         case .corruptFreeList: "corrupt free list"
         case .cacheNotEmpty: "cache not empty"
         case .sizeMismatch: "size hint mismatch"
+        case .reclaimStalled: "reclamation stalled"
         }
     }
 }

@@ -52,7 +52,7 @@ import Glibc
             (QUARRY_ERR_INTERIOR_POINTER, .interiorPointer), (QUARRY_ERR_MISALIGNED, .misaligned),
             (QUARRY_ERR_WRONG_CACHE, .wrongCache), (QUARRY_ERR_DOUBLE_FREE, .doubleFree),
             (QUARRY_ERR_CORRUPT_FREE_LIST, .corruptFreeList), (QUARRY_ERR_CACHE_NOT_EMPTY, .cacheNotEmpty),
-            (QUARRY_ERR_SIZE_MISMATCH, .sizeMismatch),
+            (QUARRY_ERR_SIZE_MISMATCH, .sizeMismatch), (QUARRY_ERR_RECLAIM_STALLED, .reclaimStalled),
         ]
         for (c, swift) in pairs { #expect(c.rawValue == UInt32(swift.rawValue), "\(swift)") }
         // Every QuarryError has its C constant.
