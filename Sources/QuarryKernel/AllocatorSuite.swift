@@ -16,14 +16,16 @@ typealias KernelCache = SlabCache<X86Platform>
 ///
 /// The arena is split: most of it for the standard-geometry heap, a quarter for a
 /// tiny-geometry heap (slabs of 3 objects: every refill and release path runs
-/// constantly), 64 KiB for out-of-memory checks, and 4 MiB for the SMP stress.
+/// constantly), 64 KiB for out-of-memory checks, 4 MiB for the SMP stress, and the
+/// last 2 MiB for the epoch suite.
 func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     Console.printLine("== allocator suite")
     AllocatorChecks.geometryAtBoot()
     let tinyBytes = 64 << 10
+    let epochBytes = 2 << 20
     let smallHeapBytes = (arenaSize / 4) & ~4095
     let smpBytes = 4 << 20
-    let mainBytes = arenaSize - tinyBytes - smallHeapBytes - smpBytes
+    let mainBytes = arenaSize - tinyBytes - smallHeapBytes - smpBytes - epochBytes
     let start = Clock.now()
     let main: KernelQuarry
     let small: KernelQuarry
@@ -65,12 +67,14 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     AllocatorChecks.leakAccounting(small, name: "alloc: tiny-slab heap back to its first state")
 
     SMPStress.run(base: arenaBase + mainBytes + smallHeapBytes + tinyBytes, size: smpBytes)
+    runEpochSuite(arenaBase: arenaBase + (arenaSize - epochBytes), arenaSize: epochBytes)
 }
 
 /// Runs inside every timer interrupt on every CPU, interrupts disabled, FPU state
 /// saved (see `timerTick()`). The place for allocate/free from interrupt context.
 func allocatorTimerHook() {
     SMPStress.timerHook()
+    epochTimerHook()
 }
 
 /// A 32-bit xorshift generator: seeded, reproducible, no allocation.
