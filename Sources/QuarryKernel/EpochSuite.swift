@@ -32,7 +32,7 @@ struct EpochCPUCounts: ~Copyable {
 enum EpochSuite {
     /// Retired nodes each CPU may hold: small, so the bound is reached and tested.
     static let bound = 64
-    static let operationsPerCPU = 8_000
+    static let operationsPerCPU = 5_000
     /// Values are `cpu << 15 | origin | i` with `i < hookOrigin`: origin 0 for thread
     /// context, `hookOrigin` for the timer hook. So every value is pushed once, and one
     /// bitmap of `maxCPUs << 15` bits (64 KiB, the largest object) marks them all.
