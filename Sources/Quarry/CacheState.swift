@@ -129,6 +129,9 @@ struct CacheState: ~Copyable {
     let heap: UnsafeMutablePointer<HeapState>
     /// Slabs stay with the cache until destroy (see above).
     let typeStable: Bool
+    /// Empty slabs kept before free releases one: `tuning.emptySlabReserve`, or
+    /// `Int.max` for a type-stable cache (one comparison on the free path for both).
+    let emptySlabReserve: Int
     var nextColor = 0
     var partial = SlabList(kind: .partial)
     var full = SlabList(kind: .full)
@@ -150,6 +153,7 @@ struct CacheState: ~Copyable {
         self.secret = secret
         self.heap = heap
         self.typeStable = typeStable
+        emptySlabReserve = typeStable ? Int.max : heap.pointee.tuning.emptySlabReserve
     }
 
     var slabCount: Int { partial.count + full.count + empty.count }

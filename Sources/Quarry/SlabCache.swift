@@ -163,7 +163,7 @@ public struct SlabCache<P: Platform> {
         }
         if map[page].inUse == 0 {
             state.pointee.partial.remove(page, map)
-            if state.pointee.typeStable || state.pointee.empty.count < heap.pointee.tuning.emptySlabReserve {
+            if state.pointee.empty.count < state.pointee.emptySlabReserve {
                 state.pointee.empty.push(page, map)
             } else {
                 releaseSlab(page)
