@@ -11,6 +11,7 @@
 #                     QuarryC, -no-allocations) + quarry_libc.o (QUARRY_LIBC_NAMES=1, default)
 #   make header-test  include/quarry.h as strict C11 for -m32 and -m64
 #   make host-test    swift test
+#   make host-tsan    swift test --sanitize=thread (the threaded tests, no suppression)
 #   make qemu-test    boot i686 and x86_64: the Swift kernel with -smp 1 and -smp 4, the C
 #                     kernel with -smp 1; a boot passes only on exit 67 and "N passed,
 #                     0 failed" (ARCH=... on the command line: that architecture only)
@@ -117,7 +118,7 @@ QEMU_TIMEOUT ?= 60
 QEMU_PASS := 67
 QEMU_FAIL := 69
 
-.PHONY: all kernel ckernel lib run run-c test header-test host-test qemu-test qemu-boot deps clean FORCE
+.PHONY: all kernel ckernel lib run run-c test header-test host-test host-tsan qemu-test qemu-boot deps clean FORCE
 all: kernel ckernel
 
 lib: $(BUILD)/libquarry.a
@@ -292,9 +293,14 @@ host-test:
 	@echo "== host-test: swift test"
 	$(SWIFT) test
 
+host-tsan:
+	@echo "== host-tsan: swift test --sanitize=thread"
+	$(SWIFT) test --sanitize=thread
+
 test: deps
 	@$(MAKE) --no-print-directory header-test
 	@$(MAKE) --no-print-directory host-test
+	@$(MAKE) --no-print-directory host-tsan
 	@$(MAKE) --no-print-directory qemu-test
 	@$(MAKE) --no-print-directory budgets
 
