@@ -35,6 +35,8 @@ typedef enum quarry_error {
     QUARRY_ERR_ARENA_TOO_SMALL = 5,  /* quarry_init: no room for the metadata and one page */
     QUARRY_ERR_INVALID_CACHE = 6,    /* a quarry_cache pointer that names no live cache */
     QUARRY_ERR_NOT_INITIALIZED = 7,  /* a call before quarry_init */
+    QUARRY_ERR_BUSY = 8,             /* a free re-entering Quarry (e.g. from an NMI) that
+                                        needs a lock its CPU holds: nothing changed, retry */
     /* Free (the pointer is left alone). */
     QUARRY_ERR_OUTSIDE_ARENA = 16,   /* not in the arena */
     QUARRY_ERR_METADATA_POINTER = 17,/* in the arena's page map or bitmap */

@@ -35,8 +35,10 @@ struct Arena {
     let dataStart: UInt
     /// Number of data pages.
     let pageCount: Int
+    /// Bytes of data pages (`pageCount * pageSize`).
+    let dataBytes: UInt
 
-    var end: UInt { dataStart &+ UInt(pageCount) << UInt(Geometry.pageShift) }
+    var end: UInt { dataStart &+ dataBytes }
 
     /// Lays out `[base, base + size)`; nil when it cannot hold the heap state, its
     /// metadata and at least one data page.
@@ -49,7 +51,7 @@ struct Arena {
         let end = (overflow ? UInt.max : rawEnd) & ~mask
         guard end > start else { return nil }
         let header = (UInt(headerBytes) + UInt(Geometry.cacheLine) - 1) & ~UInt(Geometry.cacheLine - 1)
-        let perPageMeta = UInt(MemoryLayout<PageDescriptor>.stride + Geometry.bitmapBytesPerPage)
+        let perPageMeta = UInt(PageDescriptor.stride + Geometry.bitmapBytesPerPage)
         let total = end - start
         guard total > header + page + perPageMeta else { return nil }
         var pages = (total - header) / (page + perPageMeta)
@@ -61,20 +63,25 @@ struct Arena {
         guard pages > 0 else { return nil }
         regionStart = start
         descriptorStart = start + header
-        bitmapStart = descriptorStart + pages * UInt(MemoryLayout<PageDescriptor>.stride)
+        bitmapStart = descriptorStart + pages * UInt(PageDescriptor.stride)
         self.dataStart = dataStart(pages)
         pageCount = Int(pages)
+        dataBytes = pages << UInt(Geometry.pageShift)
     }
 
     /// Where `address` falls: a data page, the metadata, or outside.
     @inline(__always)
     func classify(_ address: UInt) -> Location {
-        if address &- dataStart < end &- dataStart {
-            return .page(PageNumber(Int((address &- dataStart) >> UInt(Geometry.pageShift))))
+        let offset = address &- dataStart
+        if offset < dataBytes {
+            return .page(PageNumber(UInt32(truncatingIfNeeded: offset >> UInt(Geometry.pageShift))))
         }
-        if address &- regionStart < dataStart &- regionStart { return .metadata }
-        return .outside
+        return isMetadata(address) ? .metadata : .outside
     }
+
+    /// True for an address in the header and metadata before the first data page.
+    @inline(__always)
+    func isMetadata(_ address: UInt) -> Bool { address &- regionStart < dataStart &- regionStart }
 
     enum Location: Equatable {
         case page(PageNumber)
@@ -84,6 +91,6 @@ struct Arena {
 
     @inline(__always)
     func address(of page: PageNumber) -> UInt {
-        dataStart &+ UInt(page.raw) << UInt(Geometry.pageShift)
+        dataStart &+ UInt(truncatingIfNeeded: page.raw) << UInt(Geometry.pageShift)
     }
 }

@@ -1,9 +1,15 @@
-// CacheState: the out-of-band record of one slab cache, kept in allocator-owned memory.
+// CacheState: the out-of-band record of one slab cache and its per-CPU array, kept in
+// allocator-owned memory.
 // Neighbours: SlabCache (the handle that operates on it), HeapState (which embeds the
-// cache of caches and links every cache into a registry), CacheStatistics (its snapshot).
+// internal caches and links every cache into a registry), CPUCache (the per-CPU slots),
+// Depot, CacheStatistics (its snapshot).
+
+import Synchronization
 
 /// A constructor runs once on each object when its slab carves it (Bonwick's
-/// constructed state): objects must be freed in their constructed state.
+/// constructed state): objects must be freed in their constructed state. It runs
+/// during a refill, under the cache lock with interrupts masked: keep it short; a
+/// constructor that calls Quarry gets the re-entrant (`.tryOnly`) behaviour.
 public typealias ObjectConstructor = @convention(c) (UnsafeMutableRawPointer) -> Void
 
 /// A fixed-size copy of a cache's name (at most 31 bytes), printable without allocation.
@@ -56,43 +62,80 @@ extension CacheName: ByteSink {
     }
 }
 
-/// Event counters of one cache. Updated under the cache lock.
+/// Event counters of the slab layer of one cache. Updated under the cache lock.
+/// (Allocations and frees as users see them are per-CPU counters: see CPUCache.)
 struct CacheCounters {
-    var allocations: UInt64 = 0
-    var frees: UInt64 = 0
-    /// Allocations refused for lack of memory.
-    var failures: UInt64 = 0
+    /// Objects taken from slabs (by refills, or one at a time without magazines).
+    var slabAllocations: UInt64 = 0
+    /// Objects given back to slabs (by flushes and drains, or one at a time).
+    var slabFrees: UInt64 = 0
     var slabsCreated: UInt64 = 0
     var slabsReleased: UInt64 = 0
-    /// Objects currently allocated (handed to users).
-    var active = 0
+    /// Magazines filled from slabs, and magazines (or reserves) emptied into slabs.
+    var refills: UInt64 = 0
+    var flushes: UInt64 = 0
+    /// Objects out of slabs: `Σ slab.inUse` (handed to users, or held by the per-CPU layer).
+    var inUse = 0
     var highWater = 0
-    /// Refused frees and detected corruption, by kind (index: `QuarryError.rawValue - 16`).
-    var errors = InlineArray<9, UInt64>(repeating: 0)
+}
 
-    mutating func count(_ error: QuarryError) {
+/// Counters any context may bump without a lock (one locked RMW each: they count
+/// rare events, never the fast path).
+struct CacheAtomics: ~Copyable {
+    /// Allocations refused (`.outOfMemory`, `.corruptFreeList`).
+    let failures = Atomic<UInt>(0)
+    /// Calls that found their CPU holding a Quarry lock and could not be served
+    /// without it (allocate: `.outOfMemory`; free: `.busy`), plus frees parked in a reserve.
+    let nolockRefusals = Atomic<UInt>(0)
+    let nolockParked = Atomic<UInt>(0)
+    /// Refused frees and detected corruption, by kind (index: `QuarryError.rawValue - 16`).
+    let errors: InlineArray<9, Atomic<UInt>> = InlineArray { _ in Atomic<UInt>(0) }
+    /// Set by a `.tryOnly` slow path that left the depot with more empty magazines than
+    /// `depotEmptyLimit` (it may not free them); cleared by the next trim.
+    let trimNeeded = Atomic<Bool>(false)
+
+    init() {}
+
+    func count(_ error: QuarryError) {
         let i = Int(error.rawValue) - 16
-        if i >= 0 && i < 9 { errors[i] += 1 }
+        if i >= 0 && i < 9 { errors[i].wrappingAdd(1, ordering: .relaxed) }
     }
 
     func errorCount(_ error: QuarryError) -> UInt64 {
         let i = Int(error.rawValue) - 16
-        return i >= 0 && i < 9 ? errors[i] : 0
+        return i >= 0 && i < 9 ? UInt64(word: errors[i].load(ordering: .relaxed)) : 0
+    }
+
+    var errorCounts: InlineArray<9, UInt64> {
+        var a = InlineArray<9, UInt64>(repeating: 0)
+        for i in 0..<9 { a[i] = UInt64(word: errors[i].load(ordering: .relaxed)) }
+        return a
     }
 
     var totalErrors: UInt64 {
         var sum: UInt64 = 0
-        for i in 0..<9 { sum += errors[i] }
+        for i in 0..<9 { sum += UInt64(word: errors[i].load(ordering: .relaxed)) }
         return sum
     }
 }
 
-/// State of one cache. Lives in an object of the cache of caches (or inside HeapState
-/// for that cache itself), so its address is stable for its whole life.
+/// State of one cache. Lives in an object of the cache of caches (or in the heap
+/// header for the two internal caches), so its address is stable for its whole life.
+/// The object holds, each part on its own cache lines and reached through its own
+/// pointer (so that an access to one part is never a Swift access to another):
 ///
-/// Lock: `lock` guards every field below it except the constants set at creation
-/// (`name`, `requestedSize`, `geometry`, `constructor`, `secret`, `heap`).
-/// Lock order: a cache lock, then the heap's page lock; never two cache locks at once.
+///     | CacheState | SlabLayer | Depot | CacheLinks | CPU slot x maxCPUs |
+///
+/// - `CacheState`: constants set at creation (`name`, `requestedSize`, `geometry`,
+///   `constructor`, `secret`, `heap`, `bitmap`, `magazineCapacity`, `isInternal`), the
+///   two locks, and lock-free atomics (`magic`, `atomics`). Read by anyone, no lock.
+/// - `SlabLayer`: under `lock` (the cache lock), with the locked words of this cache's
+///   slab descriptors.
+/// - `Depot`: under `depotLock`.
+/// - `CacheLinks`: under the heap's registry lock.
+/// - CPU slots: see CPUCache.
+///
+/// Lock order: `depotLock`, then `lock`, then the heap's page lock (HeapState).
 ///
 /// Slab states and transitions (a slab is on exactly one list):
 ///
@@ -103,58 +146,143 @@ struct CacheCounters {
 ///     full     | capacity               | full     | its last free object is taken
 ///     released | -                      | none     | freed to empty while the reserve is full
 ///
-/// Invariants (checked by `SlabCache.checkInvariants`):
-/// - `counters.active == Σ slab.inUse` over all three lists
+/// ("Taken" and "freed" are moves between a slab and the layer above it: a refill
+/// takes a magazine's worth under one lock acquisition, a flush gives one back.)
+///
+/// Invariants (checked by `SlabCache.checkInvariants` at quiescence):
+/// - `counters.inUse == Σ slab.inUse` over all three lists
+/// - `counters.inUse == active + cached`, where `active` = Σ per-CPU (allocHits +
+///   allocMisses - freeHits - freeMisses) and `cached` = objects in every CPU's
+///   magazines and reserve plus the depot's full magazines
 /// - `total slabs == counters.slabsCreated - counters.slabsReleased`
-/// - `empty.count <= max(tuning.emptySlabReserve, 0)` after every free, unless `typeStable`
+/// - `empty.count <= emptySlabReserve` after every free (unless a trim is due)
 ///
 /// Type-stable caches (`typeStable`, Linux's `SLAB_TYPESAFE_BY_RCU`): a slab never goes
 /// back to the page allocator while the cache lives (its empty slabs stay on `empty`,
-/// `shrink` keeps them), and the free link lives past the caller's bytes
-/// (`geometry.linkOffset`), so memory that once held an object of this cache holds
-/// one for as long as the cache exists. Only `destroy` releases the slabs.
-///
-/// Field order: `magic` comes first because ThreadSanitizer reports every mutation
-/// through `pointee` as a write of the record's first byte; that byte must not be the
-/// lock (which other CPUs update atomically) or a field they read without it.
+/// `shrink` and `drainAll` keep them), and the free link lives past the caller's bytes
+/// (`geometry.linkOffset`; magazines write nothing into objects), so memory that once
+/// held an object of this cache holds one for as long as the cache exists. Only
+/// `destroy` releases the slabs.
 struct CacheState: ~Copyable {
-    /// `CacheState.liveMagic` while the cache exists; cleared by destroy.
-    var magic: UInt32
     let lock = SpinLock()
-    var name: CacheName
+    let depotLock = SpinLock()
+    /// `CacheState.liveMagic` while the cache exists; cleared by destroy.
+    let magic = Atomic<UInt32>(CacheState.liveMagic)
+    let name: CacheName
     let requestedSize: Int
     let geometry: SlabGeometry
     let constructor: ObjectConstructor?
     let secret: UInt
     let heap: UnsafeMutablePointer<HeapState>
+    /// The heap's allocation bitmap, copied here so the fast path reaches it in one load.
+    let bitmap: AllocationBitmap
+    /// Rounds per magazine; 0 for a cache without the per-CPU layer (the internal
+    /// caches, and every cache when `Tuning.magazineSize == 0`).
+    let magazineCapacity: Int
+    /// The cache of caches and the magazine cache: never destroyed.
+    let isInternal: Bool
     /// Slabs stay with the cache until destroy (see above).
     let typeStable: Bool
-    /// Empty slabs kept before free releases one: `tuning.emptySlabReserve`, or
-    /// `Int.max` for a type-stable cache (one comparison on the free path for both).
+    /// Empty slabs kept before a free releases one: `tuning.emptySlabReserve`, or
+    /// `Int.max` for a type-stable cache (one comparison on the flush path for both).
     let emptySlabReserve: Int
-    var nextColor = 0
-    var partial = SlabList(kind: .partial)
-    var full = SlabList(kind: .full)
-    var empty = SlabList(kind: .empty)
-    var counters = CacheCounters()
-    /// Registry of live caches, in creation order (guarded by the heap's registry lock).
-    var nextCache: UnsafeMutablePointer<CacheState>? = nil
-    var previousCache: UnsafeMutablePointer<CacheState>? = nil
+    let atomics = CacheAtomics()
 
     static let liveMagic: UInt32 = 0x5141_5259  // "QARY"
 
     init(name: CacheName, size: Int, geometry: SlabGeometry, constructor: ObjectConstructor?,
-         secret: UInt, heap: UnsafeMutablePointer<HeapState>, typeStable: Bool = false) {
-        magic = CacheState.liveMagic
+         secret: UInt, heap: UnsafeMutablePointer<HeapState>, magazineCapacity: Int, isInternal: Bool,
+         typeStable: Bool = false) {
         self.name = name
         requestedSize = size
         self.geometry = geometry
         self.constructor = constructor
         self.secret = secret
         self.heap = heap
+        self.bitmap = heap.pointee.bitmap
+        self.magazineCapacity = magazineCapacity
+        self.isInternal = isInternal
         self.typeStable = typeStable
-        emptySlabReserve = typeStable ? Int.max : heap.pointee.tuning.emptySlabReserve
+        emptySlabReserve = typeStable ? Int.max : max(heap.pointee.tuning.emptySlabReserve, 0)
     }
 
+    @inline(__always)
+    private static func line(_ n: Int) -> Int { (n + Geometry.cacheLine - 1) & ~(Geometry.cacheLine - 1) }
+
+    static var slabLayerOffset: Int { line(MemoryLayout<CacheState>.stride) }
+    static var depotOffset: Int { slabLayerOffset + line(MemoryLayout<SlabLayer>.stride) }
+    static var linksOffset: Int { depotOffset + line(MemoryLayout<Depot>.stride) }
+    /// Offset of the per-CPU array from the start of the state.
+    static var cpuAreaOffset: Int { linksOffset + line(MemoryLayout<CacheLinks>.stride) }
+
+    /// Bytes of a cache's state, its locked parts and its per-CPU array.
+    static func footprint(maxCPUs: Int) -> Int { cpuAreaOffset + maxCPUs * CPUCache.slotStride }
+
+    // Sound (all four): `footprint` reserved each part at its offset, cache-line
+    // aligned, and `initialize` bound and initialised it.
+    @inline(__always)
+    static func slabLayer(of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutablePointer<SlabLayer> {
+        (UnsafeMutableRawPointer(state) + slabLayerOffset).assumingMemoryBound(to: SlabLayer.self)
+    }
+    @inline(__always)
+    static func depot(of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutablePointer<Depot> {
+        (UnsafeMutableRawPointer(state) + depotOffset).assumingMemoryBound(to: Depot.self)
+    }
+    @inline(__always)
+    static func links(of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutablePointer<CacheLinks> {
+        (UnsafeMutableRawPointer(state) + linksOffset).assumingMemoryBound(to: CacheLinks.self)
+    }
+    /// The slot of CPU `cpu` in the per-CPU array of `state` (`cpu < maxCPUs` by the
+    /// Platform contract): its magazines, and at `CPUCache.countersOffset` its counters.
+    @inline(__always)
+    static func slot(_ cpu: Int, of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(state) + (cpuAreaOffset &+ cpu &* CPUCache.slotStride)
+    }
+    @inline(__always)
+    static func cpu(_ cpu: Int, of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutablePointer<CPUCache> {
+        slot(cpu, of: state).assumingMemoryBound(to: CPUCache.self)
+    }
+    @inline(__always)
+    static func counters(_ cpu: Int, of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutablePointer<CPUCounters> {
+        (slot(cpu, of: state) + CPUCache.countersOffset).assumingMemoryBound(to: CPUCounters.self)
+    }
+
+    /// Initialises a cache's state, its parts and its per-CPU array at `memory`
+    /// (`footprint` bytes, cache-line aligned), every CPU detached (both slots on the sentinel).
+    static func initialize(_ memory: UnsafeMutableRawPointer, maxCPUs: Int, sentinel: Magazine,
+                           _ value: consuming CacheState) -> UnsafeMutablePointer<CacheState> {
+        // Sound: the caller owns `footprint(maxCPUs:)` bytes at `memory`, aligned to a cache line.
+        let state = memory.bindMemory(to: CacheState.self, capacity: 1)
+        state.initialize(to: value)
+        (memory + slabLayerOffset).bindMemory(to: SlabLayer.self, capacity: 1).initialize(to: SlabLayer())
+        (memory + depotOffset).bindMemory(to: Depot.self, capacity: 1).initialize(to: Depot())
+        (memory + linksOffset).bindMemory(to: CacheLinks.self, capacity: 1).initialize(to: CacheLinks())
+        var i = 0
+        while i < maxCPUs {
+            let slot = memory + cpuAreaOffset + i * CPUCache.slotStride
+            slot.bindMemory(to: CPUCache.self, capacity: 1).initialize(to: CPUCache(sentinel: sentinel))
+            (slot + CPUCache.countersOffset).bindMemory(to: CPUCounters.self, capacity: 1).initialize(to: CPUCounters())
+            i += 1
+        }
+        return state
+    }
+}
+
+/// The slab layer of one cache: its three lists, colour cursor and counters. Under
+/// the cache lock.
+struct SlabLayer {
+    var nextColor = 0
+    var partial = SlabList(kind: .partial)
+    var full = SlabList(kind: .full)
+    var empty = SlabList(kind: .empty)
+    var counters = CacheCounters()
+
     var slabCount: Int { partial.count + full.count + empty.count }
+}
+
+/// A cache's links in the heap's registry of live caches, in creation order. Under
+/// the registry lock.
+struct CacheLinks {
+    var next: UnsafeMutablePointer<CacheState>? = nil
+    var previous: UnsafeMutablePointer<CacheState>? = nil
 }

@@ -117,7 +117,8 @@ extension EpochReclaimer {
                 var slot = c.pointee.head + k
                 if slot >= capacity { slot -= capacity }
                 let entry = c.pointee.ring[slot]
-                precondition(entry.cache.pointee.magic == CacheState.liveMagic, "EpochReclaimer: retired into a dead cache")
+                precondition(entry.cache.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic,
+                             "EpochReclaimer: retired into a dead cache")
                 precondition(entry.cache.pointee.heap.pointee.bitmap.isAllocated(entry.object),
                              "EpochReclaimer: a waiting object is not allocated")
                 k += 1

@@ -631,10 +631,9 @@ extension Quarry {
 
 extension SlabCache {
     /// Why `address` is not an object this cache handed out and has not taken back, or
-    /// nil. Takes the cache lock: the slab descriptors `locate` reads change under it.
+    /// nil. Lock-free: `locate` reads only atomic descriptor words (PageMap), and the
+    /// allocation bit is an atomic word.
     func allocatedObjectError(_ address: UInt) -> QuarryError? {
-        let saved = state.pointee.lock.acquire(P.self)
-        defer { state.pointee.lock.release(P.self, saved) }
         switch locate(address) {
         case .failure(let error): return error
         case .success: return heap.pointee.bitmap.isAllocated(address) ? nil : .doubleFree

@@ -25,22 +25,69 @@ public enum Geometry {
     public static let bitmapBytesPerPage = pageSize / granule / 8
     /// Exact-length free-run bins (1 ... exactRunBins pages), plus one bin for longer runs.
     public static let exactRunBins = 16
+    /// Objects each CPU can park per cache when a re-entrant free (an interrupt handler
+    /// that interrupted this CPU inside Quarry's slow path) finds its magazines full.
+    public static let cpuReserve = 4
 }
 
-/// Runtime knobs chosen at `Quarry.initialize`. `tiny` makes every refill and
-/// release path run thousands of times in tests (shared/STYLE.md rule 13).
+/// Runtime knobs chosen at `Quarry.initialize`. `tiny` makes every refill, release and
+/// magazine-exchange path run thousands of times in tests (shared/STYLE.md rule 13).
+///
+/// Relations (checked by `validate` at initialize): `maxObjectsPerSlab >= 1`,
+/// `emptySlabReserve >= 0`, `0 <= magazineSize <= maxMagazineSize`, `magazineBytes >= 1`,
+/// `depotFullLimit >= 0`, `depotEmptyLimit >= 0`.
 public struct Tuning: Sendable {
     /// Upper bound on objects per slab (the natural count is used when smaller).
     public var maxObjectsPerSlab: Int
     /// Empty slabs a cache keeps before it returns pages to the page allocator.
     public var emptySlabReserve: Int
+    /// Objects a magazine holds (Bonwick 2001). 0 turns the per-CPU layer off: every
+    /// allocate and free then takes the cache lock.
+    public var magazineSize: Int
+    /// A cache's magazines hold at most this many bytes of objects, so caches of big
+    /// objects get smaller magazines, and none above this size:
+    /// capacity = min(magazineSize, magazineBytes / objectSize).
+    public var magazineBytes: Int
+    /// Full magazines a cache's depot keeps; beyond it, the coldest full magazine is
+    /// emptied into the slabs.
+    public var depotFullLimit: Int
+    /// Empty magazines a cache's depot keeps; beyond it they are freed.
+    public var depotEmptyLimit: Int
 
-    public init(maxObjectsPerSlab: Int = Int(UInt16.max), emptySlabReserve: Int = 1) {
+    public init(maxObjectsPerSlab: Int = Int(UInt16.max), emptySlabReserve: Int = 1,
+                magazineSize: Int = 32, magazineBytes: Int = 16 << 10,
+                depotFullLimit: Int = 4, depotEmptyLimit: Int = 4) {
         self.maxObjectsPerSlab = maxObjectsPerSlab
         self.emptySlabReserve = emptySlabReserve
+        self.magazineSize = magazineSize
+        self.magazineBytes = magazineBytes
+        self.depotFullLimit = depotFullLimit
+        self.depotEmptyLimit = depotEmptyLimit
     }
 
     public static var standard: Tuning { Tuning() }
-    /// Slabs of at most 3 objects and no empty-slab reserve.
-    public static var tiny: Tuning { Tuning(maxObjectsPerSlab: 3, emptySlabReserve: 0) }
+    /// Slabs of at most 3 objects, no empty-slab reserve, magazines of 2 objects and a
+    /// depot of one full and one empty magazine: every exchange path runs constantly.
+    public static var tiny: Tuning {
+        Tuning(maxObjectsPerSlab: 3, emptySlabReserve: 0, magazineSize: 2, magazineBytes: Int.max,
+               depotFullLimit: 1, depotEmptyLimit: 1)
+    }
+    /// The foundation's single-layer allocator: no magazines, every call takes the cache lock.
+    public static var noMagazines: Tuning { Tuning(magazineSize: 0) }
+
+    /// Largest `magazineSize` (a magazine is one object of the internal magazine cache).
+    public static let maxMagazineSize = 1024
+
+    var isValid: Bool {
+        maxObjectsPerSlab >= 1 && emptySlabReserve >= 0 && magazineSize >= 0
+            && magazineSize <= Tuning.maxMagazineSize && magazineBytes >= 1
+            && depotFullLimit >= 0 && depotEmptyLimit >= 0
+    }
+
+    /// Objects in one magazine of a cache whose objects are `objectSize` bytes apart;
+    /// 0 (no per-CPU layer for that cache: every call takes the cache lock) when
+    /// magazines are off, or when one object is bigger than `magazineBytes`.
+    func magazineCapacity(objectSize: Int) -> Int {
+        min(magazineSize, magazineBytes / objectSize)
+    }
 }

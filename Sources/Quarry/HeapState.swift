@@ -1,52 +1,114 @@
-// HeapState: the root record of one Quarry instance, at the start of its arena.
+// HeapState: the root record of one Quarry instance, at the start of its arena, and the
+// layout of the heap header that follows it.
 // Neighbours: Quarry (the handle), Arena (layout), PageAllocator (under `pageLock`),
-// CacheState (the cache of caches sits right after this record).
+// CacheState (the two internal caches sit in the header), CPUState (per-CPU records and
+// the lock helpers), Magazine (the empty sentinel), TestHooks.
 
 import Synchronization
 
-/// Locks, in the only order they may be taken: the malloc front's lock
-/// (`front.lock`), then `registryLock`, then one cache lock, then `pageLock`. Each
-/// saves and restores the interrupt state.
+/// Locks, in the only order they may be taken: the malloc front's lock (`front.lock`),
+/// then `registryLock`, then one cache's `depotLock`, then one cache's `lock` (the cache
+/// lock), then `pageLock`. Each saves and restores the interrupt state, and each is
+/// taken only through `HeapState.acquire` (CPUState.swift), which counts the locks a
+/// CPU holds.
 ///
-/// - `pageLock` guards `pages` and `spans`.
-/// - `front` is the malloc front's state; its own comment says what guards what.
-/// - `registryLock` guards the cache registry (`firstCache`, `lastCache`, `cacheCount`
-///   and every cache's `nextCache`/`previousCache`).
+/// HeapState itself holds only constants, the locks and atomics; the state each lock
+/// guards is a separate record in the header, reached through its own pointer, so
+/// that no Swift access to one of them is an access to another:
+///
+/// - `pageLock` guards `*pages` (the PageAllocator, with the span counters).
+/// - `front` is the malloc front's state (atomics and its lock; see FrontState).
+/// - `registryLock` guards `*registry` and every cache's CacheLinks.
 /// - `bumpLimit` mirrors `pages.bump` for lock-free readers (pointer validation):
-///   written under `pageLock`, read with a relaxed atomic load.
+///   written under `pageLock` with release ordering, read with acquire ordering.
+/// - The per-CPU records (`cpuStates`) belong to their CPU (CPUState).
+/// - `map` and `bitmap` are handles (constant pointers) copied out of the page
+///   allocator, so lock-free readers never touch `*pages`.
+/// - `testHook` (checked builds) is set at quiescence only.
+///
+/// Header layout (each part starts on a cache line):
+///
+///     | HeapState | CPUState x maxCPUs | empty sentinel magazine | PageAllocator | Registry |
+///     | cache of caches: CacheState ... CPU slots | magazine cache: CacheState ... CPU slots |
 ///
 /// Invariants: `bumpLimit == pages.bump` whenever `pageLock` is free;
-/// `cacheCount ==` number of caches reachable from `firstCache`.
-///
-/// Field order: the registry comes first because ThreadSanitizer reports every
-/// mutation through `pointee` as a write of the record's first byte; that byte must
-/// not be a lock or `bumpLimit` (updated atomically by other CPUs) or a field read
-/// without a lock (`arena`, `tuning`, `pages.map`).
+/// `registry.count ==` number of caches reachable from `registry.first`; the sentinel
+/// has `count == capacity == 0`.
 struct HeapState: ~Copyable {
-    var firstCache: UnsafeMutablePointer<CacheState>? = nil
-    var lastCache: UnsafeMutablePointer<CacheState>? = nil
-    var cacheCount = 0
     let pageLock = SpinLock()
     let registryLock = SpinLock()
     let bumpLimit = Atomic<UInt32>(0)
     let arena: Arena
-    var pages: PageAllocator
+    let map: PageMap
+    let bitmap: AllocationBitmap
+    let pages: UnsafeMutablePointer<PageAllocator>
+    let registry: UnsafeMutablePointer<Registry>
     let tuning: Tuning
-    var spans = SpanCounters()
-    var front = FrontState()
+    /// `P.maxCPUs` of the platform the heap was initialised for.
+    let maxCPUs: Int
+    let cpuStates: UnsafeMutablePointer<CPUState>
+    /// Loaded in both slots of every CPU that has no magazines (see Magazine).
+    let sentinel: Magazine
+    /// The cache whose objects hold every other cache's state (and per-CPU array).
+    let cacheOfCaches: UnsafeMutablePointer<CacheState>
+    /// The cache whose objects are magazines.
+    let magazineCache: UnsafeMutablePointer<CacheState>
+    let front = FrontState()
+    #if QUARRY_CHECKED
+    /// Called at numbered points of the allocate and free paths (tests only).
+    var testHook: TestHook? = nil
+    #endif
 
-    init(arena: Arena, tuning: Tuning) {
+    init(arena: Arena, tuning: Tuning, maxCPUs: Int, layout: HeaderLayout) {
         self.arena = arena
         self.tuning = tuning
-        pages = PageAllocator(map: PageMap(arena: arena), bitmap: AllocationBitmap(arena: arena))
+        self.maxCPUs = maxCPUs
+        map = PageMap(arena: arena)
+        bitmap = AllocationBitmap(arena: arena)
+        let base = UnsafeMutableRawPointer(bitPattern: arena.regionStart)!
+        // Sound: `layout` reserved each of these regions in the header (see HeaderLayout).
+        pages = (base + layout.pages).bindMemory(to: PageAllocator.self, capacity: 1)
+        pages.initialize(to: PageAllocator(map: map, bitmap: bitmap))
+        registry = (base + layout.registry).bindMemory(to: Registry.self, capacity: 1)
+        registry.initialize(to: Registry())
+        cpuStates = (base + layout.cpuStates).bindMemory(to: CPUState.self, capacity: 1)
+        sentinel = Magazine.initialize(base + layout.sentinel, capacity: 0)
+        cacheOfCaches = (base + layout.cacheOfCaches).bindMemory(to: CacheState.self, capacity: 1)
+        magazineCache = (base + layout.magazineCache).bindMemory(to: CacheState.self, capacity: 1)
+        var i = 0
+        while i < maxCPUs {
+            (base + layout.cpuStates + i * CPUState.stride).bindMemory(to: CPUState.self, capacity: 1)
+                .initialize(to: CPUState())
+            i += 1
+        }
     }
+}
 
-    /// Bytes the header needs before the page descriptors: this record and the cache of caches.
-    static var headerBytes: Int { cacheOfCachesOffset + MemoryLayout<CacheState>.stride }
-    static var cacheOfCachesOffset: Int {
-        (MemoryLayout<HeapState>.stride + Geometry.cacheLine - 1) & ~(Geometry.cacheLine - 1)
+/// The registry of live caches, in creation order. Under the registry lock.
+struct Registry {
+    var first: UnsafeMutablePointer<CacheState>? = nil
+    var last: UnsafeMutablePointer<CacheState>? = nil
+    var count = 0
+}
+
+/// Offsets of the header's parts from the region start, for `maxCPUs` CPUs.
+struct HeaderLayout {
+    let cpuStates: Int
+    let sentinel: Int
+    let pages: Int
+    let registry: Int
+    let cacheOfCaches: Int
+    let magazineCache: Int
+    let bytes: Int
+
+    init(maxCPUs: Int) {
+        func line(_ n: Int) -> Int { (n + Geometry.cacheLine - 1) & ~(Geometry.cacheLine - 1) }
+        cpuStates = line(MemoryLayout<HeapState>.stride)
+        sentinel = line(cpuStates + maxCPUs * CPUState.stride)
+        pages = line(sentinel + MemoryLayout<MagazineHeader>.stride)
+        registry = line(pages + MemoryLayout<PageAllocator>.stride)
+        cacheOfCaches = line(registry + MemoryLayout<Registry>.stride)
+        magazineCache = line(cacheOfCaches + CacheState.footprint(maxCPUs: maxCPUs))
+        bytes = line(magazineCache + CacheState.footprint(maxCPUs: maxCPUs))
     }
-
-    var map: PageMap { pages.map }
-    var bitmap: AllocationBitmap { pages.bitmap }
 }

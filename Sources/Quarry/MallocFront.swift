@@ -13,8 +13,12 @@ import Synchronization
 /// - `classes[i]` is the address of class i's CacheState, or 0 before its first use. It
 ///   is written under `lock` with a releasing store and read with an acquiring load and
 ///   no lock (the fast path). Only `MallocFront.shrink`, at quiescence, clears it.
-/// - `lock` serialises the creation of class caches, `shrink`, and `errors`.
-/// - Lock order: `lock` first, then the registry lock, one cache lock, the page lock.
+/// - `lock` serialises the creation of class caches and `shrink`; it is taken through
+///   `HeapState.acquire`, so a re-entrant first allocation of a class (an NMI, a
+///   constructor) gets `.outOfMemory` instead of waiting.
+/// - `errors` are atomic counters (any context, no lock).
+/// - Lock order: `lock` first, then the registry lock, one depot lock, one cache lock,
+///   the page lock.
 /// - `malloc`, `free` and the rest may run wherever `SlabCache.allocate` and `free` may
 ///   (see SlabCache); the first allocation of a class also takes `lock` and the
 ///   cache-of-caches lock.
@@ -29,11 +33,11 @@ struct FrontState: ~Copyable {
     let classes: InlineArray<73, Atomic<UInt>>
     /// Refused operations the front detected itself, by kind (index `rawValue - 16`);
     /// errors on a pointer into a class cache's slab are counted by that cache.
-    var errors: InlineArray<10, UInt64>
+    let errors: InlineArray<10, Atomic<UInt>>
 
     init() {
         classes = InlineArray { _ in Atomic<UInt>(0) }
-        errors = InlineArray(repeating: 0)
+        errors = InlineArray { _ in Atomic<UInt>(0) }
     }
 }
 
@@ -263,13 +267,11 @@ public struct MallocFront<P: Platform> {
         throw error
     }
 
-    /// Counts an error the front detected itself.
+    /// Counts an error the front detected itself (lock-free: any context).
     func record(_ error: QuarryError) {
         let i = Int(error.rawValue) - 16
         guard i >= 0 && i < 10 else { return }
-        let saved = heap.pointee.front.lock.acquire(P.self)
-        heap.pointee.front.errors[i] += 1
-        heap.pointee.front.lock.release(P.self, saved)
+        heap.pointee.front.errors[i].wrappingAdd(1, ordering: .relaxed)
     }
 
     // MARK: Class caches and spans
@@ -284,16 +286,19 @@ public struct MallocFront<P: Platform> {
     }
 
     /// Creates the cache of class `index` (`malloc-<size>`) unless another CPU just did.
+    /// A re-entrant call (its CPU holds a Quarry lock) cannot wait for the front's lock
+    /// and gets `.outOfMemory` when it is taken.
     @inline(never)
     func createClassCache(_ index: Int) throws(QuarryError) -> SlabCache<P> {
-        let saved = heap.pointee.front.lock.acquire(P.self)
-        defer { heap.pointee.front.lock.release(P.self, saved) }
+        guard let saved = heap.pointee.acquire(heap.pointee.front.lock, P.self) else { throw .outOfMemory }
+        defer { heap.pointee.release(heap.pointee.front.lock, P.self, saved) }
         let existing = heap.pointee.front.classes[index].load(ordering: .acquiring)
         if let state = UnsafeMutablePointer<CacheState>(bitPattern: existing) { return SlabCache(state: state) }
         var name = CacheName("malloc-")
         name.write(UInt64(word: UInt(SizeClasses.size(ofClass: index))))
-        let cache = try Quarry<P>(heap: heap).createCache(
-            name: name, size: SizeClasses.size(ofClass: index), alignment: SizeClasses.alignment(ofClass: index))
+        let cache = try Quarry<P>(heap: heap).createCacheUnchecked(
+            name: name, size: SizeClasses.size(ofClass: index), alignment: SizeClasses.alignment(ofClass: index),
+            constructor: nil)
         heap.pointee.front.classes[index].store(UInt(bitPattern: cache.state), ordering: .releasing)
         return cache
     }
@@ -321,30 +326,34 @@ public struct MallocFront<P: Platform> {
 
     // MARK: Shrink, statistics, invariants
 
-    /// Releases every empty slab of the class caches, removes the class caches that hold
-    /// no object (they are created again on demand), then shrinks the cache of caches.
+    /// Empties every class cache's per-CPU magazines and depot into its slabs, releases
+    /// every empty slab of the class caches, removes the class caches that hold no
+    /// object (they are created again on demand), then shrinks the cache of caches.
     /// Returns the number of pages given back. Call it at quiescence only: no other
-    /// CPU or interrupt handler may be inside the front.
+    /// CPU or interrupt handler may be inside the front. Not interrupt-safe.
     @discardableResult
     public func shrink() -> Int {
+        heap.pointee.requireNotReentrant(P.self)
         let quarry = Quarry<P>(heap: heap)
         let before = quarry.pageStatistics.pagesInUse
-        let saved = heap.pointee.front.lock.acquire(P.self)
+        let saved = heap.pointee.acquireBlocking(heap.pointee.front.lock, P.self)
         var i = 0
         while i < SizeClasses.count {
             let address = heap.pointee.front.classes[i].load(ordering: .acquiring)
             if let state = UnsafeMutablePointer<CacheState>(bitPattern: address) {
                 let cache = SlabCache<P>(state: state)
-                cache.shrink()
+                cache.drainAllSlots()
+                _ = cache.shrinkUnchecked()
                 if cache.activeObjects == 0 {
                     heap.pointee.front.classes[i].store(0, ordering: .releasing)
-                    quarry.destroy(cache)
+                    _ = quarry.destroyUnchecked(cache)
                 }
             }
             i += 1
         }
-        heap.pointee.front.lock.release(P.self, saved)
+        heap.pointee.release(heap.pointee.front.lock, P.self, saved)
         quarry.cacheOfCaches.shrink()
+        quarry.magazineCache.shrink()
         return before - quarry.pageStatistics.pagesInUse
     }
 
@@ -355,14 +364,15 @@ public struct MallocFront<P: Platform> {
             if heap.pointee.front.classes[i].load(ordering: .acquiring) != 0 { classCaches += 1 }
             i += 1
         }
-        var saved = heap.pointee.front.lock.acquire(P.self)
-        let errors = heap.pointee.front.errors
-        heap.pointee.front.lock.release(P.self, saved)
-        saved = heap.pointee.pageLock.acquire(P.self)
-        let s = heap.pointee.spans
-        heap.pointee.pageLock.release(P.self, saved)
+        var errors = InlineArray<10, UInt64>(repeating: 0)
         var total: UInt64 = 0
-        for k in 0..<10 { total += errors[k] }
+        for k in 0..<10 {
+            errors[k] = UInt64(word: heap.pointee.front.errors[k].load(ordering: .relaxed))
+            total += errors[k]
+        }
+        let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
+        let s = heap.pointee.pages.pointee.spans
+        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
         return MallocStatistics(
             classCaches: classCaches, liveSpans: s.live, spanPages: s.pages,
             spanAllocations: s.allocations, spanFrees: s.frees, spanFailures: s.failures,
@@ -376,7 +386,8 @@ public struct MallocFront<P: Platform> {
         while i < SizeClasses.count {
             let address = heap.pointee.front.classes[i].load(ordering: .acquiring)
             if let state = UnsafeMutablePointer<CacheState>(bitPattern: address) {
-                precondition(state.pointee.magic == CacheState.liveMagic, "MallocFront: slot names a dead cache")
+                precondition(state.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic,
+                             "MallocFront: slot names a dead cache")
                 precondition(state.pointee.geometry.objectSize == SizeClasses.size(ofClass: i),
                              "MallocFront: class cache object size")
                 precondition(state.pointee.geometry.alignment == SizeClasses.alignment(ofClass: i),
@@ -401,9 +412,8 @@ extension Quarry {
 
 extension SlabCache {
     /// Counts an error found on this cache's object by another layer (the front).
+    /// Lock-free: any context.
     func record(_ error: QuarryError) {
-        let saved = state.pointee.lock.acquire(P.self)
-        state.pointee.counters.count(error)
-        state.pointee.lock.release(P.self, saved)
+        state.pointee.atomics.count(error)
     }
 }

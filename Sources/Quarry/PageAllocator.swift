@@ -17,7 +17,9 @@
 /// - no two free runs are adjacent, and no free run ends at `bump`
 /// - a free run `[a, a+L)` has `map[a]` and `map[a+L-1]` both `.free` with `pages == L`, `head == a`
 ///
-/// Concurrency: every method runs under `Quarry`'s page lock (see HeapState).
+/// Concurrency: every method runs under `Quarry`'s page lock (see HeapState). Descriptor
+/// words that pointer validation reads without a lock (kind, length, head) are written
+/// through PageEntry's atomic stores; see PageMap.
 struct PageAllocator {
     let map: PageMap
     let bitmap: AllocationBitmap
@@ -33,6 +35,9 @@ struct PageAllocator {
     private(set) var runsAllocated = 0
     private(set) var runsFreed = 0
     private(set) var failures = 0
+    /// The malloc front's spans (runs handed out whole), counted here because the
+    /// page lock guards them too.
+    var spans = SpanCounters()
 
     init(map: PageMap, bitmap: AllocationBitmap) {
         self.map = map
@@ -47,17 +52,17 @@ struct PageAllocator {
     private static func bin(forLength n: Int) -> Int { n <= Geometry.exactRunBins ? n - 1 : Geometry.exactRunBins }
 
     /// Allocates `count` contiguous pages; nil when neither a free run nor the
-    /// wilderness has room. The run comes back labelled as a span (its head and its
-    /// last page), so that a free of a neighbouring run, which may run on another CPU
-    /// as soon as the page lock is released, never coalesces with it; the caller then
-    /// writes the head descriptor it needs and marks the tails.
+    /// wilderness has room. The run leaves here as a span (first page `.span`, last
+    /// page a tail), so that no neighbour's `free` can take its stale free-run tags
+    /// for a free run before the caller turns it into a slab (which it does after
+    /// releasing the page lock).
     mutating func allocate(_ count: Int) -> PageNumber? {
         precondition(count > 0, "Quarry: page run of zero pages")
         if let run = takeFreeRun(atLeast: count) {
             let length = Int(map[run].pages)
             if length > count { insertRun(run + count, length - count) }
+            markHandedOut(run, count)
             runsAllocated += 1
-            label(run, count)
             return run
         }
         guard count <= pageCount - bump.int else {
@@ -66,10 +71,17 @@ struct PageAllocator {
         }
         let start = bump
         bitmap.zero(from: start, count: count)
+        // First touch of a page: give its descriptor its first value. Pages below
+        // `highWater` keep their last (atomically written) words; the caller rewrites them.
+        var p = max(start, highWater)
+        while p < start + count {
+            map.initialize(p)
+            p = p + 1
+        }
         bump = start + count
         if highWater < bump { highWater = bump }
+        markHandedOut(start, count)
         runsAllocated += 1
-        label(start, count)
         return start
     }
 
@@ -90,22 +102,23 @@ struct PageAllocator {
         let start = run + lead
         let trail = total - lead - count
         // Label the kept run first: the two frees below must not coalesce into it.
-        label(start, count)
+        markHandedOut(start, count)
         if lead > 0 { free(run, lead) }
         if trail > 0 { free(start + count, trail) }
         return start
     }
 
-    /// Writes a span head at `start` and a tail mark on its last page.
-    private func label(_ start: PageNumber, _ count: Int) {
-        map[start] = PageDescriptor(kind: .span, pages: UInt32(count), head: start)
-        if count > 1 { map[start + (count - 1)] = PageDescriptor(kind: .tail, head: start) }
+    /// The first and last page of a run handed out, labelled as a span: the only pages
+    /// a neighbour's coalescing looks at.
+    private func markHandedOut(_ start: PageNumber, _ count: Int) {
+        map[start].setSpan(pages: count, head: start)
+        if count > 1 { map[start + (count - 1)].setTail(head: start) }
     }
 
     /// Gives back `count` pages starting at `start`, coalescing with free neighbours.
     mutating func free(_ start: PageNumber, _ count: Int) {
         // The old head must not look like a live slab or span once it is inside a free run.
-        map[start].kind = .free
+        map[start].setKind(.free)
         var s = start
         var n = count
         if s.raw > 0 {
@@ -119,7 +132,7 @@ struct PageAllocator {
         }
         let r = s + n
         if r == bump {
-            map[s] = PageDescriptor(kind: .free)
+            map[s].setKind(.free)
             bump = s
         } else {
             if map[r].kind == .free {
@@ -161,9 +174,10 @@ struct PageAllocator {
     private mutating func insertRun(_ start: PageNumber, _ length: Int) {
         let b = Self.bin(forLength: length)
         let last = start + (length - 1)
-        map[last] = PageDescriptor(kind: .free, pages: UInt32(length), head: start)
-        map[start] = PageDescriptor(
-            kind: .free, pages: UInt32(length), head: start, next: bins[b], prev: .none)
+        map[last].setFreeRunTag(pages: length, head: start)
+        map[start].setFreeRunTag(pages: length, head: start)
+        map[start].next = bins[b]
+        map[start].prev = .none
         if bins[b] != .none { map[bins[b]].prev = start }
         bins[b] = start
         nonEmpty |= 1 << UInt32(b)
@@ -172,13 +186,15 @@ struct PageAllocator {
 
     private mutating func removeRun(_ start: PageNumber) {
         let d = map[start]
-        let b = Self.bin(forLength: Int(d.pages))
-        if d.prev != .none { map[d.prev].next = d.next } else { bins[b] = d.next }
-        if d.next != .none { map[d.next].prev = d.prev }
+        let length = Int(d.pages)
+        let (next, prev) = (d.next, d.prev)
+        let b = Self.bin(forLength: length)
+        if prev != .none { map[prev].next = next } else { bins[b] = next }
+        if next != .none { map[next].prev = prev }
         if bins[b] == .none { nonEmpty &= ~(1 << UInt32(b)) }
-        map[start].next = .none
-        map[start].prev = .none
-        freePages -= Int(d.pages)
+        d.next = .none
+        d.prev = .none
+        freePages -= length
     }
 }
 

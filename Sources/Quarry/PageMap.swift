@@ -1,5 +1,8 @@
 // PageMap: one PageDescriptor per data page, out of band; O(1) from an address to its slab.
-// Neighbours: Arena (where the descriptors live), PageAllocator (free runs), Slab (slab heads).
+// Neighbours: Arena (where the descriptors live), PageAllocator (free runs), Slab (slab heads),
+// SlabCache.locate (reads the shared words without a lock to validate a pointer on free).
+
+import Synchronization
 
 /// What a page is used for. Only pages below the bump pointer have a meaningful kind.
 enum PageKind: UInt8 {
@@ -23,53 +26,88 @@ enum SlabListKind: UInt8 {
 /// free-list link inside a free object.
 ///
 /// Fields by kind:
-/// - free run (first and last page): `pages`; first page also `next`/`prev` (bin list).
-/// - slab head: `pages`, `next`/`prev` (cache list), `list`, `color`, `inUse`,
+/// - free run (first and last page): `pages`, `head`; first page also `next`/`prev` (bin list).
+/// - slab head: `pages`, `head`, `next`/`prev` (cache list), `list`, `color`, `inUse`,
 ///   `carved`, `freeHead` (encoded), `cache`.
-/// - span head: `pages`, `cache` (0 for runs of the page allocator's own users).
+/// - span head: `pages`, `head`, `cache` (0 for runs of the page allocator's own users).
 /// - tail: `head`.
-struct PageDescriptor {
-    var kind: PageKind = .free
-    var list: SlabListKind = .none
-    /// Byte offset of object 0 from the slab's first byte (the slab's colour).
-    var color: UInt16 = 0
-    var pages: UInt32 = 0
-    var head: PageNumber = .none
-    var next: PageNumber = .none
-    var prev: PageNumber = .none
-    /// Objects of this slab that are allocated (handed out, or held by a per-CPU cache).
-    var inUse: UInt32 = 0
-    /// Objects `0 ..< carved` have been handed out at least once; the rest were never touched.
-    var carved: UInt32 = 0
-    /// Encoded address of the first free object (see FreeLink), 0 encoded when empty.
-    var freeHead: UInt = 0
-    /// Address of the owning cache's state.
-    var cache: UInt = 0
+///
+/// Concurrency. Two groups of words:
+/// - **Shared words** (`shape` = kind and colour, `pages`, `head`, `carved`, `cache`):
+///   pointer validation on free reads them with no lock, while another CPU may be
+///   creating or releasing a slab on the same page. They are only ever read and
+///   written as atomics (relaxed: plain `mov`s on x86; the kind is stored with release
+///   and loaded with acquire ordering, also plain `mov`s). Writers still hold the lock
+///   of the page's owner (page lock for free runs, cache lock for slabs), so the values
+///   are as exact as before; lock-free readers get a possibly stale but never torn
+///   word, and the allocation-bitmap RMW that follows validation is what decides a
+///   free (see SlabCache.free).
+/// - **Locked words** (`list`, `next`, `prev`, `inUse`, `freeHead`): plain fields,
+///   read and written only under the lock of the page's owner.
+///
+/// The layout is spelled out as byte offsets (W = word size) and every field is
+/// reached through a pointer to that field alone, never through a Swift access to
+/// the whole record, so an access to one word can never overlap another CPU's
+/// access to a different word of the same descriptor:
+///
+///     0 shape: UInt32 | 4 pages: UInt32 | 8 head: UInt32 | 12 carved: UInt32 |
+///     16 cache: UInt | 16+W list: UInt8 | 20+W next: UInt32 | 24+W prev: UInt32 |
+///     28+W inUse: UInt32 | 32+W freeHead: UInt        (stride 32 + 2W)
+///
+/// A descriptor is zeroed (plain stores) exactly once, when the bump pointer first
+/// passes its page and before the page is published through `HeapState.bumpLimit`;
+/// from then on its shared words see only atomic stores.
+enum PageDescriptor {
+    static let word = MemoryLayout<UInt>.stride
+    static let shape = 0
+    static let pages = 4
+    static let head = 8
+    static let carved = 12
+    static let cache = 16
+    static var list: Int { 16 + word }
+    static var next: Int { 20 + word }
+    static var prev: Int { 24 + word }
+    static var inUse: Int { 28 + word }
+    static var freeHead: Int { 32 + word }
+    static var stride: Int { 32 + 2 * word }
 }
 
 /// Handle over the descriptor array. The only type that turns a page number into a
-/// descriptor pointer.
+/// descriptor address.
 struct PageMap {
     /// Sound because `Arena` reserved `pageCount` descriptors at this address and the
     /// arena outlives every handle.
-    let base: UnsafeMutablePointer<PageDescriptor>
+    let base: UnsafeMutableRawPointer
     let pageCount: Int
 
     init(arena: Arena) {
-        base = UnsafeMutablePointer(bitPattern: arena.descriptorStart)!
+        base = UnsafeMutableRawPointer(bitPattern: arena.descriptorStart)!
         pageCount = arena.pageCount
     }
 
     @inline(__always)
-    subscript(page: PageNumber) -> PageDescriptor {
-        get { base[page.int] }
-        nonmutating _modify { yield &base[page.int] }
-        nonmutating set { base[page.int] = newValue }
+    subscript(page: PageNumber) -> PageEntry {
+        PageEntry(base + page.int &* PageDescriptor.stride)
+    }
+
+    /// Gives `page`'s descriptor its first value (the bump pointer reached it for the
+    /// first time; nobody can be reading it yet).
+    func initialize(_ page: PageNumber) {
+        // Sound: `PageDescriptor.stride` bytes reserved for this page, word aligned;
+        // every field is an integer (or an atomic integer), for which zero is valid.
+        let d = base + page.int &* PageDescriptor.stride
+        var offset = 0
+        while offset < PageDescriptor.stride {
+            d.storeBytes(of: 0, toByteOffset: offset, as: UInt.self)
+            offset += PageDescriptor.word
+        }
+        d.storeBytes(of: PageNumber.none.raw, toByteOffset: PageDescriptor.head, as: UInt32.self)
     }
 
     /// The head (slab or span) that owns `page`, if `page` lies below `limit` (the
     /// bump pointer) and belongs to a live slab or span. A stale tail mark is
-    /// rejected because the head it names no longer covers it.
+    /// rejected because the head it names no longer covers it. Lock-free: reads only
+    /// shared words.
     @inline(__always)
     func owner(of page: PageNumber, limit: PageNumber) -> PageNumber? {
         guard page < limit else { return nil }
@@ -81,7 +119,8 @@ struct PageMap {
             let h = d.head
             guard h < page else { return nil }
             let hd = self[h]
-            guard hd.kind == .slab || hd.kind == .span, page.raw - h.raw < hd.pages else { return nil }
+            let k = hd.kind
+            guard k == .slab || k == .span, page.raw - h.raw < hd.pages else { return nil }
             return h
         case .free:
             return nil
@@ -92,8 +131,148 @@ struct PageMap {
     func markTails(of page: PageNumber, count: Int) {
         var i = 1
         while i < count {
-            base[page.int + i] = PageDescriptor(kind: .tail, head: page)
+            self[page + i].setTail(head: page)
             i += 1
         }
+    }
+}
+
+/// One descriptor, seen through its access rules: shared words through atomic loads
+/// and stores, locked words as plain loads and stores, each at its own address.
+/// A copyable pointer; copying it copies nothing of the descriptor.
+struct PageEntry {
+    let d: UnsafeMutableRawPointer
+
+    @inline(__always) init(_ d: UnsafeMutableRawPointer) { self.d = d }
+
+    @inline(__always)
+    private func atomic32(_ offset: Int) -> UnsafeMutablePointer<Atomic<UInt32>> {
+        // Sound: a 4-byte-aligned UInt32 field of this descriptor, only ever accessed atomically.
+        (d + offset).assumingMemoryBound(to: Atomic<UInt32>.self)
+    }
+
+    // Plain fields: raw loads and stores at the field's offset (aligned, see the
+    // layout above). Not generic on purpose: a generic integer helper drags the
+    // stdlib's BinaryInteger witness tables, and with them an Array, into the
+    // Embedded build, which `-no-allocations` rejects.
+    @inline(__always) private func load8(_ offset: Int) -> UInt8 { d.load(fromByteOffset: offset, as: UInt8.self) }
+    @inline(__always) private func load32(_ offset: Int) -> UInt32 { d.load(fromByteOffset: offset, as: UInt32.self) }
+    @inline(__always) private func loadWord(_ offset: Int) -> UInt { d.load(fromByteOffset: offset, as: UInt.self) }
+    @inline(__always) private func store8(_ v: UInt8, _ offset: Int) { d.storeBytes(of: v, toByteOffset: offset, as: UInt8.self) }
+    @inline(__always) private func store32(_ v: UInt32, _ offset: Int) { d.storeBytes(of: v, toByteOffset: offset, as: UInt32.self) }
+    @inline(__always) private func storeWord(_ v: UInt, _ offset: Int) { d.storeBytes(of: v, toByteOffset: offset, as: UInt.self) }
+
+    // MARK: Shared words (atomic, readable without a lock)
+
+    /// The kind and colour word, loaded once (acquire) for callers that need both.
+    var shape: UInt32 {
+        @inline(__always) get { atomic32(PageDescriptor.shape).pointee.load(ordering: .acquiring) }
+    }
+    @inline(__always) static func kind(of shape: UInt32) -> PageKind {
+        PageKind(rawValue: UInt8(truncatingIfNeeded: shape)) ?? .free
+    }
+    @inline(__always) static func color(of shape: UInt32) -> UInt { UInt(truncatingIfNeeded: shape >> 16) }
+
+    var kind: PageKind {
+        @inline(__always) get {
+            PageKind(rawValue: UInt8(truncatingIfNeeded: atomic32(PageDescriptor.shape).pointee.load(ordering: .acquiring))) ?? .free
+        }
+    }
+    /// Byte offset of object 0 from the slab's first byte (the slab's colour).
+    var color: UInt16 {
+        @inline(__always) get { UInt16(truncatingIfNeeded: atomic32(PageDescriptor.shape).pointee.load(ordering: .relaxed) >> 16) }
+    }
+    var pages: UInt32 {
+        @inline(__always) get { atomic32(PageDescriptor.pages).pointee.load(ordering: .relaxed) }
+    }
+    var head: PageNumber {
+        @inline(__always) get { PageNumber(atomic32(PageDescriptor.head).pointee.load(ordering: .relaxed)) }
+    }
+    var carved: UInt32 {
+        @inline(__always) get { atomic32(PageDescriptor.carved).pointee.load(ordering: .relaxed) }
+        @inline(__always) nonmutating set { atomic32(PageDescriptor.carved).pointee.store(newValue, ordering: .relaxed) }
+    }
+    var cache: UInt {
+        @inline(__always) get {
+            (d + PageDescriptor.cache).assumingMemoryBound(to: Atomic<UInt>.self).pointee.load(ordering: .relaxed)
+        }
+    }
+
+    /// Sets the kind (the colour is cleared).
+    @inline(__always)
+    func setKind(_ kind: PageKind) {
+        atomic32(PageDescriptor.shape).pointee.store(UInt32(kind.rawValue), ordering: .releasing)
+    }
+
+    /// Makes this page a tail of `head`.
+    @inline(__always)
+    func setTail(head: PageNumber) {
+        atomic32(PageDescriptor.head).pointee.store(head.raw, ordering: .relaxed)
+        atomic32(PageDescriptor.pages).pointee.store(0, ordering: .relaxed)
+        setKind(.tail)
+    }
+
+    /// Makes this page the first or last page of a free run `[head, head + pages)`.
+    @inline(__always)
+    func setFreeRunTag(pages: Int, head: PageNumber) {
+        setKind(.free)
+        atomic32(PageDescriptor.pages).pointee.store(UInt32(pages), ordering: .relaxed)
+        atomic32(PageDescriptor.head).pointee.store(head.raw, ordering: .relaxed)
+    }
+
+    /// Changes the length of a span in place (under the page lock).
+    @inline(__always)
+    func setPages(_ pages: UInt32) {
+        atomic32(PageDescriptor.pages).pointee.store(pages, ordering: .relaxed)
+    }
+
+    /// Makes this page the head of a run of `pages` pages handed out whole.
+    @inline(__always)
+    func setSpan(pages: Int, head: PageNumber) {
+        (d + PageDescriptor.cache).assumingMemoryBound(to: Atomic<UInt>.self).pointee.store(0, ordering: .relaxed)
+        atomic32(PageDescriptor.pages).pointee.store(UInt32(pages), ordering: .relaxed)
+        atomic32(PageDescriptor.head).pointee.store(head.raw, ordering: .relaxed)
+        setKind(.span)
+    }
+
+    /// Makes this page the head of a new slab of `cache` (no objects carved, on no list).
+    /// The kind is stored last with release ordering and read with acquire ordering
+    /// (plain `mov`s on x86), so a lock-free reader that sees this slab's `.slab` also
+    /// sees its cache, length and colour.
+    func setSlabHead(color: Int, pages: Int, head: PageNumber, cache: UInt) {
+        (d + PageDescriptor.cache).assumingMemoryBound(to: Atomic<UInt>.self).pointee.store(cache, ordering: .relaxed)
+        atomic32(PageDescriptor.pages).pointee.store(UInt32(pages), ordering: .relaxed)
+        atomic32(PageDescriptor.head).pointee.store(head.raw, ordering: .relaxed)
+        atomic32(PageDescriptor.carved).pointee.store(0, ordering: .relaxed)
+        list = .none
+        next = .none
+        prev = .none
+        inUse = 0
+        freeHead = 0
+        atomic32(PageDescriptor.shape).pointee.store(UInt32(PageKind.slab.rawValue) | UInt32(color) << 16,
+                                                      ordering: .releasing)
+    }
+
+    // MARK: Locked words (plain; under the lock of the page's owner)
+
+    var list: SlabListKind {
+        @inline(__always) get { SlabListKind(rawValue: load8(PageDescriptor.list)) ?? .none }
+        @inline(__always) nonmutating set { store8(newValue.rawValue, PageDescriptor.list) }
+    }
+    var next: PageNumber {
+        @inline(__always) get { PageNumber(load32(PageDescriptor.next)) }
+        @inline(__always) nonmutating set { store32(newValue.raw, PageDescriptor.next) }
+    }
+    var prev: PageNumber {
+        @inline(__always) get { PageNumber(load32(PageDescriptor.prev)) }
+        @inline(__always) nonmutating set { store32(newValue.raw, PageDescriptor.prev) }
+    }
+    var inUse: UInt32 {
+        @inline(__always) get { load32(PageDescriptor.inUse) }
+        @inline(__always) nonmutating set { store32(newValue, PageDescriptor.inUse) }
+    }
+    var freeHead: UInt {
+        @inline(__always) get { loadWord(PageDescriptor.freeHead) }
+        @inline(__always) nonmutating set { storeWord(newValue, PageDescriptor.freeHead) }
     }
 }

@@ -1,6 +1,6 @@
 // Platform: the one boundary between Quarry and the machine it runs on.
-// Neighbours: SpinLock (uses interrupt save/restore and pause), CPUCache (uses cpuIndex),
-// the kernel's X86Platform and the tests' HostPlatform (the two conformances).
+// Neighbours: SpinLock (uses interrupt save/restore and pause), CPUCache and CPUState (use
+// cpuIndex), the kernel's X86Platform and the tests' HostPlatform and ThreadPlatform.
 
 /// What Quarry needs from the machine. Every requirement is static: a platform is
 /// a type, passed as a generic parameter (`Quarry<P>`), never a value or an
@@ -9,11 +9,16 @@
 ///
 /// Contract for conformances:
 /// - `cpuIndex` is in `0 ..< maxCPUs` and stable while interrupts are disabled on
-///   the calling CPU (a thread that is not migrated, on the host).
+///   the calling CPU (a thread that is not migrated, on the host). No two CPUs (or
+///   threads) use one index of one heap at the same time: the per-CPU layer's
+///   magazines of CPU i are touched only by code running as CPU i.
 /// - `disableInterrupts()` returns the previous state and masks interrupts on this
 ///   CPU; `restoreInterrupts(_:)` puts back exactly that state. They nest:
 ///   disable, disable, restore, restore leaves interrupts as they were at first.
-///   Never a blind enable.
+///   Never a blind enable. While masked, no interrupt handler runs on this CPU
+///   (NMIs excepted): this is what makes the per-CPU fast path and every lock section
+///   atomic with respect to handlers (CPUCache.swift). The host's ThreadPlatform
+///   (tests) defers its signal "interrupts" while masked for the same reason.
 /// - `pause()` is the spin-wait hint (x86 `pause`).
 /// - `write(_:)` emits one byte of diagnostic text (serial port, stderr). It must
 ///   not allocate and must be callable with interrupts disabled.

@@ -2,6 +2,8 @@
 // `quarry_cache *` it hands to C, behind `@_spi(CABI)` (shared/STYLE.md rule 14).
 // Neighbours: Sources/QuarryC/CABI.swift (the only user), SlabCache, MallocFront.
 
+import Synchronization
+
 extension SlabCache {
     /// The address of the cache's state, given to C as an opaque `quarry_cache *`.
     @_spi(CABI) public var handle: UnsafeMutableRawPointer { UnsafeMutableRawPointer(state) }
@@ -20,7 +22,9 @@ extension Quarry {
         }
         // Sound: an allocated object of the cache of caches holds an initialised CacheState.
         let state = UnsafeMutablePointer<CacheState>(mutating: handle.assumingMemoryBound(to: CacheState.self))
-        guard state.pointee.magic == CacheState.liveMagic, !front.isClassCache(state) else { throw .invalidCache }
+        guard state.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic, !front.isClassCache(state) else {
+            throw .invalidCache
+        }
         return SlabCache(state: state)
     }
 }

@@ -1,7 +1,11 @@
 // Quarry+Statistics: plain-struct snapshots of caches and pages, and the slabinfo table.
 // Neighbours: CacheState (the counters), PageAllocator (page figures), ByteSink (output).
 
-/// A snapshot of one cache, taken under its lock.
+import Synchronization
+
+/// A snapshot of one cache, taken under its depot and cache locks; the per-CPU
+/// counters are summed from their atomic words (exact at quiescence, and never more
+/// than a few operations stale otherwise).
 public struct CacheStatistics: Sendable {
     public var name: CacheName
     /// Size the cache was created with, and the stride objects are laid out at.
@@ -13,16 +17,44 @@ public struct CacheStatistics: Sendable {
     public var colors: Int
     /// Objects handed out and not freed.
     public var activeObjects: Int
+    /// Objects out of the slabs but not handed out: in CPUs' magazines and reserves and
+    /// in the depot's full magazines.
+    public var cachedObjects: Int
     /// Capacity of all slabs the cache holds.
     public var totalObjects: Int
+    /// Most objects out of the slabs at once (handed out or cached).
     public var highWaterObjects: Int
     public var partialSlabs: Int
     public var fullSlabs: Int
     public var emptySlabs: Int
     public var pages: Int
+    /// Successful allocations and frees (hits + misses).
     public var allocations: UInt64
     public var frees: UInt64
+    /// Served by the fast path (the loaded magazine), and by the slow path.
+    public var allocationHits: UInt64
+    public var allocationMisses: UInt64
+    public var freeHits: UInt64
+    public var freeMisses: UInt64
+    /// Magazines exchanged between CPUs and the depot.
+    public var depotExchanges: UInt64
+    public var depotFullMagazines: Int
+    public var depotEmptyMagazines: Int
+    /// Magazines filled from the slabs, and magazines or reserves emptied into them.
+    public var refills: UInt64
+    public var flushes: UInt64
+    /// Rounds per magazine (0: no per-CPU layer).
+    public var magazineCapacity: Int
+    /// The most objects the per-CPU layer and the depot can hold for this cache:
+    /// `maxCPUs * (2 * magazineCapacity + Geometry.cpuReserve) + depotFullLimit * magazineCapacity`.
+    public var perCPUBoundObjects: Int
+    /// The same in bytes (`perCPUBoundObjects * objectSize`), magazines themselves not included.
+    public var perCPUBoundBytes: Int
+    /// Allocations refused for lack of memory (or corruption).
     public var failures: UInt64
+    /// Re-entrant calls refused (allocate: `.outOfMemory`; free: `.busy`), and frees parked.
+    public var nolockRefusals: UInt64
+    public var nolockParked: UInt64
     public var slabsCreated: UInt64
     public var slabsReleased: UInt64
     /// Refused frees and detected corruption, all kinds.
@@ -58,44 +90,77 @@ public struct PageStatistics: Sendable {
 }
 
 extension SlabCache {
+    /// The most objects the per-CPU layer and depot of a cache can hold (see CacheStatistics).
+    static func perCPUBound(magazineCapacity: Int, tuning: Tuning) -> Int {
+        P.maxCPUs * (2 * magazineCapacity + Geometry.cpuReserve) + tuning.depotFullLimit * magazineCapacity
+    }
+
     public var statistics: CacheStatistics {
-        let saved = state.pointee.lock.acquire(P.self)
+        var hitsA: UInt64 = 0, missesA: UInt64 = 0, hitsF: UInt64 = 0, missesF: UInt64 = 0, exchanges: UInt64 = 0
+        var i = 0
+        while i < P.maxCPUs {
+            let slot = CacheState.counters(i, of: state)
+            hitsA &+= UInt64(word: slot.pointee.allocHits.value)
+            missesA &+= UInt64(word: slot.pointee.allocMisses.value)
+            hitsF &+= UInt64(word: slot.pointee.freeHits.value)
+            missesF &+= UInt64(word: slot.pointee.freeMisses.value)
+            exchanges &+= UInt64(word: slot.pointee.exchanges.value)
+            i += 1
+        }
+        let h = heap
+        let depotSaved = h.pointee.acquireBlocking(state.pointee.depotLock, P.self)
+        let saved = h.pointee.acquireBlocking(state.pointee.lock, P.self)
         let g = state.pointee.geometry
-        let c = state.pointee.counters
-        let slabs = state.pointee.slabCount
+        let c = slabs.pointee.counters
+        let slabCount = slabs.pointee.slabCount
+        let capacity = state.pointee.magazineCapacity
+        let bound = Self.perCPUBound(magazineCapacity: capacity, tuning: h.pointee.tuning)
+        let active = Int(bitPattern: UInt(truncatingIfNeeded: (hitsA &+ missesA) &- (hitsF &+ missesF)))
         let stats = CacheStatistics(
             name: state.pointee.name, requestedSize: state.pointee.requestedSize,
             objectSize: g.objectSize, alignment: g.alignment, objectsPerSlab: g.objectsPerSlab,
-            pagesPerSlab: g.slabPages, colors: g.colorCount, activeObjects: c.active,
-            totalObjects: slabs * g.objectsPerSlab, highWaterObjects: c.highWater,
-            partialSlabs: state.pointee.partial.count, fullSlabs: state.pointee.full.count,
-            emptySlabs: state.pointee.empty.count, pages: slabs * g.slabPages,
-            allocations: c.allocations, frees: c.frees, failures: c.failures,
+            pagesPerSlab: g.slabPages, colors: g.colorCount, activeObjects: active,
+            cachedObjects: c.inUse - active,
+            totalObjects: slabCount * g.objectsPerSlab, highWaterObjects: c.highWater,
+            partialSlabs: slabs.pointee.partial.count, fullSlabs: slabs.pointee.full.count,
+            emptySlabs: slabs.pointee.empty.count, pages: slabCount * g.slabPages,
+            allocations: hitsA &+ missesA, frees: hitsF &+ missesF,
+            allocationHits: hitsA, allocationMisses: missesA, freeHits: hitsF, freeMisses: missesF,
+            depotExchanges: exchanges, depotFullMagazines: depot.pointee.fullCount,
+            depotEmptyMagazines: depot.pointee.emptyCount,
+            refills: c.refills, flushes: c.flushes, magazineCapacity: capacity,
+            perCPUBoundObjects: bound, perCPUBoundBytes: bound * g.objectSize,
+            failures: UInt64(word: state.pointee.atomics.failures.load(ordering: .relaxed)),
+            nolockRefusals: UInt64(word: state.pointee.atomics.nolockRefusals.load(ordering: .relaxed)),
+            nolockParked: UInt64(word: state.pointee.atomics.nolockParked.load(ordering: .relaxed)),
             slabsCreated: c.slabsCreated, slabsReleased: c.slabsReleased,
-            errors: c.totalErrors, typeStable: state.pointee.typeStable, errorCounts: c.errors)
-        state.pointee.lock.release(P.self, saved)
+            errors: state.pointee.atomics.totalErrors, typeStable: state.pointee.typeStable,
+            errorCounts: state.pointee.atomics.errorCounts)
+        h.pointee.release(state.pointee.lock, P.self, saved)
+        h.pointee.release(state.pointee.depotLock, P.self, depotSaved)
         return stats
     }
 }
 
 extension Quarry {
     public var pageStatistics: PageStatistics {
-        let saved = heap.pointee.pageLock.acquire(P.self)
-        let p = heap.pointee.pages
+        let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
+        let p = heap.pointee.pages.pointee
         let a = heap.pointee.arena
         let stats = PageStatistics(
             pageCount: p.pageCount, pagesInUse: p.pagesInUse, freeRunPages: p.freePages,
             bump: p.bump.int, highWater: p.highWater.int, runsAllocated: p.runsAllocated,
             runsFreed: p.runsFreed, failures: p.failures,
             metadataBytes: Int(a.dataStart - a.regionStart))
-        heap.pointee.pageLock.release(P.self, saved)
+        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
         return stats
     }
 
     /// Writes a /proc/slabinfo-style table: one row per cache, then the page totals.
-    /// Allocates nothing; safe on bare metal.
+    /// `cached` is what the per-CPU layer and depot hold now; `bound_kb` the most they
+    /// can hold (CacheStatistics.perCPUBoundBytes). Allocates nothing; safe on bare metal.
     public func writeSlabinfo<S: ByteSink>(to out: inout S) {
-        out.write("# name                objsize align obj/slab pg/slab colors  active   total  partial full empty   allocs    frees errors\n")
+        out.write("# name                objsize align obj/slab pg/slab colors  active  cached   total  partial full empty   allocs    frees   hits% mag  xchg bound_kb errors\n")
         forEachCache { cache in
             let s = cache.statistics
             out.write(s.name, width: 20)
@@ -105,12 +170,19 @@ extension Quarry {
             out.write(s.pagesPerSlab, width: 8)
             out.write(s.colors, width: 7)
             out.write(s.activeObjects, width: 8)
+            out.write(s.cachedObjects, width: 8)
             out.write(s.totalObjects, width: 8)
             out.write(s.partialSlabs, width: 9)
             out.write(s.fullSlabs, width: 5)
             out.write(s.emptySlabs, width: 6)
             out.write(s.allocations, width: 9)
             out.write(s.frees, width: 9)
+            let operations = s.allocations &+ s.frees
+            let hits = s.allocationHits &+ s.freeHits
+            out.write(operations == 0 ? 0 : hits &* 100 / operations, width: 8)
+            out.write(s.magazineCapacity, width: 4)
+            out.write(s.depotExchanges, width: 6)
+            out.write((s.perCPUBoundBytes + 1023) / 1024, width: 9)
             out.write(s.errors, width: 7)
             out.write(UInt8(ascii: "\n"))
         }

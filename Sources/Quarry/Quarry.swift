@@ -1,6 +1,7 @@
 // Quarry: the allocator instance over one arena: start-up, the cache registry, lookups.
-// Neighbours: HeapState (its state), SlabCache (the caches it creates), Arena (layout),
-// Quarry+Statistics (snapshots and slabinfo), Quarry+Invariants (whole-heap checks).
+// Neighbours: HeapState (its state and header layout), SlabCache (the caches it creates),
+// Arena (layout), SlabCache+Drain (drainAll), Quarry+Statistics (snapshots and slabinfo),
+// Quarry+Invariants (whole-heap checks).
 
 import Synchronization
 
@@ -12,51 +13,62 @@ public struct Quarry<P: Platform> {
     init(heap: UnsafeMutablePointer<HeapState>) { self.heap = heap }
 
     /// Takes over `[base, base + size)` (the caller keeps it alive and untouched).
-    /// O(1): writes only the header at the region's start; no page is touched until
-    /// it is first used. Throws `.arenaTooSmall` when the region cannot hold the
-    /// header, the metadata and one page.
+    /// O(maxCPUs): writes only the header at the region's start; no page is touched
+    /// until it is first used. Throws `.arenaTooSmall` when the region cannot hold the
+    /// header, the metadata and one page. A `tuning` that breaks its relations (see
+    /// Tuning) traps.
     public static func initialize(
         base: UnsafeMutableRawPointer, size: Int, tuning: Tuning = .standard
     ) throws(QuarryError) -> Quarry {
+        precondition(tuning.isValid, "Quarry: tuning out of range")
+        precondition(P.maxCPUs >= 1, "Quarry: a platform needs at least one CPU")
+        let layout = HeaderLayout(maxCPUs: P.maxCPUs)
         guard size > 0, let arena = Arena(
-            base: UInt(bitPattern: base), size: UInt(size), headerBytes: HeapState.headerBytes)
+            base: UInt(bitPattern: base), size: UInt(size), headerBytes: layout.bytes)
         else { throw .arenaTooSmall }
-        // Sound: Arena reserved `headerBytes` at regionStart for HeapState and the cache
-        // of caches, page-aligned, and nothing else uses them.
+        // Sound: Arena reserved `layout.bytes` at regionStart for the header (HeapState,
+        // per-CPU records, sentinel, the two internal caches), page-aligned, and nothing
+        // else uses them.
         let heap = UnsafeMutableRawPointer(bitPattern: arena.regionStart)!
             .bindMemory(to: HeapState.self, capacity: 1)
-        heap.initialize(to: HeapState(arena: arena, tuning: tuning))
-        let geometry: SlabGeometry
+        heap.initialize(to: HeapState(arena: arena, tuning: tuning, maxCPUs: P.maxCPUs, layout: layout))
+        let stateBytes = CacheState.footprint(maxCPUs: P.maxCPUs)
+        let magazineBytes = Magazine.bytes(capacity: max(tuning.magazineSize, 1))
+        let caches: SlabGeometry
+        let magazines: SlabGeometry
         do {
-            geometry = try SlabGeometry.make(
-                size: MemoryLayout<CacheState>.stride, alignment: MemoryLayout<CacheState>.alignment,
-                tuning: tuning)
+            caches = try SlabGeometry.make(size: stateBytes, alignment: Geometry.cacheLine, tuning: tuning)
+            magazines = try SlabGeometry.make(size: magazineBytes, alignment: Geometry.cacheLine, tuning: tuning)
         } catch {
-            preconditionFailure("Quarry: the cache of caches has no valid geometry")
+            preconditionFailure("Quarry: an internal cache has no valid geometry")
         }
-        let caches = cacheOfCachesState(heap)
-        caches.initialize(to: CacheState(
-            name: CacheName("quarry_cache"), size: MemoryLayout<CacheState>.stride,
-            geometry: geometry, constructor: nil, secret: P.entropy(), heap: heap))
+        let base = UnsafeMutableRawPointer(heap)
+        let sentinel = heap.pointee.sentinel
+        _ = CacheState.initialize(
+            base + layout.cacheOfCaches, maxCPUs: P.maxCPUs, sentinel: sentinel,
+            CacheState(name: CacheName("quarry_cache"), size: stateBytes, geometry: caches, constructor: nil,
+                       secret: P.entropy(), heap: heap, magazineCapacity: 0, isInternal: true))
+        _ = CacheState.initialize(
+            base + layout.magazineCache, maxCPUs: P.maxCPUs, sentinel: sentinel,
+            CacheState(name: CacheName("quarry_magazine"), size: magazineBytes, geometry: magazines,
+                       constructor: nil, secret: P.entropy(), heap: heap, magazineCapacity: 0, isInternal: true))
         let quarry = Quarry(heap: heap)
-        quarry.register(caches)
+        quarry.register(heap.pointee.cacheOfCaches)
+        quarry.register(heap.pointee.magazineCache)
         return quarry
     }
 
-    static func cacheOfCachesState(_ heap: UnsafeMutablePointer<HeapState>) -> UnsafeMutablePointer<CacheState> {
-        // Sound: headerBytes reserved a CacheState at this offset after HeapState.
-        (UnsafeMutableRawPointer(heap) + HeapState.cacheOfCachesOffset)
-            .assumingMemoryBound(to: CacheState.self)
-    }
-
     /// The cache whose objects hold every other cache's state.
-    var cacheOfCaches: SlabCache<P> { SlabCache(state: Self.cacheOfCachesState(heap)) }
+    var cacheOfCaches: SlabCache<P> { SlabCache(state: heap.pointee.cacheOfCaches) }
+    /// The cache whose objects are magazines.
+    var magazineCache: SlabCache<P> { SlabCache(state: heap.pointee.magazineCache) }
 
     // MARK: Caches
 
     /// Creates a cache of objects of `size` bytes aligned to `alignment` (a power of two,
     /// at most the page size; objects are at least 8-byte aligned). `constructor`, if
-    /// given, runs once on each object when its slab first hands it out.
+    /// given, runs once on each object when its slab first hands it out (under the
+    /// cache lock, interrupts masked). Not interrupt-safe.
     ///
     /// `typeStable` (Linux's `SLAB_TYPESAFE_BY_RCU`): the cache's slabs never go back
     /// to the page allocator until `destroy`, and freeing writes nothing into the
@@ -74,29 +86,50 @@ public struct Quarry<P: Platform> {
         name: CacheName, size: Int, alignment: Int = Geometry.granule,
         constructor: ObjectConstructor? = nil, typeStable: Bool = false
     ) throws(QuarryError) -> SlabCache<P> {
-        let geometry = try SlabGeometry.make(
-            size: size, alignment: alignment, tuning: heap.pointee.tuning, linkOutside: typeStable)
-        let memory = try cacheOfCaches.allocate()
-        // Sound: an object of the cache of caches is sized and aligned for a CacheState.
-        let state = memory.bindMemory(to: CacheState.self, capacity: 1)
-        state.initialize(to: CacheState(
-            name: name, size: size, geometry: geometry, constructor: constructor,
-            secret: P.entropy(), heap: heap, typeStable: typeStable))
+        heap.pointee.requireNotReentrant(P.self)
+        return try createCacheUnchecked(name: name, size: size, alignment: alignment, constructor: constructor,
+                                        typeStable: typeStable)
+    }
+
+    /// `createCache` for Quarry's own callers that hold a lock earlier in the lock order
+    /// (the malloc front's lock).
+    func createCacheUnchecked(
+        name: CacheName, size: Int, alignment: Int, constructor: ObjectConstructor?, typeStable: Bool = false
+    ) throws(QuarryError) -> SlabCache<P> {
+        let tuning = heap.pointee.tuning
+        let geometry = try SlabGeometry.make(size: size, alignment: alignment, tuning: tuning, linkOutside: typeStable)
+        let memory = try cacheOfCaches.allocateForQuarry()
+        // Sound: an object of the cache of caches is `CacheState.footprint(maxCPUs:)`
+        // bytes, cache-line aligned: room for a CacheState and its per-CPU array.
+        let state = CacheState.initialize(
+            memory, maxCPUs: P.maxCPUs, sentinel: heap.pointee.sentinel,
+            CacheState(name: name, size: size, geometry: geometry, constructor: constructor,
+                       secret: P.entropy(), heap: heap,
+                       magazineCapacity: tuning.magazineCapacity(objectSize: geometry.objectSize),
+                       isInternal: false, typeStable: typeStable))
         register(state)
         return SlabCache(state: state)
     }
 
-    /// Destroys `cache` if it has no allocated objects: its slabs go back to the page
-    /// allocator (type-stable ones too: no reader may still hold a pointer into the
-    /// cache, e.g. after `EpochReclaimer.synchronize()`) and the handle becomes invalid.
-    /// Otherwise nothing changes, the leak is printed through the platform, and the
-    /// number of leaked objects is returned.
+    /// Destroys `cache` if it has no allocated objects: every CPU's magazines and the
+    /// depot are emptied, its slabs go back to the page allocator (type-stable ones
+    /// too: no reader may still hold a pointer into the cache, e.g. after
+    /// `EpochReclaimer.synchronize()`) and the handle becomes invalid. Otherwise nothing changes, the leak is printed through the
+    /// platform, and the number of leaked objects is returned. Requires quiescence for
+    /// this cache (no CPU inside it; see SlabCache+Drain). Not interrupt-safe.
     @discardableResult
     public func destroy(_ cache: SlabCache<P>) -> Int {
+        heap.pointee.requireNotReentrant(P.self)
+        precondition(!front.isClassCache(cache.state), "Quarry: a malloc class cache is destroyed only by front.shrink")
+        return destroyUnchecked(cache)
+    }
+
+    /// `destroy` for Quarry's own callers (the malloc front's shrink, under its lock).
+    func destroyUnchecked(_ cache: SlabCache<P>) -> Int {
         let state = cache.state
-        precondition(state != Self.cacheOfCachesState(heap), "Quarry: the cache of caches cannot be destroyed")
-        precondition(state.pointee.magic == CacheState.liveMagic, "Quarry: destroy of a destroyed cache")
-        precondition(!front.isClassCache(state), "Quarry: a malloc class cache is destroyed only by front.shrink")
+        precondition(!state.pointee.isInternal, "Quarry: an internal cache cannot be destroyed")
+        precondition(state.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic,
+                     "Quarry: destroy of a destroyed cache")
         let leaked = cache.activeObjects
         if leaked > 0 {
             var out = PlatformOutput<P>()
@@ -107,16 +140,42 @@ public struct Quarry<P: Platform> {
             out.write(" objects still allocated\n")
             return leaked
         }
+        cache.drainAllSlots()
         _ = cache.releaseEmptySlabs()
+        precondition(cache.slabs.pointee.slabCount == 0, "Quarry: a destroyed cache still holds slabs")
         unregister(state)
-        state.pointee.magic = 0
-        state.deinitialize(count: 1)
-        do {
-            try cacheOfCaches.free(UnsafeMutableRawPointer(state))
-        } catch {
-            preconditionFailure("Quarry: a cache's state was not an object of the cache of caches")
-        }
+        state.pointee.magic.store(0, ordering: .relaxed)
+        // No `deinitialize`: the state and its parts are plain words and atomics, and
+        // running Atomic's deinit through an InlineArray crashes the Embedded compiler
+        // (Swift 6.3.1, "hasValidSignatureForEmbedded"). The memory goes back as is.
+        cacheOfCaches.freeForQuarry(UInt(bitPattern: state))
         return 0
+    }
+
+    /// Releases every empty slab of every cache (reserves included), the internal
+    /// caches too. Objects the per-CPU layer holds keep their slabs: `drainAll` first
+    /// gives them back (at quiescence). Returns the number of pages given back.
+    /// Not interrupt-safe.
+    @discardableResult
+    public func shrink() -> Int {
+        heap.pointee.requireNotReentrant(P.self)
+        var pages = 0
+        forEachCache { pages += $0.shrinkUnchecked() }
+        return pages
+    }
+
+    /// At quiescence (no CPU inside Quarry; see SlabCache+Drain): empties every CPU's
+    /// magazines and every depot into the slabs, frees the magazines, and releases every
+    /// empty slab of every cache. Afterwards the heap holds only pages with allocated
+    /// objects (and the slabs of the cache of caches that hold live caches' states).
+    /// Returns the number of pages given back. Not interrupt-safe.
+    @discardableResult
+    public func drainAll() -> Int {
+        heap.pointee.requireNotReentrant(P.self)
+        forEachCache { cache in cache.drainAllSlots() }
+        var released = 0
+        forEachCache { cache in released += cache.shrinkUnchecked() }
+        return released
     }
 
     /// The cache that owns the object at `pointer`, or nil if no live slab holds it.
@@ -131,47 +190,51 @@ public struct Quarry<P: Platform> {
         return SlabCache(state: state)
     }
 
-    /// Calls `body` with every live cache, the cache of caches first.
+    /// Calls `body` with every live cache, the two internal caches (`quarry_cache`,
+    /// `quarry_magazine`) first, under the registry lock.
     public func forEachCache(_ body: (SlabCache<P>) -> Void) {
-        let saved = heap.pointee.registryLock.acquire(P.self)
-        var c = heap.pointee.firstCache
+        let saved = heap.pointee.acquireBlocking(heap.pointee.registryLock, P.self)
+        var c = heap.pointee.registry.pointee.first
         while let state = c {
             body(SlabCache(state: state))
-            c = state.pointee.nextCache
+            c = CacheState.links(of: state).pointee.next
         }
-        heap.pointee.registryLock.release(P.self, saved)
+        heap.pointee.release(heap.pointee.registryLock, P.self, saved)
     }
 
-    /// Releases every empty slab of every cache (reserves included), the cache of
-    /// caches too. Returns the number of pages given back.
-    @discardableResult
-    public func shrink() -> Int {
-        var pages = 0
-        forEachCache { pages += $0.shrink() }
-        return pages
+    /// Number of live caches, the two internal caches included.
+    public var cacheCount: Int {
+        let saved = heap.pointee.acquireBlocking(heap.pointee.registryLock, P.self)
+        let n = heap.pointee.registry.pointee.count
+        heap.pointee.release(heap.pointee.registryLock, P.self, saved)
+        return n
     }
-
-    /// Number of live caches, the cache of caches included.
-    public var cacheCount: Int { heap.pointee.cacheCount }
 
     private func register(_ state: UnsafeMutablePointer<CacheState>) {
-        let saved = heap.pointee.registryLock.acquire(P.self)
-        state.pointee.previousCache = heap.pointee.lastCache
-        state.pointee.nextCache = nil
-        if let last = heap.pointee.lastCache { last.pointee.nextCache = state } else { heap.pointee.firstCache = state }
-        heap.pointee.lastCache = state
-        heap.pointee.cacheCount += 1
-        heap.pointee.registryLock.release(P.self, saved)
+        let saved = heap.pointee.acquireBlocking(heap.pointee.registryLock, P.self)
+        let registry = heap.pointee.registry
+        let links = CacheState.links(of: state)
+        links.pointee.previous = registry.pointee.last
+        links.pointee.next = nil
+        if let last = registry.pointee.last {
+            CacheState.links(of: last).pointee.next = state
+        } else {
+            registry.pointee.first = state
+        }
+        registry.pointee.last = state
+        registry.pointee.count += 1
+        heap.pointee.release(heap.pointee.registryLock, P.self, saved)
     }
 
     private func unregister(_ state: UnsafeMutablePointer<CacheState>) {
-        let saved = heap.pointee.registryLock.acquire(P.self)
-        let previous = state.pointee.previousCache
-        let next = state.pointee.nextCache
-        if let previous { previous.pointee.nextCache = next } else { heap.pointee.firstCache = next }
-        if let next { next.pointee.previousCache = previous } else { heap.pointee.lastCache = previous }
-        heap.pointee.cacheCount -= 1
-        heap.pointee.registryLock.release(P.self, saved)
+        let saved = heap.pointee.acquireBlocking(heap.pointee.registryLock, P.self)
+        let registry = heap.pointee.registry
+        let previous = CacheState.links(of: state).pointee.previous
+        let next = CacheState.links(of: state).pointee.next
+        if let previous { CacheState.links(of: previous).pointee.next = next } else { registry.pointee.first = next }
+        if let next { CacheState.links(of: next).pointee.previous = previous } else { registry.pointee.last = previous }
+        registry.pointee.count -= 1
+        heap.pointee.release(heap.pointee.registryLock, P.self, saved)
     }
 }
 

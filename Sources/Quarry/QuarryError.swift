@@ -20,6 +20,11 @@ public enum QuarryError: UInt8, Error, Sendable {
     case invalidCache = 6
     /// A C ABI call before `quarry_init` (there is no instance to serve it).
     case notInitialized = 7
+    /// A re-entrant free (an interrupt handler, NMI or constructor running while its CPU
+    /// holds a Quarry lock) found this CPU's magazines and reserve full and could not
+    /// take a lock: nothing changed, the object is still the caller's; free it again
+    /// later (see CPUCache's interrupt contract).
+    case busy = 8
 
     // Free.
     /// The pointer lies outside the arena.
@@ -62,6 +67,7 @@ extension QuarryError {
         case .arenaTooSmall: "arena too small"
         case .invalidCache: "invalid cache"
         case .notInitialized: "not initialized"
+        case .busy: "busy (re-entrant call)"
         case .outsideArena: "pointer outside arena"
         case .metadataPointer: "pointer into metadata"
         case .freePage: "pointer into a free page"

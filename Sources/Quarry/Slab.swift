@@ -13,7 +13,8 @@
 /// - `inUse + |free list| == carved <= capacity`
 /// - `color + capacity * objectSize <= slabBytes` (no object crosses the slab's end)
 /// - every object on the free list is at an object boundary below `carved`, and its
-///   bitmap bit is clear; the bit of every other carved object is set iff allocated.
+///   bitmap bit is clear; the bit of every other carved object is set iff it is
+///   handed out to a user (objects held by the per-CPU layer have their bit clear).
 struct Slab {
     let page: PageNumber
     let start: UInt
@@ -26,7 +27,7 @@ struct Slab {
         self.start = arena.address(of: page)
     }
 
-    var descriptor: PageDescriptor { map[page] }
+    var descriptor: PageEntry { map[page] }
 
     /// Address of object 0.
     @inline(__always) var objectsStart: UInt { start &+ UInt(map[page].color) }
@@ -39,38 +40,37 @@ struct Slab {
 
     /// Index of the object starting exactly at `address`, or nil for an address
     /// inside an object, in the colour area or slack, or beyond the carved objects.
+    /// Lock-free (reads only the shared words `color` and `carved`); no division (see
+    /// SlabGeometry.objectIndex).
     @inline(__always)
     func objectIndex(of address: UInt, _ geometry: SlabGeometry) -> Int? {
-        let offset = address &- objectsStart
-        let carvedBytes = UInt(map[page].carved) &* UInt(geometry.objectSize)
-        guard offset < carvedBytes else { return nil }
-        let (q, r) = offset.quotientAndRemainder(dividingBy: UInt(geometry.objectSize))
-        return r == 0 ? Int(q) : nil
+        geometry.objectIndex(offset: address &- objectsStart, carved: map[page].carved).map { Int($0) }
     }
 
     /// Takes one free object: from the free list, else the next never-used object.
-    /// Returns nil when the slab is full; `.corrupt` when the free list's head link
-    /// leads outside the slab (the list is then cut, never followed).
+    /// Returns `.full` when the slab is full; `.corrupt` when the free list's head link
+    /// leads outside the slab (the list is then cut, never followed). Under the cache lock.
     @inline(__always)
     func pop(_ geometry: SlabGeometry, secret: UInt) -> PopResult {
         let d = map[page]
-        if d.freeHead != 0 {
-            let object = d.freeHead
-            let span = UInt(d.carved) &* UInt(geometry.objectSize)
+        let head = d.freeHead
+        let carved = d.carved
+        if head != 0 {
+            let span = UInt(carved) &* UInt(geometry.objectSize)
             guard let next = FreeLink.read(
-                from: object, offset: geometry.linkOffset, secret: secret, low: objectsStart, span: span
+                from: head, offset: geometry.linkOffset, secret: secret, low: objectsStart, span: span
             ) else {
-                map[page].freeHead = 0
+                d.freeHead = 0
                 return .corrupt
             }
-            map[page].freeHead = next
-            map[page].inUse = d.inUse + 1
-            return .object(object, fresh: false)
+            d.freeHead = next
+            d.inUse += 1
+            return .object(head, fresh: false)
         }
-        guard Int(d.carved) < geometry.objectsPerSlab else { return .full }
-        let object = self.object(Int(d.carved), geometry)
-        map[page].carved = d.carved + 1
-        map[page].inUse = d.inUse + 1
+        guard Int(carved) < geometry.objectsPerSlab else { return .full }
+        let object = self.object(Int(carved), geometry)
+        d.carved = carved + 1
+        d.inUse += 1
         return .object(object, fresh: true)
     }
 
@@ -80,23 +80,25 @@ struct Slab {
         case corrupt
     }
 
-    /// Returns `object` (already validated) to the free list.
+    /// Returns `object` (already validated) to the free list. Under the cache lock.
     @inline(__always)
     func push(_ object: UInt, _ geometry: SlabGeometry, secret: UInt) {
-        FreeLink.write(map[page].freeHead, into: object, offset: geometry.linkOffset, secret: secret)
-        map[page].freeHead = object
-        map[page].inUse -= 1
+        let d = map[page]
+        FreeLink.write(d.freeHead, into: object, offset: geometry.linkOffset, secret: secret)
+        d.freeHead = object
+        d.inUse -= 1
     }
 
     /// Length of the free list, walking it with the same bounds checks as `pop`;
     /// nil if it is corrupt or longer than `carved` (a cycle).
     func freeListLength(_ geometry: SlabGeometry, secret: UInt) -> Int? {
         let d = map[page]
-        let span = UInt(d.carved) &* UInt(geometry.objectSize)
+        let carved = Int(d.carved)
+        let span = UInt(carved) &* UInt(geometry.objectSize)
         var n = 0
         var p = d.freeHead
         while p != 0 {
-            guard p &- objectsStart < span, n < Int(d.carved) else { return nil }
+            guard p &- objectsStart < span, n < carved else { return nil }
             n += 1
             guard let next = FreeLink.read(
                 from: p, offset: geometry.linkOffset, secret: secret, low: objectsStart, span: span

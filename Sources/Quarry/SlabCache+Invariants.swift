@@ -1,25 +1,103 @@
-// SlabCache+Invariants: the whole-cache walk that checks every invariant of
-// CacheState, SlabList and Slab. Neighbours: Quarry+Invariants (calls it for every cache).
+// SlabCache+Invariants: the whole-cache walk that checks every invariant of CacheState,
+// SlabList, Slab, CPUCache, Magazine and Depot. Neighbours: Quarry+Invariants (calls it
+// for every cache and checks the magazine cache's accounting against it).
+
+import Synchronization
 
 extension SlabCache {
     /// Traps with a message on the first broken invariant:
     /// - every slab on a list is a live slab head of this cache, on the list its
     ///   `inUse` calls for (empty: 0, full: capacity, partial: in between)
     /// - per slab: `inUse + |free list| == carved <= capacity`, the colour is one of
-    ///   the cache's colours, and the bitmap has exactly `inUse` bits set in the slab
-    /// - `counters.active == Σ inUse`; `slabsCreated - slabsReleased == slab count`
-    /// - `empty.count <= emptySlabReserve` (type-stable caches keep every empty slab)
-    /// O(slabs × slab bytes / granule). Call it at quiescence (tests, debug shells).
+    ///   the cache's colours, and the bitmap has exactly `inUse - cached(slab)` bits set
+    ///   in the slab, where `cached(slab)` counts its objects held by the per-CPU layer
+    /// - per CPU slot: both magazines the sentinel, or two distinct magazines of
+    ///   capacity `magazineCapacity` with `count <= capacity`; `reserveCount <= cpuReserve`
+    /// - depot: stack lengths match the counts, full magazines full, empty ones empty,
+    ///   `fullCount <= depotFullLimit`, `emptyCount <= depotEmptyLimit` unless a trim is due
+    /// - every cached object (magazines, reserves, depot) is an object of a live slab of
+    ///   this cache, with its bitmap bit clear, held once
+    /// - `counters.inUse == Σ slab.inUse == active + cached`; `slabsCreated -
+    ///   slabsReleased == slab count`; `empty.count <= emptySlabReserve` unless a trim is due
+    /// O(slabs × slab bytes / granule + cached objects). Call it at quiescence only (it
+    /// reads every CPU's slot, and briefly sets the bitmap bits of cached objects to
+    /// find duplicates). Not interrupt-safe.
     public func checkInvariants() {
-        let saved = state.pointee.lock.acquire(P.self)
+        _ = checkInvariantsCountingMagazines()
+    }
+
+    /// `checkInvariants`, returning the number of magazines the cache holds (its CPUs'
+    /// and its depot's), for the heap-wide magazine accounting.
+    func checkInvariantsCountingMagazines() -> Int {
         let h = heap
+        let depotSaved = h.pointee.acquireBlocking(state.pointee.depotLock, P.self)
+        let saved = h.pointee.acquireBlocking(state.pointee.lock, P.self)
+        let tuning = h.pointee.tuning
+        let capacity = state.pointee.magazineCapacity
+        let sentinel = h.pointee.sentinel
+        let trimDue = state.pointee.atomics.trimNeeded.load(ordering: .relaxed)
+        precondition(sentinel.count == 0 && sentinel.capacity == 0, "Magazine: the sentinel holds objects")
+        precondition(state.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic, "SlabCache: dead cache")
+
+        // Structure of the per-CPU slots and the depot.
+        var magazines = 0
+        var i = 0
+        while i < P.maxCPUs {
+            let slot = CacheState.cpu(i, of: state)
+            let l = slot.pointee.loaded
+            let p = slot.pointee.previous
+            if l == sentinel || p == sentinel {
+                precondition(l == p, "CPUCache: one magazine attached, the other not")
+            } else {
+                precondition(capacity > 0, "CPUCache: magazines in a cache without a per-CPU layer")
+                precondition(l != p, "CPUCache: loaded and previous are one magazine")
+                precondition(l.capacity == capacity && p.capacity == capacity, "Magazine: capacity")
+                precondition(l.count >= 0 && l.count <= capacity && p.count >= 0 && p.count <= capacity,
+                             "Magazine: count out of range")
+                magazines += 2
+            }
+            precondition(slot.pointee.reserveCount >= 0 && slot.pointee.reserveCount <= Geometry.cpuReserve,
+                         "CPUCache: reserve count out of range")
+            i += 1
+        }
+        var fulls = 0
+        var empties = 0
+        depot.pointee.forEach { m, isFull in
+            precondition(m != sentinel && m.capacity == capacity, "Depot: magazine capacity")
+            if isFull {
+                precondition(m.isFull, "Depot: a magazine on the full stack is not full")
+                fulls += 1
+            } else {
+                precondition(m.count == 0, "Depot: a magazine on the empty stack is not empty")
+                empties += 1
+            }
+        }
+        precondition(fulls == depot.pointee.fullCount && empties == depot.pointee.emptyCount,
+                     "Depot: counts disagree with the stacks")
+        precondition(fulls <= tuning.depotFullLimit, "Depot: more full magazines than depotFullLimit")
+        precondition(empties <= tuning.depotEmptyLimit || trimDue, "Depot: more empty magazines than depotEmptyLimit")
+        precondition(capacity > 0 || fulls + empties == 0, "Depot: magazines in a cache without a per-CPU layer")
+        magazines += fulls + empties
+
+        // Cached objects: valid, bit clear, held once. Setting each one's bit finds a
+        // duplicate (the second set fails) and lets the slab walk compare bits to inUse.
+        var cached = 0
+        forEachCachedObject { object in
+            guard case .success = locate(object) else {
+                preconditionFailure("CPUCache: a cached object is not an object of this cache")
+            }
+            precondition(state.pointee.bitmap.markAllocated(object),
+                         "CPUCache: a cached object is allocated, or cached twice")
+            cached += 1
+        }
+
         let map = h.pointee.map
         let arena = h.pointee.arena
         let g = geometry
         let secret = state.pointee.secret
         let me = UInt(bitPattern: state)
-        // `checkSlab` returns the slab's count rather than adding to `active` itself: a
-        // local function that captured the variable would box it (an allocation, which
+        // `checkSlab` returns the slab's count rather than adding to a captured variable:
+        // a local function that captures a variable may box it (an allocation, which
         // the Embedded library's -no-allocations refuses).
         func checkSlab(_ page: PageNumber) -> Int {
             let d = map[page]
@@ -34,33 +112,60 @@ extension SlabCache {
             }
             precondition(Int(d.inUse) + free == Int(d.carved), "SlabCache: inUse + free != carved")
             let bits = h.pointee.bitmap.count(from: page, pages: g.slabPages)
-            precondition(bits == Int(d.inUse), "SlabCache: bitmap disagrees with inUse")
+            precondition(bits == Int(d.inUse), "SlabCache: bitmap (allocated + cached) disagrees with inUse")
             return Int(d.inUse)
         }
-        var active = 0
-        state.pointee.partial.check(map) { page in
+        var inUse = 0
+        slabs.pointee.partial.check(map) { page in
             let n = Int(map[page].inUse)
             precondition(n > 0 && n < g.objectsPerSlab, "SlabCache: partial slab not partial")
-            active += checkSlab(page)
+            inUse += checkSlab(page)
         }
-        state.pointee.full.check(map) { page in
+        slabs.pointee.full.check(map) { page in
             precondition(Int(map[page].inUse) == g.objectsPerSlab, "SlabCache: full slab not full")
-            active += checkSlab(page)
+            inUse += checkSlab(page)
         }
-        state.pointee.empty.check(map) { page in
+        slabs.pointee.empty.check(map) { page in
             precondition(map[page].inUse == 0, "SlabCache: empty slab not empty")
-            active += checkSlab(page)
+            inUse += checkSlab(page)
         }
-        precondition(active == state.pointee.counters.active, "SlabCache: active counter")
-        let c = state.pointee.counters
-        precondition(c.slabsCreated - c.slabsReleased == UInt64(word: UInt(state.pointee.slabCount)),
+        forEachCachedObject { object in _ = state.pointee.bitmap.markFree(object) }
+
+        let c = slabs.pointee.counters
+        precondition(inUse == c.inUse, "SlabCache: inUse counter != Σ slab inUse")
+        precondition(activeObjects + cached == c.inUse, "SlabCache: active + cached != objects out of slabs")
+        precondition(c.slabsCreated - c.slabsReleased == UInt64(word: UInt(slabs.pointee.slabCount)),
                      "SlabCache: slab count")
-        precondition(state.pointee.typeStable || state.pointee.empty.count <= max(h.pointee.tuning.emptySlabReserve, 0),
+        precondition(slabs.pointee.empty.count <= state.pointee.emptySlabReserve || trimDue,
                      "SlabCache: empty reserve exceeded")
-        precondition(state.pointee.magic == CacheState.liveMagic, "SlabCache: dead cache")
-        state.pointee.lock.release(P.self, saved)
+        h.pointee.release(state.pointee.lock, P.self, saved)
+        h.pointee.release(state.pointee.depotLock, P.self, depotSaved)
+        return magazines
+    }
+
+    /// Calls `body` with every object the per-CPU layer holds: every CPU's magazines
+    /// and reserve, and the depot's full magazines. At quiescence, depot lock held.
+    func forEachCachedObject(_ body: (UInt) -> Void) {
+        let sentinel = heap.pointee.sentinel
+        func rounds(_ m: Magazine) {
+            guard m != sentinel else { return }
+            var k = 0
+            while k < m.count { body(m.rounds[k]); k += 1 }
+        }
+        var i = 0
+        while i < P.maxCPUs {
+            let slot = CacheState.cpu(i, of: state)
+            rounds(slot.pointee.loaded)
+            rounds(slot.pointee.previous)
+            var r = 0
+            while r < slot.pointee.reserveCount { body(slot.pointee.reserve[r]); r += 1 }
+            i += 1
+        }
+        depot.pointee.forEach { m, isFull in
+            if isFull { rounds(m) }
+        }
     }
 
     /// Pages this cache's slabs hold.
-    var pagesHeld: Int { state.pointee.slabCount * geometry.slabPages }
+    var pagesHeld: Int { slabs.pointee.slabCount * geometry.slabPages }
 }

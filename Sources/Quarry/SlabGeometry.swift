@@ -9,6 +9,9 @@
 /// - `colorStep % alignment == 0`, `colorStep % Geometry.cacheLine == 0`
 /// - `(colorCount - 1) * colorStep + objectsPerSlab * objectSize <= slabBytes`
 /// - `linkOffset % Geometry.granule == 0`, `linkOffset + word size <= objectSize`
+/// - `reciprocal == 2^32 / objectSize + 1` (rounded down, then one added), and for every
+///   `offset < slabBytes`: `offset * reciprocal >> 32 == offset / objectSize`
+///   (see `quotient`; proved below, checked exhaustively in GeometryTests)
 struct SlabGeometry: Equatable {
     /// Distance between consecutive objects (size rounded up to the alignment).
     let objectSize: Int
@@ -22,12 +25,57 @@ struct SlabGeometry: Equatable {
     /// Byte offset of the free link inside a free object: 0, or (type-stable caches)
     /// just past the caller's bytes, so that freeing never writes into them.
     let linkOffset: Int
+    /// `floor(2^32 / objectSize) + 1`: turns the division in pointer validation into a
+    /// multiply (see `quotient`).
+    let reciprocal: UInt32
+    /// `objectsPerSlab * objectSize`, precomputed for pointer validation.
+    let objectSpan: UInt32
 
     var slabBytes: Int { slabPages << Geometry.pageShift }
     var slack: Int { slabBytes - objectsPerSlab * objectSize }
 
     /// Byte offset of object 0 in the slab of colour `index`.
     @inline(__always) func color(_ index: Int) -> Int { index * colorStep }
+
+    /// `offset / objectSize` for `offset < slabBytes`, with one widening multiply
+    /// (`mul`, high half) instead of a division.
+    ///
+    /// Exact: write `reciprocal = 2^32/d + e` with `d = objectSize` and `0 < e <= 1`.
+    /// Then `offset * reciprocal / 2^32 = offset/d + offset*e/2^32`, and the error term is
+    /// `< 2^16 / 2^32 = 2^-16 <= 1/d`, because `offset < slabBytes <= 2^16` and
+    /// `d <= maxObjectSize = 2^16`. The fractional part of `offset/d` is at most
+    /// `1 - 1/d`, so adding less than `1/d` never crosses the next integer: the floor is
+    /// `offset / d`. (`maxSlabPages * pageSize == 2^16` is asserted in GeometryTests.)
+    @inline(__always)
+    func quotient(_ offset: UInt32) -> UInt32 {
+        offset.multipliedFullWidth(by: reciprocal).high
+    }
+
+    /// `floor(2^32 / d) + 1` in 32-bit arithmetic (a 64-bit division would need a
+    /// runtime helper on i686): `floor(2^32 / d) == floor((2^32 - 1) / d)` unless `d`
+    /// divides `2^32`, i.e. is a power of two, when it is one more.
+    /// Bytes the objects of one slab span (`objectsPerSlab * objectSize <= slabBytes <= 2^16`).
+    var objectBytes: UInt { UInt(truncatingIfNeeded: objectSpan) }
+
+    /// The index of the object starting exactly `offset` bytes after object 0, if it is
+    /// one of the first `carved`; nil for an offset inside an object, past the objects,
+    /// or at an object never handed out. One multiply by the reciprocal, one to check.
+    @inline(__always)
+    func objectIndex(offset: UInt, carved: UInt32) -> UInt32? {
+        guard offset < objectBytes else { return nil }
+        // offset < objectBytes <= 2^16: the quotient is exact.
+        let q = quotient(UInt32(truncatingIfNeeded: offset))
+        guard UInt(truncatingIfNeeded: q &* UInt32(truncatingIfNeeded: objectSize)) == offset, q < carved else {
+            return nil
+        }
+        return q
+    }
+
+    static func reciprocal(of objectSize: Int) -> UInt32 {
+        let d = UInt32(truncatingIfNeeded: objectSize)
+        let powerOfTwo: UInt32 = d & (d &- 1) == 0 ? 1 : 0
+        return UInt32.max / d &+ powerOfTwo &+ 1
+    }
 
     /// Picks the smallest slab (1, 2, 4, ... `maxSlabPages` pages) that wastes at most
     /// 1/`wasteDivisor` of its bytes; if none does, the one that wastes the least.
@@ -70,7 +118,7 @@ struct SlabGeometry: Equatable {
         let g = SlabGeometry(
             objectSize: objectSize, alignment: align, slabPages: chosen.pages,
             objectsPerSlab: chosen.objects, colorStep: step, colorCount: slack / step + 1,
-            linkOffset: linkOffset)
+            linkOffset: linkOffset, reciprocal: reciprocal(of: objectSize), objectSpan: UInt32(chosen.objects * objectSize))
         g.validate()
         return g
     }
@@ -84,5 +132,8 @@ struct SlabGeometry: Equatable {
         precondition(color(colorCount - 1) <= Int(UInt16.max), "SlabGeometry: colour fits the descriptor")
         precondition(linkOffset % Geometry.granule == 0 && linkOffset + MemoryLayout<UInt>.size <= objectSize,
                      "SlabGeometry: free link inside the object")
+        precondition(slabBytes <= 1 << 16 && objectSize <= 1 << 16 && reciprocal == Self.reciprocal(of: objectSize),
+                     "SlabGeometry: reciprocal out of its proved range")
+        precondition(Int(objectSpan) == objectsPerSlab * objectSize, "SlabGeometry: object span")
     }
 }

@@ -4,7 +4,8 @@
 
 import Synchronization
 
-/// Counters of the live spans. Guarded by the heap's page lock, like the page allocator.
+/// Counters of the live spans. Kept in the PageAllocator record and guarded by the
+/// heap's page lock.
 ///
 /// Invariants (checked by `Quarry.checkInvariants` against a walk of the page map):
 /// `live ==` number of span heads below the bump pointer; `pages == Σ` their lengths.
@@ -55,20 +56,22 @@ struct Span<P: Platform> {
         guard alignPages <= heap.pointee.arena.pageCount else { return .failure(.sizeTooLarge) }
         // Page p is aligned iff (p + phase) % alignPages == 0.
         let phase = Int(heap.pointee.arena.dataStart >> UInt(Geometry.pageShift)) & (alignPages - 1)
-        let saved = heap.pointee.pageLock.acquire(P.self)
-        let page = heap.pointee.pages.allocate(pages, alignment: alignPages, phase: phase)
+        // A re-entrant call (its CPU holds a Quarry lock) only tries the page lock.
+        guard let saved = heap.pointee.acquire(heap.pointee.pageLock, P.self) else { return .failure(.outOfMemory) }
+        let allocator = heap.pointee.pages  // a local pointer: no Swift access to HeapState
+        let page = allocator.pointee.allocate(pages, alignment: alignPages, phase: phase)
         if let page {
             let map = heap.pointee.map
-            map[page] = PageDescriptor(kind: .span, pages: UInt32(pages), head: page)
+            map[page].setSpan(pages: pages, head: page)
             map.markTails(of: page, count: pages)
-            heap.pointee.spans.live += 1
-            heap.pointee.spans.pages += pages
-            heap.pointee.spans.allocations += 1
+            allocator.pointee.spans.live += 1
+            allocator.pointee.spans.pages += pages
+            allocator.pointee.spans.allocations += 1
         } else {
-            heap.pointee.spans.failures += 1
+            allocator.pointee.spans.failures += 1
         }
-        heap.pointee.bumpLimit.store(heap.pointee.pages.bump.raw, ordering: .releasing)
-        heap.pointee.pageLock.release(P.self, saved)
+        heap.pointee.bumpLimit.store(allocator.pointee.bump.raw, ordering: .releasing)
+        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
         guard let page else { return .failure(.outOfMemory) }
         return .success(Span(heap: heap, page: page))
     }
@@ -76,33 +79,38 @@ struct Span<P: Platform> {
     /// Gives the whole span back to the page allocator; the handle becomes invalid.
     /// Re-checks under the page lock that the head is still a span, so that two
     /// racing frees of one span give back its pages once (the loser gets `.freePage`).
+    /// A re-entrant call that finds the page lock held gets `.busy` (nothing changed).
     func free() -> QuarryError? {
-        let saved = heap.pointee.pageLock.acquire(P.self)
+        guard let saved = heap.pointee.acquire(heap.pointee.pageLock, P.self) else { return .busy }
         guard heap.pointee.map[page].kind == .span else {
-            heap.pointee.pageLock.release(P.self, saved)
+            heap.pointee.release(heap.pointee.pageLock, P.self, saved)
             return .freePage
         }
         let n = pages
-        heap.pointee.pages.free(page, n)
-        heap.pointee.spans.live -= 1
-        heap.pointee.spans.pages -= n
-        heap.pointee.spans.frees += 1
-        heap.pointee.bumpLimit.store(heap.pointee.pages.bump.raw, ordering: .releasing)
-        heap.pointee.pageLock.release(P.self, saved)
+        let allocator = heap.pointee.pages
+        allocator.pointee.free(page, n)
+        allocator.pointee.spans.live -= 1
+        allocator.pointee.spans.pages -= n
+        allocator.pointee.spans.frees += 1
+        heap.pointee.bumpLimit.store(allocator.pointee.bump.raw, ordering: .releasing)
+        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
         return nil
     }
 
     /// Shortens the span in place to `newPages` (`1 ..< pages`), giving the trailing
     /// pages back. Their stale tail marks name this head, which no longer covers them,
     /// so the page map stops resolving them at once.
+    /// A re-entrant call that finds the page lock held leaves the span as it is (it is
+    /// still long enough).
     func shrink(to newPages: Int) {
-        let saved = heap.pointee.pageLock.acquire(P.self)
+        guard let saved = heap.pointee.acquire(heap.pointee.pageLock, P.self) else { return }
         let n = pages
         precondition(newPages > 0 && newPages < n, "Span: shrink outside 1 ..< pages")
-        heap.pointee.map[page].pages = UInt32(newPages)
-        heap.pointee.pages.free(page + newPages, n - newPages)
-        heap.pointee.spans.pages -= n - newPages
-        heap.pointee.bumpLimit.store(heap.pointee.pages.bump.raw, ordering: .releasing)
-        heap.pointee.pageLock.release(P.self, saved)
+        heap.pointee.map[page].setPages(UInt32(newPages))
+        let allocator = heap.pointee.pages
+        allocator.pointee.free(page + newPages, n - newPages)
+        allocator.pointee.spans.pages -= n - newPages
+        heap.pointee.bumpLimit.store(allocator.pointee.bump.raw, ordering: .releasing)
+        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
     }
 }

@@ -10,8 +10,10 @@ import Synchronization
 /// `owner == noOwner` iff the lock is free.
 ///
 /// Interrupt contract: a handler must not `acquire` a lock that its own CPU holds
-/// (it would spin forever). `tryAcquire` never spins; `isHeldByCurrentCPU` lets a
-/// handler choose it. Lock order across Quarry: cache lock, then page lock.
+/// (it would spin forever). `tryAcquire` never spins. Quarry takes its locks only
+/// through `HeapState.acquire` (CPUState.swift), which counts the locks each CPU holds
+/// and, for a call that re-entered Quarry while its CPU holds one, uses `tryAcquire`
+/// only. Lock order across Quarry: registry -> depot -> cache -> page (HeapState).
 struct SpinLock: ~Copyable {
     private let next = Atomic<UInt32>(0)
     private let serving = Atomic<UInt32>(0)

@@ -37,6 +37,10 @@ struct TestArena {
     }
 }
 
+/// Caches every heap has from `initialize` on: `quarry_cache` (the cache of caches)
+/// and `quarry_magazine` (the per-CPU layer's magazines).
+let internalCaches = 2
+
 /// Collects text written through a ByteSink.
 struct TextBuffer: ByteSink {
     var bytes: [UInt8] = []

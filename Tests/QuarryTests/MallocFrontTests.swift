@@ -108,7 +108,7 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
         q.checkInvariants()
         f.shrink()
         #expect(q.pageStatistics.pagesInUse == 0)
-        #expect(q.cacheCount == 1)
+        #expect(q.cacheCount == internalCaches)
         q.checkInvariants()
     }
 

@@ -12,7 +12,7 @@ import Glibc
         var allocator: PageAllocator
         init(pages: Int) {
             let header = 64
-            let bytes = 4096 + pages * (4096 + MemoryLayout<PageDescriptor>.stride + Geometry.bitmapBytesPerPage) + 4096
+            let bytes = 4096 + pages * (4096 + PageDescriptor.stride + Geometry.bitmapBytesPerPage) + 4096
             arena = TestArena(size: bytes)
             var layout = Arena(base: UInt(bitPattern: arena.base), size: UInt(bytes), headerBytes: header)!
             // Trim to exactly `pages` pages so exhaustive tests know the size.
@@ -27,7 +27,7 @@ import Glibc
         /// Allocates like a slab would: the head is marked and its tails too.
         func take(_ n: Int) -> PageNumber? {
             guard let p = allocator.allocate(n) else { return nil }
-            allocator.map[p] = PageDescriptor(kind: .span, pages: UInt32(n), head: p)
+            allocator.map[p].setSpan(pages: n, head: p)
             allocator.map.markTails(of: p, count: n)
             return p
         }

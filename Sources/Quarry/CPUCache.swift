@@ -1,0 +1,171 @@
+// CPUCache: one CPU's slot in one cache: its loaded and previous magazines, a small
+// reserve for re-entrant frees, and its event counters.
+// Neighbours: Magazine (what it holds), CacheState (the per-CPU array follows the cache's
+// state), SlabCache (the fast path) and SlabCache+PerCPU (the slow path), Depot.
+//
+// ## Concurrency and interrupt contract of the per-CPU layer
+//
+// Who touches a CPUCache:
+// - its own CPU, with interrupts masked (`P.disableInterrupts()` in the fast path, held
+//   through the whole slow path), for `loaded`, `previous`, `reserve*` and the counters;
+// - `drainAll` and `destroy` from any CPU, only at quiescence for that cache (no CPU is
+//   inside the cache; the caller establishes happens-before, e.g. by joining threads or
+//   by the IPI that parked the other CPUs);
+// - `statistics` from any CPU, reading only the counters, which are `Atomic` words with a
+//   single writer (their CPU): updated by a relaxed load and a relaxed store, no RMW.
+// So no word of a CPUCache is ever read by one CPU while another CPU writes it
+// non-atomically.
+//
+// Masking makes the fast path and each slow path atomic with respect to interrupt
+// handlers on the same CPU: a handler runs before or after, never inside. Re-entry that
+// masking cannot stop (an NMI, a constructor calling Quarry, the test hooks) is handled
+// by the *nolock* rule: a slow path that starts while its CPU holds any Quarry lock
+// (`CPUState.locksHeld > 0`) runs in `.tryOnly` mode: it is served from the magazines or
+// the reserve, takes locks only with `tryAcquire`, never frees memory to slabs, and
+// otherwise fails cleanly: allocate with `.outOfMemory`, free by parking the object in
+// `reserve` or, when that is full, with `.busy` (the object stays the caller's). Every
+// slow-path step reads the per-CPU fields afresh after any point where a nested call
+// could run, and writes them with no such point in between.
+//
+// ## Magazine states of one CPU (Bonwick 2001, section 3)
+//
+//     state            | loaded           | previous        | allocate                | free
+//     -----------------+------------------+-----------------+-------------------------+------------------------
+//     detached         | sentinel         | sentinel        | slow: attach 2 empties  | slow: attach 2 empties
+//     loaded has some  | 0 < count < cap  | any             | fast: pop               | fast: push
+//     loaded empty     | 0                | > 0             | slow: swap, pop         | fast: push
+//     loaded full      | cap              | < cap           | fast: pop               | slow: swap, push
+//     both empty       | 0                | 0               | slow: depot full for    | fast: push
+//                      |                  |                 | previous, or refill     |
+//                      |                  |                 | loaded from slabs       |
+//     both full        | cap              | cap             | fast: pop               | slow: previous to depot
+//                      |                  |                 |                         | full, empty from depot
+//
+// Lock order (whole heap): registry -> depot -> cache -> page. Never two depot or two
+// cache locks at once, except a cache's depot lock then the magazine cache's cache lock.
+
+import Synchronization
+
+extension UnsafeMutablePointer where Pointee == CPUCache {
+    /// The counters in the same slot.
+    @inline(__always)
+    var counters: UnsafeMutablePointer<CPUCounters> {
+        // Sound: a CPUCache is always the start of a slot, and its CPUCounters sit at
+        // `countersOffset` (CacheState.initialize).
+        (UnsafeMutableRawPointer(self) + CPUCache.countersOffset).assumingMemoryBound(to: CPUCounters.self)
+    }
+}
+
+/// A counter with one writer (its CPU, interrupts masked) and any number of readers:
+/// a relaxed load and a relaxed store (`mov`, `inc`, `mov`), never a locked RMW.
+struct CPUCounter: ~Copyable {
+    private let word = Atomic<UInt>(0)
+
+    init() {}
+
+    @inline(__always)
+    func bump() {
+        word.store(word.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+    }
+
+    var value: UInt { word.load(ordering: .relaxed) }
+}
+
+/// One CPU's counters in one cache: written by that CPU only (relaxed load and store),
+/// read by anyone (statistics). Next to its CPUCache in the slot, but a separate
+/// record, so reading them is never an access to the magazines.
+struct CPUCounters: ~Copyable {
+    /// Allocations served by the fast path.
+    let allocHits = CPUCounter()
+    /// Allocations served by the slow path.
+    let allocMisses = CPUCounter()
+    let freeHits = CPUCounter()
+    let freeMisses = CPUCounter()
+    /// Magazines exchanged with the depot.
+    let exchanges = CPUCounter()
+
+    init() {}
+}
+
+/// One CPU's magazines in one cache. Lives in the per-CPU array after the cache's
+/// state (allocator-owned memory): slot i is `CPUCache` then `CPUCounters`, whole cache
+/// lines per CPU so that CPUs never share a line.
+///
+/// Invariants (checked by SlabCache.checkInvariants at quiescence):
+/// - `loaded` and `previous` are distinct magazines of capacity `magazineCapacity`, or
+///   both the sentinel (detached, and always for a cache without magazines)
+/// - `0 <= reserveCount <= Geometry.cpuReserve`; reserve objects are free objects of
+///   the cache, bit clear, counted in their slab's `inUse`
+struct CPUCache {
+    var loaded: Magazine
+    var previous: Magazine
+    var reserveCount = 0
+    var reserve = InlineArray<4, UInt>(repeating: 0)
+
+    init(sentinel: Magazine) {
+        loaded = sentinel
+        previous = sentinel
+    }
+
+    /// Offset of the slot's CPUCounters.
+    static var countersOffset: Int {
+        (MemoryLayout<CPUCache>.stride + MemoryLayout<UInt>.alignment - 1) & ~(MemoryLayout<UInt>.alignment - 1)
+    }
+
+    /// Bytes between consecutive CPUs' slots: whole cache lines.
+    static var slotStride: Int {
+        (countersOffset + MemoryLayout<CPUCounters>.stride + Geometry.cacheLine - 1) & ~(Geometry.cacheLine - 1)
+    }
+
+    /// Objects this slot holds (magazines and reserve).
+    var objectCount: Int { loaded.count + previous.count + reserveCount }
+
+    // MARK: Per-CPU steps (its CPU, interrupts masked; no nested call can run inside one)
+
+    /// Pops from `loaded`, or swaps in a non-empty `previous` first; nil if both are empty.
+    @inline(__always)
+    mutating func popEitherMagazine() -> UInt? {
+        if loaded.count > 0 { return loaded.pop() }
+        if previous.count > 0 {
+            let m = previous
+            previous = loaded
+            loaded = m
+            return m.pop()
+        }
+        return nil
+    }
+
+    /// Pushes onto `loaded`, or swaps in a `previous` with room first; false if both are full.
+    @inline(__always)
+    mutating func pushEitherMagazine(_ object: UInt) -> Bool {
+        if loaded.count < loaded.capacity {
+            loaded.push(object)
+            return true
+        }
+        if previous.count < previous.capacity {
+            let m = previous
+            previous = loaded
+            loaded = m
+            m.push(object)
+            return true
+        }
+        return false
+    }
+
+    var hasRoom: Bool { loaded.count < loaded.capacity || previous.count < previous.capacity }
+    var hasObjects: Bool { loaded.count > 0 || previous.count > 0 }
+
+    mutating func takeReserve() -> UInt? {
+        guard reserveCount > 0 else { return nil }
+        reserveCount -= 1
+        return reserve[reserveCount]
+    }
+
+    /// Parks a freed object in the reserve; false when it is full.
+    mutating func park(_ object: UInt) -> Bool {
+        guard reserveCount < Geometry.cpuReserve else { return false }
+        reserve[reserveCount] = object
+        reserveCount += 1
+        return true
+    }
+}

@@ -1,0 +1,390 @@
+// SlabCache+PerCPU: the slow path of allocate and free: swap with the previous magazine,
+// exchange with the depot, refill from the slabs, flush to the slabs, and the tidy-up.
+// Neighbours: SlabCache (the fast path that calls in here), CPUCache (the slot and its
+// contract), Depot, Magazine, SlabCache+Slabs (the slab layer), CPUState (lock modes).
+//
+// Every function here runs on the slot's own CPU with interrupts masked (the fast path
+// masked them and the slow path restores them last). The rule that keeps nested calls
+// (NMIs, constructors, test hooks) harmless: a slot's fields are read afresh after every
+// point where a nested call may run (a hook, a lock acquisition, a slab-layer call), and
+// each read-decide-write of the slot has no such point inside it.
+
+import Synchronization
+
+extension SlabCache {
+    /// What a depot exchange did.
+    enum Exchange {
+        /// The slot now has what the caller needs.
+        case exchanged
+        /// A nested call changed the slot: look again.
+        case retry
+        /// The depot has nothing to give (and, for free, no magazine could be made).
+        case unavailable
+        /// `.tryOnly` mode and a lock was held.
+        case wouldBlock
+    }
+
+    // MARK: Allocate
+
+    /// Allocation when the loaded magazine is empty. Interrupts masked (`saved` restores them).
+    @inline(never)
+    func allocateSlow(_ saved: InterruptState) throws(QuarryError) -> UnsafeMutableRawPointer {
+        let index = P.cpuIndex
+        let mode = heap.pointee.lockMode(cpu: index)
+        let result = allocateMissed(index, mode)
+        if mode == .spin { tidy(index) }
+        P.restoreInterrupts(saved)
+        switch result {
+        case .success(let object):
+            return try handOut(object)
+        case .failure(let error):
+            state.pointee.atomics.failures.wrappingAdd(1, ordering: .relaxed)
+            if mode == .tryOnly { state.pointee.atomics.nolockRefusals.wrappingAdd(1, ordering: .relaxed) }
+            throw error
+        }
+    }
+
+    func allocateMissed(_ index: Int, _ mode: LockMode) -> Result<UInt, QuarryError> {
+        hook(.allocateMiss)
+        let slot = cpu(index)
+        guard state.pointee.magazineCapacity > 0 else {
+            if let object = slot.pointee.takeReserve() {
+                slot.counters.pointee.allocMisses.bump()
+                return .success(object)
+            }
+            return allocateOneFromSlabs(slot, mode)
+        }
+        while true {
+            if let object = slot.pointee.popEitherMagazine() ?? slot.pointee.takeReserve() {
+                slot.counters.pointee.allocMisses.bump()
+                return .success(object)
+            }
+            if slot.pointee.loaded == heap.pointee.sentinel {
+                if mode == .spin && attach(slot) { continue }
+                return allocateOneFromSlabs(slot, mode)
+            }
+            switch exchangeEmptyForFull(slot, mode) {
+            case .exchanged, .retry: continue
+            case .wouldBlock: return .failure(.outOfMemory)
+            case .unavailable: return refill(slot, mode)
+            }
+        }
+    }
+
+    /// Both magazines empty: take a full one from the depot; the empty previous goes to
+    /// the depot, loaded becomes previous (Bonwick's allocation exchange).
+    func exchangeEmptyForFull(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Exchange {
+        guard let saved = heap.pointee.acquire(state.pointee.depotLock, P.self, mode) else { return .wouldBlock }
+        hook(.depotLocked)
+        let result: Exchange
+        if slot.pointee.hasObjects {
+            result = .retry
+        } else if let full = depot.pointee.popFull() {
+            let spare = slot.pointee.previous
+            slot.pointee.previous = slot.pointee.loaded
+            slot.pointee.loaded = full
+            depot.pointee.pushEmpty(spare)
+            if depot.pointee.emptyCount > heap.pointee.tuning.depotEmptyLimit {
+                state.pointee.atomics.trimNeeded.store(true, ordering: .relaxed)
+            }
+            slot.counters.pointee.exchanges.bump()
+            result = .exchanged
+        } else {
+            result = .unavailable
+        }
+        heap.pointee.release(state.pointee.depotLock, P.self, saved)
+        return result
+    }
+
+    /// No full magazine anywhere: fill the loaded magazine from the slabs under one
+    /// acquisition of the cache lock, then pop. The magazine is reversed so that
+    /// objects come out in slab order.
+    func refill(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Result<UInt, QuarryError> {
+        guard let saved = heap.pointee.acquire(state.pointee.lock, P.self, mode) else { return .failure(.outOfMemory) }
+        hook(.cacheLocked)
+        var failure: QuarryError? = nil
+        var taken = 0
+        fill: while true {
+            let m = slot.pointee.loaded
+            guard m.count < m.capacity else { break fill }
+            switch takeFromSlabsLocked(mode) {
+            case .success(let object):
+                // Read the slot again: a nested call may have run inside the slab layer.
+                let now = slot.pointee.loaded
+                guard now.count < now.capacity else {
+                    returnToSlabsLocked(object, mode)
+                    break fill
+                }
+                now.push(object)
+                taken += 1
+            case .failure(let error):
+                failure = error
+                break fill
+            }
+        }
+        if taken > 0 { slabs.pointee.counters.refills += 1 }
+        heap.pointee.release(state.pointee.lock, P.self, saved)
+        slot.pointee.loaded.reverse()
+        if let object = slot.pointee.popEitherMagazine() {
+            slot.counters.pointee.allocMisses.bump()
+            return .success(object)
+        }
+        return .failure(failure ?? .outOfMemory)
+    }
+
+    // MARK: Free
+
+    /// Free when the loaded magazine is full. The object's bit is already clear.
+    /// Interrupts masked (`saved` restores them).
+    @inline(never)
+    func freeSlow(_ address: UInt, _ saved: InterruptState) throws(QuarryError) {
+        let index = P.cpuIndex
+        let mode = heap.pointee.lockMode(cpu: index)
+        let done = freeMissed(address, index, mode)
+        if !done {
+            // Nothing changed: the object is the caller's again.
+            let restored = state.pointee.bitmap.markAllocated(address)
+            assert(restored, "Quarry: a refused free lost its object")
+        }
+        if mode == .spin { tidy(index) }
+        P.restoreInterrupts(saved)
+        if !done {
+            state.pointee.atomics.nolockRefusals.wrappingAdd(1, ordering: .relaxed)
+            throw .busy
+        }
+    }
+
+    func freeMissed(_ address: UInt, _ index: Int, _ mode: LockMode) -> Bool {
+        hook(.freeMiss)
+        let slot = cpu(index)
+        guard state.pointee.magazineCapacity > 0 else { return freeOneToSlabs(address, slot, mode) }
+        while true {
+            if slot.pointee.pushEitherMagazine(address) {
+                slot.counters.pointee.freeMisses.bump()
+                return true
+            }
+            if slot.pointee.loaded == heap.pointee.sentinel {
+                if mode == .spin && attach(slot) { continue }
+                return freeOneToSlabs(address, slot, mode)
+            }
+            switch exchangeFullForEmpty(slot, mode) {
+            case .exchanged, .retry: continue
+            case .wouldBlock: return park(address, slot)
+            case .unavailable: flushPrevious(slot)  // .spin only
+            }
+        }
+    }
+
+    /// Both magazines full: the full previous goes to the depot, an empty magazine
+    /// (from the depot, or a new one) becomes loaded, loaded becomes previous
+    /// (Bonwick's free exchange). When the depot already holds `depotFullLimit` full
+    /// magazines, its coldest one is first emptied into the slabs.
+    func exchangeFullForEmpty(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Exchange {
+        guard let saved = heap.pointee.acquire(state.pointee.depotLock, P.self, mode) else { return .wouldBlock }
+        hook(.depotLocked)
+        let result = exchangeFullForEmptyLocked(slot, mode)
+        heap.pointee.release(state.pointee.depotLock, P.self, saved)
+        return result
+    }
+
+    private func exchangeFullForEmptyLocked(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Exchange {
+        if slot.pointee.hasRoom { return .retry }
+        let tuning = heap.pointee.tuning
+        if depot.pointee.fullCount >= tuning.depotFullLimit {
+            guard mode == .spin else { return .wouldBlock }
+            guard let cold = depot.pointee.popFull() else { return .unavailable }
+            flushToSlabs(cold)
+            depot.pointee.pushEmpty(cold)
+        }
+        var fresh = depot.pointee.popEmpty()
+        if fresh == nil { fresh = allocateMagazine(mode) }
+        guard let empty = fresh else { return mode == .spin ? .unavailable : .wouldBlock }
+        // Read the slot again: nested calls may have run during the flush or allocation.
+        if slot.pointee.hasRoom {
+            depot.pointee.pushEmpty(empty)
+            if depot.pointee.emptyCount > tuning.depotEmptyLimit {
+                state.pointee.atomics.trimNeeded.store(true, ordering: .relaxed)
+            }
+            return .retry
+        }
+        depot.pointee.pushFull(slot.pointee.previous)
+        slot.pointee.previous = slot.pointee.loaded
+        slot.pointee.loaded = empty
+        slot.counters.pointee.exchanges.bump()
+        return .exchanged
+    }
+
+    /// Empties the previous magazine in place into the slabs (when no empty magazine
+    /// can be had: `depotFullLimit == 0`, or no memory for a new magazine). `.spin` only.
+    func flushPrevious(_ slot: UnsafeMutablePointer<CPUCache>) {
+        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
+        hook(.flushing)
+        while true {
+            let m = slot.pointee.previous  // again each time: nested calls may swap the slots
+            guard m.count > 0 else { break }
+            returnToSlabsLocked(m.pop(), .spin)
+        }
+        slabs.pointee.counters.flushes += 1
+        heap.pointee.release(state.pointee.lock, P.self, saved)
+    }
+
+    /// Empties `magazine`, which the caller owns (detached from every slot and from the
+    /// depot), into the slabs under one acquisition of the cache lock. `.spin` only.
+    func flushToSlabs(_ magazine: Magazine) {
+        guard magazine.count > 0 else { return }
+        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
+        hook(.flushing)
+        while magazine.count > 0 { returnToSlabsLocked(magazine.pop(), .spin) }
+        slabs.pointee.counters.flushes += 1
+        heap.pointee.release(state.pointee.lock, P.self, saved)
+    }
+
+    // MARK: Magazines
+
+    /// Gives a detached CPU two empty magazines. `.spin` only (a re-entrant call could
+    /// not give them back if it lost a race); false when there is no memory for them.
+    func attach(_ slot: UnsafeMutablePointer<CPUCache>) -> Bool {
+        guard let a = allocateMagazine(.spin) else { return false }
+        guard let b = allocateMagazine(.spin) else {
+            freeMagazine(a)
+            return false
+        }
+        hook(.magazineAllocated)
+        if slot.pointee.loaded == heap.pointee.sentinel {
+            slot.pointee.loaded = a
+            slot.pointee.previous = b
+        } else {
+            // A nested call attached the CPU meanwhile.
+            freeMagazine(a)
+            freeMagazine(b)
+        }
+        return true
+    }
+
+    /// A new empty magazine of this cache's capacity, from the heap's magazine cache.
+    func allocateMagazine(_ mode: LockMode) -> Magazine? {
+        let magazines = SlabCache(state: heap.pointee.magazineCache)
+        guard case .success(let memory) = magazines.allocateInternal(mode) else { return nil }
+        // Sound: an object of the magazine cache is sized for `Tuning.magazineSize >=
+        // magazineCapacity` rounds and cache-line aligned.
+        return Magazine.initialize(UnsafeMutableRawPointer(bitPattern: memory).unsafelyUnwrapped,
+                                   capacity: state.pointee.magazineCapacity)
+    }
+
+    /// Frees an empty magazine the caller owns to the magazine cache. `.spin` only.
+    func freeMagazine(_ magazine: Magazine) {
+        precondition(magazine.count == 0 && magazine != heap.pointee.sentinel, "Quarry: freeing a magazine that holds objects")
+        SlabCache(state: heap.pointee.magazineCache).freeInternal(UInt(bitPattern: magazine.address))
+    }
+
+    /// Allocation for Quarry's own use from a cache without magazines (the magazine
+    /// cache): slab layer plus the allocation bit. Interrupts masked, this CPU.
+    func allocateInternal(_ mode: LockMode) -> Result<UInt, QuarryError> {
+        assert(state.pointee.magazineCapacity == 0, "Quarry: internal allocation from a cache with magazines")
+        let result = allocateOneFromSlabs(cpu(P.cpuIndex), mode)
+        if case .success(let object) = result {
+            let marked = state.pointee.bitmap.markAllocated(object)
+            precondition(marked, "Quarry: the magazine cache handed out an allocated object")
+        }
+        return result
+    }
+
+    /// Allocation for Quarry's own use (cache states) from a cache without magazines,
+    /// spinning: the caller holds no lock that comes after a cache lock in the lock
+    /// order (at most the malloc front's lock). Counted as a slow-path allocation.
+    func allocateForQuarry() throws(QuarryError) -> UnsafeMutableRawPointer {
+        let saved = P.disableInterrupts()
+        let result = allocateInternal(.spin)
+        P.restoreInterrupts(saved)
+        switch result {
+        case .success(let object):
+            // Sound: an object of a live slab of this cache, just marked allocated.
+            return UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped
+        case .failure(let error):
+            state.pointee.atomics.failures.wrappingAdd(1, ordering: .relaxed)
+            throw error
+        }
+    }
+
+    /// Frees an object `allocateForQuarry` handed out.
+    func freeForQuarry(_ object: UInt) {
+        let saved = P.disableInterrupts()
+        freeInternal(object)
+        P.restoreInterrupts(saved)
+    }
+
+    /// Free for Quarry's own use to a cache without magazines. `.spin`, interrupts masked, this CPU.
+    func freeInternal(_ object: UInt) {
+        let cleared = state.pointee.bitmap.markFree(object)
+        precondition(cleared, "Quarry: an internal object freed twice")
+        _ = freeOneToSlabs(object, cpu(P.cpuIndex), .spin)
+    }
+
+    // MARK: Tidy
+
+    /// End of every `.spin` slow path: returns objects that re-entrant frees parked in
+    /// this CPU's reserve, and trims what re-entrant calls could not (surplus empty
+    /// magazines and empty slabs). Cheap when there is nothing to do: one load of the
+    /// reserve count and one atomic load.
+    @inline(__always)
+    func tidy(_ index: Int) {
+        hook(.tidying)
+        let slot = cpu(index)
+        if slot.pointee.reserveCount > 0 { flushReserve(slot) }
+        if state.pointee.atomics.trimNeeded.load(ordering: .relaxed) { trim() }
+    }
+
+    @inline(never)
+    func flushReserve(_ slot: UnsafeMutablePointer<CPUCache>) {
+        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
+        hook(.trimming)
+        while let object = slot.pointee.takeReserve() { returnToSlabsLocked(object, .spin) }
+        slabs.pointee.counters.flushes += 1
+        heap.pointee.release(state.pointee.lock, P.self, saved)
+    }
+
+    /// Frees surplus empty magazines and releases surplus empty slabs. `.spin` only.
+    @inline(never)
+    func trim() {
+        state.pointee.atomics.trimNeeded.store(false, ordering: .relaxed)
+        let h = heap
+        let saved = h.pointee.acquireBlocking(state.pointee.depotLock, P.self)
+        hook(.trimming)
+        var surplus: Magazine? = nil
+        while depot.pointee.emptyCount > h.pointee.tuning.depotEmptyLimit {
+            guard let m = depot.pointee.popEmpty() else { break }
+            m.next = surplus
+            surplus = m
+        }
+        h.pointee.release(state.pointee.depotLock, P.self, saved)
+        while let m = surplus {
+            surplus = m.next
+            m.next = nil
+            freeMagazine(m)
+        }
+        let cacheSaved = h.pointee.acquireBlocking(state.pointee.lock, P.self)
+        _ = releaseEmptySlabsLocked(keeping: state.pointee.emptySlabReserve)
+        h.pointee.release(state.pointee.lock, P.self, cacheSaved)
+    }
+
+    // MARK: Corruption
+
+    /// `handOut` found the object already allocated: a free list handed it out while it
+    /// was also held by the per-CPU layer. Forget this copy (the other one is someone's).
+    @inline(never)
+    func handOutCorrupt(_ object: UInt) -> QuarryError {
+        state.pointee.atomics.count(.corruptFreeList)
+        state.pointee.atomics.failures.wrappingAdd(1, ordering: .relaxed)
+        let saved = P.disableInterrupts()
+        let index = P.cpuIndex
+        // The allocation that was counted did not happen: count it back as a free.
+        cpu(index).counters.pointee.freeMisses.bump()
+        let mode = heap.pointee.lockMode(cpu: index)
+        if let cacheSaved = heap.pointee.acquire(state.pointee.lock, P.self, mode) {
+            forgetDuplicateLocked(object)
+            heap.pointee.release(state.pointee.lock, P.self, cacheSaved)
+        }
+        P.restoreInterrupts(saved)
+        return .corruptFreeList
+    }
+}

@@ -1,0 +1,194 @@
+// SlabCache+Slabs: the slab layer under the cache lock: take objects from slabs, give them
+// back, create and release slabs. The per-CPU layer refills and flushes through it.
+// Neighbours: Slab (one slab's free list), SlabList and CacheState (the lists and
+// counters), PageAllocator (through the page lock), SlabCache+PerCPU (its callers).
+//
+// Everything here except `allocateOneFromSlabs`/`freeOneToSlabs` requires the cache
+// lock held; the page lock is taken inside, after it (lock order: depot -> cache -> page).
+// None of it touches the allocation bitmap: the bit of an object is set when it is
+// handed to a user and cleared when a user frees it (SlabCache.allocate/free), so an
+// object held by the per-CPU layer has its bit clear and counts in its slab's `inUse`.
+
+import Synchronization
+
+extension SlabCache {
+    /// Takes one object from the slabs: from a partial slab, else an empty one, else a
+    /// new slab (page lock, taken the way `mode` allows). Runs the constructor on an
+    /// object its slab never handed out before (under the cache lock, interrupts
+    /// masked: constructors must be short, and a constructor that calls Quarry gets
+    /// the re-entrant `.tryOnly` behaviour).
+    func takeFromSlabsLocked(_ mode: LockMode) -> Result<UInt, QuarryError> {
+        let map = heap.pointee.map
+        var page = slabs.pointee.partial.head
+        if page == .none {
+            page = slabs.pointee.empty.head
+            if page != .none {
+                slabs.pointee.empty.remove(page, map)
+                slabs.pointee.partial.push(page, map)
+            } else if let fresh = createSlab(mode) {
+                page = fresh
+            } else {
+                return .failure(.outOfMemory)
+            }
+        }
+        let slab = Slab(page: page, map: map, arena: heap.pointee.arena)
+        switch slab.pop(geometry, secret: state.pointee.secret) {
+        case .object(let object, let fresh):
+            if Int(map[page].inUse) == geometry.objectsPerSlab {
+                slabs.pointee.partial.remove(page, map)
+                slabs.pointee.full.push(page, map)
+            }
+            slabs.pointee.counters.slabAllocations += 1
+            slabs.pointee.counters.inUse += 1
+            if slabs.pointee.counters.inUse > slabs.pointee.counters.highWater {
+                slabs.pointee.counters.highWater = slabs.pointee.counters.inUse
+            }
+            if fresh, let constructor = state.pointee.constructor {
+                // Sound: a never-used object of a live slab of this cache, owned by the caller.
+                constructor(UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped)
+            }
+            return .success(object)
+        case .corrupt:
+            state.pointee.atomics.count(.corruptFreeList)
+            return .failure(.corruptFreeList)
+        case .full:
+            preconditionFailure("SlabCache: a full slab on the partial list")
+        }
+    }
+
+    /// The slab head of `object`, an object of this cache that is out of its slab
+    /// (counted in `inUse`, so the slab cannot be released under us).
+    func slabOf(_ object: UInt) -> PageNumber {
+        let h = heap
+        guard case .page(let p) = h.pointee.arena.classify(object),
+              let page = h.pointee.map.owner(of: p, limit: PageNumber(h.pointee.bumpLimit.load(ordering: .acquiring)))
+        else { preconditionFailure("SlabCache: an object held by Quarry is not in a live slab") }
+        return page
+    }
+
+    /// Gives `object` (of this cache, out of its slab, bit clear) back to its slab. A
+    /// slab that becomes empty goes to the empty list, or back to the page allocator
+    /// when the reserve is full; in `.tryOnly` mode it stays on the empty list and the
+    /// cache is marked for a trim (releasing pages needs the page lock).
+    func returnToSlabsLocked(_ object: UInt, _ mode: LockMode) {
+        let map = heap.pointee.map
+        let page = slabOf(object)
+        let wasFull = map[page].list == .full
+        Slab(page: page, map: map, arena: heap.pointee.arena).push(object, geometry, secret: state.pointee.secret)
+        slabs.pointee.counters.slabFrees += 1
+        slabs.pointee.counters.inUse -= 1
+        if wasFull {
+            slabs.pointee.full.remove(page, map)
+            slabs.pointee.partial.push(page, map)
+        }
+        if map[page].inUse == 0 {
+            slabs.pointee.partial.remove(page, map)
+            let reserve = state.pointee.emptySlabReserve
+            if slabs.pointee.empty.count < reserve || mode == .tryOnly {
+                slabs.pointee.empty.push(page, map)
+                if slabs.pointee.empty.count > reserve {
+                    state.pointee.atomics.trimNeeded.store(true, ordering: .relaxed)
+                }
+            } else {
+                releaseSlab(page)
+            }
+        }
+    }
+
+    /// Forgets one copy of `object` that was counted out of its slab twice (a corrupt
+    /// free list handed it out while it was also in a magazine).
+    func forgetDuplicateLocked(_ object: UInt) {
+        let map = heap.pointee.map
+        let page = slabOf(object)
+        let wasFull = map[page].list == .full
+        map[page].inUse -= 1
+        slabs.pointee.counters.inUse -= 1
+        if wasFull {
+            slabs.pointee.full.remove(page, map)
+            slabs.pointee.partial.push(page, map)
+        }
+    }
+
+    /// Takes pages for a new slab, gives it the next colour and puts it on the partial list.
+    func createSlab(_ mode: LockMode) -> PageNumber? {
+        let g = geometry
+        let h = heap
+        guard let saved = h.pointee.acquire(h.pointee.pageLock, P.self, mode) else { return nil }
+        hook(.pageLocked)
+        // Through a local copy of the pointer: a mutation through `h.pointee.pages` would
+        // be a Swift modify access of the whole HeapState.
+        let pages = h.pointee.pages
+        let page = pages.pointee.allocate(g.slabPages)
+        h.pointee.bumpLimit.store(pages.pointee.bump.raw, ordering: .releasing)
+        h.pointee.release(h.pointee.pageLock, P.self, saved)
+        guard let page else { return nil }
+        let map = h.pointee.map
+        map[page].setSlabHead(color: g.color(slabs.pointee.nextColor), pages: g.slabPages,
+                              head: page, cache: UInt(bitPattern: state))
+        map.markTails(of: page, count: g.slabPages)
+        slabs.pointee.nextColor = (slabs.pointee.nextColor + 1) % g.colorCount
+        slabs.pointee.counters.slabsCreated += 1
+        slabs.pointee.partial.push(page, map)
+        return page
+    }
+
+    /// Gives an empty slab's pages back to the page allocator. The slab is on no list.
+    func releaseSlab(_ page: PageNumber) {
+        slabs.pointee.counters.slabsReleased += 1
+        let h = heap
+        let saved = h.pointee.acquireBlocking(h.pointee.pageLock, P.self)
+        hook(.pageLocked)
+        let pages = h.pointee.pages  // a local pointer: see createSlab
+        pages.pointee.free(page, geometry.slabPages)
+        h.pointee.bumpLimit.store(pages.pointee.bump.raw, ordering: .releasing)
+        h.pointee.release(h.pointee.pageLock, P.self, saved)
+    }
+
+    /// Releases empty slabs beyond `keep`. Returns the number of pages given back.
+    func releaseEmptySlabsLocked(keeping keep: Int) -> Int {
+        let map = heap.pointee.map
+        var released = 0
+        while slabs.pointee.empty.count > keep {
+            let page = slabs.pointee.empty.head
+            slabs.pointee.empty.remove(page, map)
+            releaseSlab(page)
+            released += geometry.slabPages
+        }
+        return released
+    }
+
+    // MARK: One object at a time (caches without magazines, and fall-backs)
+
+    /// One object from the slabs under one acquisition of the cache lock; counted as a
+    /// slow-path allocation of `slot`'s CPU. Interrupts masked, on that CPU.
+    func allocateOneFromSlabs(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Result<UInt, QuarryError> {
+        guard let saved = heap.pointee.acquire(state.pointee.lock, P.self, mode) else { return .failure(.outOfMemory) }
+        hook(.cacheLocked)
+        let result = takeFromSlabsLocked(mode)
+        heap.pointee.release(state.pointee.lock, P.self, saved)
+        if case .success = result { slot.counters.pointee.allocMisses.bump() }
+        return result
+    }
+
+    /// Gives one freed object straight back to its slab; counted as a slow-path free of
+    /// `slot`'s CPU. In `.tryOnly` mode the object is parked in the slot's reserve
+    /// instead (false when that is full). Interrupts masked, on that CPU.
+    func freeOneToSlabs(_ object: UInt, _ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Bool {
+        guard mode == .spin else { return park(object, slot) }
+        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
+        hook(.cacheLocked)
+        returnToSlabsLocked(object, .spin)
+        heap.pointee.release(state.pointee.lock, P.self, saved)
+        slot.counters.pointee.freeMisses.bump()
+        return true
+    }
+
+    /// Parks a freed object in `slot`'s reserve (a re-entrant free that cannot take a
+    /// lock); false when the reserve is full.
+    func park(_ object: UInt, _ slot: UnsafeMutablePointer<CPUCache>) -> Bool {
+        guard slot.pointee.park(object) else { return false }
+        slot.counters.pointee.freeMisses.bump()
+        state.pointee.atomics.nolockParked.wrappingAdd(1, ordering: .relaxed)
+        return true
+    }
+}
