@@ -1,0 +1,129 @@
+// ThreadTestSupport: threads as virtual CPUs, a mutex-protected handoff between them, a
+// spinning barrier, and cheap per-object cookies (TestSupport has the full-fill ones).
+// Neighbours: ThreadPlatform (the CPUs), ConcurrencyTests and PerCPUTests (the users).
+
+import Quarry
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension SeededGenerator {
+    /// A value in `0 ..< n`.
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+}
+
+/// A cookie per object: its address mixed with a per-run key, written in the first,
+/// middle and last word, and checked on free. Two overlapping objects, or a write
+/// into a free object, show up as a mismatch.
+enum Cookie {
+    static func value(_ address: UInt, key: UInt) -> UInt { (address &* 0x9E37_79B9) ^ key }
+
+    static func write(_ p: UnsafeMutableRawPointer, size: Int, key: UInt) {
+        let v = value(UInt(bitPattern: p), key: key)
+        let w = MemoryLayout<UInt>.stride
+        let words = size / w
+        p.storeBytes(of: v, as: UInt.self)
+        if words > 2 { (p + (words / 2) * w).storeBytes(of: v ^ 1, as: UInt.self) }
+        if words > 1 { (p + (words - 1) * w).storeBytes(of: v ^ 2, as: UInt.self) }
+    }
+
+    static func check(_ p: UnsafeMutableRawPointer, size: Int, key: UInt) -> Bool {
+        let v = value(UInt(bitPattern: p), key: key)
+        let w = MemoryLayout<UInt>.stride
+        let words = size / w
+        guard p.load(as: UInt.self) == v else { return false }
+        if words > 2 && (p + (words / 2) * w).load(as: UInt.self) != v ^ 1 { return false }
+        if words > 1 && (p + (words - 1) * w).load(as: UInt.self) != v ^ 2 { return false }
+        return true
+    }
+}
+
+/// Runs `body(cpu)` on `count` new threads, thread i registered as virtual CPU i,
+/// and joins them. Returns the number of interrupt bodies each CPU ran.
+@discardableResult
+func runOnCPUs(_ count: Int, firstCPU: Int = 0, _ body: @escaping @Sendable (Int) -> Void) -> [UInt] {
+    final class Start: @unchecked Sendable {
+        let cpu: Int
+        let body: @Sendable (Int) -> Void
+        var interrupts: UInt = 0
+        init(cpu: Int, body: @escaping @Sendable (Int) -> Void) { self.cpu = cpu; self.body = body }
+    }
+    var threads: [pthread_t] = []
+    var starts: [Start] = []
+    for i in 0..<count {
+        let start = Start(cpu: firstCPU + i, body: body)
+        starts.append(start)
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { raw in
+            let start = Unmanaged<Start>.fromOpaque(raw!).takeUnretainedValue()
+            ThreadPlatform.register(cpu: start.cpu)
+            start.body(start.cpu)
+            start.interrupts = ThreadPlatform.unregister()
+            return nil
+        }, Unmanaged.passUnretained(start).toOpaque())
+        precondition(rc == 0, "pthread_create")
+        threads.append(thread)
+    }
+    for t in threads { pthread_join(t, nil) }
+    return starts.map(\.interrupts)
+}
+
+/// A bounded FIFO of objects handed from one CPU to another, behind a pthread mutex
+/// (the test harness's own synchronisation; Quarry is not used for it).
+final class Handoff: @unchecked Sendable {
+    struct Item { var address: UInt; var cache: Int }
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var items: [Item]
+    private var head = 0
+    private var count = 0
+
+    init(capacity: Int) {
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        items = Array(repeating: Item(address: 0, cache: 0), count: capacity)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func push(_ item: Item) -> Bool {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        guard count < items.count else { return false }
+        items[(head + count) % items.count] = item
+        count += 1
+        return true
+    }
+
+    func pop() -> Item? {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        guard count > 0 else { return nil }
+        let item = items[head]
+        head = (head + 1) % items.count
+        count -= 1
+        return item
+    }
+}
+
+/// A reusable spinning barrier for `parties` threads (atomics only).
+final class SpinBarrier: @unchecked Sendable {
+    private let parties: Int
+    private let arrived = Atomic<Int>(0)
+    private let generation = Atomic<Int>(0)
+
+    init(parties: Int) { self.parties = parties }
+
+    func wait() {
+        let g = generation.load(ordering: .acquiring)
+        if arrived.wrappingAdd(1, ordering: .acquiringAndReleasing).newValue == parties {
+            arrived.store(0, ordering: .relaxed)
+            generation.store(g + 1, ordering: .releasing)
+        } else {
+            while generation.load(ordering: .acquiring) == g { sched_yield() }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+// fastpath-bench.swift: a host loop of allocate+free pairs on one cache, compiled into the
+// Quarry module (so the fast path is specialised and inlined as in a kernel build) only by
+// scripts/fastpath-callgrind.sh. Usage: fastpath-bench PAIRS
+
+@main
+enum FastPathBench {
+    static func main() {
+        let pairs = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 1_000_000 : 1_000_000
+        let size = 8 << 20
+        let base = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+        defer { base.deallocate() }
+        do throws(QuarryError) {
+            let q = try Quarry<SingleCPUPlatform>.initialize(base: base, size: size)
+            let cache = try q.createCache(name: "bench", size: 64)
+            // Warm up: attach this CPU's magazines so every pair below is a hit.
+            let warm = try cache.allocate()
+            try cache.free(warm)
+            var checksum: UInt = 0
+            for _ in 0..<pairs { checksum &+= pair(cache) }
+            print("pairs: \(pairs), checksum \(checksum & 0xff)")
+        } catch {
+            print("error: \(error.name)")
+        }
+    }
+
+    /// One allocate and one free: the unit the per-pair instruction count measures.
+    @inline(never)
+    static func pair(_ cache: SlabCache<SingleCPUPlatform>) -> UInt {
+        guard let p = try? cache.allocate() else { return 0 }
+        try? cache.free(p)
+        return UInt(bitPattern: p)
+    }
+}
