@@ -13,21 +13,23 @@ cd "$(dirname "$0")/.."
 
 # ---- The budgets: the only place these numbers live. ---------------------------------------
 # Quarry cache API, instructions per pair in the harness. Goal 25, stretch 20 (issue 6).
-# Measured 316 on the locked slab path (2 ticket-lock round trips, 2 atomic bitmap updates,
-# page-map validation of every free; about 34 of them the C-ABI glue), before the per-CPU
-# layer; enforced at that figure plus ~5%. Lower it to the new measurement when the per-CPU layer lands.
-QUARRY_CACHE_PAIR_BUDGET=335
+# Measured 316 on the locked slab path before the per-CPU layer; 133 with it (magazine hit:
+# no lock; left: pointer validation of every free, the two atomic bitmap updates, about 34
+# of them the C-ABI glue). Enforced at that figure plus ~5%.
+QUARRY_CACHE_PAIR_BUDGET=140
 # Quarry malloc front, instructions per pair in the harness. Goal 35, stretch 28 (issue 6).
-# Measured 406 on the same locked path (the front adds a page-map resolve of every free, 62, and
-# its class lookup); enforced at that figure plus ~5%. Lower it with the per-CPU layer.
-QUARRY_MALLOC_PAIR_BUDGET=425
-# Calls the fast-path functions make today, by short name. Cache: the probe's call into
-# allocate, the locked path's bodies, the error counter, the optional constructor
-# (<indirect>). Front: the page-map resolve of a freed pointer, and the cold branches (first
-# use of a class, spans above 32 KiB, error counter). The per-CPU magazine path should leave
-# only cold-branch calls here; anything new fails the check.
-FASTPATH_ALLOWED_CALLS="Quarry.SlabCache.allocate Quarry.SlabCache.allocateLocked \
-Quarry.SlabCache.free Quarry.SlabCache.freeLocked Quarry.CacheCounters.count <indirect> \
+# Measured 406 on the locked path, 224 with the per-CPU layer (the front adds a page-map
+# resolve of every free and its class lookup); enforced at that figure plus ~5%.
+QUARRY_MALLOC_PAIR_BUDGET=235
+# Calls the fast-path functions make today, by short name: only cold branches. Cache: the
+# probe's call into allocate, the slow paths (magazine empty or full: allocateSlow,
+# freeSlow), the error counter (refuse), a corrupt free list (handOutCorrupt), a free into
+# a tail page of a multi-page slab (locateHead), the optional constructor (<indirect>).
+# Front: the page-map resolve of a freed pointer, and its cold branches (first use of a
+# class, spans above 32 KiB, error counter). Anything new fails the check.
+FASTPATH_ALLOWED_CALLS="Quarry.SlabCache.allocate Quarry.SlabCache.allocateSlow \
+Quarry.SlabCache.free Quarry.SlabCache.freeSlow Quarry.SlabCache.refuse Quarry.SlabCache.handOutCorrupt \
+Quarry.SlabCache.locateHead <indirect> \
 Quarry.MallocFront.resolve Quarry.MallocFront.createClassCache Quarry.MallocFront.allocateSpan \
 Quarry.MallocFront.record Quarry.Span.free"
 # ---------------------------------------------------------------------------------------------

@@ -35,8 +35,8 @@ typedef enum quarry_error {
     QUARRY_ERR_ARENA_TOO_SMALL = 5,  /* quarry_init: no room for the metadata and one page */
     QUARRY_ERR_INVALID_CACHE = 6,    /* a quarry_cache pointer that names no live cache */
     QUARRY_ERR_NOT_INITIALIZED = 7,  /* a call before quarry_init */
-    QUARRY_ERR_BUSY = 8,             /* a free re-entering Quarry (e.g. from an NMI) that
-                                        needs a lock its CPU holds: nothing changed, retry */
+    QUARRY_ERR_BUSY = 8,             /* a free re-entering Quarry (e.g. from a constructor)
+                                        that needs a lock its CPU holds: nothing changed */
     /* Free (the pointer is left alone). */
     QUARRY_ERR_OUTSIDE_ARENA = 16,   /* not in the arena */
     QUARRY_ERR_METADATA_POINTER = 17,/* in the arena's page map or bitmap */
@@ -112,7 +112,8 @@ quarry_error quarry_init(void *base, size_t size);
 quarry_cache *quarry_cache_create(const char *name, size_t size, size_t align, quarry_ctor ctor);
 void *quarry_cache_alloc(quarry_cache *cache);
 quarry_error quarry_cache_free(quarry_cache *cache, void *object);
-/* Releases the cache's empty slabs; returns the number of pages given back. */
+/* Releases the cache's empty slabs; returns the number of pages given back. Objects the
+ * CPUs' magazines hold keep their slabs until quarry_shrink drains them. */
 size_t quarry_cache_shrink(quarry_cache *cache);
 /* QUARRY_ERR_CACHE_NOT_EMPTY (and nothing changes) while objects are allocated. */
 quarry_error quarry_cache_destroy(quarry_cache *cache);
@@ -141,8 +142,9 @@ void *quarry_aligned_alloc(size_t alignment, size_t size);
 int quarry_posix_memalign(void **out, size_t alignment, size_t size);
 /* Bytes usable at ptr (its size class or whole pages); 0 for a pointer not handed out. */
 size_t quarry_usable_size(void *ptr);
-/* Releases empty slabs and unused malloc class caches. Only when no other CPU or
- * interrupt handler is allocating. Returns the number of pages given back. */
+/* Empties every CPU's magazines and every depot, then releases empty slabs and unused
+ * malloc class caches. Only when no other CPU or interrupt handler is inside Quarry.
+ * Returns the number of pages given back. */
 size_t quarry_shrink(void);
 
 /* Statistics and diagnosis. */

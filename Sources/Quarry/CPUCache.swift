@@ -17,9 +17,11 @@
 // non-atomically.
 //
 // Masking makes the fast path and each slow path atomic with respect to interrupt
-// handlers on the same CPU: a handler runs before or after, never inside. Re-entry that
-// masking cannot stop (an NMI, a constructor calling Quarry, the test hooks) is handled
-// by the *nolock* rule: a slow path that starts while its CPU holds any Quarry lock
+// handlers on the same CPU: a handler runs before or after, never inside. NMIs and
+// machine-check handlers must not call Quarry (they can arrive between a slot's read and
+// its write). Re-entry at a step boundary while the CPU holds a Quarry lock (a
+// constructor that calls Quarry; the test hooks, which simulate an interrupt at every
+// step boundary) is handled by the *nolock* rule: a slow path that starts while its CPU holds any Quarry lock
 // (`CPUState.locksHeld > 0`) runs in `.tryOnly` mode: it is served from the magazines or
 // the reserve, takes locks only with `tryAcquire`, never frees memory to slabs, and
 // otherwise fails cleanly: allocate with `.outOfMemory`, free by parking the object in

@@ -13,7 +13,7 @@ struct LockMode: Equatable {
     /// for can be waiting for it.
     static let spin = LockMode(raw: 0)
     /// Only `tryAcquire`: the CPU already holds a Quarry lock (the call re-entered
-    /// Quarry from an NMI, a constructor or a test hook). Spinning could wait for a
+    /// Quarry from a constructor or a test hook). Spinning could wait for a
     /// lock this CPU holds, or close a cycle with another CPU against the lock order.
     static let tryOnly = LockMode(raw: 1)
 }

@@ -14,7 +14,7 @@ import Synchronization
 ///   is written under `lock` with a releasing store and read with an acquiring load and
 ///   no lock (the fast path). Only `MallocFront.shrink`, at quiescence, clears it.
 /// - `lock` serialises the creation of class caches and `shrink`; it is taken through
-///   `HeapState.acquire`, so a re-entrant first allocation of a class (an NMI, a
+///   `HeapState.acquire`, so a re-entrant first allocation of a class (from a
 ///   constructor) gets `.outOfMemory` instead of waiting.
 /// - `errors` are atomic counters (any context, no lock).
 /// - Lock order: `lock` first, then the registry lock, one depot lock, one cache lock,

@@ -20,8 +20,8 @@ public enum QuarryError: UInt8, Error, Sendable {
     case invalidCache = 6
     /// A C ABI call before `quarry_init` (there is no instance to serve it).
     case notInitialized = 7
-    /// A re-entrant free (an interrupt handler, NMI or constructor running while its CPU
-    /// holds a Quarry lock) found this CPU's magazines and reserve full and could not
+    /// A re-entrant free (a constructor, or other code that runs while its CPU holds a
+    /// Quarry lock) found this CPU's magazines and reserve full and could not
     /// take a lock: nothing changed, the object is still the caller's; free it again
     /// later (see CPUCache's interrupt contract).
     case busy = 8

@@ -5,7 +5,7 @@
 //
 // Every function here runs on the slot's own CPU with interrupts masked (the fast path
 // masked them and the slow path restores them last). The rule that keeps nested calls
-// (NMIs, constructors, test hooks) harmless: a slot's fields are read afresh after every
+// (constructors, test hooks) harmless: a slot's fields are read afresh after every
 // point where a nested call may run (a hook, a lock acquisition, a slab-layer call), and
 // each read-decide-write of the slot has no such point inside it.
 

@@ -2,9 +2,10 @@
 // simulated interrupt (a nested allocate or free on the same CPU). Checked builds only.
 // Neighbours: HeapState (stores the hook), SlabCache and SlabCache+PerCPU (the points).
 
-/// The points, in path order. Each is a place where the per-CPU state is consistent
-/// (a nested call may run there; see CPUCache's contract), including places inside
-/// masked sections and under locks, which on bare metal only an NMI could reach.
+/// The points, in path order. Each is a step boundary where the per-CPU state is
+/// consistent (a nested call may run there; see CPUCache's contract), including places
+/// inside masked sections and under locks, where on bare metal no maskable interrupt
+/// can arrive: the hooks test the nolock rule there.
 @_spi(Testing)
 public enum HookPoint: UInt32, Sendable {
     // Fast path of allocate.

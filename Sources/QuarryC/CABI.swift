@@ -230,7 +230,11 @@ public func quarry_usable_size(_ ptr: UnsafeMutableRawPointer?) -> Int {
 @c @implementation
 public func quarry_shrink() -> Int {
     guard let q = CABI.instance else { return 0 }
-    return q.front.shrink()
+    let before = q.pageStatistics.pagesInUse
+    q.front.shrink()
+    // At quiescence (the documented contract): every CPU's magazines and every depot too.
+    q.drainAll()
+    return before - q.pageStatistics.pagesInUse
 }
 
 // MARK: Statistics and diagnosis
