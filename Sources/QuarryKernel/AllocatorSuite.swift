@@ -63,6 +63,7 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     main.printSlabinfo()
     AllocatorChecks.release(keep, main)
 
+    KernelBench.run(main)
     AllocatorChecks.leakAccounting(main, name: "alloc: main heap back to its first state")
     AllocatorChecks.leakAccounting(small, name: "alloc: tiny-slab heap back to its first state")
 
