@@ -48,6 +48,8 @@ typedef enum quarry_error {
     QUARRY_ERR_CORRUPT_FREE_LIST = 23,/* a free-list link was overwritten */
     QUARRY_ERR_CACHE_NOT_EMPTY = 24, /* quarry_cache_destroy: objects still allocated */
     QUARRY_ERR_SIZE_MISMATCH = 25,   /* quarry_free_sized: the size names another class */
+    QUARRY_ERR_RED_ZONE = 26,        /* (debug caches) bytes past an object were overwritten */
+    QUARRY_ERR_USE_AFTER_FREE = 27,  /* (debug caches) a freed object's poison was overwritten */
     QUARRY_ERR_RECLAIM_STALLED = 32  /* (Swift EpochReclaimer) retire refused: a CPU stays in a read section */
 } quarry_error;
 
@@ -87,7 +89,23 @@ typedef struct quarry_cache_statistics {
     uint64_t slabs_created;
     uint64_t slabs_released;
     uint64_t errors;            /* refused frees and detected corruption */
+    /* The per-CPU layer (zero when the cache has none). */
+    size_t cached_objects;      /* in magazines, reserves and the depot */
+    size_t magazine_capacity;
+    uint64_t allocation_hits;   /* served by the loaded magazine */
+    uint64_t allocation_misses;
+    uint64_t free_hits;
+    uint64_t free_misses;
+    uint64_t depot_exchanges;
+    uint64_t refills;           /* magazines filled from slabs */
+    uint64_t flushes;           /* magazines or reserves emptied into slabs */
+    uint64_t errors_by_kind[16];/* index: quarry_error - 16 (QUARRY_ERR_OUTSIDE_ARENA ...) */
 } quarry_cache_statistics;
+
+/* Called on every misuse or corruption a cache detects: the error, the cache (NULL for
+ * the malloc front's own refusals) and the address. May run on any CPU with interrupts
+ * masked and Quarry locks held: it must not allocate or call Quarry. */
+typedef void (*quarry_error_hook)(uint8_t error, quarry_cache *cache, uintptr_t address);
 
 /* A snapshot of the whole heap (quarry_heap_stats). */
 typedef struct quarry_heap_statistics {
@@ -156,6 +174,8 @@ void quarry_slabinfo(quarry_write_fn write, void *context);
 quarry_error quarry_last_error(void);
 /* A fixed, NUL-terminated name for `error` ("double free"); "unknown" otherwise. */
 const char *quarry_error_name(quarry_error error);
+/* Sets the error hook (NULL removes it). */
+void quarry_set_error_hook(quarry_error_hook hook);
 /* Walks every structure; traps with a message on the first broken invariant. */
 void quarry_check_invariants(void);
 

@@ -88,33 +88,37 @@ struct CacheAtomics: ~Copyable {
     /// without it (allocate: `.outOfMemory`; free: `.busy`), plus frees parked in a reserve.
     let nolockRefusals = Atomic<UInt>(0)
     let nolockParked = Atomic<UInt>(0)
-    /// Refused frees and detected corruption, by kind (index: `QuarryError.rawValue - 16`).
-    let errors: InlineArray<9, Atomic<UInt>> = InlineArray { _ in Atomic<UInt>(0) }
+    /// Refused frees and detected corruption, by kind (index: `QuarryError.rawValue - 16`,
+    /// `.outsideArena` ... `.useAfterFree`).
+    let errors: InlineArray<12, Atomic<UInt>> = InlineArray { _ in Atomic<UInt>(0) }
     /// Set by a `.tryOnly` slow path that left the depot with more empty magazines than
     /// `depotEmptyLimit` (it may not free them); cleared by the next trim.
     let trimNeeded = Atomic<Bool>(false)
+
+    /// Error kinds counted per cache: raw values 16 ..< 16 + kinds.
+    static let kinds = 12
 
     init() {}
 
     func count(_ error: QuarryError) {
         let i = Int(error.rawValue) - 16
-        if i >= 0 && i < 9 { errors[i].wrappingAdd(1, ordering: .relaxed) }
+        if i >= 0 && i < CacheAtomics.kinds { errors[i].wrappingAdd(1, ordering: .relaxed) }
     }
 
     func errorCount(_ error: QuarryError) -> UInt64 {
         let i = Int(error.rawValue) - 16
-        return i >= 0 && i < 9 ? UInt64(word: errors[i].load(ordering: .relaxed)) : 0
+        return i >= 0 && i < CacheAtomics.kinds ? UInt64(word: errors[i].load(ordering: .relaxed)) : 0
     }
 
-    var errorCounts: InlineArray<9, UInt64> {
-        var a = InlineArray<9, UInt64>(repeating: 0)
-        for i in 0..<9 { a[i] = UInt64(word: errors[i].load(ordering: .relaxed)) }
+    var errorCounts: InlineArray<12, UInt64> {
+        var a = InlineArray<12, UInt64>(repeating: 0)
+        for i in 0..<CacheAtomics.kinds { a[i] = UInt64(word: errors[i].load(ordering: .relaxed)) }
         return a
     }
 
     var totalErrors: UInt64 {
         var sum: UInt64 = 0
-        for i in 0..<9 { sum += UInt64(word: errors[i].load(ordering: .relaxed)) }
+        for i in 0..<CacheAtomics.kinds { sum += UInt64(word: errors[i].load(ordering: .relaxed)) }
         return sum
     }
 }
@@ -183,6 +187,10 @@ struct CacheState: ~Copyable {
     let isInternal: Bool
     /// Slabs stay with the cache until destroy (see above).
     let typeStable: Bool
+    /// The options in force (conflicts dropped, see CacheOptions.effective).
+    let options: CacheOptions
+    /// `options.needsObjectWork`: the one flag the fast path tests.
+    let objectWork: Bool
     /// Empty slabs kept before a free releases one: `tuning.emptySlabReserve`, or
     /// `Int.max` for a type-stable cache (one comparison on the flush path for both).
     let emptySlabReserve: Int
@@ -192,7 +200,7 @@ struct CacheState: ~Copyable {
 
     init(name: CacheName, size: Int, geometry: SlabGeometry, constructor: ObjectConstructor?,
          secret: UInt, heap: UnsafeMutablePointer<HeapState>, magazineCapacity: Int, isInternal: Bool,
-         typeStable: Bool = false) {
+         options: CacheOptions = CacheOptions()) {
         self.name = name
         requestedSize = size
         self.geometry = geometry
@@ -202,8 +210,11 @@ struct CacheState: ~Copyable {
         self.bitmap = heap.pointee.bitmap
         self.magazineCapacity = magazineCapacity
         self.isInternal = isInternal
-        self.typeStable = typeStable
-        emptySlabReserve = typeStable ? Int.max : max(heap.pointee.tuning.emptySlabReserve, 0)
+        let options = options.effective(hasConstructor: constructor != nil)
+        self.typeStable = options.typeStable
+        self.options = options
+        objectWork = options.needsObjectWork
+        emptySlabReserve = options.typeStable ? Int.max : max(heap.pointee.tuning.emptySlabReserve, 0)
     }
 
     @inline(__always)

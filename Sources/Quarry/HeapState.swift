@@ -54,6 +54,8 @@ struct HeapState: ~Copyable {
     /// The cache whose objects are magazines.
     let magazineCache: UnsafeMutablePointer<CacheState>
     let front = FrontState()
+    /// The error hook's function pointer bits (0: none); see `Quarry.setErrorHook`.
+    let errorHook = Atomic<UInt>(0)
     #if QUARRY_CHECKED
     /// Called at numbered points of the allocate and free paths (tests only).
     var testHook: TestHook? = nil
@@ -110,5 +112,17 @@ struct HeaderLayout {
         cacheOfCaches = line(registry + MemoryLayout<Registry>.stride)
         magazineCache = line(cacheOfCaches + CacheState.footprint(maxCPUs: maxCPUs))
         bytes = line(magazineCache + CacheState.footprint(maxCPUs: maxCPUs))
+    }
+}
+
+extension HeapState {
+    /// Calls the error hook, if one is set, for `error` in the cache `state` at `address`.
+    func callErrorHook(_ error: QuarryError, _ state: UnsafeMutablePointer<CacheState>?, _ address: UInt) {
+        let bits = errorHook.load(ordering: .acquiring)
+        guard bits != 0 else { return }
+        // Sound: `bits` was stored from an `ErrorHook` by `Quarry.setErrorHook`; a C
+        // function pointer is one word.
+        let hook = unsafeBitCast(bits, to: ErrorHook.self)
+        hook(error.rawValue, state.map { UnsafeMutableRawPointer($0) }, address)
     }
 }

@@ -269,6 +269,7 @@ public struct MallocFront<P: Platform> {
 
     /// Counts an error the front detected itself (lock-free: any context).
     func record(_ error: QuarryError) {
+        heap.pointee.callErrorHook(error, nil, 0)
         let i = Int(error.rawValue) - 16
         guard i >= 0 && i < 10 else { return }
         heap.pointee.front.errors[i].wrappingAdd(1, ordering: .relaxed)
@@ -414,6 +415,6 @@ extension SlabCache {
     /// Counts an error found on this cache's object by another layer (the front).
     /// Lock-free: any context.
     func record(_ error: QuarryError) {
-        state.pointee.atomics.count(error)
+        report(error, 0)
     }
 }

@@ -61,12 +61,12 @@ public struct CacheStatistics: Sendable {
     public var errors: UInt64
     /// Slabs stay with the cache until destroy (`createCache(..., typeStable: true)`).
     public var typeStable: Bool
-    let errorCounts: InlineArray<9, UInt64>
+    let errorCounts: InlineArray<12, UInt64>
 
     /// How many times `error` was reported by this cache.
     public func count(of error: QuarryError) -> UInt64 {
         let i = Int(error.rawValue) - 16
-        return i >= 0 && i < 9 ? errorCounts[i] : 0
+        return i >= 0 && i < CacheAtomics.kinds ? errorCounts[i] : 0
     }
 
     public var slabs: Int { partialSlabs + fullSlabs + emptySlabs }
@@ -160,7 +160,7 @@ extension Quarry {
     /// `cached` is what the per-CPU layer and depot hold now; `bound_kb` the most they
     /// can hold (CacheStatistics.perCPUBoundBytes). Allocates nothing; safe on bare metal.
     public func writeSlabinfo<S: ByteSink>(to out: inout S) {
-        out.write("# name                objsize align obj/slab pg/slab colors  active  cached   total  partial full empty   allocs    frees   hits% mag  xchg bound_kb errors\n")
+        out.write("# name                objsize align obj/slab pg/slab colors  active  cached   total  partial full empty   allocs    frees   hits% mag  xchg bound_kb errors   hiwat refills  slabs+  slabs-\n")
         forEachCache { cache in
             let s = cache.statistics
             out.write(s.name, width: 20)
@@ -184,6 +184,10 @@ extension Quarry {
             out.write(s.depotExchanges, width: 6)
             out.write((s.perCPUBoundBytes + 1023) / 1024, width: 9)
             out.write(s.errors, width: 7)
+            out.write(s.highWaterObjects, width: 8)
+            out.write(s.refills, width: 8)
+            out.write(s.slabsCreated, width: 8)
+            out.write(s.slabsReleased, width: 8)
             out.write(UInt8(ascii: "\n"))
         }
         let p = pageStatistics

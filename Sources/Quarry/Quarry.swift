@@ -79,25 +79,52 @@ public struct Quarry<P: Platform> {
         constructor: ObjectConstructor? = nil, typeStable: Bool = false
     ) throws(QuarryError) -> SlabCache<P> {
         try createCache(name: CacheName(name), size: size, alignment: alignment, constructor: constructor,
-                        typeStable: typeStable)
+                        options: CacheOptions(typeStable: typeStable))
     }
 
     public func createCache(
         name: CacheName, size: Int, alignment: Int = Geometry.granule,
         constructor: ObjectConstructor? = nil, typeStable: Bool = false
     ) throws(QuarryError) -> SlabCache<P> {
+        try createCache(name: name, size: size, alignment: alignment, constructor: constructor,
+                        options: CacheOptions(typeStable: typeStable))
+    }
+
+    /// `createCache` with hardening and debugging options (CacheOptions, docs/safety.md).
+    public func createCache(
+        name: StaticString, size: Int, alignment: Int = Geometry.granule,
+        constructor: ObjectConstructor? = nil, options: CacheOptions
+    ) throws(QuarryError) -> SlabCache<P> {
+        try createCache(name: CacheName(name), size: size, alignment: alignment, constructor: constructor,
+                        options: options)
+    }
+
+    public func createCache(
+        name: CacheName, size: Int, alignment: Int = Geometry.granule,
+        constructor: ObjectConstructor? = nil, options: CacheOptions
+    ) throws(QuarryError) -> SlabCache<P> {
         heap.pointee.requireNotReentrant(P.self)
         return try createCacheUnchecked(name: name, size: size, alignment: alignment, constructor: constructor,
-                                        typeStable: typeStable)
+                                        options: options)
+    }
+
+    /// Sets (or, with nil, removes) the hook called on every misuse or corruption any
+    /// cache of this heap detects (see ErrorHook). Any context; takes effect at once.
+    public func setErrorHook(_ hook: ErrorHook?) {
+        // Sound: a C function pointer is one word; nil is 0.
+        heap.pointee.errorHook.store(hook.map { unsafeBitCast($0, to: UInt.self) } ?? 0, ordering: .releasing)
     }
 
     /// `createCache` for Quarry's own callers that hold a lock earlier in the lock order
     /// (the malloc front's lock).
     func createCacheUnchecked(
-        name: CacheName, size: Int, alignment: Int, constructor: ObjectConstructor?, typeStable: Bool = false
+        name: CacheName, size: Int, alignment: Int, constructor: ObjectConstructor?,
+        options: CacheOptions = CacheOptions()
     ) throws(QuarryError) -> SlabCache<P> {
         let tuning = heap.pointee.tuning
-        let geometry = try SlabGeometry.make(size: size, alignment: alignment, tuning: tuning, linkOutside: typeStable)
+        let geometry = try SlabGeometry.make(size: size, alignment: alignment, tuning: tuning,
+                                             linkOutside: options.typeStable, redZone: options.redZone,
+                                             randomized: options.randomizeFreeSlots)
         let memory = try cacheOfCaches.allocateForQuarry()
         // Sound: an object of the cache of caches is `CacheState.footprint(maxCPUs:)`
         // bytes, cache-line aligned: room for a CacheState and its per-CPU array.
@@ -106,7 +133,7 @@ public struct Quarry<P: Platform> {
             CacheState(name: name, size: size, geometry: geometry, constructor: constructor,
                        secret: P.entropy(), heap: heap,
                        magazineCapacity: tuning.magazineCapacity(objectSize: geometry.objectSize),
-                       isInternal: false, typeStable: typeStable))
+                       isInternal: false, options: options))
         register(state)
         return SlabCache(state: state)
     }

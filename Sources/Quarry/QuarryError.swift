@@ -48,6 +48,14 @@ public enum QuarryError: UInt8, Error, Sendable {
     /// A size (and alignment) hint given to `free` names another size class or span
     /// length than the block's: the block is not freed.
     case sizeMismatch = 25
+    /// (Caches with `CacheOptions.redZone`) the bytes after an object were overwritten
+    /// while it was allocated (found on free, or by `validate`). Reported through the
+    /// counters and the error hook; the free still happens and the red zone is restored.
+    case redZoneOverwritten = 26
+    /// (Caches with `CacheOptions.poison`) a freed object's poison was overwritten: a
+    /// write after free (found on allocation, or by `validate`). Reported through the
+    /// counters and the error hook; the object is still handed out.
+    case useAfterFree = 27
 
     // Deferred freeing.
     /// This CPU's backlog of retired objects is full and cannot be freed because a CPU
@@ -78,6 +86,8 @@ extension QuarryError {
         case .corruptFreeList: "corrupt free list"
         case .cacheNotEmpty: "cache not empty"
         case .sizeMismatch: "size hint mismatch"
+        case .redZoneOverwritten: "red zone overwritten"
+        case .useAfterFree: "write after free (poison overwritten)"
         case .reclaimStalled: "reclamation stalled"
         }
     }

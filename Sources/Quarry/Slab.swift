@@ -56,7 +56,7 @@ struct Slab {
         let head = d.freeHead
         let carved = d.carved
         if head != 0 {
-            let span = UInt(carved) &* UInt(geometry.objectSize)
+            let span = geometry.linkSpan(carved: carved)
             guard let next = FreeLink.read(
                 from: head, offset: geometry.linkOffset, secret: secret, low: objectsStart, span: span
             ) else {
@@ -68,7 +68,7 @@ struct Slab {
             return .object(head, fresh: false)
         }
         guard Int(carved) < geometry.objectsPerSlab else { return .full }
-        let object = self.object(Int(carved), geometry)
+        let object = self.object(geometry.carveIndex(carved, slabStart: start, secret: secret), geometry)
         d.carved = carved + 1
         d.inUse += 1
         return .object(object, fresh: true)
@@ -94,7 +94,7 @@ struct Slab {
     func freeListLength(_ geometry: SlabGeometry, secret: UInt) -> Int? {
         let d = map[page]
         let carved = Int(d.carved)
-        let span = UInt(carved) &* UInt(geometry.objectSize)
+        let span = geometry.linkSpan(carved: d.carved)
         var n = 0
         var p = d.freeHead
         while p != 0 {

@@ -373,7 +373,7 @@ extension SlabCache {
     /// was also held by the per-CPU layer. Forget this copy (the other one is someone's).
     @inline(never)
     func handOutCorrupt(_ object: UInt) -> QuarryError {
-        state.pointee.atomics.count(.corruptFreeList)
+        report(.corruptFreeList, object)
         state.pointee.atomics.failures.wrappingAdd(1, ordering: .relaxed)
         let saved = P.disableInterrupts()
         let index = P.cpuIndex

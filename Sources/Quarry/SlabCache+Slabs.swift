@@ -43,13 +43,14 @@ extension SlabCache {
             if slabs.pointee.counters.inUse > slabs.pointee.counters.highWater {
                 slabs.pointee.counters.highWater = slabs.pointee.counters.inUse
             }
+            if fresh && state.pointee.objectWork { prepareFresh(object) }
             if fresh, let constructor = state.pointee.constructor {
                 // Sound: a never-used object of a live slab of this cache, owned by the caller.
                 constructor(UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped)
             }
             return .success(object)
         case .corrupt:
-            state.pointee.atomics.count(.corruptFreeList)
+            report(.corruptFreeList, heap.pointee.arena.address(of: page))
             return .failure(.corruptFreeList)
         case .full:
             preconditionFailure("SlabCache: a full slab on the partial list")

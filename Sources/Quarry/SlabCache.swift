@@ -85,6 +85,7 @@ public struct SlabCache<P: Platform> {
     func handOut(_ object: UInt) throws(QuarryError) -> UnsafeMutableRawPointer {
         hook(.allocateHandOut)
         guard state.pointee.bitmap.markAllocated(object) else { throw handOutCorrupt(object) }
+        if state.pointee.objectWork { checkOnAllocate(object) }
         // Sound: the address is an object of a live slab of this cache (it came from a
         // magazine, a reserve or a slab of this cache) and is now marked allocated.
         return UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped
@@ -115,8 +116,9 @@ public struct SlabCache<P: Platform> {
         guard let object else { return }
         let address = UInt(bitPattern: object)
         hook(.freeEnter)
-        if case .failure(let error) = locate(address) { throw refuse(error) }
-        guard state.pointee.bitmap.markFree(address) else { throw refuse(.doubleFree) }
+        if case .failure(let error) = locate(address) { throw refuse(error, address) }
+        guard state.pointee.bitmap.markFree(address) else { throw refuse(.doubleFree, address) }
+        if state.pointee.objectWork { checkOnFree(address) }
         hook(.freeValidated)
         let saved = P.disableInterrupts()
         hook(.freeMasked)
@@ -133,11 +135,19 @@ public struct SlabCache<P: Platform> {
         try freeSlow(address, saved)
     }
 
-    /// Counts a refused free; returns the error to throw.
+    /// Counts a refused free and calls the error hook; returns the error to throw.
     @inline(never)
-    func refuse(_ error: QuarryError) -> QuarryError {
-        state.pointee.atomics.count(error)
+    func refuse(_ error: QuarryError, _ address: UInt) -> QuarryError {
+        report(error, address)
         return error
+    }
+
+    /// Counts a detected misuse or corruption in this cache and calls the heap's error
+    /// hook (if set). Never allocates; any context.
+    @inline(never)
+    func report(_ error: QuarryError, _ address: UInt) {
+        state.pointee.atomics.count(error)
+        heap.pointee.callErrorHook(error, state, address)
     }
 
     /// The slab of this cache whose object starts at `address`, or why there is none.

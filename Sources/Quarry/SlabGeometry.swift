@@ -30,6 +30,48 @@ struct SlabGeometry: Equatable {
     let reciprocal: UInt32
     /// `objectsPerSlab * objectSize`, precomputed for pointer validation.
     let objectSpan: UInt32
+    /// First byte of the red zone in each object (`CacheOptions.redZone`): the red zone
+    /// is `[redZoneStart, objectSize)`; `redZoneStart == objectSize` when there is none.
+    let redZoneStart: Int
+    /// 0 when slabs carve objects in address order (the carved ones are a prefix);
+    /// `UInt32.max` when they carve in a random permutation (`randomizeFreeSlots`),
+    /// so pointer validation accepts any object index and the bitmap decides.
+    let carvedFloor: UInt32
+
+    var hasRedZone: Bool { redZoneStart < objectSize }
+    var randomized: Bool { carvedFloor != 0 }
+
+    /// Bytes from object 0 in which a free link of a slab with `carved` objects may point.
+    @inline(__always)
+    func linkSpan(carved: UInt32) -> UInt {
+        randomized ? objectBytes : UInt(carved) &* UInt(objectSize)
+    }
+
+    /// Index of the `k`-th object a slab at `slabStart` carves: `k` itself, or in a
+    /// randomized cache `(first + k * step) mod objectsPerSlab`, where `first` and
+    /// `step` come from a hash of the slab's address and the cache secret. `step` is
+    /// a prime above the largest possible capacity (8192 objects: 64 KiB of 8-byte
+    /// objects), so it is coprime to `objectsPerSlab` and the sequence is a
+    /// permutation. O(1): one hash, two 32-bit remainders (no 64-bit helper on i686).
+    @inline(__always)
+    func carveIndex(_ k: UInt32, slabStart: UInt, secret: UInt) -> Int {
+        guard randomized else { return Int(k) }
+        var h = UInt32(truncatingIfNeeded: (slabStart >> UInt(Geometry.pageShift)) &* 0x9E37_79B1)
+        h ^= UInt32(truncatingIfNeeded: secret) ^ UInt32(truncatingIfNeeded: secret >> 16)
+        h = (h ^ (h >> 15)) &* 0x2C1B_3C6D
+        h ^= h >> 12
+        let primes: (UInt32, UInt32, UInt32, UInt32) = (8209, 8219, 8221, 8231)
+        let step: UInt32
+        switch h & 3 {
+        case 0: step = primes.0
+        case 1: step = primes.1
+        case 2: step = primes.2
+        default: step = primes.3
+        }
+        let cap = UInt32(truncatingIfNeeded: objectsPerSlab)
+        // k < cap <= 8192 and step < 8300: the product fits in 32 bits.
+        return Int((h >> 4) % cap &+ (k &* step) % cap) % Int(cap)
+    }
 
     var slabBytes: Int { slabPages << Geometry.pageShift }
     var slack: Int { slabBytes - objectsPerSlab * objectSize }
@@ -65,7 +107,7 @@ struct SlabGeometry: Equatable {
         guard offset < objectBytes else { return nil }
         // offset < objectBytes <= 2^16: the quotient is exact.
         let q = quotient(UInt32(truncatingIfNeeded: offset))
-        guard UInt(truncatingIfNeeded: q &* UInt32(truncatingIfNeeded: objectSize)) == offset, q < carved else {
+        guard UInt(truncatingIfNeeded: q &* UInt32(truncatingIfNeeded: objectSize)) == offset, q < carved | carvedFloor else {
             return nil
         }
         return q
@@ -81,13 +123,20 @@ struct SlabGeometry: Equatable {
     /// 1/`wasteDivisor` of its bytes; if none does, the one that wastes the least.
     /// `linkOutside` (type-stable caches) adds one granule after the caller's bytes
     /// for the free link, so a freed object keeps every byte its user wrote.
-    static func make(size: Int, alignment: Int, tuning: Tuning, linkOutside: Bool = false) throws(QuarryError) -> SlabGeometry {
+    /// `redZone` (`CacheOptions.redZone`) adds that many bytes (rounded up to the
+    /// granule) after the caller's bytes (and the outside link), filled with a pattern.
+    /// `randomized` carves each slab in a random permutation (`carveIndex`).
+    static func make(size: Int, alignment: Int, tuning: Tuning, linkOutside: Bool = false,
+                     redZone: Int = 0, randomized: Bool = false) throws(QuarryError) -> SlabGeometry {
         guard size > 0 else { throw .zeroSize }
         guard alignment > 0, alignment & (alignment - 1) == 0, alignment <= Geometry.pageSize else {
             throw .badAlignment
         }
         let linkOffset = linkOutside ? (size + Geometry.granule - 1) & ~(Geometry.granule - 1) : 0
-        let needed = linkOutside ? linkOffset + Geometry.granule : size
+        let zoneStart = linkOutside ? linkOffset + Geometry.granule : size
+        guard redZone >= 0, redZone <= Geometry.maxObjectSize else { throw .sizeTooLarge }
+        let zone = (redZone + Geometry.granule - 1) & ~(Geometry.granule - 1)
+        let needed = zoneStart + zone
         guard size <= Geometry.maxObjectSize, needed <= Geometry.maxObjectSize else { throw .sizeTooLarge }
         let align = max(alignment, Geometry.granule)
         let objectSize = (needed + align - 1) & ~(align - 1)
@@ -118,7 +167,8 @@ struct SlabGeometry: Equatable {
         let g = SlabGeometry(
             objectSize: objectSize, alignment: align, slabPages: chosen.pages,
             objectsPerSlab: chosen.objects, colorStep: step, colorCount: slack / step + 1,
-            linkOffset: linkOffset, reciprocal: reciprocal(of: objectSize), objectSpan: UInt32(chosen.objects * objectSize))
+            linkOffset: linkOffset, reciprocal: reciprocal(of: objectSize), objectSpan: UInt32(chosen.objects * objectSize),
+            redZoneStart: zone > 0 ? zoneStart : objectSize, carvedFloor: randomized ? UInt32.max : 0)
         g.validate()
         return g
     }
@@ -135,5 +185,6 @@ struct SlabGeometry: Equatable {
         precondition(slabBytes <= 1 << 16 && objectSize <= 1 << 16 && reciprocal == Self.reciprocal(of: objectSize),
                      "SlabGeometry: reciprocal out of its proved range")
         precondition(Int(objectSpan) == objectsPerSlab * objectSize, "SlabGeometry: object span")
+        precondition(redZoneStart <= objectSize && objectsPerSlab <= 8192, "SlabGeometry: red zone, capacity")
     }
 }

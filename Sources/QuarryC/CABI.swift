@@ -273,6 +273,24 @@ public func quarry_cache_stats(_ cache: OpaquePointer?, _ out: UnsafeMutablePoin
     c.slabs_created = s.slabsCreated
     c.slabs_released = s.slabsReleased
     c.errors = s.errors
+    c.cached_objects = s.cachedObjects
+    c.magazine_capacity = s.magazineCapacity
+    c.allocation_hits = s.allocationHits
+    c.allocation_misses = s.allocationMisses
+    c.free_hits = s.freeHits
+    c.free_misses = s.freeMisses
+    c.depot_exchanges = s.depotExchanges
+    c.refills = s.refills
+    c.flushes = s.flushes
+    withUnsafeMutableBytes(of: &c.errors_by_kind) { kinds in
+        // Sound: a C uint64_t[16] imports as a tuple of 16 UInt64, laid out as the array.
+        let words = kinds.bindMemory(to: UInt64.self)
+        var i = 0
+        while i < words.count {
+            if let e = QuarryError(rawValue: UInt8(16 + i)) { words[i] = s.count(of: e) }
+            i += 1
+        }
+    }
     out.pointee = c
     return QUARRY_OK
 }
@@ -359,6 +377,13 @@ public func quarry_error_name(_ error: quarry_error) -> UnsafePointer<CChar>! {
     }
     // Sound: a StaticString literal is stored NUL-terminated for its whole program lifetime.
     return UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self)
+}
+
+@c @implementation
+public func quarry_set_error_hook(_ hook: quarry_error_hook?) {
+    // Sound: both are C function pointers of (uint8_t, pointer, uintptr_t); the
+    // opaque quarry_cache * is the cache's handle, a raw pointer.
+    CABI.instance?.setErrorHook(hook.map { unsafeBitCast($0, to: ErrorHook.self) })
 }
 
 @c @implementation

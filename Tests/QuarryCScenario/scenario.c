@@ -13,11 +13,20 @@ const void *const quarry_c_functions[] = {
     F(quarry_free_sized), F(quarry_free_aligned_sized), F(quarry_calloc), F(quarry_realloc),
     F(quarry_aligned_alloc), F(quarry_posix_memalign), F(quarry_usable_size), F(quarry_shrink),
     F(quarry_cache_stats), F(quarry_heap_stats), F(quarry_slabinfo), F(quarry_last_error),
-    F(quarry_error_name), F(quarry_check_invariants),
+    F(quarry_error_name), F(quarry_check_invariants), F(quarry_set_error_hook),
 };
 const size_t quarry_c_function_count = sizeof quarry_c_functions / sizeof quarry_c_functions[0];
 
 static int failures;
+
+static int hook_calls;
+static uint8_t hook_last;
+static void count_hook(uint8_t error, quarry_cache *cache, uintptr_t address) {
+    (void)cache;
+    (void)address;
+    hook_calls++;
+    hook_last = error;
+}
 static void (*logger)(const char *);
 
 #define CHECK(cond) do { if (!(cond)) { failures++; logger("check failed: " #cond); } } while (0)
@@ -63,11 +72,18 @@ int quarry_c_scenario(void *arena, size_t size, void (*log)(const char *message)
     CHECK(cs.active_objects == 100 && cs.object_size == 40 && cs.requested_size == 40);
     CHECK(cs.name[0] == 'c' && cs.name[9] == 0);
     CHECK(cs.allocations == 100);
+    quarry_set_error_hook(count_hook);
     CHECK(quarry_cache_free(cache, (char *)objects[0] + 8) == QUARRY_ERR_INTERIOR_POINTER);
+    CHECK(hook_calls == 1 && hook_last == QUARRY_ERR_INTERIOR_POINTER);
     CHECK(quarry_cache_destroy(cache) == QUARRY_ERR_CACHE_NOT_EMPTY);
     for (int i = 0; i < 100; i++) CHECK(quarry_cache_free(cache, objects[i]) == QUARRY_OK);
     CHECK(quarry_cache_free(cache, objects[5]) == QUARRY_ERR_DOUBLE_FREE);
     CHECK(quarry_cache_stats(cache, &cs) == QUARRY_OK && cs.active_objects == 0 && cs.errors == 2);
+    CHECK(hook_calls == 2 && hook_last == QUARRY_ERR_DOUBLE_FREE);
+    quarry_set_error_hook(0);
+    CHECK(cs.errors_by_kind[QUARRY_ERR_DOUBLE_FREE - 16] == 1 && cs.errors_by_kind[QUARRY_ERR_INTERIOR_POINTER - 16] == 1);
+    CHECK(cs.allocation_hits + cs.allocation_misses == 100 && cs.free_hits + cs.free_misses == 100);
+    CHECK(cs.refills >= 1);
     quarry_cache_shrink(cache);
     CHECK(quarry_cache_destroy(cache) == QUARRY_OK);
     CHECK(quarry_cache_destroy(cache) == QUARRY_ERR_INVALID_CACHE);

@@ -32,7 +32,7 @@ import Testing
         while d <= Geometry.maxObjectSize {
             let g = SlabGeometry(objectSize: d, alignment: 8, slabPages: 16, objectsPerSlab: (1 << 16) / d,
                                  colorStep: 64, colorCount: 1, linkOffset: 0, reciprocal: SlabGeometry.reciprocal(of: d),
-                                 objectSpan: UInt32((1 << 16) / d * d))
+                                 objectSpan: UInt32((1 << 16) / d * d), redZoneStart: d, carvedFloor: 0)
             var k = 0
             while k * d <= 1 << 16 {
                 for offset in [k * d - 1, k * d, k * d + 1] where offset >= 0 && offset < 1 << 16 {
