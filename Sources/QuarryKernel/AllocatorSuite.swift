@@ -16,8 +16,8 @@ typealias KernelCache = SlabCache<X86Platform>
 ///
 /// The arena is split: most of it for the standard-geometry heap, a quarter for a
 /// tiny-geometry heap (slabs of 3 objects: every refill and release path runs
-/// constantly), 64 KiB for out-of-memory checks, 4 MiB for the SMP stress, and the
-/// last 2 MiB for the epoch suite.
+/// constantly), 64 KiB for out-of-memory checks, 4 MiB for the SMP stress, 256 KiB
+/// for the corruption suite, and the last 2 MiB for the epoch suite.
 func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     Console.printLine("== allocator suite")
     AllocatorChecks.geometryAtBoot()
@@ -25,7 +25,8 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     let epochBytes = 2 << 20
     let smallHeapBytes = (arenaSize / 4) & ~4095
     let smpBytes = 4 << 20
-    let mainBytes = arenaSize - tinyBytes - smallHeapBytes - smpBytes - epochBytes
+    let safetyBytes = 256 << 10
+    let mainBytes = arenaSize - tinyBytes - smallHeapBytes - smpBytes - epochBytes - safetyBytes
     let start = Clock.now()
     let main: KernelQuarry
     let small: KernelQuarry
@@ -67,8 +68,11 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     AllocatorChecks.leakAccounting(main, name: "alloc: main heap back to its first state")
     AllocatorChecks.leakAccounting(small, name: "alloc: tiny-slab heap back to its first state")
 
+    CorruptionSuite.run(base: arenaBase + mainBytes + smallHeapBytes + tinyBytes + smpBytes, size: safetyBytes)
     SMPStress.run(base: arenaBase + mainBytes + smallHeapBytes + tinyBytes, size: smpBytes)
     runEpochSuite(arenaBase: arenaBase + (arenaSize - epochBytes), arenaSize: epochBytes)
+    Console.printLine("alloc: stats snapshot at exit: slabinfo of the main heap")
+    main.printSlabinfo()
 }
 
 /// Runs inside every timer interrupt on every CPU, interrupts disabled, FPU state
