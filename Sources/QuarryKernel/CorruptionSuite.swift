@@ -28,18 +28,24 @@ enum CorruptionSuite {
     /// One report of `error` at `address` since the last reset, and nothing else.
     static func reportedOnce(_ error: QuarryError) -> Bool { calls == 1 && last == error.rawValue }
 
-    /// Runs every scenario on a heap over `[base, base + size)`.
+    /// Runs every scenario on two heaps over `[base, base + size)`: the flipped-link
+    /// scenario leaves a cut free list behind (its objects are lost, which the checked
+    /// build's whole-heap invariant walks would trap on), so it gets the last 64 KiB.
     static func run(base: UnsafeMutableRawPointer, size: Int) {
+        let linkBytes = 64 << 10
         let q: KernelQuarry
+        let linkHeap: KernelQuarry
         do throws(QuarryError) {
-            q = try KernelQuarry.initialize(base: base, size: size)
+            q = try KernelQuarry.initialize(base: base, size: size - linkBytes)
+            linkHeap = try KernelQuarry.initialize(base: base + (size - linkBytes), size: linkBytes)
         } catch {
             TestHarness.fail("safety: initialize") { Console.print(error.name) }
             return
         }
         q.setErrorHook(hook)
-        misuseThroughPerCPUPath(q, neverUsed: base + (size - 4096))
-        flippedLink(q)
+        linkHeap.setErrorHook(hook)
+        misuseThroughPerCPUPath(q, neverUsed: base + (size - linkBytes - 4096))
+        flippedLink(linkHeap)
         writePastObject(q)
         writeAfterFree(q)
         randomizedCarving(q)
