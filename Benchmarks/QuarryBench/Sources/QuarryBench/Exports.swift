@@ -3,6 +3,9 @@
 
 import CQuarryBench
 import Quarry
+#if canImport(Glibc)
+import Glibc
+#endif
 
 typealias BenchQuarry = Quarry<BenchPlatform>
 typealias BenchCache = SlabCache<BenchPlatform>
@@ -31,11 +34,29 @@ func cacheHandle(_ raw: UnsafeMutableRawPointer) -> BenchCache { unsafeBitCast(r
     }
 }
 
+/// CacheOptions from QUARRY_BENCH_OPTIONS (comma-separated: poison, redzone, zero,
+/// random), to measure each option's cost (docs/safety.md). Unset: all off.
+func benchOptions() -> CacheOptions {
+    var o = CacheOptions()
+    guard let raw = getenv("QUARRY_BENCH_OPTIONS") else { return o }
+    let text = String(cString: raw)
+    for word in text.split(separator: ",") {
+        switch word {
+        case "poison": o.poison = true
+        case "redzone": o.redZone = 8
+        case "zero": o.zeroOnAllocate = true; o.zeroOnFree = true
+        case "random": o.randomizeFreeSlots = true
+        default: break
+        }
+    }
+    return o
+}
+
 /// A new cache of `size`-byte objects, or nil (the error is printed).
 @c public func qb_cache_create(_ size: Int) -> UnsafeMutableRawPointer? {
     guard let q = benchQuarry else { return nil }
     do {
-        let cache = try q.createCache(name: "bench", size: size)
+        let cache = try q.createCache(name: "bench", size: size, options: benchOptions())
         return unsafeBitCast(cache, to: UnsafeMutableRawPointer.self)
     } catch {
         return nil
