@@ -32,32 +32,48 @@ public struct ValidationReport: Sendable, Equatable {
 }
 
 extension SlabCache {
-    // MARK: Byte patterns (word stores; no call to memset)
+    // MARK: Byte patterns (a word at a time; no call to memset)
 
+    /// `byte` repeated in every byte of a word.
+    @inline(__always)
+    static func pattern(_ byte: UInt8) -> UInt { UInt.max / 0xFF &* UInt(byte) }
+
+    /// Fills `[start, start + count)` with `byte`. `start` is granule-aligned. The
+    /// stores are relaxed atomic stores (plain `mov`s) so that the optimiser does not
+    /// turn the loop into a call to `memset`: the fast path stays call-free.
     @inline(__always)
     static func fill(_ start: UInt, _ count: Int, _ byte: UInt8) {
-        // Sound: the callers pass a range inside one object of a live slab of this cache.
-        let p = UnsafeMutableRawPointer(bitPattern: start).unsafelyUnwrapped
+        let word = MemoryLayout<UInt>.size
+        let w = pattern(byte)
         var i = 0
+        while i + word <= count {
+            // Sound: the callers pass a range inside one object of a live slab of this
+            // cache, word-aligned at `start` (objects are granule-aligned).
+            UnsafeMutableRawPointer(bitPattern: start &+ UInt(i)).unsafelyUnwrapped
+                .assumingMemoryBound(to: Atomic<UInt>.self).pointee.store(w, ordering: .relaxed)
+            i += word
+        }
         while i < count {
-            p.storeBytes(of: byte, toByteOffset: i, as: UInt8.self)
+            UnsafeMutableRawPointer(bitPattern: start &+ UInt(i)).unsafelyUnwrapped
+                .assumingMemoryBound(to: Atomic<UInt8>.self).pointee.store(byte, ordering: .relaxed)
             i += 1
         }
     }
 
-    /// True if `[start, start + count)` holds `byte`, skipping `[skip, skip + word)`.
+    /// True if `[start, start + count)` holds `byte`, skipping the word at offset `skip`.
     @inline(__always)
     static func holds(_ start: UInt, _ count: Int, _ byte: UInt8, skip: Int = -1) -> Bool {
         // Sound: as in `fill`.
         let p = UnsafeRawPointer(bitPattern: start).unsafelyUnwrapped
         let word = MemoryLayout<UInt>.size
+        let w = pattern(byte)
         var i = 0
+        while i + word <= count {
+            if i != skip && p.load(fromByteOffset: i, as: UInt.self) != w { return false }
+            i += word
+        }
         while i < count {
-            if i == skip {
-                i += word
-                continue
-            }
-            if p.load(fromByteOffset: i, as: UInt8.self) != byte { return false }
+            if (i < skip || i >= skip + word) && p.load(fromByteOffset: i, as: UInt8.self) != byte { return false }
             i += 1
         }
         return true
