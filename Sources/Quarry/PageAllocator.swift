@@ -38,6 +38,12 @@ struct PageAllocator {
     /// The malloc front's spans (runs handed out whole), counted here because the
     /// page lock guards them too.
     var spans = SpanCounters()
+    #if QUARRY_CHECKED
+    /// Fault injection (tests): when > 0, the request that brings it to 0 fails.
+    var failCountdown = 0
+    /// Requests failed by injection.
+    var injectedFailures = 0
+    #endif
 
     init(map: PageMap, bitmap: AllocationBitmap) {
         self.map = map
@@ -58,6 +64,16 @@ struct PageAllocator {
     /// releasing the page lock).
     mutating func allocate(_ count: Int) -> PageNumber? {
         precondition(count > 0, "Quarry: page run of zero pages")
+        #if QUARRY_CHECKED
+        if failCountdown > 0 {
+            failCountdown -= 1
+            if failCountdown == 0 {
+                injectedFailures += 1
+                failures += 1
+                return nil
+            }
+        }
+        #endif
         if let run = takeFreeRun(atLeast: count) {
             let length = Int(map[run].pages)
             if length > count { insertRun(run + count, length - count) }
