@@ -4,11 +4,15 @@
 // i686/x86_64-unknown-none-elf are built from the same sources by the Makefile.
 import PackageDescription
 
+// QUARRY_ASAN=1 (make test-asan, with --sanitize=address): Quarry poisons free objects
+// and spans through the CQuarryASan shim (docs/testing.md). Off, the shim is not built.
+let asan = Context.environment["QUARRY_ASAN"] == "1"
+
 let checked: [SwiftSetting] = [
     // Checked builds compile every `checkInvariants()` walk in; tests run them
     // after every mutating operation.
     .define("QUARRY_CHECKED", .when(configuration: .debug)),
-]
+] + (asan ? [.define("QUARRY_ASAN")] : [])
 
 let package = Package(
     name: "Quarry",
@@ -19,7 +23,7 @@ let package = Package(
         .library(name: "QuarryC", targets: ["QuarryC"]),
     ],
     targets: [
-        .target(name: "Quarry", swiftSettings: checked),
+        .target(name: "Quarry", dependencies: asan ? ["CQuarryASan"] : [], swiftSettings: checked),
         // include/quarry.h as a Clang module, so the C ABI implements it with @c @implementation.
         .systemLibrary(name: "CQuarryHeader", path: "include"),
         .target(name: "QuarryC", dependencies: ["Quarry", "CQuarryHeader"], swiftSettings: checked),
@@ -44,5 +48,5 @@ let package = Package(
             dependencies: ["QuarryC", "QuarryCScenario", "CQuarryHeader", "Quarry"],
             swiftSettings: checked
         ),
-    ]
+    ] + (asan ? [.target(name: "CQuarryASan")] : [])
 )

@@ -123,6 +123,7 @@ extension SlabCache {
         h.pointee.bumpLimit.store(pages.pointee.bump.raw, ordering: .releasing)
         h.pointee.release(h.pointee.pageLock, P.self, saved)
         guard let page else { return nil }
+        AddressSanitizer.unpoison(h.pointee.arena.address(of: page), g.slabPages << Geometry.pageShift)
         let map = h.pointee.map
         map[page].setSlabHead(color: g.color(slabs.pointee.nextColor), pages: g.slabPages,
                               head: page, cache: UInt(bitPattern: state))

@@ -85,6 +85,7 @@ public struct SlabCache<P: Platform> {
     func handOut(_ object: UInt) throws(QuarryError) -> UnsafeMutableRawPointer {
         hook(.allocateHandOut)
         guard state.pointee.bitmap.markAllocated(object) else { throw handOutCorrupt(object) }
+        unpoisonHandedOut(object)
         if state.pointee.objectWork { checkOnAllocate(object) }
         // Sound: the address is an object of a live slab of this cache (it came from a
         // magazine, a reserve or a slab of this cache) and is now marked allocated.
@@ -119,6 +120,7 @@ public struct SlabCache<P: Platform> {
         if case .failure(let error) = locate(address) { throw refuse(error, address) }
         guard state.pointee.bitmap.markFree(address) else { throw refuse(.doubleFree, address) }
         if state.pointee.objectWork { checkOnFree(address) }
+        poisonFreed(address)
         hook(.freeValidated)
         let saved = P.disableInterrupts()
         hook(.freeMasked)

@@ -73,6 +73,7 @@ struct Span<P: Platform> {
         heap.pointee.bumpLimit.store(allocator.pointee.bump.raw, ordering: .releasing)
         heap.pointee.release(heap.pointee.pageLock, P.self, saved)
         guard let page else { return .failure(.outOfMemory) }
+        AddressSanitizer.unpoison(heap.pointee.arena.address(of: page), pages << Geometry.pageShift)
         return .success(Span(heap: heap, page: page))
     }
 
@@ -87,6 +88,7 @@ struct Span<P: Platform> {
             return .freePage
         }
         let n = pages
+        AddressSanitizer.poison(heap.pointee.arena.address(of: page), n << Geometry.pageShift)
         let allocator = heap.pointee.pages
         allocator.pointee.free(page, n)
         allocator.pointee.spans.live -= 1
@@ -107,6 +109,7 @@ struct Span<P: Platform> {
         let n = pages
         precondition(newPages > 0 && newPages < n, "Span: shrink outside 1 ..< pages")
         heap.pointee.map[page].setPages(UInt32(newPages))
+        AddressSanitizer.poison(heap.pointee.arena.address(of: page + newPages), (n - newPages) << Geometry.pageShift)
         let allocator = heap.pointee.pages
         allocator.pointee.free(page + newPages, n - newPages)
         allocator.pointee.spans.pages -= n - newPages
