@@ -301,6 +301,7 @@ test: deps
 	@$(MAKE) --no-print-directory header-test
 	@$(MAKE) --no-print-directory host-test
 	@$(MAKE) --no-print-directory host-tsan
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory qemu-test
 	@$(MAKE) --no-print-directory budgets
 
@@ -328,3 +329,5 @@ clean:
 
 # make bench, make budgets (Benchmarks/Makefile.inc; budgets also run in make test).
 include Benchmarks/Makefile.inc
+# make fuzz, fuzz-smoke, test-asan (Tests/Makefile.inc; fuzz-smoke also runs in make test).
+include Tests/Makefile.inc
