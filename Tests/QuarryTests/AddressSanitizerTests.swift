@@ -60,14 +60,15 @@ struct AddressSanitizerTests {
         Self.expectPoisonReport(result)
     }
 
-    @Test("a read after free of a malloc front span is reported by ASan")
+    @Test("a read and write after free of a malloc front span is reported by ASan")
     func useAfterFreeOfSpan() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let arena = TestArena(size: 4 << 20)
             let q = try! arena.quarry()
             let p = try! q.front.malloc(100_000)
             try! q.front.free(p)
-            print(p.load(fromByteOffset: 5000, as: UInt8.self))
+            let stray = p.load(fromByteOffset: 5000, as: UInt64.self)
+            p.storeBytes(of: stray, toByteOffset: 5000, as: UInt64.self)
         }
         Self.expectPoisonReport(result)
     }
