@@ -13,8 +13,9 @@ import CQuarryASan
 ///   Quarry reads and writes while the object is free (FreeLink; a stray write there is
 ///   caught as `.corruptFreeList` instead);
 /// - the pages of a freed span, and the pages a span gives back when it shrinks.
-/// Not poisoned: type-stable caches (readers may read freed objects by design), the
-/// internal caches, slab slack and never-carved objects. A new slab and a new span are
+/// Not poisoned: type-stable caches (readers may read freed objects by design), caches
+/// with the `poison` option (Quarry checks their freed bytes itself, and `validate()`
+/// reads them), the internal caches, slab slack and never-carved objects. A new slab and a new span are
 /// unpoisoned as a whole, so pages reused from an old slab or span start clean.
 enum AddressSanitizer {
     /// True when the build calls the shim (it may still be a no-op without ASan).
@@ -65,7 +66,7 @@ extension SlabCache {
     @inline(__always)
     func poisonFreed(_ address: UInt) {
         #if QUARRY_ASAN && !hasFeature(Embedded)
-        guard !state.pointee.typeStable, !state.pointee.isInternal else { return }
+        guard !state.pointee.typeStable, !state.pointee.isInternal, !state.pointee.options.poison else { return }
         let g = geometry
         let link = g.linkOffset
         AddressSanitizer.poison(address, link)
