@@ -9,19 +9,6 @@ import Testing
 import Glibc
 #endif
 
-/// SplitMix64: small, seedable, and the same on every platform.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Seeds: fixed ones, one fresh per run, or only QUARRY_SEED when it is set.
 let modelSeeds: [UInt64] = {
     if let text = getenv("QUARRY_SEED"), let seed = UInt64(String(cString: text)) { return [seed] }
@@ -40,7 +27,7 @@ struct MallocModel {
     let seed: UInt64
     let q: Quarry<HostPlatform>
     var f: MallocFront<HostPlatform> { q.front }
-    var rng: SplitMix64
+    var rng: SeededGenerator
     var live: [Block] = []
     var nextCookie: UInt8 = 1
     var failures = 0
@@ -48,7 +35,7 @@ struct MallocModel {
     init(seed: UInt64, quarry: Quarry<HostPlatform>) {
         self.seed = seed
         self.q = quarry
-        rng = SplitMix64(seed: seed)
+        rng = SeededGenerator(seed: seed)
     }
 
     func fail(_ message: String, sourceLocation: SourceLocation = #_sourceLocation) {
