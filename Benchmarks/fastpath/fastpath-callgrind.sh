@@ -5,11 +5,11 @@
 # exit cancel out). Fails if the pair made any call (the fast path must not call) or
 # costs more than MAX_PER_PAIR instructions.
 set -eu
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 SWIFTC=${SWIFTC:-/opt/swift/usr/bin/swiftc}
 OUT=${OUT:-/tmp/quarry-fastpath-bench}
 MAX_PER_PAIR=${MAX_PER_PAIR:-110}
-"$SWIFTC" -O -wmo -parse-as-library -module-name Quarry Sources/Quarry/*.swift scripts/fastpath-bench.swift -o "$OUT"
+"$SWIFTC" -O -wmo -parse-as-library -module-name Quarry Sources/Quarry/*.swift Benchmarks/fastpath/fastpath-bench.swift -o "$OUT"
 run() {
     valgrind --tool=callgrind --callgrind-out-file="$2" "$OUT" "$1" 2>&1 |
         sed -n 's/.*Collected : \([0-9]*\).*/\1/p'

@@ -1,6 +1,6 @@
 // fastpath-bench.swift: a host loop of allocate+free pairs on one cache, compiled into the
 // Quarry module (so the fast path is specialised and inlined as in a kernel build) only by
-// scripts/fastpath-callgrind.sh. Usage: fastpath-bench PAIRS
+// Benchmarks/fastpath/fastpath-callgrind.sh. Usage: fastpath-bench PAIRS
 
 @main
 enum FastPathBench {

@@ -3,10 +3,10 @@
 # points (SingleCPUPlatform: the platform's own masking and CPU index add `pushf; pop;
 # cli` / `push; popf` and a `%fs` load) and prints the disassembly of allocate and free.
 set -eu
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 BIN=${SWIFT_BIN:-/opt/swift/usr/bin}
 OUT=${OUT:-/tmp/quarry-fastpath-probe.o}
 "$BIN/swiftc" -target i686-unknown-none-elf -enable-experimental-feature Embedded -wmo -parse-as-library \
     -Osize -Xfrontend -disable-stack-protector -Xfrontend -function-sections -Xfrontend -no-allocations \
-    -module-name Quarry -c Sources/Quarry/*.swift scripts/fastpath-probe.swift -o "$OUT"
+    -module-name Quarry -c Sources/Quarry/*.swift Benchmarks/fastpath/fastpath-probe.swift -o "$OUT"
 "$BIN/llvm-objdump" -dr --no-show-raw-insn --disassemble-symbols=quarry_probe_allocate,quarry_probe_free "$OUT"
