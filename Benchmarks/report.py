@@ -349,8 +349,10 @@ def memory(build, out):
                          f"({float(c['worst_waste_pct']):.1f}%) | {c['objects_per_slab']} | {c['pages_per_slab']} | "
                          f"{c['slab_slack_bytes']} B |")
     lines += ["", "Start-up cost for a 16 MiB against a 1 GiB arena: instruction counts in instructions.md.", "",
-              "## Awaiting the per-CPU layer (issue 3)", "",
-              "- The bound of memory held in per-CPU magazines and the depot.", ""]
+              "## Memory held by the per-CPU layer and the depot", "",
+              "Per cache, at most `maxCPUs x (2 x magazineCapacity + 4) + depotFullLimit x magazineCapacity`",
+              "objects (`CacheStatistics.perCPUBoundObjects`/`Bytes`, slabinfo column `bound_kb`); the",
+              "formula and worked figures are in docs/design.md, \"Memory bound\".", ""]
     open(os.path.join(out, "memory.md"), "w").write("\n".join(lines) + "\n")
 
 
