@@ -169,6 +169,12 @@ public struct MallocFront<P: Platform> {
     @inline(__always)
     public func free(_ pointer: UnsafeMutableRawPointer?) throws(QuarryError) {
         guard let pointer else { return }
+        if let cache = classCacheOfSlabHead(UInt(bitPattern: pointer)) {
+            // The common case: `SlabCache.free` validates the pointer in full (alignment,
+            // bounds, owner, object boundary, bitmap), so the front does not look again.
+            try cache.free(pointer)
+            return
+        }
         switch try resolve(UInt(bitPattern: pointer), live: false) {
         case .object(let cache, _):
             try cache.free(pointer)
@@ -225,6 +231,27 @@ public struct MallocFront<P: Platform> {
     /// must also be allocated and start on an object boundary (without it,
     /// `SlabCache.free` checks that). Every refusal is counted: by the class cache when
     /// the address lies in one of its slabs, else by the front. O(1).
+    /// The class cache of `address` when it lies in the first page of a live slab of a
+    /// class cache, else nil (then `resolve` decides, and names any error). Reads only
+    /// what the cache's own `free` reads again; no error is recorded here.
+    @inline(__always)
+    func classCacheOfSlabHead(_ address: UInt) -> SlabCache<P>? {
+        let h = heap
+        let dataOffset = address &- h.pointee.arena.dataStart
+        guard address & UInt(Geometry.granule - 1) == 0, dataOffset < h.pointee.arena.dataBytes else { return nil }
+        let page = PageNumber(UInt32(truncatingIfNeeded: dataOffset >> UInt(Geometry.pageShift)))
+        guard page.raw < h.pointee.bumpLimit.load(ordering: .acquiring) else { return nil }
+        let d = h.pointee.map[page]
+        guard PageEntry.kind(of: d.shape) == .slab,
+              let state = UnsafeMutablePointer<CacheState>(bitPattern: d.cache) else { return nil }
+        // Sound: a live slab's descriptor names its live cache's state.
+        let size = state.pointee.geometry.objectSize
+        guard size <= SizeClasses.largest,
+              h.pointee.front.classes[SizeClasses.index(forSize: size)].load(ordering: .acquiring) == d.cache
+        else { return nil }
+        return SlabCache<P>(state: state)
+    }
+
     func resolve(_ address: UInt, live: Bool) throws(QuarryError) -> Block {
         let h = heap
         guard address & UInt(Geometry.granule - 1) == 0 else { return try refuse(.misaligned) }
