@@ -15,7 +15,10 @@
 #   make qemu-test    boot i686 and x86_64: the Swift kernel with -smp 1 and -smp 4, the C
 #                     kernel with -smp 1; a boot passes only on exit 67 and "N passed,
 #                     0 failed" (ARCH=... on the command line: that architecture only)
-#   make deps         check for (or, as root, install) qemu-system-i386/-x86_64 and 32-bit libgcc
+#   make deps         .ci/deps: check each tool by using it (gcc -m32 builds and runs a 64-bit
+#                     division, qemu-system-i386/-x86_64, valgrind, make); as root, install
+#                     what fails (gcc-multilib, qemu-system-x86, valgrind)
+#   make deps-test    Tests/deps-test.sh: .ci/deps against simulated missing tools
 #   make clean
 #
 # ARCH is i686 (the default) or x86_64; every output goes under build/$(ARCH)/.
@@ -118,7 +121,7 @@ QEMU_TIMEOUT ?= 150
 QEMU_PASS := 67
 QEMU_FAIL := 69
 
-.PHONY: all kernel ckernel lib run run-c test header-test host-test host-tsan qemu-test qemu-boot deps clean FORCE
+.PHONY: all kernel ckernel lib run run-c test header-test host-test host-tsan qemu-test qemu-boot deps deps-test clean FORCE
 all: kernel ckernel
 
 lib: $(BUILD)/libquarry.a
@@ -299,29 +302,20 @@ host-tsan:
 
 test: deps
 	@$(MAKE) --no-print-directory header-test
+	@$(MAKE) --no-print-directory deps-test
 	@$(MAKE) --no-print-directory host-test
 	@$(MAKE) --no-print-directory host-tsan
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory qemu-test
 	@$(MAKE) --no-print-directory budgets
 
+# The one dependency check (also run by .ci/run); GCC as for the build.
 deps:
-	@echo "== deps: qemu-system-i386, qemu-system-x86_64 and 32-bit libgcc"
-	@missing=""; \
-	{ command -v qemu-system-i386 && command -v qemu-system-x86_64; } > /dev/null 2>&1 || \
-		missing="$$missing qemu-system-x86"; \
-	lg=$$($(GCC) -m32 -print-libgcc-file-name 2>/dev/null); \
-	{ [ -n "$$lg" ] && [ -f "$$lg" ]; } || missing="$$missing gcc-multilib"; \
-	if [ -z "$$missing" ]; then echo "== deps: ok"; exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then \
-		echo "== deps: installing$$missing"; \
-		DEBIAN_FRONTEND=noninteractive apt-get update && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y$$missing; \
-	else \
-		echo "== deps: missing packages; install them with:"; \
-		echo "   sudo apt-get install -y$$missing"; \
-		exit 1; \
-	fi
+	@GCC='$(GCC)' bash .ci/deps
+
+deps-test:
+	@echo "== deps-test: Tests/deps-test.sh (.ci/deps with gcc-multilib, valgrind, QEMU missing)"
+	@GCC='$(GCC)' bash Tests/deps-test.sh
 
 clean:
 	@echo "== clean"
