@@ -56,6 +56,33 @@ extension UnsafeMutablePointer where Pointee == CPUCache {
         // `countersOffset` (CacheState.initialize).
         (UnsafeMutableRawPointer(self) + CPUCache.countersOffset).assumingMemoryBound(to: CPUCounters.self)
     }
+
+    /// The slot's *in use* marker (see "The in-use marker" above).
+    @inline(__always)
+    var marker: UnsafeMutablePointer<Atomic<UInt>> {
+        // Sound: the marker word sits at `markerOffset` in every slot, zeroed by
+        // CacheState.initialize, and is only ever accessed as an atomic.
+        (UnsafeMutableRawPointer(self) + CPUCache.markerOffset).assumingMemoryBound(to: Atomic<UInt>.self)
+    }
+
+    /// Claims the slot for the calling code: false if it is already claimed (the
+    /// caller interrupted, or was re-entered from, code of its own CPU that holds it).
+    /// Two plain `mov`s and a branch; the fence only stops the compiler from moving
+    /// the slot's accesses above the claim (it emits no instruction on x86).
+    @inline(__always)
+    func claim() -> Bool {
+        guard marker.pointee.load(ordering: .relaxed) == 0 else { return false }
+        marker.pointee.store(1, ordering: .relaxed)
+        atomicMemoryFence(ordering: .acquiringAndReleasing)
+        return true
+    }
+
+    /// Gives the slot up (one plain `mov`); the fence keeps the slot's accesses above it.
+    @inline(__always)
+    func unclaim() {
+        atomicMemoryFence(ordering: .acquiringAndReleasing)
+        marker.pointee.store(0, ordering: .relaxed)
+    }
 }
 
 /// A counter with one writer (its CPU, interrupts masked) and any number of readers:
@@ -109,10 +136,13 @@ struct CPUCache {
         previous = sentinel
     }
 
-    /// Offset of the slot's CPUCounters.
-    static var countersOffset: Int {
+    /// Offset of the slot's in-use marker word.
+    static var markerOffset: Int {
         (MemoryLayout<CPUCache>.stride + MemoryLayout<UInt>.alignment - 1) & ~(MemoryLayout<UInt>.alignment - 1)
     }
+
+    /// Offset of the slot's CPUCounters.
+    static var countersOffset: Int { markerOffset + MemoryLayout<UInt>.stride }
 
     /// Bytes between consecutive CPUs' slots: whole cache lines.
     static var slotStride: Int {

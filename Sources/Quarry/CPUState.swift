@@ -21,7 +21,9 @@ struct LockMode: Equatable {
 /// One CPU's record in one heap, one cache line per CPU.
 ///
 /// Concurrency: written only by its CPU, with interrupts masked (inside `acquire`
-/// and `release`), and read only by its CPU: a plain word.
+/// and `release`), and read only by its CPU: a plain word. An NMI handler that runs
+/// between the load and the store of an update takes and gives back its own locks,
+/// so it leaves the word as it found it.
 ///
 /// Invariant: `locksHeld` is the number of Quarry locks of this heap the CPU holds
 /// (0 at quiescence, checked by Quarry.checkInvariants).
@@ -49,17 +51,24 @@ extension HeapState {
 
     /// Takes `lock` the way `mode` allows; nil only in `.tryOnly` mode when it is held.
     /// Every Quarry lock is taken through here, so `locksHeld` is exact.
+    ///
+    /// The count covers the whole time the lock may be held: it goes up (interrupts
+    /// masked) before the lock is taken and down after it is released, so an NMI that
+    /// lands anywhere in between sees `locksHeld > 0` and only tries locks: it can
+    /// never spin on a lock its own CPU holds.
     @inline(__always)
     func acquire<P: Platform>(_ lock: borrowing SpinLock, _: P.Type, _ mode: LockMode) -> InterruptState? {
-        let saved: InterruptState
+        let saved = P.disableInterrupts()
+        let cpu = cpuState(P.cpuIndex)
+        cpu.pointee.locksHeld += 1
         if mode == .spin {
             assert(!lock.isHeldByCurrentCPU(P.self), "Quarry: a CPU waits for a lock it holds")
-            saved = lock.acquire(P.self)
-        } else {
-            guard let s = lock.tryAcquire(P.self) else { return nil }
-            saved = s
+            lock.acquireMasked(P.self)
+        } else if !lock.tryAcquireMasked(P.self) {
+            cpu.pointee.locksHeld -= 1
+            P.restoreInterrupts(saved)
+            return nil
         }
-        cpuState(P.cpuIndex).pointee.locksHeld += 1
         return saved
     }
 
@@ -89,8 +98,9 @@ extension HeapState {
 
     @inline(__always)
     func release<P: Platform>(_ lock: borrowing SpinLock, _: P.Type, _ saved: InterruptState) {
+        lock.releaseMasked(P.self)
         cpuState(P.cpuIndex).pointee.locksHeld -= 1
-        lock.release(P.self, saved)
+        P.restoreInterrupts(saved)
     }
 
     /// Traps when the calling CPU holds a Quarry lock: the operation calling this is not

@@ -7,7 +7,9 @@
 import Synchronization
 
 /// A constructor runs once on each object when its slab carves it (Bonwick's
-/// constructed state): objects must be freed in their constructed state. It runs
+/// constructed state): objects must be freed in their constructed state, and Quarry
+/// keeps it: a cache with a constructor keeps the free link and the cached mark past
+/// the caller's bytes (`geometry.linkOffset`, one more granule per object), as SLUB does. It runs
 /// during a refill, under the cache lock with interrupts masked: keep it short; a
 /// constructor that calls Quarry gets the re-entrant (`.tryOnly`) behaviour.
 public typealias ObjectConstructor = @convention(c) (UnsafeMutableRawPointer) -> Void
@@ -88,6 +90,15 @@ struct CacheAtomics: ~Copyable {
     /// without it (allocate: `.outOfMemory`; free: `.busy`), plus frees parked in a reserve.
     let nolockRefusals = Atomic<UInt>(0)
     let nolockParked = Atomic<UInt>(0)
+    /// Allocations and frees served by the nested path (a call that found its CPU's
+    /// slot claimed: an interrupt or NMI handler that landed inside Quarry on the same
+    /// CPU, or a constructor): straight from and to the slabs, never the slot.
+    let nestedAllocations = Atomic<UInt>(0)
+    let nestedFrees = Atomic<UInt>(0)
+    /// Second copies of an object found in the per-CPU layer when it went back to its
+    /// slab (two frees raced past the hit path's checks): dropped, and counted as
+    /// allocations so that `active` stays exact.
+    let droppedDuplicates = Atomic<UInt>(0)
     /// Refused frees and detected corruption, by kind (index: `QuarryError.rawValue - 16`,
     /// `.outsideArena` ... `.useAfterFree`).
     let errors: InlineArray<12, Atomic<UInt>> = InlineArray { _ in Atomic<UInt>(0) }
@@ -156,8 +167,10 @@ struct CacheAtomics: ~Copyable {
 /// Invariants (checked by `SlabCache.checkInvariants` at quiescence):
 /// - `counters.inUse == Σ slab.inUse` over all three lists
 /// - `counters.inUse == active + cached`, where `active` = Σ per-CPU (allocHits +
-///   allocMisses - freeHits - freeMisses) and `cached` = objects in every CPU's
-///   magazines and reserve plus the depot's full magazines
+///   allocMisses - freeHits - freeMisses) + nestedAllocations + droppedDuplicates -
+///   nestedFrees, and `cached` = objects in every CPU's magazines and reserve plus the
+///   depot's full magazines
+/// - bits set in the allocation bitmap over the cache's slabs == `counters.inUse`
 /// - `total slabs == counters.slabsCreated - counters.slabsReleased`
 /// - `empty.count <= emptySlabReserve` after every free (unless a trim is due)
 ///
@@ -172,6 +185,10 @@ struct CacheState: ~Copyable {
     let depotLock = SpinLock()
     /// `CacheState.liveMagic` while the cache exists; cleared by destroy.
     let magic = Atomic<UInt32>(CacheState.liveMagic)
+    /// `CacheState.userHandleMagic` while the cache may be named by a C handle: set
+    /// by the public `createCache`, cleared by destroy; 0 for the malloc front's class
+    /// caches and the internal caches. The C ABI's O(1) handle check.
+    let handleMagic = Atomic<UInt32>(0)
     let name: CacheName
     let requestedSize: Int
     let geometry: SlabGeometry
@@ -197,6 +214,7 @@ struct CacheState: ~Copyable {
     let atomics = CacheAtomics()
 
     static let liveMagic: UInt32 = 0x5141_5259  // "QARY"
+    static let userHandleMagic: UInt32 = 0x4843_4151  // "QACH"
 
     init(name: CacheName, size: Int, geometry: SlabGeometry, constructor: ObjectConstructor?,
          secret: UInt, heap: UnsafeMutablePointer<HeapState>, magazineCapacity: Int, isInternal: Bool,
@@ -272,6 +290,7 @@ struct CacheState: ~Copyable {
         while i < maxCPUs {
             let slot = memory + cpuAreaOffset + i * CPUCache.slotStride
             slot.bindMemory(to: CPUCache.self, capacity: 1).initialize(to: CPUCache(sentinel: sentinel))
+            (slot + CPUCache.markerOffset).bindMemory(to: Atomic<UInt>.self, capacity: 1).initialize(to: Atomic<UInt>(0))
             (slot + CPUCache.countersOffset).bindMemory(to: CPUCounters.self, capacity: 1).initialize(to: CPUCounters())
             i += 1
         }

@@ -636,7 +636,7 @@ extension SlabCache {
     func allocatedObjectError(_ address: UInt) -> QuarryError? {
         switch locate(address) {
         case .failure(let error): return error
-        case .success: return heap.pointee.bitmap.isAllocated(address) ? nil : .doubleFree
+        case .success: return isUserHeld(address) ? nil : .doubleFree
         }
     }
 }

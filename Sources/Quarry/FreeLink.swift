@@ -1,5 +1,9 @@
-// FreeLink: the only code that reads or writes the link word inside a free object.
-// Neighbours: Slab (its only caller). Hardening (encoding) and bounds checks live here.
+// FreeLink: the only code that reads or writes the link word inside a free object: the
+// slab free list's encoded link, and the *cached mark* of an object freed into the
+// per-CPU layer. Neighbours: Slab (the links), SlabCache (the mark, on the hit paths).
+// Hardening (encoding) and bounds checks live here.
+
+import Synchronization
 
 /// A free object's first word holds the address of the next free object of its slab,
 /// stored encoded as `next ^ secret ^ address-of-the-link` (SLUB's hardened free
@@ -28,5 +32,33 @@ enum FreeLink {
         let next = UnsafeMutablePointer<UInt>(bitPattern: object &+ UInt(offset))!.pointee ^ secret ^ object
         if next == 0 || next &- low < span { return next }
         return nil
+    }
+
+    // MARK: The cached mark
+
+    /// The word a free puts in an object it gives to the per-CPU layer: `object ^
+    /// secret ^ 1`. No link equals it (a link is `next ^ secret ^ object` with `next`
+    /// 0 or granule-aligned, never 1), and without the secret a user cannot write it
+    /// by chance: a free that finds it is a double free (the object is already cached).
+    @inline(__always)
+    static func mark(of object: UInt, secret: UInt) -> UInt { object ^ secret ^ 1 }
+
+    /// The link word of `object`, read with a relaxed atomic load: the word is the
+    /// caller's (a free of its own object), or Quarry's (a double free of a cached
+    /// object); a relaxed load is never a data race with a user's later writes.
+    @inline(__always)
+    static func word(of object: UInt, offset: Int) -> UInt {
+        // Sound: `object` is an object of a live slab (validated by the caller) and a
+        // word at `offset` lies inside it (SlabGeometry.validate).
+        UnsafeMutablePointer<Atomic<UInt>>(bitPattern: object &+ UInt(offset)).unsafelyUnwrapped
+            .pointee.load(ordering: .relaxed)
+    }
+
+    /// Writes `value` as the link word of `object` (relaxed atomic store: a plain `mov`).
+    @inline(__always)
+    static func setWord(_ value: UInt, of object: UInt, offset: Int) {
+        // Sound: as in `word(of:offset:)`.
+        UnsafeMutablePointer<Atomic<UInt>>(bitPattern: object &+ UInt(offset)).unsafelyUnwrapped
+            .pointee.store(value, ordering: .relaxed)
     }
 }

@@ -169,10 +169,11 @@ public struct MallocFront<P: Platform> {
     @inline(__always)
     public func free(_ pointer: UnsafeMutableRawPointer?) throws(QuarryError) {
         guard let pointer else { return }
-        if let cache = classCacheOfSlabHead(UInt(bitPattern: pointer)) {
-            // The common case: `SlabCache.free` validates the pointer in full (alignment,
-            // bounds, owner, object boundary, bitmap), so the front does not look again.
-            try cache.free(pointer)
+        let address = UInt(bitPattern: pointer)
+        if let cache = classCacheOfSlabHead(address) {
+            // The common case, resolved once: the page is the head of a class cache's
+            // slab and `address` an object boundary on it; the cache does the rest.
+            try cache.freeLocated(address)
             return
         }
         switch try resolve(UInt(bitPattern: pointer), live: false) {
@@ -227,13 +228,10 @@ public struct MallocFront<P: Platform> {
         case span(Span<P>)
     }
 
-    /// The class-cache object or span that starts at `address`. With `live`, an object
-    /// must also be allocated and start on an object boundary (without it,
-    /// `SlabCache.free` checks that). Every refusal is counted: by the class cache when
-    /// the address lies in one of its slabs, else by the front. O(1).
-    /// The class cache of `address` when it lies in the first page of a live slab of a
-    /// class cache, else nil (then `resolve` decides, and names any error). Reads only
-    /// what the cache's own `free` reads again; no error is recorded here.
+    /// The class cache of `address` when it is an object boundary in the first page of
+    /// a live slab of a class cache, else nil (then `resolve` decides, and names any
+    /// error). The free hit path's door: the cache then checks only the object's
+    /// state (`SlabCache.freeLocated`). No error is recorded here.
     @inline(__always)
     func classCacheOfSlabHead(_ address: UInt) -> SlabCache<P>? {
         let h = heap
@@ -242,16 +240,23 @@ public struct MallocFront<P: Platform> {
         let page = PageNumber(UInt32(truncatingIfNeeded: dataOffset >> UInt(Geometry.pageShift)))
         guard page.raw < h.pointee.bumpLimit.load(ordering: .acquiring) else { return nil }
         let d = h.pointee.map[page]
-        guard PageEntry.kind(of: d.shape) == .slab,
+        let shape = d.shape
+        guard PageEntry.kind(of: shape) == .slab,
               let state = UnsafeMutablePointer<CacheState>(bitPattern: d.cache) else { return nil }
         // Sound: a live slab's descriptor names its live cache's state.
-        let size = state.pointee.geometry.objectSize
-        guard size <= SizeClasses.largest,
-              h.pointee.front.classes[SizeClasses.index(forSize: size)].load(ordering: .acquiring) == d.cache
+        let g = state.pointee.geometry
+        guard g.objectSize <= SizeClasses.largest,
+              h.pointee.front.classes[SizeClasses.index(forSize: g.objectSize)].load(ordering: .acquiring) == d.cache
         else { return nil }
+        let first = (address & ~UInt(Geometry.pageSize - 1)) &+ PageEntry.color(of: shape)
+        guard g.objectIndex(offset: address &- first, carved: d.carved) != nil else { return nil }
         return SlabCache<P>(state: state)
     }
 
+    /// The class-cache object or span that starts at `address`. With `live`, an object
+    /// must also be allocated and start on an object boundary (without it,
+    /// `SlabCache.free` checks that). Every refusal is counted: by the class cache when
+    /// the address lies in one of its slabs, else by the front. O(1).
     func resolve(_ address: UInt, live: Bool) throws(QuarryError) -> Block {
         let h = heap
         guard address & UInt(Geometry.granule - 1) == 0 else { return try refuse(.misaligned) }
@@ -281,7 +286,7 @@ public struct MallocFront<P: Platform> {
                 cache.record(error)
                 throw error
             }
-            guard h.pointee.bitmap.isAllocated(address) else {
+            guard cache.isUserHeld(address) else {
                 cache.record(.doubleFree)
                 throw .doubleFree
             }

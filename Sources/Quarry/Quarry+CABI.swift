@@ -10,21 +10,46 @@ extension SlabCache {
 }
 
 extension Quarry {
-    /// The cache named by a handle from C, or `.invalidCache` when the handle is not a
-    /// live cache's: it must be an allocated object of the cache of caches (checked
-    /// through the page map and the allocation bitmap, O(1), before it is read), with
-    /// a live magic, and not one of the malloc front's class caches.
-    @_spi(CABI) public func cache(handle: UnsafeRawPointer?) throws(QuarryError) -> SlabCache<P> {
-        guard let handle else { throw .invalidCache }
+    /// The cache named by a handle from C, or nil when the handle is not a live user
+    /// cache's. O(1) and cheap in release builds: one load of the state's handle magic
+    /// word (`CacheState.handleMagic`), which only a cache made by the public
+    /// `createCache` carries (not the malloc front's class caches) and `destroy`
+    /// clears. A handle that is not a pointer into readable memory is the caller's
+    /// fault, as with any C handle. Checked builds first validate the handle in full:
+    /// an allocated object of the cache of caches (page map and bitmap, before it is read).
+    @_spi(CABI) @inline(__always)
+    public func cache(handle: UnsafeRawPointer?) -> SlabCache<P>? {
+        guard let handle else { return nil }
+        #if QUARRY_CHECKED
         let address = UInt(bitPattern: handle)
         guard case .success = cacheOfCaches.locate(address), heap.pointee.bitmap.isAllocated(address) else {
-            throw .invalidCache
+            return nil
         }
-        // Sound: an allocated object of the cache of caches holds an initialised CacheState.
+        #endif
+        // Sound: the caller's handle came from `quarry_cache_create` (the C contract);
+        // the magic word tells a live user cache from anything else there.
         let state = UnsafeMutablePointer<CacheState>(mutating: handle.assumingMemoryBound(to: CacheState.self))
-        guard state.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic, !front.isClassCache(state) else {
-            throw .invalidCache
-        }
+        guard state.pointee.handleMagic.load(ordering: .acquiring) == CacheState.userHandleMagic else { return nil }
         return SlabCache(state: state)
+    }
+}
+
+extension SlabCache {
+    /// The hit path of `allocate`, for the C ABI: the object, or nil when the caller
+    /// must call `allocate()` (out of line) to be served or told why.
+    @_spi(CABI) @inline(__always)
+    public func allocateIfHit() -> UnsafeMutableRawPointer? { allocateHit() }
+}
+
+extension MallocFront {
+    /// The hit path of `malloc`, for the C ABI: a block of a class cache that exists,
+    /// served by its hit path, or nil when the caller must call `malloc` (out of line).
+    @_spi(CABI) @inline(__always)
+    public func mallocIfHit(_ size: Int) -> UnsafeMutableRawPointer? {
+        guard UInt(bitPattern: size) <= UInt(SizeClasses.largest) else { return nil }
+        let address = heap.pointee.front.classes[SizeClasses.index(forSize: size)].load(ordering: .acquiring)
+        // Sound: a non-zero slot names a live CacheState (see FrontState).
+        guard let state = UnsafeMutablePointer<CacheState>(bitPattern: address) else { return nil }
+        return SlabCache<P>(state: state).allocateHit()
     }
 }

@@ -107,6 +107,10 @@ extension SlabCache {
             exchanges &+= UInt64(word: slot.pointee.exchanges.value)
             i += 1
         }
+        // Calls served by the nested path count as misses.
+        missesA &+= UInt64(word: state.pointee.atomics.nestedAllocations.load(ordering: .relaxed))
+        missesF &+= UInt64(word: state.pointee.atomics.nestedFrees.load(ordering: .relaxed))
+        let dropped = UInt64(word: state.pointee.atomics.droppedDuplicates.load(ordering: .relaxed))
         let h = heap
         let depotSaved = h.pointee.acquireBlocking(state.pointee.depotLock, P.self)
         let saved = h.pointee.acquireBlocking(state.pointee.lock, P.self)
@@ -115,7 +119,7 @@ extension SlabCache {
         let slabCount = slabs.pointee.slabCount
         let capacity = state.pointee.magazineCapacity
         let bound = Self.perCPUBound(magazineCapacity: capacity, tuning: h.pointee.tuning)
-        let active = Int(bitPattern: UInt(truncatingIfNeeded: (hitsA &+ missesA) &- (hitsF &+ missesF)))
+        let active = Int(bitPattern: UInt(truncatingIfNeeded: (hitsA &+ missesA &+ dropped) &- (hitsF &+ missesF)))
         let stats = CacheStatistics(
             name: state.pointee.name, requestedSize: state.pointee.requestedSize,
             objectSize: g.objectSize, alignment: g.alignment, objectsPerSlab: g.objectsPerSlab,

@@ -104,8 +104,10 @@ public struct Quarry<P: Platform> {
         constructor: ObjectConstructor? = nil, options: CacheOptions
     ) throws(QuarryError) -> SlabCache<P> {
         heap.pointee.requireNotReentrant(P.self)
-        return try createCacheUnchecked(name: name, size: size, alignment: alignment, constructor: constructor,
-                                        options: options)
+        let cache = try createCacheUnchecked(name: name, size: size, alignment: alignment, constructor: constructor,
+                                             options: options)
+        cache.state.pointee.handleMagic.store(CacheState.userHandleMagic, ordering: .releasing)
+        return cache
     }
 
     /// Sets (or, with nil, removes) the hook called on every misuse or corruption any
@@ -123,7 +125,7 @@ public struct Quarry<P: Platform> {
     ) throws(QuarryError) -> SlabCache<P> {
         let tuning = heap.pointee.tuning
         let geometry = try SlabGeometry.make(size: size, alignment: alignment, tuning: tuning,
-                                             linkOutside: options.typeStable, redZone: options.redZone,
+                                             linkOutside: options.typeStable || constructor != nil, redZone: options.redZone,
                                              randomized: options.randomizeFreeSlots)
         let memory = try cacheOfCaches.allocateForQuarry()
         // Sound: an object of the cache of caches is `CacheState.footprint(maxCPUs:)`
@@ -172,6 +174,7 @@ public struct Quarry<P: Platform> {
         precondition(cache.slabs.pointee.slabCount == 0, "Quarry: a destroyed cache still holds slabs")
         unregister(state)
         state.pointee.magic.store(0, ordering: .relaxed)
+        state.pointee.handleMagic.store(0, ordering: .relaxed)
         // No `deinitialize`: the state and its parts are plain words and atomics, and
         // running Atomic's deinit through an InlineArray crashes the Embedded compiler
         // (Swift 6.3.1, "hasValidSignatureForEmbedded"). The memory goes back as is.

@@ -13,8 +13,8 @@
 /// - `inUse + |free list| == carved <= capacity`
 /// - `color + capacity * objectSize <= slabBytes` (no object crosses the slab's end)
 /// - every object on the free list is at an object boundary below `carved`, and its
-///   bitmap bit is clear; the bit of every other carved object is set iff it is
-///   handed out to a user (objects held by the per-CPU layer have their bit clear).
+///   bitmap bit is clear; the bit of every other carved object is set (it is out of
+///   the slab: a user's, or in the per-CPU layer): bits set == `inUse`.
 struct Slab {
     let page: PageNumber
     let start: UInt

@@ -140,26 +140,20 @@ extension SlabCache {
         let saved = h.pointee.acquireBlocking(state.pointee.lock, P.self)
         let poison = state.pointee.options.poison
         let bitmap = state.pointee.bitmap
-        // Cached objects are free: poisoned, bit clear. Setting their bits lets the slab
-        // walk compare bits to inUse; a bit already set is a mismatch (left set).
-        var marked = 0
+        // Cached objects are free (poisoned) and out of their slabs (bit set). Clearing
+        // each bit finds one that is clear (in its slab, or cached twice); the bits
+        // this walk cleared are set again at once.
         forEachCachedObject { object in
             if poison && !poisonIntact(object) { r.poisonDamaged += 1 }
-            if bitmap.markAllocated(object) { marked += 1 } else { r.accountingMismatches += 1 }
+            if !bitmap.markFree(object) { r.accountingMismatches += 1 }
         }
+        forEachCachedObject { object in _ = bitmap.markAllocated(object) }
         let map = h.pointee.map
         let arena = h.pointee.arena
         var inUse = 0
         slabs.pointee.partial.check(map) { page in inUse += validateSlab(page, map, arena, &r) }
         slabs.pointee.full.check(map) { page in inUse += validateSlab(page, map, arena, &r) }
         slabs.pointee.empty.check(map) { page in inUse += validateSlab(page, map, arena, &r) }
-        forEachCachedObject { object in
-            // Only the bits this walk set (a bit that was already set stays set).
-            if marked > 0 && bitmap.isAllocated(object) {
-                _ = bitmap.markFree(object)
-                marked -= 1
-            }
-        }
         if inUse != slabs.pointee.counters.inUse { r.accountingMismatches += 1 }
         h.pointee.release(state.pointee.lock, P.self, saved)
         h.pointee.release(state.pointee.depotLock, P.self, depotSaved)

@@ -9,18 +9,18 @@ extension SlabCache {
     /// - every slab on a list is a live slab head of this cache, on the list its
     ///   `inUse` calls for (empty: 0, full: capacity, partial: in between)
     /// - per slab: `inUse + |free list| == carved <= capacity`, the colour is one of
-    ///   the cache's colours, and the bitmap has exactly `inUse - cached(slab)` bits set
-    ///   in the slab, where `cached(slab)` counts its objects held by the per-CPU layer
+    ///   the cache's colours, and the bitmap has exactly `inUse` bits set in the slab
+    ///   (objects held by users or by the per-CPU layer)
     /// - per CPU slot: both magazines the sentinel, or two distinct magazines of
     ///   capacity `magazineCapacity` with `count <= capacity`; `reserveCount <= cpuReserve`
     /// - depot: stack lengths match the counts, full magazines full, empty ones empty,
     ///   `fullCount <= depotFullLimit`, `emptyCount <= depotEmptyLimit` unless a trim is due
     /// - every cached object (magazines, reserves, depot) is an object of a live slab of
-    ///   this cache, with its bitmap bit clear, held once
+    ///   this cache, with its bitmap bit set, held once
     /// - `counters.inUse == Σ slab.inUse == active + cached`; `slabsCreated -
     ///   slabsReleased == slab count`; `empty.count <= emptySlabReserve` unless a trim is due
     /// O(slabs × slab bytes / granule + cached objects). Call it at quiescence only (it
-    /// reads every CPU's slot, and briefly sets the bitmap bits of cached objects to
+    /// reads every CPU's slot, and briefly clears the bitmap bits of cached objects to
     /// find duplicates). Not interrupt-safe.
     public func checkInvariants() {
         _ = checkInvariantsCountingMagazines()
@@ -79,17 +79,18 @@ extension SlabCache {
         precondition(capacity > 0 || fulls + empties == 0, "Depot: magazines in a cache without a per-CPU layer")
         magazines += fulls + empties
 
-        // Cached objects: valid, bit clear, held once. Setting each one's bit finds a
-        // duplicate (the second set fails) and lets the slab walk compare bits to inUse.
+        // Cached objects: valid, bit set, held once, marked. Clearing each one's bit
+        // finds a duplicate (the second clear fails); the bits are set again below.
         var cached = 0
         forEachCachedObject { object in
             guard case .success = locate(object) else {
                 preconditionFailure("CPUCache: a cached object is not an object of this cache")
             }
-            precondition(state.pointee.bitmap.markAllocated(object),
-                         "CPUCache: a cached object is allocated, or cached twice")
+            precondition(state.pointee.bitmap.markFree(object),
+                         "CPUCache: a cached object is in its slab, or cached twice")
             cached += 1
         }
+        forEachCachedObject { object in _ = state.pointee.bitmap.markAllocated(object) }
 
         let map = h.pointee.map
         let arena = h.pointee.arena
@@ -129,7 +130,6 @@ extension SlabCache {
             precondition(map[page].inUse == 0, "SlabCache: empty slab not empty")
             inUse += checkSlab(page)
         }
-        forEachCachedObject { object in _ = state.pointee.bitmap.markFree(object) }
 
         let c = slabs.pointee.counters
         precondition(inUse == c.inUse, "SlabCache: inUse counter != Σ slab inUse")

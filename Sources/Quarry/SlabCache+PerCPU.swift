@@ -26,22 +26,45 @@ extension SlabCache {
 
     // MARK: Allocate
 
-    /// Allocation when the loaded magazine is empty. Interrupts masked (`saved` restores them).
+    /// Allocation when the hit path could not serve: the loaded magazine is empty, or
+    /// the slot is claimed by code this call interrupted (then the nested path).
+    /// Masks interrupts for its whole length and claims the slot, so a handler (an NMI,
+    /// a constructor that calls Quarry) that lands inside takes the nested path.
     @inline(never)
-    func allocateSlow(_ saved: InterruptState) throws(QuarryError) -> UnsafeMutableRawPointer {
+    func allocateSlow() throws(QuarryError) -> UnsafeMutableRawPointer {
+        let saved = P.disableInterrupts()
         let index = P.cpuIndex
+        let slot = cpu(index)
+        let nested = !slot.claim()
         let mode = heap.pointee.lockMode(cpu: index)
-        let result = allocateMissed(index, mode)
-        if mode == .spin { tidy(index) }
+        let result: Result<UInt, QuarryError>
+        if nested {
+            result = allocateNested(mode)
+        } else {
+            result = allocateMissed(index, mode)
+            if mode == .spin { tidy(index) }
+            slot.unclaim()
+        }
         P.restoreInterrupts(saved)
         switch result {
         case .success(let object):
-            return try handOut(object)
+            handOut(object)
+            // Sound: an object of a live slab of this cache, out of its slab for the caller.
+            return UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped
         case .failure(let error):
             state.pointee.atomics.failures.wrappingAdd(1, ordering: .relaxed)
             if mode == .tryOnly { state.pointee.atomics.nolockRefusals.wrappingAdd(1, ordering: .relaxed) }
             throw error
         }
+    }
+
+    /// The nested path of allocate: one object straight from the slabs, never through
+    /// the slot (its owner is suspended inside it). Spins for the cache lock only if
+    /// this CPU holds no Quarry lock; otherwise tries it once (`.outOfMemory` if held).
+    func allocateNested(_ mode: LockMode) -> Result<UInt, QuarryError> {
+        let result = takeOne(mode)
+        if case .success = result { state.pointee.atomics.nestedAllocations.wrappingAdd(1, ordering: .relaxed) }
+        return result
     }
 
     func allocateMissed(_ index: Int, _ mode: LockMode) -> Result<UInt, QuarryError> {
@@ -134,24 +157,47 @@ extension SlabCache {
 
     // MARK: Free
 
-    /// Free when the loaded magazine is full. The object's bit is already clear.
-    /// Interrupts masked (`saved` restores them).
+    /// Free when the hit path could not take the object: the loaded magazine is full,
+    /// or the slot is claimed by code this call interrupted (then the nested path).
+    /// The object passed the checks of `freeLocated`. Interrupts masked throughout.
     @inline(never)
-    func freeSlow(_ address: UInt, _ saved: InterruptState) throws(QuarryError) {
+    func freeSlow(_ address: UInt) throws(QuarryError) {
+        let saved = P.disableInterrupts()
         let index = P.cpuIndex
+        let slot = cpu(index)
         let mode = heap.pointee.lockMode(cpu: index)
-        let done = freeMissed(address, index, mode)
-        if !done {
-            // Nothing changed: the object is the caller's again.
-            let restored = state.pointee.bitmap.markAllocated(address)
-            assert(restored, "Quarry: a refused free lost its object")
+        let done: Bool
+        if !slot.claim() {
+            done = freeNested(address, mode)
+        } else {
+            // The object enters the per-CPU layer (magazine or reserve) with its cached
+            // mark, or its slab (which overwrites the mark with a link). A refusal puts
+            // the caller's word back: nothing changed.
+            let offset = geometry.linkOffset
+            let word = FreeLink.word(of: address, offset: offset)
+            FreeLink.setWord(FreeLink.mark(of: address, secret: state.pointee.secret), of: address, offset: offset)
+            done = freeMissed(address, index, mode)
+            if !done { FreeLink.setWord(word, of: address, offset: offset) }
+            if mode == .spin { tidy(index) }
+            slot.unclaim()
         }
-        if mode == .spin { tidy(index) }
         P.restoreInterrupts(saved)
         if !done {
             state.pointee.atomics.nolockRefusals.wrappingAdd(1, ordering: .relaxed)
             throw .busy
         }
+    }
+
+    /// The nested path of free: straight back to the slab, never through the slot.
+    /// False (`.busy`, nothing changed) when the cache lock is held and this CPU holds
+    /// a Quarry lock (it may be the holder).
+    func freeNested(_ address: UInt, _ mode: LockMode) -> Bool {
+        guard let saved = heap.pointee.acquire(state.pointee.lock, P.self, mode) else { return false }
+        hook(.cacheLocked)
+        returnToSlabsLocked(address, mode)
+        heap.pointee.release(state.pointee.lock, P.self, saved)
+        state.pointee.atomics.nestedFrees.wrappingAdd(1, ordering: .relaxed)
+        return true
     }
 
     func freeMissed(_ address: UInt, _ index: Int, _ mode: LockMode) -> Bool {
@@ -278,15 +324,10 @@ extension SlabCache {
     }
 
     /// Allocation for Quarry's own use from a cache without magazines (the magazine
-    /// cache): slab layer plus the allocation bit. Interrupts masked, this CPU.
+    /// cache). Interrupts masked, this CPU.
     func allocateInternal(_ mode: LockMode) -> Result<UInt, QuarryError> {
         assert(state.pointee.magazineCapacity == 0, "Quarry: internal allocation from a cache with magazines")
-        let result = allocateOneFromSlabs(cpu(P.cpuIndex), mode)
-        if case .success(let object) = result {
-            let marked = state.pointee.bitmap.markAllocated(object)
-            precondition(marked, "Quarry: the magazine cache handed out an allocated object")
-        }
-        return result
+        return allocateOneFromSlabs(cpu(P.cpuIndex), mode)
     }
 
     /// Allocation for Quarry's own use (cache states) from a cache without magazines,
@@ -315,9 +356,12 @@ extension SlabCache {
 
     /// Free for Quarry's own use to a cache without magazines. `.spin`, interrupts masked, this CPU.
     func freeInternal(_ object: UInt) {
-        let cleared = state.pointee.bitmap.markFree(object)
-        precondition(cleared, "Quarry: an internal object freed twice")
-        _ = freeOneToSlabs(object, cpu(P.cpuIndex), .spin)
+        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
+        hook(.cacheLocked)
+        let returned = returnToSlabsLocked(object, .spin)
+        heap.pointee.release(state.pointee.lock, P.self, saved)
+        precondition(returned, "Quarry: an internal object freed twice")
+        cpu(P.cpuIndex).counters.pointee.freeMisses.bump()
     }
 
     // MARK: Tidy
@@ -365,26 +409,5 @@ extension SlabCache {
         let cacheSaved = h.pointee.acquireBlocking(state.pointee.lock, P.self)
         _ = releaseEmptySlabsLocked(keeping: state.pointee.emptySlabReserve)
         h.pointee.release(state.pointee.lock, P.self, cacheSaved)
-    }
-
-    // MARK: Corruption
-
-    /// `handOut` found the object already allocated: a free list handed it out while it
-    /// was also held by the per-CPU layer. Forget this copy (the other one is someone's).
-    @inline(never)
-    func handOutCorrupt(_ object: UInt) -> QuarryError {
-        report(.corruptFreeList, object)
-        state.pointee.atomics.failures.wrappingAdd(1, ordering: .relaxed)
-        let saved = P.disableInterrupts()
-        let index = P.cpuIndex
-        // The allocation that was counted did not happen: count it back as a free.
-        cpu(index).counters.pointee.freeMisses.bump()
-        let mode = heap.pointee.lockMode(cpu: index)
-        if let cacheSaved = heap.pointee.acquire(state.pointee.lock, P.self, mode) {
-            forgetDuplicateLocked(object)
-            heap.pointee.release(state.pointee.lock, P.self, cacheSaved)
-        }
-        P.restoreInterrupts(saved)
-        return .corruptFreeList
     }
 }

@@ -3,11 +3,11 @@
 // Neighbours: Slab (one slab's free list), SlabList and CacheState (the lists and
 // counters), PageAllocator (through the page lock), SlabCache+PerCPU (its callers).
 //
-// Everything here except `allocateOneFromSlabs`/`freeOneToSlabs` requires the cache
-// lock held; the page lock is taken inside, after it (lock order: depot -> cache -> page).
-// None of it touches the allocation bitmap: the bit of an object is set when it is
-// handed to a user and cleared when a user frees it (SlabCache.allocate/free), so an
-// object held by the per-CPU layer has its bit clear and counts in its slab's `inUse`.
+// Everything here except `takeOne`, `allocateOneFromSlabs` and `freeOneToSlabs` requires
+// the cache lock held; the page lock is taken inside, after it (lock order: depot ->
+// cache -> page). This is the only code that writes a slab object's allocation bit: set
+// when the object leaves its slab, cleared when it comes back (AllocationBitmap), so the
+// bit of an object held by a user or by the per-CPU layer is set, and bits set == `inUse`.
 
 import Synchronization
 
@@ -34,6 +34,15 @@ extension SlabCache {
         let slab = Slab(page: page, map: map, arena: heap.pointee.arena)
         switch slab.pop(geometry, secret: state.pointee.secret) {
         case .object(let object, let fresh):
+            guard state.pointee.bitmap.setLocked(object) else {
+                // The free list named an object that is out of the slab (a link was
+                // overwritten with another object's address, or two racing frees put
+                // an object in its slab while it was handed out again): never hand it
+                // out twice.
+                map[page].inUse -= 1
+                report(.corruptFreeList, object)
+                return .failure(.corruptFreeList)
+            }
             if Int(map[page].inUse) == geometry.objectsPerSlab {
                 slabs.pointee.partial.remove(page, map)
                 slabs.pointee.full.push(page, map)
@@ -67,11 +76,20 @@ extension SlabCache {
         return page
     }
 
-    /// Gives `object` (of this cache, out of its slab, bit clear) back to its slab. A
-    /// slab that becomes empty goes to the empty list, or back to the page allocator
-    /// when the reserve is full; in `.tryOnly` mode it stays on the empty list and the
-    /// cache is marked for a trim (releasing pages needs the page lock).
-    func returnToSlabsLocked(_ object: UInt, _ mode: LockMode) {
+    /// Gives `object` (of this cache, out of its slab) back to its slab and clears its
+    /// bit. A slab that becomes empty goes to the empty list, or back to the page
+    /// allocator when the reserve is full; in `.tryOnly` mode it stays on the empty
+    /// list and the cache is marked for a trim (releasing pages needs the page lock).
+    /// False, with `.doubleFree` reported and nothing changed, when the object is
+    /// already in its slab (bit clear: two frees raced past the hit path's checks and
+    /// the object was cached twice; the copy is dropped and counted).
+    @discardableResult
+    func returnToSlabsLocked(_ object: UInt, _ mode: LockMode) -> Bool {
+        guard state.pointee.bitmap.clearLocked(object) else {
+            state.pointee.atomics.droppedDuplicates.wrappingAdd(1, ordering: .relaxed)
+            report(.doubleFree, object)
+            return false
+        }
         let map = heap.pointee.map
         let page = slabOf(object)
         let wasFull = map[page].list == .full
@@ -94,20 +112,7 @@ extension SlabCache {
                 releaseSlab(page)
             }
         }
-    }
-
-    /// Forgets one copy of `object` that was counted out of its slab twice (a corrupt
-    /// free list handed it out while it was also in a magazine).
-    func forgetDuplicateLocked(_ object: UInt) {
-        let map = heap.pointee.map
-        let page = slabOf(object)
-        let wasFull = map[page].list == .full
-        map[page].inUse -= 1
-        slabs.pointee.counters.inUse -= 1
-        if wasFull {
-            slabs.pointee.full.remove(page, map)
-            slabs.pointee.partial.push(page, map)
-        }
+        return true
     }
 
     /// Takes pages for a new slab, gives it the next colour and puts it on the partial list.
@@ -161,13 +166,20 @@ extension SlabCache {
 
     // MARK: One object at a time (caches without magazines, and fall-backs)
 
-    /// One object from the slabs under one acquisition of the cache lock; counted as a
-    /// slow-path allocation of `slot`'s CPU. Interrupts masked, on that CPU.
-    func allocateOneFromSlabs(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Result<UInt, QuarryError> {
+    /// One object from the slabs under one acquisition of the cache lock, taken the
+    /// way `mode` allows (`.outOfMemory` if it cannot be). Interrupts masked.
+    func takeOne(_ mode: LockMode) -> Result<UInt, QuarryError> {
         guard let saved = heap.pointee.acquire(state.pointee.lock, P.self, mode) else { return .failure(.outOfMemory) }
         hook(.cacheLocked)
         let result = takeFromSlabsLocked(mode)
         heap.pointee.release(state.pointee.lock, P.self, saved)
+        return result
+    }
+
+    /// `takeOne`, counted as a slow-path allocation of `slot`'s CPU. Interrupts
+    /// masked, on that CPU, the slot claimed (or a cache without magazines).
+    func allocateOneFromSlabs(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Result<UInt, QuarryError> {
+        let result = takeOne(mode)
         if case .success = result { slot.counters.pointee.allocMisses.bump() }
         return result
     }

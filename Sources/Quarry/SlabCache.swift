@@ -9,11 +9,13 @@
 // `allocate` and `free` may be called from any CPU, with interrupts enabled or
 // disabled, and from interrupt handlers (also handlers that interrupted `allocate` or
 // `free` on the same CPU). They never wait for a lock their own CPU holds: see the
-// nolock rule in CPUCache.swift. Everything else on a cache (`drainCPU`, `drainDepot`,
+// in-use marker and nested path in CPUCache.swift. Everything else on a cache (`drainCPU`, `drainDepot`,
 // `shrink`, `statistics`, `checkInvariants`, `destroy`) is for thread context only and
 // traps if called while the CPU holds a Quarry lock.
 //
-// Lock order: registry -> depot -> cache -> page (HeapState). The fast path takes none.
+// Lock order: registry -> depot -> cache -> page (HeapState). The hit paths take none and
+// mask nothing: each CPU's slot has an in-use marker (CPUCache.swift) that sends a call
+// which interrupted the slot's owner to the nested path.
 
 import Synchronization
 
@@ -50,91 +52,119 @@ public struct SlabCache<P: Platform> {
 
     /// Hands out one object, `alignment`-aligned, constructed if the cache has a
     /// constructor. Throws `.outOfMemory` when no page is left for a new slab (or, in
-    /// a re-entrant call, when the object would need a lock this CPU holds), and
+    /// a nested call, when the object would need a lock this CPU holds), and
     /// `.corruptFreeList` when a free-list link was overwritten (the damaged list is cut).
-    ///
-    /// Fast path (a hit in this CPU's loaded magazine). Measured (docs/percpu.md):
-    /// 17 instructions on x86-64 release, 16 on Embedded i686, from loading the slot's
-    /// `loaded` magazine to the bitmap's branch: test `count` and branch, pop (3),
-    /// bump the hit counter (one non-locked `inc`), index the bitmap (6), one `lock bts`
-    /// and its branch. No call, no lock; the only atomic RMW is the bitmap bit. The
-    /// platform adds its mask and CPU index (X86Platform: `pushf; pop; cli`,
-    /// `push; popf`, `mov %fs:0`: 6 instructions, 0 for SingleCPUPlatform).
     @inline(__always)
     public func allocate() throws(QuarryError) -> UnsafeMutableRawPointer {
-        hook(.allocateEnter)
-        let saved = P.disableInterrupts()
-        hook(.allocateMasked)
-        let slot = cpu(P.cpuIndex)
-        let m = slot.pointee.loaded
-        let n = m.count
-        if n > 0 {
-            m.count = n &- 1
-            let object = m.rounds[n &- 1]
-            slot.counters.pointee.allocHits.bump()
-            P.restoreInterrupts(saved)
-            return try handOut(object)
-        }
-        return try allocateSlow(saved)
+        if let object = allocateHit() { return object }
+        return try allocateSlow()
     }
 
-    /// The last step of every allocation: the object becomes the caller's. One atomic
-    /// bit set; it fails only if the object is already allocated (a free list handed
-    /// it out twice: memory was overwritten).
+    /// The hit path: pops this CPU's loaded magazine, or returns nil (magazine empty,
+    /// or the slot claimed by code this call interrupted) for `allocateSlow`.
+    ///
+    /// Cost (docs/benchmarks.md, `make budgets`): about 20 instructions, no call, no
+    /// locked instruction, no interrupt masking: the CPU index (one `mov` from the
+    /// per-CPU segment on x86), claim the slot (load, test, store), load `loaded` and
+    /// its count, test and branch, pop (load the round, store the count), bump the hit
+    /// counter (load, add, store: one writer), give the slot up (store), clear the
+    /// object's cached mark (store). A handler that lands anywhere inside finds the
+    /// slot claimed and takes the nested path, which never touches the slot.
     @inline(__always)
-    func handOut(_ object: UInt) throws(QuarryError) -> UnsafeMutableRawPointer {
+    func allocateHit() -> UnsafeMutableRawPointer? {
+        hook(.allocateEnter)
+        let slot = cpu(P.cpuIndex)
+        guard slot.claim() else { return nil }
+        hook(.allocateClaimed)
+        let m = slot.pointee.loaded
+        let n = m.count
+        guard n > 0 else {
+            slot.unclaim()
+            return nil
+        }
+        let object = m.rounds[n &- 1]
+        m.count = n &- 1
+        slot.counters.pointee.allocHits.bump()
+        slot.unclaim()
+        handOut(object)
+        // Sound: an object of a live slab of this cache that was in this CPU's magazine.
+        return UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped
+    }
+
+    /// The last step of every allocation: the object becomes the caller's. Clears its
+    /// cached mark (so the caller's own free is not taken for a double free), then the
+    /// debug options' work.
+    @inline(__always)
+    func handOut(_ object: UInt) {
         hook(.allocateHandOut)
-        guard state.pointee.bitmap.markAllocated(object) else { throw handOutCorrupt(object) }
+        FreeLink.setWord(0, of: object, offset: geometry.linkOffset)
         unpoisonHandedOut(object)
         if state.pointee.objectWork { checkOnAllocate(object) }
-        // Sound: the address is an object of a live slab of this cache (it came from a
-        // magazine, a reserve or a slab of this cache) and is now marked allocated.
-        return UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped
     }
 
     // MARK: Free
 
     /// Returns `object` to the cache. `nil` is a no-op. A pointer this cache did not
     /// hand out is refused with the reason, counted in the statistics, and changes
-    /// nothing else. The checks run before the object can enter a magazine: the
-    /// pointer is validated (lock-free, see `locate`), then its allocation bit is
-    /// cleared with one atomic RMW, so of two frees of one object (twice on one CPU,
-    /// or at once on two CPUs) exactly one succeeds and the other gets `.doubleFree`.
+    /// nothing else: outside the arena, metadata, a free page, another cache's object,
+    /// an interior or misaligned pointer, and a double free (the object is already in
+    /// its slab, or already in the per-CPU layer: its cached mark is set). Two frees
+    /// of one object that race on two CPUs at the same instant may both pass (both
+    /// read the object as allocated before either marks it); the refill and flush
+    /// paths then find the duplicate under the cache lock (docs/design.md, Safety).
     ///
-    /// Throws `.busy` only in a re-entrant call (an interrupt handler that interrupted
-    /// this CPU inside Quarry's slow path) when the magazines and the per-CPU reserve
-    /// are full: the object stays the caller's, nothing changed.
-    ///
-    /// Fast path (the loaded magazine has room). Measured (docs/percpu.md), x86-64
-    /// release: about 42 instructions of validation (alignment, arena bounds, bump
-    /// limit, one acquire load of the descriptor's kind-and-colour word, the owning
-    /// cache, a multiply by the reciprocal and its check, the carved bound), 9 for the
-    /// bitmap's `lock btr`, then 9 for the magazine (test `count < capacity` and
-    /// branch, push, bump the hit counter): no call, no lock. Platform mask and CPU
-    /// index as for `allocate`.
+    /// Throws `.busy` only in a nested call (a handler that interrupted this CPU inside
+    /// Quarry) that cannot take the cache lock: the object stays the caller's.
     @inline(__always)
     public func free(_ object: UnsafeMutableRawPointer?) throws(QuarryError) {
         guard let object else { return }
         let address = UInt(bitPattern: object)
         hook(.freeEnter)
         if case .failure(let error) = locate(address) { throw refuse(error, address) }
-        guard state.pointee.bitmap.markFree(address) else { throw refuse(.doubleFree, address) }
+        try freeLocated(address)
+    }
+
+    /// `free` of an address already validated as an object boundary of this cache
+    /// (`locate`, or the malloc front's door). The double-free checks, the debug
+    /// options, then the hit path or `freeSlow`.
+    ///
+    /// Cost of the hit path after validation: about 16 instructions, no call, no
+    /// locked instruction, no masking: load the object's bitmap word and test its bit
+    /// (clear: already in its slab), load its link word and compare with the cached
+    /// mark (equal: already cached), claim the slot, test `count < capacity`, store
+    /// the mark, push, bump the hit counter, give the slot up.
+    @inline(__always)
+    func freeLocated(_ address: UInt) throws(QuarryError) {
+        guard isUserHeld(address) else { throw refuse(.doubleFree, address) }
         if state.pointee.objectWork { checkOnFree(address) }
         poisonFreed(address)
         hook(.freeValidated)
-        let saved = P.disableInterrupts()
-        hook(.freeMasked)
         let slot = cpu(P.cpuIndex)
-        let m = slot.pointee.loaded
-        let n = m.count
-        if n < m.capacity {
-            m.rounds[n] = address
-            m.count = n &+ 1
-            slot.counters.pointee.freeHits.bump()
-            P.restoreInterrupts(saved)
-            return
+        if slot.claim() {
+            hook(.freeClaimed)
+            let m = slot.pointee.loaded
+            let n = m.count
+            if n < m.capacity {
+                FreeLink.setWord(FreeLink.mark(of: address, secret: state.pointee.secret),
+                                 of: address, offset: geometry.linkOffset)
+                m.rounds[n] = address
+                m.count = n &+ 1
+                slot.counters.pointee.freeHits.bump()
+                slot.unclaim()
+                return
+            }
+            slot.unclaim()
         }
-        try freeSlow(address, saved)
+        try freeSlow(address)
+    }
+
+    /// True when the object at `address` (an object boundary of this cache) is held by
+    /// a user: out of its slab and without the cached mark. The free hit path's test.
+    @inline(__always)
+    func isUserHeld(_ address: UInt) -> Bool {
+        state.pointee.bitmap.isAllocated(address)
+            && FreeLink.word(of: address, offset: geometry.linkOffset)
+                != FreeLink.mark(of: address, secret: state.pointee.secret)
     }
 
     /// Counts a refused free and calls the error hook; returns the error to throw.
@@ -214,10 +244,11 @@ public struct SlabCache<P: Platform> {
     public var isTypeStable: Bool { state.pointee.typeStable }
 
     /// Number of objects allocated from this cache and not yet freed (sum of the
-    /// per-CPU counters; exact at quiescence).
+    /// per-CPU and nested-path counters; exact at quiescence).
     public var activeObjects: Int {
-        var allocated: UInt = 0
-        var freed: UInt = 0
+        var allocated = state.pointee.atomics.nestedAllocations.load(ordering: .relaxed)
+            &+ state.pointee.atomics.droppedDuplicates.load(ordering: .relaxed)
+        var freed = state.pointee.atomics.nestedFrees.load(ordering: .relaxed)
         var i = 0
         while i < P.maxCPUs {
             let slot = CacheState.cpu(i, of: state)

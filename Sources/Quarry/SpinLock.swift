@@ -3,8 +3,9 @@
 
 import Synchronization
 
-/// A FIFO ticket spinlock that disables interrupts on the acquiring CPU for as
-/// long as it is held, and restores exactly the saved state on release.
+/// A FIFO ticket spinlock, held with interrupts disabled on the acquiring CPU: its
+/// only user, `HeapState.acquire`/`release` (CPUState.swift), masks them first and
+/// restores exactly the saved state after the release.
 ///
 /// Invariants: `serving <= next` (mod 2^32); the lock is free iff `serving == next`;
 /// `owner == noOwner` iff the lock is free.
@@ -23,36 +24,30 @@ struct SpinLock: ~Copyable {
 
     init() {}
 
-    /// Disables interrupts, then waits for this CPU's ticket.
+    /// Waits for this CPU's ticket. The caller has masked interrupts (`HeapState.acquire`).
     @inline(__always)
-    func acquire<P: Platform>(_: P.Type) -> InterruptState {
-        let saved = P.disableInterrupts()
+    func acquireMasked<P: Platform>(_: P.Type) {
         let ticket = next.wrappingAdd(1, ordering: .relaxed).oldValue
         while serving.load(ordering: .acquiring) != ticket { P.pause() }
         owner.store(UInt32(truncatingIfNeeded: P.cpuIndex), ordering: .relaxed)
-        return saved
     }
 
-    /// Takes the lock only if it is free right now; never spins.
+    /// Takes the lock only if it is free right now; never spins. Interrupts masked.
     @inline(__always)
-    func tryAcquire<P: Platform>(_: P.Type) -> InterruptState? {
-        let saved = P.disableInterrupts()
+    func tryAcquireMasked<P: Platform>(_: P.Type) -> Bool {
         let current = serving.load(ordering: .relaxed)
         let (exchanged, _) = next.compareExchange(
             expected: current, desired: current &+ 1, ordering: .acquiring)
-        guard exchanged else {
-            P.restoreInterrupts(saved)
-            return nil
-        }
+        guard exchanged else { return false }
         owner.store(UInt32(truncatingIfNeeded: P.cpuIndex), ordering: .relaxed)
-        return saved
+        return true
     }
 
+    /// Gives the lock up; the caller restores interrupts afterwards.
     @inline(__always)
-    func release<P: Platform>(_: P.Type, _ saved: InterruptState) {
+    func releaseMasked<P: Platform>(_: P.Type) {
         owner.store(SpinLock.noOwner, ordering: .relaxed)
         serving.wrappingAdd(1, ordering: .releasing)
-        P.restoreInterrupts(saved)
     }
 
     /// True when the executing CPU holds the lock (meaningful with interrupts off).

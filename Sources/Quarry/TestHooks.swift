@@ -4,18 +4,18 @@
 
 /// The points, in path order. Each is a step boundary where the per-CPU state is
 /// consistent (a nested call may run there; see CPUCache's contract), including places
-/// inside masked sections and under locks, where on bare metal no maskable interrupt
-/// can arrive: the hooks test the nolock rule there.
+/// where the slot is claimed (the nested path), inside masked sections and under locks,
+/// where on bare metal only an NMI can arrive.
 @_spi(Testing)
 public enum HookPoint: UInt32, Sendable {
     // Fast path of allocate.
     case allocateEnter = 0
-    case allocateMasked
+    case allocateClaimed
     case allocateHandOut
     // Fast path of free.
     case freeEnter
     case freeValidated
-    case freeMasked
+    case freeClaimed
     // Slow paths.
     case allocateMiss
     case freeMiss

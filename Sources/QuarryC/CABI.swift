@@ -23,8 +23,9 @@ enum CABI {
     nonisolated(unsafe) static var instance: Quarry<CPlatform>? = nil
     static let lastError = Atomic<UInt8>(0)
 
-    /// Records `error` for `quarry_last_error` and returns its C value.
-    @inline(__always)
+    /// Records `error` for `quarry_last_error` and returns its C value (out of line:
+    /// only error paths call it).
+    @inline(never)
     static func fail(_ error: QuarryError) -> quarry_error {
         lastError.store(error.rawValue, ordering: .relaxed)
         return code(error)
@@ -33,9 +34,36 @@ enum CABI {
     @inline(__always)
     static func code(_ error: QuarryError) -> quarry_error { quarry_error(rawValue: UInt32(error.rawValue)) }
 
+    /// The cache a C handle names (O(1): `Quarry.cache(handle:)`), or nil (then the
+    /// caller returns `refuseHandle()`).
+    @inline(__always)
+    static func cache(_ handle: OpaquePointer?) -> SlabCache<CPlatform>? {
+        instance?.cache(handle: UnsafeRawPointer(handle))
+    }
+
+    /// Records and returns why a handle was refused: `.notInitialized` before
+    /// `quarry_init`, else `.invalidCache`.
+    @inline(never)
+    static func refuseHandle() -> quarry_error {
+        fail(instance == nil ? .notInitialized : .invalidCache)
+    }
+
+    /// `quarry_cache_alloc` after a miss of the hit path.
+    @inline(never)
+    static func allocateSlow(_ cache: SlabCache<CPlatform>) -> UnsafeMutableRawPointer? {
+        do { return try cache.allocate() } catch { return pointer(.failure(error)) }
+    }
+
+    /// `quarry_malloc` after a miss of the hit path.
+    @inline(never)
+    static func mallocSlow(_ size: Int) -> UnsafeMutableRawPointer? {
+        guard let q = instance else { return pointer(.failure(.notInitialized)) }
+        do { return try q.front.malloc(size) } catch { return pointer(.failure(error)) }
+    }
+
     /// A C `size_t` above `Int.max` arrives as a negative `Int`; the front refuses
     /// negative sizes with `.sizeTooLarge`, so sizes pass through unchanged.
-    @inline(__always)
+    @inline(never)
     static func pointer(_ result: Result<UnsafeMutableRawPointer, QuarryError>) -> UnsafeMutableRawPointer? {
         switch result {
         case .success(let p): return p
@@ -92,21 +120,24 @@ public func quarry_cache_create(
     }
 }
 
+// The hot entry points (cache alloc and free, malloc and free) inline their hit path:
+// the handle's magic word, then the magazine; misses and errors go out of line.
+
 @c @implementation
 public func quarry_cache_alloc(_ cache: OpaquePointer?) -> UnsafeMutableRawPointer? {
-    guard let q = CABI.instance else { return CABI.pointer(.failure(.notInitialized)) }
-    do {
-        return try q.cache(handle: UnsafeRawPointer(cache)).allocate()
-    } catch {
-        return CABI.pointer(.failure(error))
+    guard let c = CABI.cache(cache) else {
+        _ = CABI.refuseHandle()
+        return nil
     }
+    if let object = c.allocateIfHit() { return object }
+    return CABI.allocateSlow(c)
 }
 
 @c @implementation
 public func quarry_cache_free(_ cache: OpaquePointer?, _ object: UnsafeMutableRawPointer?) -> quarry_error {
-    guard let q = CABI.instance else { return CABI.fail(.notInitialized) }
+    guard let c = CABI.cache(cache) else { return CABI.refuseHandle() }
     do {
-        try q.cache(handle: UnsafeRawPointer(cache)).free(object)
+        try c.free(object)
         return QUARRY_OK
     } catch {
         return CABI.fail(error)
@@ -115,35 +146,25 @@ public func quarry_cache_free(_ cache: OpaquePointer?, _ object: UnsafeMutableRa
 
 @c @implementation
 public func quarry_cache_shrink(_ cache: OpaquePointer?) -> Int {
-    guard let q = CABI.instance else {
-        _ = CABI.fail(.notInitialized)
+    guard let c = CABI.cache(cache) else {
+        _ = CABI.refuseHandle()
         return 0
     }
-    do {
-        return try q.cache(handle: UnsafeRawPointer(cache)).shrink()
-    } catch {
-        _ = CABI.fail(error)
-        return 0
-    }
+    return c.shrink()
 }
 
 @c @implementation
 public func quarry_cache_destroy(_ cache: OpaquePointer?) -> quarry_error {
-    guard let q = CABI.instance else { return CABI.fail(.notInitialized) }
-    do {
-        let c = try q.cache(handle: UnsafeRawPointer(cache))
-        return q.destroy(c) == 0 ? QUARRY_OK : CABI.fail(.cacheNotEmpty)
-    } catch {
-        return CABI.fail(error)
-    }
+    guard let q = CABI.instance, let c = q.cache(handle: UnsafeRawPointer(cache)) else { return CABI.refuseHandle() }
+    return q.destroy(c) == 0 ? QUARRY_OK : CABI.fail(.cacheNotEmpty)
 }
 
 // MARK: malloc family
 
 @c @implementation
 public func quarry_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
-    guard let q = CABI.instance else { return CABI.pointer(.failure(.notInitialized)) }
-    do { return try q.front.malloc(size) } catch { return CABI.pointer(.failure(error)) }
+    if let q = CABI.instance, let block = q.front.mallocIfHit(size) { return block }
+    return CABI.mallocSlow(size)
 }
 
 @c @implementation
@@ -241,10 +262,9 @@ public func quarry_shrink() -> Int {
 
 @c @implementation
 public func quarry_cache_stats(_ cache: OpaquePointer?, _ out: UnsafeMutablePointer<quarry_cache_statistics>?) -> quarry_error {
-    guard let q = CABI.instance else { return CABI.fail(.notInitialized) }
-    guard let out else { return CABI.fail(.invalidCache) }
-    let s: CacheStatistics
-    do { s = try q.cache(handle: UnsafeRawPointer(cache)).statistics } catch { return CABI.fail(error) }
+    guard let out else { return CABI.fail(CABI.instance == nil ? .notInitialized : .invalidCache) }
+    guard let cache = CABI.cache(cache) else { return CABI.refuseHandle() }
+    let s = cache.statistics
     var c = quarry_cache_statistics()
     withUnsafeMutableBytes(of: &c.name) { name in
         var i = 0

@@ -37,7 +37,7 @@ func withEpochHeap(size: Int = 4 << 20, tuning: Tuning = .standard,
 
 extension SlabCache {
     func isAllocated(_ p: UnsafeMutableRawPointer) -> Bool {
-        heap.pointee.bitmap.isAllocated(UInt(bitPattern: p))
+        isUserHeld(UInt(bitPattern: p))
     }
 }
 

@@ -152,10 +152,11 @@ final class Injector {
         #expect(q.pageStatistics.pagesInUse == 0)
     }
 
-    /// While the CPU holds the depot lock, a nested allocate with both magazines empty
-    /// is refused with `.outOfMemory` (it never spins on the lock), and a nested free
-    /// with both magazines full parks its object in the CPU's reserve, then, once the
-    /// reserve is full, is refused with `.busy` and leaves the object allocated.
+    /// A call nested inside a slow path finds the slot claimed and takes the nested
+    /// path: straight to the slabs, trying the cache lock only (its CPU holds a lock).
+    /// Under the depot lock the cache lock is free, so nested calls are served; under
+    /// the cache lock a nested allocate is refused with `.outOfMemory` and a nested free
+    /// with `.busy`, leaving the object allocated. Neither ever spins.
     @Test func nolockCallsNeverWaitAndFailCleanly() throws {
         let arena = TestArena(size: 4 << 20)
         defer { arena.release() }
@@ -163,7 +164,9 @@ final class Injector {
         let c = try q.createCache(name: "nolock", size: 64)
         final class Probe {
             let cache: SlabCache<HostPlatform>
-            var mode = 0  // 1: nested allocate, 2: nested frees
+            var point = HookPoint.depotLocked
+            var armed = false
+            var allocated: [UnsafeMutableRawPointer] = []
             var allocateResult: QuarryError? = nil
             var toFree: [UnsafeMutableRawPointer] = []
             var freeResults: [QuarryError?] = []
@@ -172,52 +175,52 @@ final class Injector {
         let probe = Probe(c)
         let hook: @convention(c) (UnsafeMutableRawPointer?, UInt32) -> Void = { context, raw in
             let probe = Unmanaged<Probe>.fromOpaque(context!).takeUnretainedValue()
-            guard raw == HookPoint.depotLocked.rawValue else { return }
-            let mode = probe.mode
-            probe.mode = 0
-            if mode == 1 {
-                do throws(QuarryError) { _ = try probe.cache.allocate() } catch { probe.allocateResult = error }
-            } else if mode == 2 {
-                for p in probe.toFree {
-                    do throws(QuarryError) { try probe.cache.free(p); probe.freeResults.append(nil) } catch {
-                        probe.freeResults.append(error)
-                    }
+            guard probe.armed, raw == probe.point.rawValue else { return }
+            // Only where this cache's own lock is held (not the magazine cache's).
+            if probe.point == .cacheLocked && !probe.cache.state.pointee.lock.isHeldByCurrentCPU(HostPlatform.self) {
+                return
+            }
+            probe.armed = false
+            do throws(QuarryError) { probe.allocated.append(try probe.cache.allocate()) } catch {
+                probe.allocateResult = error
+            }
+            for p in probe.toFree {
+                do throws(QuarryError) { try probe.cache.free(p); probe.freeResults.append(nil) } catch {
+                    probe.freeResults.append(error)
                 }
             }
         }
         q.setTestHook(TestHook(function: hook, context: Unmanaged.passUnretained(probe).toOpaque()))
         defer { q.setTestHook(nil) }
 
-        // A detached CPU with an empty depot: the next allocate attaches two empty
-        // magazines and takes the depot lock, where the nested allocate runs.
-        let held = try (0..<4).map { _ in try c.allocate() }
-        c.drainCPU()
-        c.drainDepot()
-        probe.mode = 1
-        let outer = try c.allocate()
-        #expect(probe.allocateResult == .outOfMemory)
-        #expect(c.statistics.nolockRefusals == 1)
-        q.checkInvariants()
-
-        // Detach again, then free 4 objects: both magazines full (2 + 2). Freeing one
-        // more takes the depot lock; there, nested frees of 6 objects: the magazines are
-        // full and the depot lock is this CPU's, so 4 park in the reserve and the 5th
-        // and 6th are refused with .busy.
+        // Under the depot lock (an allocate that attaches magazines and asks the depot):
+        // the nested allocate and frees are served from and to the slabs.
         let extra = try (0..<6).map { _ in try c.allocate() }
         c.drainCPU()
         c.drainDepot()
-        for p in held { try c.free(p) }
-        probe.toFree = extra
-        probe.mode = 2
-        try c.free(outer)
-        let refused = probe.freeResults.filter { $0 == .busy }.count
-        #expect(probe.freeResults.count == 6)
-        #expect(probe.freeResults.prefix(4).allSatisfy { $0 == nil })
-        #expect(refused == 2)
-        let s = c.statistics
-        #expect(s.nolockParked == 4 && s.nolockRefusals == 3)
+        probe.toFree = Array(extra.prefix(3))
+        probe.armed = true
+        let outer = try c.allocate()
+        #expect(probe.allocateResult == nil && probe.allocated.count == 1)
+        #expect(probe.freeResults.count == 3 && probe.freeResults.allSatisfy { $0 == nil })
+        #expect(c.statistics.nolockRefusals == 0)
+        q.checkInvariants()
+
+        // Under the cache lock (a refill): the nested allocate gets `.outOfMemory`, the
+        // nested frees `.busy`, and nothing changes.
+        c.drainCPU()
+        c.drainDepot()
+        probe.point = .cacheLocked
+        probe.toFree = Array(extra.suffix(3))
+        probe.freeResults = []
+        probe.armed = true
+        let outer2 = try c.allocate()
+        #expect(probe.allocateResult == .outOfMemory)
+        #expect(probe.freeResults.count == 3 && probe.freeResults.allSatisfy { $0 == .busy })
+        #expect(c.statistics.nolockRefusals == 4)
+        for p in [outer, outer2] + probe.allocated { try c.free(p) }
         // The refused objects are still allocated: freeing them now succeeds.
-        for p in extra.suffix(2) { try c.free(p) }
+        for p in extra.suffix(3) { try c.free(p) }
         q.checkInvariants()
         #expect(c.statistics.activeObjects == 0)
         #expect(c.destroy() == 0)
