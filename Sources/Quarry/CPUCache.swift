@@ -6,8 +6,9 @@
 // ## Concurrency and interrupt contract of the per-CPU layer
 //
 // Who touches a CPUCache:
-// - its own CPU, with interrupts masked (`P.disableInterrupts()` in the fast path, held
-//   through the whole slow path), for `loaded`, `previous`, `reserve*` and the counters;
+// - its own CPU, with the slot *claimed* (the in-use marker below), for `loaded`,
+//   `previous`, `reserve*` and the counters: the hit paths claim it without masking
+//   interrupts; the slow path masks them and keeps the slot claimed throughout;
 // - `drainAll` and `destroy` from any CPU, only at quiescence for that cache (no CPU is
 //   inside the cache; the caller establishes happens-before, e.g. by joining threads or
 //   by the IPI that parked the other CPUs);
@@ -16,18 +17,20 @@
 // So no word of a CPUCache is ever read by one CPU while another CPU writes it
 // non-atomically.
 //
-// Masking makes the fast path and each slow path atomic with respect to interrupt
-// handlers on the same CPU: a handler runs before or after, never inside. NMIs and
-// machine-check handlers must not call Quarry (they can arrive between a slot's read and
-// its write). Re-entry at a step boundary while the CPU holds a Quarry lock (a
-// constructor that calls Quarry; the test hooks, which simulate an interrupt at every
-// step boundary) is handled by the *nolock* rule: a slow path that starts while its CPU holds any Quarry lock
-// (`CPUState.locksHeld > 0`) runs in `.tryOnly` mode: it is served from the magazines or
-// the reserve, takes locks only with `tryAcquire`, never frees memory to slabs, and
-// otherwise fails cleanly: allocate with `.outOfMemory`, free by parking the object in
-// `reserve` or, when that is full, with `.busy` (the object stays the caller's). Every
-// slow-path step reads the per-CPU fields afresh after any point where a nested call
-// could run, and writes them with no such point in between.
+// ## The in-use marker and the nested path
+//
+// A slot's marker word is 1 while code of its CPU works on the slot. A call that finds
+// it set (an interrupt handler or NMI that landed inside a hit or slow path of the same
+// CPU, a constructor, a test hook) takes the *nested path*: straight to or from the
+// slabs under the cache lock, never through the slot. Interrupts nest, so the handler
+// finishes before the interrupted code resumes: testing then setting the marker needs
+// no atomic RMW, and the fences around it only keep the compiler from moving the slot's
+// accesses outside the claimed region (no instruction on x86). Locks in the nested path
+// follow the *nolock* rule: if the CPU holds any Quarry lock (`CPUState.locksHeld > 0`,
+// exact even for an NMI), locks are only tried, and a call that cannot be served fails
+// cleanly: allocate with `.outOfMemory`, free with `.busy` (the object stays the
+// caller's). A non-nested slow path in `.tryOnly` mode (its CPU holds another cache's
+// lock) may still use the slot and park a freed object in `reserve`.
 //
 // ## Magazine states of one CPU (Bonwick 2001, section 3)
 //

@@ -50,7 +50,7 @@ enum FreeLink {
     static func word(of object: UInt, offset: Int) -> UInt {
         // Sound: `object` is an object of a live slab (validated by the caller) and a
         // word at `offset` lies inside it (SlabGeometry.validate).
-        UnsafeMutablePointer<Atomic<UInt>>(bitPattern: object &+ UInt(offset)).unsafelyUnwrapped
+        UnsafeMutablePointer<Atomic<UInt>>(bitPattern: object &+ UInt(bitPattern: offset)).unsafelyUnwrapped
             .pointee.load(ordering: .relaxed)
     }
 
@@ -58,7 +58,7 @@ enum FreeLink {
     @inline(__always)
     static func setWord(_ value: UInt, of object: UInt, offset: Int) {
         // Sound: as in `word(of:offset:)`.
-        UnsafeMutablePointer<Atomic<UInt>>(bitPattern: object &+ UInt(offset)).unsafelyUnwrapped
+        UnsafeMutablePointer<Atomic<UInt>>(bitPattern: object &+ UInt(bitPattern: offset)).unsafelyUnwrapped
             .pointee.store(value, ordering: .relaxed)
     }
 }
