@@ -9,6 +9,10 @@
 #                     boot/multiboot_$(ARCH).S and libquarry.a only
 #   make lib          build/$(ARCH)/libquarry.a: module Quarry (Sources/Quarry + QuarryX86 +
 #                     QuarryC, -no-allocations) + quarry_libc.o (QUARRY_LIBC_NAMES=1, default)
+#   make lib QUARRY_PLATFORM=single-cpu   the same library over SingleCPUPlatform instead of
+#                     X86Platform, in build/$(ARCH)-single-cpu/: no privileged instruction, so
+#                     it runs in user space (make budgets counts its instructions)
+#   make host-lib     build/host/libquarry.so: the C ABI for Linux programs (make bench, budgets)
 #   make header-test  include/quarry.h as strict C11 for -m32 and -m64
 #   make host-test    swift test
 #   make host-tsan    swift test --sanitize=thread (the threaded tests, no suppression)
@@ -42,7 +46,18 @@ ifeq ($(filter $(ARCH),$(ARCHES)),)
 $(error ARCH must be one of: $(ARCHES))
 endif
 
+# The library's platform: x86 (X86Platform, the default) or single-cpu (SingleCPUPlatform:
+# one CPU, no interrupt masking; `lib` only, for user-space measurement).
+QUARRY_PLATFORM ?= x86
+ifeq ($(QUARRY_PLATFORM),x86)
 BUILD  := build/$(ARCH)
+PLATFORM_FLAGS :=
+else ifeq ($(QUARRY_PLATFORM),single-cpu)
+BUILD  := build/$(ARCH)-single-cpu
+PLATFORM_FLAGS := -D QUARRY_PLATFORM_SINGLE_CPU
+else
+$(error QUARRY_PLATFORM must be x86 or single-cpu)
+endif
 TRIPLE := $(ARCH)-unknown-none-elf
 
 # What differs between the architectures; everything else below is shared.
@@ -78,7 +93,7 @@ EMBEDDED_FLAGS := -target $(TRIPLE) \
 	-I Sources/CQuarrySupport/include
 # The allocator itself must never allocate through the Swift runtime. `-I include`: the
 # C ABI (Sources/QuarryC) implements include/quarry.h with @c @implementation.
-LIB_FLAGS := $(EMBEDDED_FLAGS) -Xfrontend -no-allocations -I include
+LIB_FLAGS := $(EMBEDDED_FLAGS) -Xfrontend -no-allocations -I include $(PLATFORM_FLAGS)
 # Importing module Quarry imports quarry.h too (module CQuarryHeader).
 KERNEL_FLAGS := $(EMBEDDED_FLAGS) -I include -I $(BUILD)
 
@@ -121,7 +136,7 @@ QEMU_TIMEOUT ?= 150
 QEMU_PASS := 67
 QEMU_FAIL := 69
 
-.PHONY: all kernel ckernel lib run run-c test header-test host-test host-tsan qemu-test qemu-boot deps deps-test clean FORCE
+.PHONY: all kernel ckernel lib host-lib run run-c test header-test host-test host-tsan qemu-test qemu-boot deps deps-test clean FORCE
 all: kernel ckernel
 
 lib: $(BUILD)/libquarry.a
@@ -134,6 +149,24 @@ $(BUILD)/Quarry.o: $(LIB_SOURCES) $(LIB_HEADERS) $(SUPPORT_HEADERS) Makefile
 	$(SWIFTC) $(LIB_FLAGS) -module-name Quarry \
 		-emit-module -emit-module-path $(BUILD)/Quarry.swiftmodule \
 		-c -o $@ $(LIB_SOURCES)
+	@# swiftc leaves an unchanged object's time alone: touch it, or make rebuilds it every time.
+	@touch $@
+
+# The same C ABI for Linux programs (Benchmarks: make bench, make budgets): Sources/Quarry and
+# Sources/QuarryC compiled as one module Quarry, whole-module, like Quarry.o above but for the
+# host with -O, linked as a shared library. CPlatform is then the host's one-CPU platform
+# (Sources/QuarryC/CPlatform.swift): calls must not overlap. -suppress-warnings: the only
+# warnings are QuarryC's `import Quarry`, which a one-module build ignores (the same sources
+# are compiled with warnings by `swift build` and `make lib`).
+HOST_LIB := build/host/libquarry.so
+HOST_LIB_SOURCES := $(wildcard Sources/Quarry/*.swift) $(wildcard Sources/QuarryC/*.swift)
+host-lib: $(HOST_LIB)
+
+$(HOST_LIB): $(HOST_LIB_SOURCES) $(LIB_HEADERS) Makefile
+	@echo "== host-lib: swiftc -O -wmo (host) Sources/Quarry + QuarryC -> module Quarry, $@"
+	@mkdir -p $(dir $@)
+	$(SWIFTC) -O -wmo -parse-as-library -suppress-warnings -module-name Quarry -I include \
+		-emit-library -o $@ $(HOST_LIB_SOURCES)
 
 $(BUILD)/quarry_libc.o: Sources/QuarryLibc/quarry_libc.c $(LIB_HEADERS) Makefile
 	@echo "== lib: compile $< (freestanding, the standard names)"
