@@ -25,16 +25,8 @@ mkdir -p "$CG"
 # Total instructions of one callgrind output file.
 cg_total() { sed -n 's/^summary: *\([0-9]*\).*/\1/p; s/^totals: *\([0-9]*\).*/\1/p' "$1" | head -n 1; }
 
-# The command that runs $2 pairs for peer $1. "quarry-cache-swift" and "quarry-malloc-swift" are
-# Quarry's cache API and malloc front called from a loop written in Swift (no C-ABI glue around
-# each call); the others go through bench.c.
-pair_command() {
-    case $1 in
-        quarry-cache-swift) echo "$BIN/quarry-probe swiftpair $PAIR_SIZE $2" ;;
-        quarry-malloc-swift) echo "$BIN/quarry-probe mallocpair $PAIR_SIZE $2" ;;
-        *) echo "$BIN/bench-$1 --count $PAIR_SIZE $2" ;;
-    esac
-}
+# The command that runs $2 pairs for peer $1 (bench.c's `--count` mode).
+pair_command() { echo "$BIN/bench-$1 --count $PAIR_SIZE $2"; }
 
 # $1 = peer, $2 = pairs. Prints the total instruction count; exit 3 when the peer is unavailable.
 cg_run_pair() {
@@ -78,7 +70,7 @@ pair_functions() {
 }
 
 run_pairs() {
-    local peers=${*:-$PEERS quarry-cache-swift quarry-malloc-swift}
+    local peers=${*:-$PEERS}
     echo "allocator,size,per_pair,ir_n,ir_2n,n,status" > "$PAIR_CSV"
     echo "allocator,per_pair,function" > "$FUNCS_CSV"
     for p in $peers; do

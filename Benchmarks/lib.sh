@@ -12,13 +12,24 @@ OBJDUMP=$SWIFT_BIN/llvm-objdump
 CC=${CC:-gcc}
 BENCH_BUILD=${BENCH_BUILD:-build/bench}
 BIN=$BENCH_BUILD/bin
-SWIFTPM_SCRATCH=$BENCH_BUILD/swiftpm
-QB_LIBDIR=$SWIFTPM_SCRATCH/x86_64-unknown-linux-gnu/release
-QB_INCLUDE=Benchmarks/QuarryBench/Sources/CQuarryBench/include
+# Quarry as the benchmarks link it: the C functions of include/quarry.h, built by the main
+# Makefile (one build description; see build_quarry):
+#   host (x86_64)  build/host/libquarry.so       `make host-lib`: Sources/Quarry + Sources/QuarryC
+#                  as one module, swiftc -O -wmo, as `make lib` compiles them for bare metal;
+#                  its CPlatform is the host's one-CPU platform
+#   i686           build/i686-single-cpu/libquarry.a   `make lib ARCH=i686 QUARRY_PLATFORM=single-cpu
+#                  QUARRY_LIBC_NAMES=0`: the Embedded library, its flags and -D
+#                  QUARRY_PLATFORM_SINGLE_CPU, so it runs in a 32-bit Linux process
+# and for the disassembly check, the shipped libraries build/{i686,x86_64}/libquarry.a (`make lib`).
+MAKE=${MAKE:-make}
+HOST_LIB=build/host/libquarry.so
+I686_LIB=build/i686-single-cpu/libquarry.a
 CFLAGS_BENCH="-O2 -g -std=gnu11 -Wall -Wextra -pthread"
 
 # Every allocator under test, in report order: binary name and extra link flags.
 PEERS="floor glibc mimalloc jemalloc tcmalloc quarry-cache quarry-malloc"
+# The same Quarry peers built -m32 against the i686 library (make budgets).
+I686_PEERS="quarry-cache-i686 quarry-malloc-i686"
 
 say() { echo "== bench: $*"; }
 
@@ -27,7 +38,9 @@ peer_libs() {
         mimalloc) echo "-lmimalloc" ;;
         jemalloc) echo "-ljemalloc" ;;
         tcmalloc) echo "-ltcmalloc_minimal" ;;
-        quarry-*) echo "-L$QB_LIBDIR -lQuarryBench -Wl,-rpath,$PWD/$QB_LIBDIR -Wl,-rpath,${SWIFT_BIN%/bin}/lib/swift/linux" ;;
+        # gcc -m32 adds the 32-bit libgcc (__udivdi3 and friends) by itself.
+        quarry-*-i686) echo "$I686_LIB" ;;
+        quarry-*) echo "-Lbuild/host -lquarry -Wl,-rpath,$PWD/build/host -Wl,-rpath,${SWIFT_BIN%/bin}/lib/swift/linux" ;;
         *) echo "" ;;
     esac
 }
@@ -44,14 +57,19 @@ find_python() {
 }
 
 # Checks for the tools and libraries; as root installs what is missing, else says how.
-# $1 = "report" to also require matplotlib.
+# $1 = "budgets": only what make budgets needs (gcc, -m32 linking, valgrind); "report": also
+# matplotlib; otherwise the peer allocators too.
 bench_deps() {
     missing=""
     command -v "$CC" > /dev/null 2>&1 || missing="$missing gcc"
     command -v valgrind > /dev/null 2>&1 && [ -f /usr/include/valgrind/callgrind.h ] || missing="$missing valgrind"
-    [ -f /usr/include/mimalloc.h ] || missing="$missing libmimalloc-dev"
-    [ -f /usr/include/jemalloc/jemalloc.h ] || missing="$missing libjemalloc-dev"
-    [ -f /usr/include/gperftools/tcmalloc.h ] || missing="$missing libgoogle-perftools-dev"
+    # The 32-bit harness: check by linking one (gcc prints a libgcc path even without multilib).
+    echo 'int main(void) { return 0; }' | "$CC" -m32 -x c -o /dev/null - > /dev/null 2>&1 || missing="$missing gcc-multilib"
+    if [ "${1:-}" != budgets ]; then
+        [ -f /usr/include/mimalloc.h ] || missing="$missing libmimalloc-dev"
+        [ -f /usr/include/jemalloc/jemalloc.h ] || missing="$missing libjemalloc-dev"
+        [ -f /usr/include/gperftools/tcmalloc.h ] || missing="$missing libgoogle-perftools-dev"
+    fi
     if [ "${1:-}" = report ] && ! find_python > /dev/null; then missing="$missing python3-matplotlib"; fi
     [ -x "$SWIFT" ] || { echo "Swift toolchain not found at $SWIFT_BIN (set SWIFT_BIN)"; return 1; }
     [ -z "$missing" ] && return 0
@@ -67,48 +85,55 @@ bench_deps() {
     fi
 }
 
-# Quarry for the host, release, with Quarry's generic bodies serialised so that
-# SlabCache<BenchPlatform> is specialised inside libQuarryBench.so.
-build_quarry_bench() {
-    say "swift build -c release Benchmarks/QuarryBench -> $QB_LIBDIR/libQuarryBench.so"
-    local log=$BENCH_BUILD/quarrybench-build.log status=0
+# The Quarry libraries, through the Makefile (up to date: nothing rebuilt). $@ = make goals
+# and variables; output in $BENCH_BUILD/make.log unless it fails.
+make_quiet() {
+    local log=$BENCH_BUILD/make.log
     mkdir -p "$BENCH_BUILD"
-    "$SWIFT" build -c release -Xswiftc -enable-cmo-everything \
-        --package-path Benchmarks/QuarryBench --scratch-path "$SWIFTPM_SCRATCH" > "$log" 2>&1 || status=$?
-    grep -v -E '^\[[0-9]+/[0-9]+\]|^Building for|^Write |^Compiling|^Linking' "$log" || true
-    [ $status = 0 ] || { echo "QuarryBench build failed (log: $log)"; return 1; }
+    "$MAKE" --no-print-directory SWIFT_BIN="$SWIFT_BIN" "$@" > "$log" 2>&1 || { cat "$log"; return 1; }
 }
 
+# $1 = host or i686 (see the top of this file).
+build_quarry() {
+    case $1 in
+        host) say "make host-lib -> $HOST_LIB"; make_quiet host-lib ;;
+        i686) say "make lib ARCH=i686 QUARRY_PLATFORM=single-cpu QUARRY_LIBC_NAMES=0 -> $I686_LIB"
+              make_quiet lib ARCH=i686 QUARRY_PLATFORM=single-cpu QUARRY_LIBC_NAMES=0 ;;
+    esac
+}
+
+# $1 = peer: bench-$1 from bench.c and its peer_*.c; the -i686 peers are 32-bit programs.
 build_peer() {
+    local flags=$CFLAGS_BENCH source=${1%-i686}
+    case $1 in *-i686) flags="$flags -m32" ;; esac
     mkdir -p "$BIN"
-    # shellcheck disable=SC2046
-    "$CC" $CFLAGS_BENCH -I Benchmarks/runner -I "$QB_INCLUDE" -o "$BIN/bench-$1" \
-        Benchmarks/runner/bench.c "Benchmarks/runner/peer_$(echo "$1" | tr - _).c" $(peer_libs "$1")
+    # shellcheck disable=SC2046,SC2086
+    "$CC" $flags -I Benchmarks/runner -I include -o "$BIN/bench-$1" \
+        Benchmarks/runner/bench.c "Benchmarks/runner/peer_$(echo "$source" | tr - _).c" $(peer_libs "$1")
 }
 
 build_probe() {
     mkdir -p "$BIN"
     # shellcheck disable=SC2046
-    "$CC" $CFLAGS_BENCH -I Benchmarks/runner -I "$QB_INCLUDE" -o "$BIN/quarry-probe" \
-        Benchmarks/runner/quarry_probe.c $(peer_libs quarry-cache)
+    "$CC" $CFLAGS_BENCH -I include -o "$BIN/quarry-probe" Benchmarks/runner/quarry_probe.c $(peer_libs quarry-cache)
 }
 
-# $@ = peers to build (default: all) plus the Quarry probe.
+# $@ = peers to build (default: all, and the Quarry probe), after the libraries they need.
 bench_build() {
-    build_quarry_bench
-    say "gcc $CFLAGS_BENCH: Benchmarks/runner -> $BIN/bench-{${PEERS// /,}} and quarry-probe"
-    for p in ${@:-$PEERS}; do build_peer "$p"; done
-    build_probe
-}
-
-# The Embedded i686 object of Quarry plus the fast-path probe (the library alone holds no
-# specialisation of SlabCache, so the probe instantiates one with a call-free platform).
-EMBEDDED_OBJECT=$BENCH_BUILD/quarry-i686.o
-build_embedded_object() {
-    mkdir -p "$BENCH_BUILD"
-    say "swiftc (Embedded, i686, -Osize, -no-allocations) Sources/Quarry + Benchmarks/probe -> $EMBEDDED_OBJECT"
-    "$SWIFTC" -target i686-unknown-none-elf -enable-experimental-feature Embedded -wmo \
-        -parse-as-library -Osize -Xfrontend -disable-stack-protector -Xfrontend -function-sections \
-        -Xfrontend -no-allocations -module-name Quarry -c Sources/Quarry/*.swift \
-        Benchmarks/probe/FastPathProbe.swift -o "$EMBEDDED_OBJECT"
+    local peers=${*:-$PEERS} host="" i686="" p
+    [ $# != 0 ] || host=1
+    for p in $peers; do
+        case $p in
+            quarry-*-i686) i686=1 ;;
+            quarry-*) host=1 ;;
+        esac
+    done
+    [ -z "$host" ] || build_quarry host
+    [ -z "$i686" ] || build_quarry i686
+    say "gcc $CFLAGS_BENCH: Benchmarks/runner -> $BIN/bench-{${peers// /,}}"
+    for p in $peers; do build_peer "$p"; done
+    if [ $# = 0 ]; then
+        say "gcc: Benchmarks/runner/quarry_probe.c -> $BIN/quarry-probe"
+        build_probe
+    fi
 }

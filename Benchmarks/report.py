@@ -7,6 +7,7 @@ Usage: report.py BUILD_DIR OUT_DIR
 """
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,8 +23,16 @@ WORKLOAD_TEXT = {
 }
 ALLOCATORS = ["floor", "glibc", "mimalloc", "jemalloc", "tcmalloc", "quarry-cache", "quarry-malloc"]
 SIZES = [16, 64, 256, 1024]
-GOALS = {"quarry-cache": (25, 20), "quarry-malloc": (35, 28),
-         "quarry-cache-swift": (25, 20), "quarry-malloc-swift": (35, 28)}
+
+
+def read_goals():
+    """(goal, stretch) per Quarry peer, from the one place they live: check-budgets.sh."""
+    text = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "check-budgets.sh")).read()
+    value = {m.group(1): int(m.group(2)) for m in re.finditer(r"\b((?:GOAL|STRETCH)_\w+)=(\d+)", text)}
+    return {f"quarry-{api.lower()}": (value[f"GOAL_{api}"], value[f"STRETCH_{api}"]) for api in ("CACHE", "MALLOC")}
+
+
+GOALS = read_goals()
 RUN = "make bench"
 
 
@@ -203,9 +212,8 @@ def instructions(build, out):
              "(I(2N) - I(N)) / N, so start-up, setup and exit cancel. It includes the harness: the "
              "loop, the indirect call through `struct bench_allocator`, the peer's wrapper and the "
              "PLT jump into a shared library (the floor's 19 is that overhead plus a free-list "
-             "pop and push). `quarry-cache-swift` and `quarry-malloc-swift` are the same loop written in "
-             "Swift inside libQuarryBench (`quarry-probe swiftpair 64 N`, `quarry-probe mallocpair 64 N`): "
-             "Quarry's cost as a Swift caller sees it, without the C-ABI glue.",
+             "pop and push). Quarry is called through include/quarry.h (`quarry_cache_alloc`/"
+             "`quarry_cache_free`, `quarry_malloc`/`quarry_free`) in `build/host/libquarry.so`.",
              "", "| allocator | instructions per pair | x mimalloc | x floor | goal | N |",
              "|---|---:|---:|---:|---|---:|"]
     for r in pairs:
@@ -228,7 +236,7 @@ def instructions(build, out):
     if slow:
         empty = next((int(r["instructions"]) for r in slow if r["region"] == "empty"), 0)
         lines += ["## Quarry's slow paths and start-up", "",
-                  "One operation each, through the C ABI of libQuarryBench (the call and its glue "
+                  "One operation each, through include/quarry.h in build/host/libquarry.so (the call and its glue "
                   "included), from `Benchmarks/instructions.sh slowpaths`: `quarry-probe slowpaths` "
                   "and `quarry-probe init BYTES` under callgrind, one dump per region "
                   f"(CALLGRIND_ZERO_STATS before, CALLGRIND_DUMP_STATS_AT after), minus the {empty} "
@@ -256,9 +264,9 @@ def instructions(build, out):
                      "new-slab-from-free-run", "free-releases-slab", "create-cache", "destroy-cache"]:
             if name in by:
                 lines.append(f"| {explain[name]} | " + " | ".join(str(by[name].get(str(s), "")) for s in SIZES) + " |")
-        lines += ["| depot refill (magazine exchange) | awaits the per-CPU layer (issue 3): hook in quarry_probe.c | | | |", ""]
+        lines += ["| depot refill (magazine exchange) | not measured: the C ABI cannot empty one CPU's magazines alone | | | |", ""]
         if "initialize" in by:
-            lines += ["Start-up, `Quarry.initialize` (through `qb_init`, which also stores the handle):", ""]
+            lines += ["Start-up, `Quarry.initialize` (through `quarry_init`, which also stores the instance):", ""]
             for arg, v in sorted(by["initialize"].items(), key=lambda kv: int(kv[0])):
                 lines.append(f"- {int(arg) >> 20} MiB arena: {v} instructions")
             lines.append("")

@@ -349,6 +349,10 @@ static void measure(enum workload w, size_t size, int reps, double scale) {
         row(w, size, 0, counted, "n/a: single-threaded", 0, 0, 0);
         return;
     }
+    if ((w == PRODCONS || w == THREADS) && (A->flags & BENCH_ONE_THREAD)) {
+        row(w, size, 0, counted, "n/a: one thread at a time", 0, 0, 0);
+        return;
+    }
     void *ctx = A->setup(size);
     if (ctx == NULL) {
         row(w, size, 0, counted, "unavailable", 0, 0, 0);

@@ -10,6 +10,9 @@
 /* The context must not be shared between threads: the threads workload calls setup in each
  * thread, and the producer-consumer workload (cross-thread free) is skipped. */
 #define BENCH_SINGLE_THREADED 1
+/* No two calls may overlap (one allocator instance on one CPU): the producer-consumer and
+ * threads workloads are skipped. */
+#define BENCH_ONE_THREAD 2
 
 struct bench_allocator {
     /* Row name in the CSV ("glibc", "mimalloc", "quarry-cache", ...). */
