@@ -35,9 +35,10 @@ let package = Package(
         ),
         .testTarget(
             name: "QuarryTests",
-            dependencies: ["Quarry"],
+            dependencies: ["Quarry", "CSingleStep"],
             swiftSettings: checked
         ),
+        .target(name: "CSingleStep", path: "Tests/CSingleStep"),  // EFLAGS.TF for SingleStepTests
         // A C program written against quarry.h, linked into the C ABI tests.
         .target(
             name: "QuarryCScenario", path: "Tests/QuarryCScenario",

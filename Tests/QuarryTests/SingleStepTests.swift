@@ -1,0 +1,769 @@
+// SingleStepTests: single-step re-entry (issue 14, item 1, host part). The x86 trap flag
+// (EFLAGS.TF, Tests/CSingleStep) is set around one call of a hit path or a miss path, so
+// a SIGTRAP arrives after every instruction of it. The SIGTRAP handler plays an
+// interrupt on the same CPU: unless the test platform's mask count says "interrupts
+// off", it allocates, checks and frees on the same cache, through the malloc front and
+// inside an epoch read section. After the call, at quiescence, everything both sides
+// allocated must be distinct, intact and freeable, and the invariants must hold.
+// Neighbours: Tests/CSingleStep (TF, the per-thread mask count), ThreadPlatform (the
+// signal-interrupt model this one follows), InjectionTests (nested calls at hook
+// points), docs/testing.md ("Single-step re-entry").
+//
+// Written against the public API (plus `checkInvariants`), so it holds for any hit-path
+// design: today's (the hit path masks interrupts, so most of its boundaries are masked
+// and the handler counts them instead of calling Quarry) and one that does not mask
+// (then the handler lands inside the hit path and must be served by a nested path).
+//
+// Signal-safety: the handler touches only the context below (C heap memory, raw
+// buffers), Quarry and the C mask functions: no Swift allocation, no lock, no
+// exclusivity-checked global. Every path it and the stepped call take is run once
+// before stepping (the dry run), so no metadata, lazy binding or `swift_once` is first
+// done inside the handler or between the trap and the handler.
+
+import Testing
+@testable import Quarry
+import CSingleStep
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Platform
+
+/// One CPU (index 0) whose "interrupts" are the SIGTRAPs of single-stepping. The mask is
+/// a per-thread nesting count (C thread-local, read by the handler on the same thread):
+/// `disableInterrupts` increments it, `restoreInterrupts` stores the saved value back. A
+/// trap that arrives with the count above 0 does not call Quarry, as a CPU with IF clear
+/// takes no interrupt; it is counted as a masked boundary.
+enum StepPlatform: Platform {
+    static var maxCPUs: Int { 1 }
+    static var cpuIndex: Int { 0 }
+    static func disableInterrupts() -> InterruptState { InterruptState(raw: UInt(quarry_test_mask_raise())) }
+    static func restoreInterrupts(_ state: InterruptState) { quarry_test_mask_restore(CUnsignedLong(state.raw)) }
+    static func pause() {}
+    static func write(_ byte: UInt8) { var b = byte; _ = Glibc.write(2, &b, 1) }
+    static func entropy() -> UInt { 0x5EED_57E9_0000_0001 }
+}
+
+// MARK: - What the handler sees
+
+/// What the handler found wrong (the first one is kept, with its address).
+enum StepFailure: UInt8 {
+    case none = 0
+    /// An object outside the arena, or not 8-byte aligned.
+    case outside
+    /// An object that is already live (handed out twice).
+    case duplicate
+    /// A cookie that did not read back, or changed while the object was held.
+    case cookie
+    /// An allocation refused with another error than a re-entrant `.outOfMemory`.
+    case allocateError
+    /// A free refused with another error than a re-entrant `.busy`.
+    case freeError
+    /// `isInsideCriticalSection` false right after `enter`.
+    case notInside
+}
+
+/// The handler's work on one cache or one malloc class: `count` objects per interrupt.
+/// Balanced: allocate then free in reverse (the slot ends as it began), or, with
+/// `freeFirst`, free the handler's stash then allocate as many back (for a slot whose
+/// loaded magazine is empty, where an allocation first would miss and change what the
+/// interrupted call does).
+struct HandlerOps {
+    /// The cache for `allocate`/`free`, or nil for the malloc front (`malloc(size)`).
+    var cache: SlabCache<StepPlatform>?
+    var size: Int
+    var freeFirst: Bool
+    var count: Int
+    /// Objects the handler owns between interrupts (`freeFirst`), `stashCount` of them.
+    var stash: UnsafeMutablePointer<UInt>
+    var stashCount = 0
+    /// Successful operations (for the statistics check).
+    var allocations = 0
+    var frees = 0
+
+    static let maxCount = 4
+}
+
+/// Everything the handler reads and writes, in C heap memory.
+struct StepContext {
+    var armed = false
+    var arenaStart: UInt = 0
+    var arenaEnd: UInt = 0
+    /// One byte per 8-byte granule of the arena: 1 while someone (test or handler) holds
+    /// an object starting there. Shared by both, so no object is ever held twice.
+    var live: UnsafeMutablePointer<UInt8>? = nil
+    let key: UInt = 0x51DE_57E9
+    var ops = (HandlerOps?.none, HandlerOps?.none)
+    var front: MallocFront<StepPlatform>? = nil
+    var reclaimer: EpochReclaimer<StepPlatform>? = nil
+    /// Change the slot's object count at every interrupt: one net allocation (kept) at
+    /// each of `perturbPeriod - 1` interrupts, then all of them freed at the next. Any run
+    /// of 1 to `perturbPeriod - 1` consecutive interrupts changes the count, so an
+    /// interrupt inside an unprotected read-modify-write of the slot leaves a trace (a
+    /// duplicate, a lost object, a lost count); a balanced handler would restore the slot
+    /// exactly and hide it. The drift stays below half a magazine, so a hit stays a hit.
+    /// Off for miss scenarios, where it would turn the measured miss into a hit.
+    var perturb = false
+    static let perturbPeriod = 12
+    /// Objects the handler keeps: perturbing allocations, refused frees.
+    var kept: UnsafeMutablePointer<UInt>? = nil
+    var keptCount = 0
+    static let keptCapacity = 64
+
+    // Counters.
+    var steps = 0
+    /// Traps whose interrupted context still had TF set (all but the last).
+    var tfSet = 0
+    var masked = 0
+    /// Boundaries where the handler called Quarry.
+    var ran = 0
+    /// Of those, boundaries where it got at least one object.
+    var served = 0
+    /// Re-entrant refusals (`.outOfMemory` on allocate, `.busy` on free).
+    var refusals = 0
+    var perturbAllocations = 0
+    var perturbFrees = 0
+    var stray = 0
+    var failures = 0
+    var firstFailure = StepFailure.none
+    /// The object's address, or for a refused call the error's raw value.
+    var failureAddress: UInt = 0
+}
+
+/// The one context (a `let`: no exclusivity check, no lazy initialisation in the handler).
+nonisolated(unsafe) let stepContext: UnsafeMutablePointer<StepContext> = {
+    let p = UnsafeMutablePointer<StepContext>.allocate(capacity: 1)
+    p.initialize(to: StepContext())
+    p.pointee.kept = .allocate(capacity: StepContext.keptCapacity)
+    return p
+}()
+
+extension UnsafeMutablePointer where Pointee == StepContext {
+    func fail(_ what: StepFailure, _ address: UInt) {
+        if pointee.failures == 0 {
+            pointee.firstFailure = what
+            pointee.failureAddress = address
+        }
+        pointee.failures += 1
+    }
+
+    /// Checks a new object of `size` bytes, marks it live and writes its cookie.
+    func accept(_ p: UnsafeMutableRawPointer, size: Int) {
+        let a = UInt(bitPattern: p)
+        guard a >= pointee.arenaStart, a &+ UInt(size) <= pointee.arenaEnd, a & 7 == 0, let live = pointee.live else {
+            fail(.outside, a)
+            return
+        }
+        let i = Int((a - pointee.arenaStart) >> 3)
+        if live[i] != 0 { fail(.duplicate, a) }
+        live[i] = 1
+        Cookie.write(p, size: size, key: pointee.key)
+        if !Cookie.check(p, size: size, key: pointee.key) { fail(.cookie, a) }
+    }
+
+    /// Checks an object's cookie and marks it no longer live (before it is freed).
+    func release(_ p: UnsafeMutableRawPointer, size: Int) {
+        let a = UInt(bitPattern: p)
+        guard a >= pointee.arenaStart, a &+ UInt(size) <= pointee.arenaEnd, let live = pointee.live else {
+            fail(.outside, a)
+            return
+        }
+        if !Cookie.check(p, size: size, key: pointee.key) { fail(.cookie, a) }
+        live[Int((a - pointee.arenaStart) >> 3)] = 0
+    }
+
+    /// Undoes `release` for an object whose free was refused (it is still ours).
+    func relive(_ p: UnsafeMutableRawPointer) {
+        let a = UInt(bitPattern: p)
+        pointee.live?[Int((a - pointee.arenaStart) >> 3)] = 1
+    }
+}
+
+extension HandlerOps {
+    func allocate(_ front: MallocFront<StepPlatform>?) -> Result<UnsafeMutableRawPointer, QuarryError> {
+        do throws(QuarryError) {
+            if let cache { return .success(try cache.allocate()) }
+            return .success(try front.unsafelyUnwrapped.malloc(size))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    func free(_ p: UnsafeMutableRawPointer, _ front: MallocFront<StepPlatform>?) -> QuarryError? {
+        do throws(QuarryError) {
+            if let cache { try cache.free(p) } else { try front.unsafelyUnwrapped.free(p) }
+            return nil
+        } catch {
+            return error
+        }
+    }
+}
+
+/// One allocation by the handler: checked and marked live, or the refusal counted.
+private func handlerAllocate(_ ctx: UnsafeMutablePointer<StepContext>, _ ops: inout HandlerOps) -> UnsafeMutableRawPointer? {
+    switch ops.allocate(ctx.pointee.front) {
+    case .success(let p):
+        ops.allocations += 1
+        ctx.accept(p, size: ops.size)
+        return p
+    case .failure(let error):
+        if error == .outOfMemory { ctx.pointee.refusals += 1 } else { ctx.fail(.allocateError, UInt(error.rawValue)) }
+        return nil
+    }
+}
+
+/// One free by the handler; an object a re-entrant `.busy` left with us goes to `kept`.
+private func handlerFree(_ ctx: UnsafeMutablePointer<StepContext>, _ ops: inout HandlerOps, _ p: UnsafeMutableRawPointer) {
+    ctx.release(p, size: ops.size)
+    guard let error = ops.free(p, ctx.pointee.front) else {
+        ops.frees += 1
+        return
+    }
+    ctx.relive(p)
+    if error == .busy && ctx.pointee.keptCount < StepContext.keptCapacity {
+        ctx.pointee.refusals += 1
+        ctx.pointee.kept.unsafelyUnwrapped[ctx.pointee.keptCount] = UInt(bitPattern: p)
+        ctx.pointee.keptCount += 1
+    } else {
+        ctx.fail(.freeError, UInt(error.rawValue))
+    }
+}
+
+/// The handler's balanced work on one cache or class. Returns true if it got an object.
+private func runOps(_ ctx: UnsafeMutablePointer<StepContext>, _ ops: inout HandlerOps) -> Bool {
+    var got = false
+    if ops.freeFirst {
+        while ops.stashCount > 0 {
+            ops.stashCount -= 1
+            // Sound: stash entries are objects the handler allocated and still holds.
+            handlerFree(ctx, &ops, UnsafeMutableRawPointer(bitPattern: ops.stash[ops.stashCount]).unsafelyUnwrapped)
+        }
+        while ops.stashCount < ops.count {
+            guard let p = handlerAllocate(ctx, &ops) else { break }
+            ops.stash[ops.stashCount] = UInt(bitPattern: p)
+            ops.stashCount += 1
+            got = true
+        }
+    } else {
+        var held = (UInt(0), UInt(0), UInt(0), UInt(0))
+        var n = 0
+        withUnsafeMutableBytes(of: &held) { raw in
+            let slots = raw.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: UInt.self)
+            while n < ops.count {
+                guard let p = handlerAllocate(ctx, &ops) else { break }
+                slots[n] = UInt(bitPattern: p)
+                n += 1
+            }
+            got = n > 0
+            while n > 0 {
+                n -= 1
+                handlerFree(ctx, &ops, UnsafeMutableRawPointer(bitPattern: slots[n]).unsafelyUnwrapped)
+            }
+        }
+    }
+    return got
+}
+
+/// The interrupt body: an epoch read section around the balanced work on both caches,
+/// plus one net allocation or free when perturbing.
+private func interruptBody(_ ctx: UnsafeMutablePointer<StepContext>) {
+    let reclaimer = ctx.pointee.reclaimer
+    if let reclaimer {
+        reclaimer.enter()
+        if !reclaimer.isInsideCriticalSection { ctx.fail(.notInside, 0) }
+    }
+    var got = false
+    if var ops = ctx.pointee.ops.0 {
+        got = runOps(ctx, &ops) || got
+        if ctx.pointee.perturb {
+            if ctx.pointee.ran % StepContext.perturbPeriod != StepContext.perturbPeriod - 1 {
+                if ctx.pointee.keptCount < StepContext.keptCapacity, let p = handlerAllocate(ctx, &ops) {
+                    ctx.pointee.kept.unsafelyUnwrapped[ctx.pointee.keptCount] = UInt(bitPattern: p)
+                    ctx.pointee.keptCount += 1
+                    ctx.pointee.perturbAllocations += 1
+                }
+            } else {
+                while ctx.pointee.keptCount > 0 {
+                    ctx.pointee.keptCount -= 1
+                    let p = ctx.pointee.kept.unsafelyUnwrapped[ctx.pointee.keptCount]
+                    handlerFree(ctx, &ops, UnsafeMutableRawPointer(bitPattern: p).unsafelyUnwrapped)
+                    ctx.pointee.perturbFrees += 1
+                }
+            }
+        }
+        ctx.pointee.ops.0 = ops
+    }
+    if var ops = ctx.pointee.ops.1 {
+        got = runOps(ctx, &ops) || got
+        ctx.pointee.ops.1 = ops
+    }
+    reclaimer?.exit()
+    ctx.pointee.ran += 1
+    if got { ctx.pointee.served += 1 }
+}
+
+/// The SIGTRAP handler: one instruction boundary of the stepped call.
+private func onSingleStepTrap(_ signal: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ ucontext: UnsafeMutableRawPointer?) {
+    let savedErrno = errno
+    defer { errno = savedErrno }
+    let ctx = stepContext
+    guard ctx.pointee.armed else {
+        ctx.pointee.stray += 1
+        return
+    }
+    ctx.pointee.steps += 1
+    if quarry_test_context_flags(ucontext) & 0x100 != 0 { ctx.pointee.tfSet += 1 }
+    if quarry_test_mask_depth() > 0 {
+        ctx.pointee.masked += 1
+        return
+    }
+    // An interrupt gate: interrupts stay masked while the handler runs.
+    let saved = quarry_test_mask_raise()
+    interruptBody(ctx)
+    quarry_test_mask_restore(saved)
+}
+
+// MARK: - Stepping
+
+/// Runs `body` with TF set, with the handler armed and asynchronous signals blocked (a
+/// timer signal of another suite must not land here). The counts go to `stepContext`.
+@inline(never)
+private func singleStep(_ body: () -> Void) {
+    var block = sigset_t()
+    var old = sigset_t()
+    sigfillset(&block)
+    for s in [SIGTRAP, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT] { sigdelset(&block, s) }
+    pthread_sigmask(SIG_BLOCK, &block, &old)
+    stepContext.pointee.armed = true
+    quarry_test_tf_on()
+    body()
+    quarry_test_tf_off()
+    stepContext.pointee.armed = false
+    pthread_sigmask(SIG_SETMASK, &old, nil)
+}
+
+/// Installs the SIGTRAP handler for the duration of `body`.
+private func withTrapHandler<R>(_ body: () throws -> R) rethrows -> R {
+    var action = sigaction()
+    action.__sigaction_handler.sa_sigaction = { signal, info, ucontext in onSingleStepTrap(signal, info, ucontext) }
+    action.sa_flags = SA_SIGINFO
+    sigemptyset(&action.sa_mask)
+    var previous = sigaction()
+    precondition(sigaction(SIGTRAP, &action, &previous) == 0, "sigaction")
+    defer { sigaction(SIGTRAP, &previous, nil) }
+    return try body()
+}
+
+/// Clears the context's counters.
+private func resetCounters() {
+    let c = stepContext
+    c.pointee.steps = 0; c.pointee.tfSet = 0; c.pointee.masked = 0; c.pointee.ran = 0; c.pointee.served = 0
+    c.pointee.refusals = 0; c.pointee.perturbAllocations = 0; c.pointee.perturbFrees = 0; c.pointee.stray = 0
+    c.pointee.failures = 0; c.pointee.firstFailure = .none; c.pointee.failureAddress = 0
+}
+
+// MARK: - Scenarios
+
+/// One stepped call: a path and the state that makes it a hit or a particular miss.
+struct StepScenario: CustomTestStringConvertible, Sendable {
+    enum Path: String, Sendable { case cacheAllocate, cacheFree, malloc, mallocFree, epochEnter, epochExit }
+    enum Kind: String, Sendable {
+        /// Loaded magazine half full: allocate pops, free pushes.
+        case hit
+        /// Both magazines and the depot empty: allocate refills from the slabs.
+        case missRefill
+        /// Both magazines empty, one full magazine in the depot: allocate exchanges.
+        case missDepot
+        /// Both magazines full, depot below its limit: free exchanges for an empty one.
+        case missExchange
+        /// Both magazines full, depot at its full limit: free flushes the coldest full
+        /// magazine to the slabs, then exchanges.
+        case missFlush
+        /// Epoch: the outermost `enter`/`exit` (announces / withdraws).
+        case outer
+        /// Epoch: a nested `enter`/`exit` (depth only).
+        case nested
+    }
+    let path: Path
+    let kind: Kind
+    /// Floor for boundaries where the handler ran Quarry (checked build, release build);
+    /// see `all`.
+    let ranFloor: (checked: Int, release: Int)
+    /// Floor for instructions stepped, the wrappers included; likewise.
+    let stepFloor: (checked: Int, release: Int)
+
+    var name: String { "\(path.rawValue) \(kind.rawValue)" }
+    var testDescription: String { name }
+
+    var isMalloc: Bool { path == .malloc || path == .mallocFree }
+    var isEpoch: Bool { path == .epochEnter || path == .epochExit }
+    var allocates: Bool { path == .cacheAllocate || path == .malloc }
+    var isMiss: Bool { kind != .hit && kind != .outer && kind != .nested }
+
+    /// Floors: half of what was measured here with the hit path masking interrupts
+    /// (Swift 6.3.1, x86_64; boundaries that ran Quarry, instructions stepped), for the
+    /// checked debug build and the release build. Measured:
+    ///
+    ///     path                     checked ran / stepped   release ran / stepped
+    ///     cacheAllocate hit          1030 / 1789        166 / 198
+    ///     cacheAllocate missRefill   1048 / 89551       181 / 4394
+    ///     cacheAllocate missDepot    1048 / 6147        181 / 463
+    ///     cacheFree hit              1840 / 2606        222 / 257
+    ///     cacheFree missExchange     1854 / 11507       233 / 849
+    ///     cacheFree missFlush        1854 / 82696       233 / 3771
+    ///     malloc hit                 1342 / 2101        188 / 220
+    ///     malloc missRefill          1348 / 89851       202 / 4415
+    ///     mallocFree hit             2683 / 3449        262 / 294
+    ///     mallocFree missExchange    2697 / 12362       272 / 887
+    ///     epochEnter outer            130 / 430          42 / 76
+    ///     epochEnter nested           130 / 422          42 / 72
+    ///     epochExit outer             113 / 417          42 / 74
+    ///     epochExit nested            113 / 414          42 / 73
+    static let all: [StepScenario] = [
+        .init(path: .cacheAllocate, kind: .hit, ranFloor: (515, 83), stepFloor: (894, 99)),
+        .init(path: .cacheAllocate, kind: .missRefill, ranFloor: (524, 90), stepFloor: (44775, 2197)),
+        .init(path: .cacheAllocate, kind: .missDepot, ranFloor: (524, 90), stepFloor: (3073, 231)),
+        .init(path: .cacheFree, kind: .hit, ranFloor: (920, 111), stepFloor: (1303, 128)),
+        .init(path: .cacheFree, kind: .missExchange, ranFloor: (927, 116), stepFloor: (5753, 424)),
+        .init(path: .cacheFree, kind: .missFlush, ranFloor: (927, 116), stepFloor: (41348, 1885)),
+        .init(path: .malloc, kind: .hit, ranFloor: (671, 94), stepFloor: (1050, 110)),
+        .init(path: .malloc, kind: .missRefill, ranFloor: (674, 101), stepFloor: (44925, 2207)),
+        .init(path: .mallocFree, kind: .hit, ranFloor: (1341, 131), stepFloor: (1724, 147)),
+        .init(path: .mallocFree, kind: .missExchange, ranFloor: (1348, 136), stepFloor: (6181, 443)),
+        .init(path: .epochEnter, kind: .outer, ranFloor: (65, 21), stepFloor: (215, 38)),
+        .init(path: .epochEnter, kind: .nested, ranFloor: (65, 21), stepFloor: (211, 36)),
+        .init(path: .epochExit, kind: .outer, ranFloor: (56, 21), stepFloor: (208, 37)),
+        .init(path: .epochExit, kind: .nested, ranFloor: (56, 21), stepFloor: (207, 36)),
+    ]
+}
+
+/// What one run of a scenario measured.
+struct StepMeasurement {
+    var steps = 0, tfSet = 0, masked = 0, ran = 0, served = 0, refusals = 0, stray = 0
+    var perturbAllocations = 0, perturbFrees = 0
+}
+
+/// The size of the objects of the measured cache (and malloc class), and of the other
+/// malloc class the handler uses when the measured path is not the front.
+private let objectBytes = 64
+private let otherMallocBytes = 48
+
+/// One heap set up for a scenario, with the test's own objects tracked in the live map.
+private struct Bench {
+    let arena: TestArena
+    let q: Quarry<StepPlatform>
+    let reclaimer: EpochReclaimer<StepPlatform>
+    let cache: SlabCache<StepPlatform>
+    let scenario: StepScenario
+    /// Objects the test holds (of `cache`), newest last.
+    var held: [UnsafeMutableRawPointer] = []
+    let live: UnsafeMutablePointer<UInt8>
+
+    init(_ scenario: StepScenario) throws {
+        self.scenario = scenario
+        arena = TestArena(size: 8 << 20)
+        q = try Quarry<StepPlatform>.initialize(base: arena.base, size: arena.size)
+        reclaimer = try q.createReclaimer(retiredPerCPU: 16)
+        live = .allocate(capacity: arena.size / 8)
+        live.initialize(repeating: 0, count: arena.size / 8)
+        let c = stepContext
+        c.pointee.arenaStart = UInt(bitPattern: arena.base)
+        c.pointee.arenaEnd = UInt(bitPattern: arena.base) + UInt(arena.size)
+        c.pointee.live = live
+        if scenario.isMalloc {
+            // The class cache exists once the first block of its class was allocated.
+            let first = try q.front.malloc(objectBytes)
+            cache = try #require(q.cache(owning: first))
+            stepContext.accept(first, size: objectBytes)
+            held.append(first)
+        } else {
+            cache = try q.createCache(name: "step", size: objectBytes)
+        }
+    }
+
+    mutating func take() throws {
+        let p = scenario.isMalloc ? try q.front.malloc(objectBytes) : try cache.allocate()
+        stepContext.accept(p, size: objectBytes)
+        held.append(p)
+    }
+
+    /// Frees the newest held object.
+    mutating func give() throws {
+        let p = held.removeLast()
+        stepContext.release(p, size: objectBytes)
+        if scenario.isMalloc { try q.front.free(p) } else { try cache.free(p) }
+    }
+
+    var stats: CacheStatistics { cache.statistics }
+
+    /// Objects of `cache` held by its CPU slot (magazines and reserve), not the depot.
+    var inSlot: Int { stats.cachedObjects - stats.depotFullMagazines * cache.magazineCapacity }
+
+    /// Brings the cache into the state of the scenario's kind.
+    mutating func prepare() throws {
+        let m = cache.magazineCapacity
+        try #require(m >= 4)
+        if held.isEmpty { try take() }  // attaches the CPU and refills its magazine
+        switch scenario.kind {
+        case .hit, .outer, .nested:
+            while inSlot > m / 2 { try take() }
+            try #require(inSlot == m / 2 && stats.depotFullMagazines == 0)
+        case .missRefill:
+            while stats.cachedObjects > 0 { try take() }
+        case .missDepot:
+            // Three magazines' worth freed: both magazines full, one full in the depot;
+            // then two magazines' worth allocated: both empty, the depot keeps its one.
+            while held.count < 3 * m { try take() }
+            while stats.cachedObjects > 0 { try take() }
+            for _ in 0..<(3 * m) { try give() }
+            try #require(stats.depotFullMagazines == 1 && stats.cachedObjects == 3 * m)
+            for _ in 0..<(2 * m) { try take() }
+            try #require(stats.depotFullMagazines == 1 && stats.cachedObjects == m)
+        case .missExchange, .missFlush:
+            let depot = scenario.kind == .missFlush ? Tuning.standard.depotFullLimit : 0
+            while held.count < (2 + depot) * m + 1 { try take() }
+            while stats.cachedObjects > 0 { try take() }
+            for _ in 0..<((2 + depot) * m) { try give() }
+            try #require(stats.depotFullMagazines == depot && stats.cachedObjects == (2 + depot) * m)
+        }
+    }
+}
+
+@Suite(.serialized) struct SingleStepTests {
+    /// Measures the instructions of an empty stepped region (the TF wrappers, the
+    /// closure call): the per-call overhead included in every count.
+    static let overhead: Int = withTrapHandler {
+        resetCounters()
+        stepContext.pointee.ops = (nil, nil)
+        stepContext.pointee.reclaimer = nil
+        for _ in 0..<2 { resetCounters(); singleStep {} }
+        return stepContext.pointee.steps
+    }
+
+    /// Runs `scenario` once on a fresh heap: plain (`stepped == false`: the handler body is
+    /// called directly instead, to warm every path the handler takes) or single-stepped.
+    /// Checks what both runs must satisfy; returns the trap counts.
+    func run(_ scenario: StepScenario, stepped: Bool) throws -> StepMeasurement {
+        var bench = try Bench(scenario)
+        defer {
+            bench.arena.release()
+            bench.live.deallocate()
+            stepContext.pointee.live = nil
+        }
+        let ctx = stepContext
+        let q = bench.q
+        let front = q.front
+        let m = bench.cache.magazineCapacity
+        let freeFirst = scenario.kind == .missRefill || scenario.kind == .missDepot
+
+        // The handler's stashes come first, so they do not change the prepared state.
+        let stash0 = UnsafeMutablePointer<UInt>.allocate(capacity: HandlerOps.maxCount)
+        let stash1 = UnsafeMutablePointer<UInt>.allocate(capacity: HandlerOps.maxCount)
+        defer { stash0.deallocate(); stash1.deallocate() }
+        var ops0 = HandlerOps(cache: bench.cache, size: objectBytes, freeFirst: freeFirst, count: 2, stash: stash0)
+        var ops1 = HandlerOps(cache: nil, size: scenario.isMalloc ? objectBytes : otherMallocBytes,
+                              freeFirst: freeFirst && scenario.isMalloc, count: 2, stash: stash1)
+        ctx.pointee.front = front
+        ctx.pointee.reclaimer = bench.reclaimer
+        ctx.pointee.keptCount = 0
+        resetCounters()
+        for i in 0..<2 {
+            if ops0.freeFirst {
+                let p = try bench.cache.allocate()
+                ctx.accept(p, size: ops0.size)
+                stash0[i] = UInt(bitPattern: p)
+            }
+            if ops1.freeFirst {
+                let p = try front.malloc(ops1.size)
+                ctx.accept(p, size: ops1.size)
+                stash1[i] = UInt(bitPattern: p)
+            }
+        }
+        ops0.stashCount = ops0.freeFirst ? 2 : 0
+        ops1.stashCount = ops1.freeFirst ? 2 : 0
+        if !scenario.isMalloc {
+            // The other class: created and loaded, so the handler's malloc hits.
+            let p = try front.malloc(otherMallocBytes)
+            try front.free(p)
+        }
+        try bench.prepare()
+        if scenario.isEpoch {
+            if scenario.path == .epochExit { bench.reclaimer.enter() }
+            if scenario.kind == .nested { bench.reclaimer.enter() }
+        }
+        ctx.pointee.ops = (ops0, ops1)
+        ctx.pointee.perturb = !scenario.isMiss
+
+        // The measured call.
+        let before = bench.stats
+        let frontErrorsBefore = front.statistics.errors
+        var freed = bench.held.last
+        if !scenario.allocates && !scenario.isEpoch {
+            bench.held.removeLast()
+            ctx.release(freed.unsafelyUnwrapped, size: objectBytes)
+        }
+        var allocated: UnsafeMutableRawPointer? = nil
+        var callError: QuarryError? = nil
+        let cache = bench.cache
+        let reclaimer = bench.reclaimer
+        let call: () -> Void
+        switch scenario.path {
+        case .cacheAllocate: call = { do throws(QuarryError) { allocated = try cache.allocate() } catch { callError = error } }
+        case .malloc: call = { do throws(QuarryError) { allocated = try front.malloc(objectBytes) } catch { callError = error } }
+        case .cacheFree: call = { do throws(QuarryError) { try cache.free(freed) } catch { callError = error } }
+        case .mallocFree: call = { do throws(QuarryError) { try front.free(freed) } catch { callError = error } }
+        case .epochEnter: call = { reclaimer.enter() }
+        case .epochExit: call = { reclaimer.exit() }
+        }
+        if stepped {
+            withTrapHandler { singleStep(call) }
+        } else {
+            call()
+        }
+        #expect(callError == nil, "\(scenario.name): the measured call failed: \(String(describing: callError))")
+        freed = nil
+        if let allocated {
+            ctx.accept(allocated, size: objectBytes)
+            bench.held.append(allocated)
+        }
+        let after = bench.stats
+        if !stepped {
+            // Warm the handler's paths (as an interrupt would run them, masked) on this heap.
+            for _ in 0..<4 {
+                let saved = quarry_test_mask_raise()
+                interruptBody(ctx)
+                quarry_test_mask_restore(saved)
+            }
+        }
+        let counts = StepMeasurement(
+            steps: ctx.pointee.steps, tfSet: ctx.pointee.tfSet, masked: ctx.pointee.masked, ran: ctx.pointee.ran,
+            served: ctx.pointee.served, refusals: ctx.pointee.refusals, stray: ctx.pointee.stray,
+            perturbAllocations: ctx.pointee.perturbAllocations, perturbFrees: ctx.pointee.perturbFrees)
+        #expect(ctx.pointee.failures == 0,
+                "\(scenario.name): the handler found \(ctx.pointee.failures) problem(s), first \(ctx.pointee.firstFailure) (address or error 0x\(String(ctx.pointee.failureAddress, radix: 16)))")
+
+        // The statistics: the measured call took the intended path, and every successful
+        // operation (the call's and the handler's on this cache) was counted once.
+        (ops0, ops1) = (ctx.pointee.ops.0.unsafelyUnwrapped, ctx.pointee.ops.1.unsafelyUnwrapped)
+        let handlerAllocations = ops0.allocations + (scenario.isMalloc ? ops1.allocations : 0)
+        let handlerFrees = ops0.frees + (scenario.isMalloc ? ops1.frees : 0)
+        let mainAllocations = scenario.allocates ? 1 : 0
+        let mainFrees = scenario.allocates || scenario.isEpoch ? 0 : 1
+        // Nothing was refused as misuse or corruption (a double free, a bad pointer), on
+        // either side: Quarry counts those even when it refuses them cleanly.
+        #expect(after.errors == before.errors, "\(scenario.name): \(after.errors - before.errors) error(s) counted by the cache")
+        #expect(front.statistics.errors == frontErrorsBefore, "\(scenario.name): error(s) counted by the malloc front")
+        q.forEachCache { c in
+            var name: [UInt8] = []
+            c.name.forEachByte { name.append($0) }
+            #expect(c.statistics.errors == 0,
+                    "\(scenario.name): error(s) counted by cache \(String(decoding: name, as: UTF8.self))")
+        }
+        if stepped {
+            #expect(after.allocations - before.allocations == UInt64(mainAllocations + handlerAllocations), "\(scenario.name): allocations counted")
+            #expect(after.frees - before.frees == UInt64(mainFrees + handlerFrees), "\(scenario.name): frees counted")
+        }
+        let d = (allocHits: after.allocationHits - before.allocationHits, allocMisses: after.allocationMisses - before.allocationMisses,
+                 freeHits: after.freeHits - before.freeHits, freeMisses: after.freeMisses - before.freeMisses,
+                 refills: after.refills - before.refills, exchanges: after.depotExchanges - before.depotExchanges,
+                 flushes: after.flushes - before.flushes)
+        if !stepped {
+            // No handler ran during the call: the deltas are the call's alone.
+            let hit = scenario.kind == .hit || scenario.isEpoch
+            #expect(d.allocHits == (scenario.allocates && hit ? 1 : 0), "\(scenario.name): allocation hits \(d)")
+            #expect(d.allocMisses == (scenario.allocates && !hit ? 1 : 0), "\(scenario.name): allocation misses \(d)")
+            #expect(d.freeHits == (mainFrees == 1 && hit ? 1 : 0), "\(scenario.name): free hits \(d)")
+            #expect(d.freeMisses == (mainFrees == 1 && !hit ? 1 : 0), "\(scenario.name): free misses \(d)")
+            #expect(d.refills == (scenario.kind == .missRefill ? 1 : 0), "\(scenario.name): refills \(d)")
+            #expect(d.exchanges == (scenario.kind == .missDepot || scenario.kind == .missExchange || scenario.kind == .missFlush ? 1 : 0),
+                    "\(scenario.name): depot exchanges \(d)")
+            #expect(d.flushes == (scenario.kind == .missFlush ? 1 : 0), "\(scenario.name): flushes \(d)")
+        } else {
+            // The handler's balanced work may add hits (or, in a nested path, misses), but
+            // never takes these slow steps away from the call.
+            switch scenario.kind {
+            case .missRefill: #expect(d.allocMisses >= 1 && d.refills >= 1, "\(scenario.name): not a refill \(d)")
+            case .missDepot: #expect(d.allocMisses >= 1 && d.exchanges >= 1, "\(scenario.name): no depot exchange \(d)")
+            case .missExchange: #expect(d.freeMisses >= 1 && d.exchanges >= 1, "\(scenario.name): no depot exchange \(d)")
+            case .missFlush: #expect(d.freeMisses >= 1 && d.flushes >= 1, "\(scenario.name): no flush \(d)")
+            case .hit:
+                #expect((scenario.allocates ? d.allocHits : d.freeHits) >= 1, "\(scenario.name): no hit \(d)")
+            case .outer, .nested: break
+            }
+        }
+
+        // The epoch section the call entered or left.
+        if scenario.isEpoch {
+            let depth = (scenario.kind == .nested ? 1 : 0) + (scenario.path == .epochEnter ? 1 : 0)
+            #expect(bench.reclaimer.isInsideCriticalSection == (depth > 0), "\(scenario.name): section state")
+            for _ in 0..<depth { bench.reclaimer.exit() }
+            #expect(!bench.reclaimer.isInsideCriticalSection)
+            for _ in 0..<2 {
+                if case .blocked(let cpu) = bench.reclaimer.tryAdvance() {
+                    Issue.record("\(scenario.name): the epoch is blocked by CPU \(cpu) after the last exit")
+                }
+            }
+        }
+
+        // Quiescence: invariants with everything still held, then free it all.
+        q.checkInvariants()
+        bench.reclaimer.checkInvariants()
+        resetCounters()
+        for i in 0..<ctx.pointee.keptCount {
+            let p = UnsafeMutableRawPointer(bitPattern: ctx.pointee.kept.unsafelyUnwrapped[i]).unsafelyUnwrapped
+            let owner = try #require(q.cache(owning: p), "\(scenario.name): a kept object has no cache")
+            ctx.release(p, size: owner.objectSize)
+            #expect(throws: Never.self) { try owner.free(p) }
+        }
+        ctx.pointee.keptCount = 0
+        for (ops, stash) in [(ops0, stash0), (ops1, stash1)] {
+            for i in 0..<ops.stashCount {
+                let p = UnsafeMutableRawPointer(bitPattern: stash[i]).unsafelyUnwrapped
+                ctx.release(p, size: ops.size)
+                #expect(throws: Never.self) {
+                    if let c = ops.cache { try c.free(p) } else { try front.free(p) }
+                }
+            }
+        }
+        while !bench.held.isEmpty { try bench.give() }
+        q.checkInvariants()
+        #expect(bench.stats.activeObjects == 0, "\(scenario.name): objects still counted active")
+
+        // Afterwards: many allocations, none handed out twice, all intact, all freeable.
+        let many = 4 * bench.stats.objectsPerSlab + 3 * m
+        for _ in 0..<many { try bench.take() }
+        #expect(Set(bench.held.map { UInt(bitPattern: $0) }).count == many)
+        while !bench.held.isEmpty { try bench.give() }
+        #expect(ctx.pointee.failures == 0,
+                "\(scenario.name): \(ctx.pointee.failures) problem(s) after the call, first \(ctx.pointee.firstFailure) (address or error 0x\(String(ctx.pointee.failureAddress, radix: 16)))")
+        q.checkInvariants()
+        bench.reclaimer.checkInvariants()
+        if !scenario.isMalloc { #expect(bench.cache.destroy() == 0, "\(scenario.name): leaked objects") }
+        ctx.pointee.ops = (nil, nil)
+        ctx.pointee.reclaimer = nil
+        ctx.pointee.front = nil
+        return counts
+    }
+
+    /// Single-stepping needs an x86_64 host: skipped elsewhere.
+    @Test(.enabled(if: quarry_test_single_step_supported() != 0), arguments: StepScenario.all)
+    func everyBoundaryOfOneCall(_ scenario: StepScenario) throws {
+        _ = Self.overhead
+        _ = try run(scenario, stepped: false)
+        let n = try run(scenario, stepped: true)
+        #if QUARRY_CHECKED
+        let (ranFloor, stepFloor) = (scenario.ranFloor.checked, scenario.stepFloor.checked)
+        #else
+        let (ranFloor, stepFloor) = (scenario.ranFloor.release, scenario.stepFloor.release)
+        #endif
+        print("single-step \(scenario.name): \(n.steps) instructions stepped (\(Self.overhead) of them the TF wrappers), "
+              + "\(n.ran) boundaries ran Quarry (\(n.served) served), \(n.masked) masked, \(n.refusals) refusals, "
+              + "perturb +\(n.perturbAllocations)/-\(n.perturbFrees)")
+        #expect(n.stray == 0, "\(scenario.name): traps outside the stepped call")
+        #expect(n.steps == n.ran + n.masked)
+        #expect(n.tfSet == n.steps - 1, "\(scenario.name): TF was not set in the interrupted context")
+        #expect(n.steps >= stepFloor && n.steps > Self.overhead + 10, "\(scenario.name): too few instructions stepped")
+        #expect(n.ran > 0 && n.ran >= ranFloor, "\(scenario.name): the handler ran Quarry at only \(n.ran) boundaries (floor \(ranFloor))")
+        #expect(n.served >= ranFloor, "\(scenario.name): the handler got objects at only \(n.served) boundaries (floor \(ranFloor))")
+    }
+}
