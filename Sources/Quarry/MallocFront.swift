@@ -170,15 +170,30 @@ public struct MallocFront<P: Platform> {
     public func free(_ pointer: UnsafeMutableRawPointer?) throws(QuarryError) {
         guard let pointer else { return }
         let address = UInt(bitPattern: pointer)
+        if freeHit(address) { return }
+        try freeChecked(address)
+    }
+
+    /// The hit path of `free`: true when the block was an object on a class cache's
+    /// slab head page (resolved once, `classCacheOfSlabHead`) and went into this CPU's
+    /// magazine; false for anything else (then `freeChecked` decides and reports).
+    @inline(__always)
+    func freeHit(_ address: UInt) -> Bool {
+        guard let cache = classCacheOfSlabHead(address) else { return false }
+        return cache.freeLocatedHit(address)
+    }
+
+    /// `free` when the hit path did not take the block: the same door, then the
+    /// cache's checked path, or the page map's full resolve (tail pages, spans, errors).
+    @inline(never)
+    func freeChecked(_ address: UInt) throws(QuarryError) {
         if let cache = classCacheOfSlabHead(address) {
-            // The common case, resolved once: the page is the head of a class cache's
-            // slab and `address` an object boundary on it; the cache does the rest.
             try cache.freeLocated(address)
             return
         }
-        switch try resolve(UInt(bitPattern: pointer), live: false) {
+        switch try resolve(address, live: false) {
         case .object(let cache, _):
-            try cache.free(pointer)
+            try cache.freeChecked(address)
         case .span(let span):
             if let error = span.free() {
                 record(error)
@@ -234,22 +249,15 @@ public struct MallocFront<P: Platform> {
     /// state (`SlabCache.freeLocated`). No error is recorded here.
     @inline(__always)
     func classCacheOfSlabHead(_ address: UInt) -> SlabCache<P>? {
-        let h = heap
-        let dataOffset = address &- h.pointee.arena.dataStart
-        guard address & UInt(Geometry.granule - 1) == 0, dataOffset < h.pointee.arena.dataBytes else { return nil }
-        let page = PageNumber(UInt32(truncatingIfNeeded: dataOffset >> UInt(Geometry.pageShift)))
-        guard page.raw < h.pointee.bumpLimit.load(ordering: .acquiring) else { return nil }
-        let d = h.pointee.map[page]
-        let shape = d.shape
-        guard PageEntry.kind(of: shape) == .slab,
-              let state = UnsafeMutablePointer<CacheState>(bitPattern: d.cache) else { return nil }
+        guard let head = PageMap.slabHead(of: address, in: heap),
+              let state = UnsafeMutablePointer<CacheState>(bitPattern: head.entry.cache) else { return nil }
         // Sound: a live slab's descriptor names its live cache's state.
         let g = state.pointee.geometry
         guard g.objectSize <= SizeClasses.largest,
-              h.pointee.front.classes[SizeClasses.index(forSize: g.objectSize)].load(ordering: .acquiring) == d.cache
+              heap.pointee.front.classes[SizeClasses.index(forSize: g.objectSize)].load(ordering: .acquiring)
+                == head.entry.cache,
+              g.objectIndex(offset: address &- head.first, carved: head.entry.carved) != nil
         else { return nil }
-        let first = (address & ~UInt(Geometry.pageSize - 1)) &+ PageEntry.color(of: shape)
-        guard g.objectIndex(offset: address &- first, carved: d.carved) != nil else { return nil }
         return SlabCache<P>(state: state)
     }
 

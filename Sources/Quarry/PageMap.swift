@@ -276,3 +276,30 @@ struct PageEntry {
         @inline(__always) nonmutating set { storeWord(newValue, PageDescriptor.freeHead) }
     }
 }
+
+/// The first page of the slab that holds an address, as the hit paths' door sees it.
+struct SlabHead {
+    let entry: PageEntry
+    /// Address of object 0 of the slab (page start plus colour).
+    let first: UInt
+}
+
+extension PageMap {
+    /// The slab head whose first page holds `address`, if `address` is granule-aligned,
+    /// in a data page below the bump limit, and that page is a slab head; nil for
+    /// anything else (a tail page of a multi-page slab included: the callers' checked
+    /// paths then ask `SlabCache.locate`, which names the reason). Lock-free, no call:
+    /// one subtract and compare for the arena, an acquiring load of the bump limit, one
+    /// acquiring load of the descriptor's kind-and-colour word.
+    @inline(__always)
+    static func slabHead(of address: UInt, in heap: UnsafeMutablePointer<HeapState>) -> SlabHead? {
+        let dataOffset = address &- heap.pointee.arena.dataStart
+        guard address & UInt(Geometry.granule - 1) == 0, dataOffset < heap.pointee.arena.dataBytes else { return nil }
+        let page = PageNumber(UInt32(truncatingIfNeeded: dataOffset >> UInt(Geometry.pageShift)))
+        guard page.raw < heap.pointee.bumpLimit.load(ordering: .acquiring) else { return nil }
+        let d = heap.pointee.map[page]
+        let shape = d.shape
+        guard PageEntry.kind(of: shape) == .slab else { return nil }
+        return SlabHead(entry: d, first: (address & ~UInt(Geometry.pageSize - 1)) &+ PageEntry.color(of: shape))
+    }
+}

@@ -35,10 +35,27 @@ extension Quarry {
 }
 
 extension SlabCache {
+    /// The cache of a C handle by its magic word alone (one load, one compare; see
+    /// `Quarry.cache(handle:)`), for the hit paths of the C ABI in release builds.
+    /// nil sends the caller to its out-of-line path, which checks in full and reports.
+    @_spi(CABI) @inline(__always)
+    public init?(magicHandle handle: UnsafeRawPointer?) {
+        guard let handle else { return nil }
+        // Sound: as in `Quarry.cache(handle:)`.
+        let state = UnsafeMutablePointer<CacheState>(mutating: handle.assumingMemoryBound(to: CacheState.self))
+        guard state.pointee.handleMagic.load(ordering: .acquiring) == CacheState.userHandleMagic else { return nil }
+        self.init(state: state)
+    }
+
     /// The hit path of `allocate`, for the C ABI: the object, or nil when the caller
     /// must call `allocate()` (out of line) to be served or told why.
     @_spi(CABI) @inline(__always)
     public func allocateIfHit() -> UnsafeMutableRawPointer? { allocateHit() }
+
+    /// The hit path of `free`, for the C ABI: true when the object went into this
+    /// CPU's magazine; false when the caller must call `free` (out of line).
+    @_spi(CABI) @inline(__always)
+    public func freeIfHit(_ object: UnsafeMutableRawPointer) -> Bool { freeHit(UInt(bitPattern: object)) }
 }
 
 extension MallocFront {
@@ -52,4 +69,11 @@ extension MallocFront {
         guard let state = UnsafeMutablePointer<CacheState>(bitPattern: address) else { return nil }
         return SlabCache<P>(state: state).allocateHit()
     }
+}
+
+extension MallocFront {
+    /// The hit path of `free`, for the C ABI: true when the block went into this CPU's
+    /// magazine; false when the caller must call `free` (out of line).
+    @_spi(CABI) @inline(__always)
+    public func freeIfHit(_ pointer: UnsafeMutableRawPointer) -> Bool { freeHit(UInt(bitPattern: pointer)) }
 }

@@ -60,19 +60,21 @@ public struct SlabCache<P: Platform> {
         return try allocateSlow()
     }
 
-    /// The hit path: pops this CPU's loaded magazine, or returns nil (magazine empty,
-    /// or the slot claimed by code this call interrupted) for `allocateSlow`.
+    /// The hit path: pops this CPU's loaded magazine, or returns nil for `allocateSlow`
+    /// (magazine empty, the slot claimed by code this call interrupted, or a cache
+    /// with debug options, whose per-object work is done out of line).
     ///
-    /// Cost (docs/benchmarks.md, `make budgets`): about 20 instructions, no call, no
-    /// locked instruction, no interrupt masking: the CPU index (one `mov` from the
-    /// per-CPU segment on x86), claim the slot (load, test, store), load `loaded` and
-    /// its count, test and branch, pop (load the round, store the count), bump the hit
-    /// counter (load, add, store: one writer), give the slot up (store), clear the
-    /// object's cached mark (store). A handler that lands anywhere inside finds the
-    /// slot claimed and takes the nested path, which never touches the slot.
+    /// Cost (`make budgets`, docs/benchmarks.md): no call, no locked instruction, no
+    /// interrupt masking: the options flag (load, test), the CPU index (one `mov` from
+    /// the per-CPU segment on x86), claim the slot (load, test, store), load `loaded`
+    /// and its count, test and branch, pop (load the round, store the count), bump the
+    /// hit counter (one writer: no lock prefix), give the slot up (store), clear the
+    /// object's cached mark (store). A handler that lands anywhere inside finds the slot
+    /// claimed and takes the nested path, which never touches the slot.
     @inline(__always)
     func allocateHit() -> UnsafeMutableRawPointer? {
         hook(.allocateEnter)
+        guard !state.pointee.objectWork else { return nil }
         let slot = cpu(P.cpuIndex)
         guard slot.claim() else { return nil }
         hook(.allocateClaimed)
@@ -86,15 +88,16 @@ public struct SlabCache<P: Platform> {
         m.count = n &- 1
         slot.counters.pointee.allocHits.bump()
         slot.unclaim()
-        handOut(object)
+        hook(.allocateHandOut)
+        FreeLink.setWord(0, of: object, offset: geometry.linkOffset)
+        unpoisonHandedOut(object)
         // Sound: an object of a live slab of this cache that was in this CPU's magazine.
         return UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped
     }
 
-    /// The last step of every allocation: the object becomes the caller's. Clears its
-    /// cached mark (so the caller's own free is not taken for a double free), then the
-    /// debug options' work.
-    @inline(__always)
+    /// The last step of an allocation on the slow path: the object becomes the
+    /// caller's. Clears its cached mark (so the caller's own free is not taken for a
+    /// double free), then the debug options' work.
     func handOut(_ object: UInt) {
         hook(.allocateHandOut)
         FreeLink.setWord(0, of: object, offset: geometry.linkOffset)
@@ -119,42 +122,86 @@ public struct SlabCache<P: Platform> {
     public func free(_ object: UnsafeMutableRawPointer?) throws(QuarryError) {
         guard let object else { return }
         let address = UInt(bitPattern: object)
+        if freeHit(address) { return }
+        try freeChecked(address)
+    }
+
+    /// The hit path of free: true when the object went into this CPU's loaded
+    /// magazine. False for anything else, which `freeChecked` then decides and reports:
+    /// a failed check, an object on a tail page of a multi-page slab, a cache with
+    /// debug options, a full magazine, a claimed slot.
+    ///
+    /// Cost: no call, no locked instruction, no masking. The door (`PageMap.slabHead`:
+    /// alignment, arena bounds, bump limit, the descriptor's kind), the owner (one
+    /// compare), the object boundary (a multiply by the reciprocal, a compare, the
+    /// carved bound), then `freeLocatedHit`.
+    @inline(__always)
+    func freeHit(_ address: UInt) -> Bool {
         hook(.freeEnter)
+        guard let head = PageMap.slabHead(of: address, in: heap),
+              head.entry.cache == UInt(bitPattern: state),
+              geometry.objectIndex(offset: address &- head.first, carved: head.entry.carved) != nil
+        else { return false }
+        return freeLocatedHit(address)
+    }
+
+    /// The hit path after validation: the object's state (its bit set: not in its
+    /// slab; its link word not the cached mark: not in the per-CPU layer), then claim
+    /// the slot, write the cached mark, push, bump the hit counter, give the slot up.
+    /// False (nothing changed) when any of that cannot be done here.
+    @inline(__always)
+    func freeLocatedHit(_ address: UInt) -> Bool {
+        let mark = FreeLink.mark(of: address, secret: state.pointee.secret)
+        let offset = geometry.linkOffset
+        guard !state.pointee.objectWork, state.pointee.bitmap.isAllocated(address),
+              FreeLink.word(of: address, offset: offset) != mark
+        else { return false }
+        poisonFreed(address)
+        hook(.freeValidated)
+        return push(address, mark: mark, offset: offset)
+    }
+
+    /// Claims the slot and pushes the freed object, with its cached mark, onto the
+    /// loaded magazine; false (nothing changed) when the slot is claimed or the
+    /// magazine full.
+    @inline(__always)
+    func push(_ address: UInt, mark: UInt, offset: Int) -> Bool {
+        let slot = cpu(P.cpuIndex)
+        guard slot.claim() else { return false }
+        hook(.freeClaimed)
+        let m = slot.pointee.loaded
+        let n = m.count
+        guard n < m.capacity else {
+            slot.unclaim()
+            return false
+        }
+        FreeLink.setWord(mark, of: address, offset: offset)
+        m.rounds[n] = address
+        m.count = n &+ 1
+        slot.counters.pointee.freeHits.bump()
+        slot.unclaim()
+        return true
+    }
+
+    /// `free` when the hit path did not take the object: validation with its reason,
+    /// then `freeLocated`.
+    @inline(never)
+    func freeChecked(_ address: UInt) throws(QuarryError) {
         if case .failure(let error) = locate(address) { throw refuse(error, address) }
         try freeLocated(address)
     }
 
-    /// `free` of an address already validated as an object boundary of this cache
-    /// (`locate`, or the malloc front's door). The double-free checks, the debug
-    /// options, then the hit path or `freeSlow`.
-    ///
-    /// Cost of the hit path after validation: about 16 instructions, no call, no
-    /// locked instruction, no masking: load the object's bitmap word and test its bit
-    /// (clear: already in its slab), load its link word and compare with the cached
-    /// mark (equal: already cached), claim the slot, test `count < capacity`, store
-    /// the mark, push, bump the hit counter, give the slot up.
-    @inline(__always)
+    /// The checked path of free for an address validated as an object boundary of
+    /// this cache (`locate`, or the malloc front's door): the state checks with their
+    /// report, the debug options' work, then the magazine or `freeSlow`.
+    @inline(never)
     func freeLocated(_ address: UInt) throws(QuarryError) {
         guard isUserHeld(address) else { throw refuse(.doubleFree, address) }
         if state.pointee.objectWork { checkOnFree(address) }
         poisonFreed(address)
         hook(.freeValidated)
-        let slot = cpu(P.cpuIndex)
-        if slot.claim() {
-            hook(.freeClaimed)
-            let m = slot.pointee.loaded
-            let n = m.count
-            if n < m.capacity {
-                FreeLink.setWord(FreeLink.mark(of: address, secret: state.pointee.secret),
-                                 of: address, offset: geometry.linkOffset)
-                m.rounds[n] = address
-                m.count = n &+ 1
-                slot.counters.pointee.freeHits.bump()
-                slot.unclaim()
-                return
-            }
-            slot.unclaim()
-        }
+        if push(address, mark: FreeLink.mark(of: address, secret: state.pointee.secret),
+                offset: geometry.linkOffset) { return }
         try freeSlow(address)
     }
 

@@ -48,17 +48,56 @@ enum CABI {
         fail(instance == nil ? .notInitialized : .invalidCache)
     }
 
-    /// `quarry_cache_alloc` after a miss of the hit path.
-    @inline(never)
-    static func allocateSlow(_ cache: SlabCache<CPlatform>) -> UnsafeMutableRawPointer? {
-        do { return try cache.allocate() } catch { return pointer(.failure(error)) }
+    /// The cache of a handle on the hit paths: the magic word alone in release builds
+    /// (no load of `instance`: a handle exists only after `quarry_init`); the full
+    /// check in checked builds. nil: take the out-of-line path.
+    @inline(__always)
+    static func hitCache(_ handle: OpaquePointer?) -> SlabCache<CPlatform>? {
+        #if QUARRY_CHECKED
+        return cache(handle)
+        #else
+        return SlabCache<CPlatform>(magicHandle: UnsafeRawPointer(handle))
+        #endif
     }
 
-    /// `quarry_malloc` after a miss of the hit path.
+    // The out-of-line halves of the hot entry points: each is the whole operation
+    // (handle check with its reason, the checked path, the error recorded), entered
+    // in tail position when the hit path could not serve, so that the hit path saves
+    // no register and makes no call.
+
+    @inline(never)
+    static func cacheAllocSlow(_ handle: OpaquePointer?) -> UnsafeMutableRawPointer? {
+        guard let c = cache(handle) else {
+            _ = refuseHandle()
+            return nil
+        }
+        do { return try c.allocate() } catch { return pointer(.failure(error)) }
+    }
+
+    @inline(never)
+    static func cacheFreeSlow(_ handle: OpaquePointer?, _ object: UnsafeMutableRawPointer?) -> quarry_error {
+        guard let c = cache(handle) else { return refuseHandle() }
+        do {
+            try c.free(object)
+            return QUARRY_OK
+        } catch {
+            return fail(error)
+        }
+    }
+
     @inline(never)
     static func mallocSlow(_ size: Int) -> UnsafeMutableRawPointer? {
         guard let q = instance else { return pointer(.failure(.notInitialized)) }
         do { return try q.front.malloc(size) } catch { return pointer(.failure(error)) }
+    }
+
+    @inline(never)
+    static func freeSlow(_ block: UnsafeMutableRawPointer) {
+        guard let q = instance else {
+            _ = fail(.notInitialized)
+            return
+        }
+        do { try q.front.free(block) } catch { _ = fail(error) }
     }
 
     /// A C `size_t` above `Int.max` arrives as a negative `Int`; the front refuses
@@ -125,23 +164,14 @@ public func quarry_cache_create(
 
 @c @implementation
 public func quarry_cache_alloc(_ cache: OpaquePointer?) -> UnsafeMutableRawPointer? {
-    guard let c = CABI.cache(cache) else {
-        _ = CABI.refuseHandle()
-        return nil
-    }
-    if let object = c.allocateIfHit() { return object }
-    return CABI.allocateSlow(c)
+    if let c = CABI.hitCache(cache), let object = c.allocateIfHit() { return object }
+    return CABI.cacheAllocSlow(cache)
 }
 
 @c @implementation
 public func quarry_cache_free(_ cache: OpaquePointer?, _ object: UnsafeMutableRawPointer?) -> quarry_error {
-    guard let c = CABI.cache(cache) else { return CABI.refuseHandle() }
-    do {
-        try c.free(object)
-        return QUARRY_OK
-    } catch {
-        return CABI.fail(error)
-    }
+    if let object, let c = CABI.hitCache(cache), c.freeIfHit(object) { return QUARRY_OK }
+    return CABI.cacheFreeSlow(cache, object)
 }
 
 @c @implementation
@@ -170,11 +200,8 @@ public func quarry_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
 @c @implementation
 public func quarry_free(_ ptr: UnsafeMutableRawPointer?) {
     guard let ptr else { return }
-    guard let q = CABI.instance else {
-        _ = CABI.fail(.notInitialized)
-        return
-    }
-    do { try q.front.free(ptr) } catch { _ = CABI.fail(error) }
+    if let q = CABI.instance, q.front.freeIfHit(ptr) { return }
+    CABI.freeSlow(ptr)
 }
 
 @c @implementation
