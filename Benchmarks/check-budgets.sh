@@ -29,18 +29,18 @@ GOAL_HITPATH=40
 # Measured on the unmasked hit paths (in-use marker, cached mark, magic-word handle check,
 # misses and errors tail-called out of line) plus ~5%. Before them (34e18f2): host cache 335,
 # malloc 173; i686 cache 432, malloc 226 (the full handle validation, lock bts/btr, masking).
-# (a) host library: measured cache 128, malloc 149.
+# (a) host library: measured cache 128, malloc 131.
 BUDGET_CACHE_HOST=135
-BUDGET_MALLOC_HOST=157
-# (b) i686 single-CPU library in a 32-bit process: measured cache 188, malloc 205.
+BUDGET_MALLOC_HOST=138
+# (b) i686 single-CPU library in a 32-bit process: measured cache 188, malloc 188.
 BUDGET_CACHE_I686=198
-BUDGET_MALLOC_I686=216
-# (c) straight-line hit path, alloc + free. Measured i686: cache 166, malloc 185; x86_64:
-# cache 120, malloc 139 (build/bench/hitpath-<arch>.txt lists each path).
+BUDGET_MALLOC_I686=198
+# (c) straight-line hit path, alloc + free. Measured i686: cache 166, malloc 171; x86_64:
+# cache 120, malloc 124 (build/bench/hitpath-<arch>.txt lists each path).
 BUDGET_HITPATH_CACHE_I686=175
-BUDGET_HITPATH_MALLOC_I686=195
+BUDGET_HITPATH_MALLOC_I686=180
 BUDGET_HITPATH_CACHE_X86_64=126
-BUDGET_HITPATH_MALLOC_X86_64=146
+BUDGET_HITPATH_MALLOC_X86_64=131
 # What is off the hit path (check_hitpath.py, rule 1), as shell-style patterns of short names:
 # the slow paths (magazine empty or full, `*Slow`), the error reports (`*.refuse*`), a corrupt
 # free list, a free into a tail page of a multi-page slab, the debug options' per-object work,

@@ -185,9 +185,10 @@ struct CacheState: ~Copyable {
     let depotLock = SpinLock()
     /// `CacheState.liveMagic` while the cache exists; cleared by destroy.
     let magic = Atomic<UInt32>(CacheState.liveMagic)
-    /// `CacheState.userHandleMagic` while the cache may be named by a C handle: set
-    /// by the public `createCache`, cleared by destroy; 0 for the malloc front's class
-    /// caches and the internal caches. The C ABI's O(1) handle check.
+    /// Who may name the cache, checked in one load and compare on the hit paths:
+    /// `CacheState.userHandleMagic` for a cache from the public `createCache` (the C
+    /// ABI's handle check), `CacheState.classMagic` for a malloc front's class cache
+    /// (the front's free), 0 for the internal caches; cleared by destroy.
     let handleMagic = Atomic<UInt32>(0)
     let name: CacheName
     let requestedSize: Int
@@ -215,6 +216,7 @@ struct CacheState: ~Copyable {
 
     static let liveMagic: UInt32 = 0x5141_5259  // "QARY"
     static let userHandleMagic: UInt32 = 0x4843_4151  // "QACH"
+    static let classMagic: UInt32 = 0x4C43_4151  // "QACL"
 
     init(name: CacheName, size: Int, geometry: SlabGeometry, constructor: ObjectConstructor?,
          secret: UInt, heap: UnsafeMutablePointer<HeapState>, magazineCapacity: Int, isInternal: Bool,

@@ -252,11 +252,8 @@ public struct MallocFront<P: Platform> {
         guard let head = PageMap.slabHead(of: address, in: heap),
               let state = UnsafeMutablePointer<CacheState>(bitPattern: head.entry.cache) else { return nil }
         // Sound: a live slab's descriptor names its live cache's state.
-        let g = state.pointee.geometry
-        guard g.objectSize <= SizeClasses.largest,
-              heap.pointee.front.classes[SizeClasses.index(forSize: g.objectSize)].load(ordering: .acquiring)
-                == head.entry.cache,
-              g.objectIndex(offset: address &- head.first, carved: head.entry.carved) != nil
+        guard state.pointee.handleMagic.load(ordering: .relaxed) == CacheState.classMagic,
+              state.pointee.geometry.objectIndex(offset: address &- head.first, carved: head.entry.carved) != nil
         else { return nil }
         return SlabCache<P>(state: state)
     }
@@ -340,6 +337,7 @@ public struct MallocFront<P: Platform> {
         let cache = try Quarry<P>(heap: heap).createCacheUnchecked(
             name: name, size: SizeClasses.size(ofClass: index), alignment: SizeClasses.alignment(ofClass: index),
             constructor: nil)
+        cache.state.pointee.handleMagic.store(CacheState.classMagic, ordering: .releasing)
         heap.pointee.front.classes[index].store(UInt(bitPattern: cache.state), ordering: .releasing)
         return cache
     }
@@ -359,10 +357,7 @@ public struct MallocFront<P: Platform> {
 
     /// True when `state` is one of the class caches (they must not be destroyed while listed).
     func isClassCache(_ state: UnsafeMutablePointer<CacheState>) -> Bool {
-        let size = state.pointee.geometry.objectSize
-        guard size <= SizeClasses.largest else { return false }
-        return heap.pointee.front.classes[SizeClasses.index(forSize: size)].load(ordering: .acquiring)
-            == UInt(bitPattern: state)
+        state.pointee.handleMagic.load(ordering: .relaxed) == CacheState.classMagic
     }
 
     // MARK: Shrink, statistics, invariants
