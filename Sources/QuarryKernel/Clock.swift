@@ -1,6 +1,7 @@
 // Clock: time from the time-stamp counter, calibrated once against the PIT; busy delays.
 // Neighbours: LocalAPIC.swift (calibrates its timer against this clock), SMP.swift
-// (INIT-SIPI-SIPI delays), PlatformChecks.swift (bounded waits).
+// (INIT-SIPI-SIPI delays), PlatformChecks.swift (bounded waits), NMIStorm.swift (PIT
+// channel 0 as an NMI source).
 
 import CQuarrySupport
 import Quarry
@@ -13,6 +14,7 @@ enum Clock {
     static let tscPerMillisecond = Atomic<UInt>(0)
 
     static let pitHz: UInt64 = 1_193_182
+    static let pitChannel0Data: UInt16 = 0x40
     static let pitChannel2Data: UInt16 = 0x42
     static let pitCommand: UInt16 = 0x43
     /// Port 0x61: bit 0 gates PIT channel 2, bit 1 drives the speaker, bit 5 reads OUT2.
@@ -39,6 +41,25 @@ enum Clock {
             if elapsed < best { best = elapsed }
         }
         tscPerMillisecond.store(UInt(best / milliseconds), ordering: .releasing)
+    }
+
+    /// Runs PIT channel 0 as a square wave (mode 3) at about `hz`: its output, ISA IRQ 0,
+    /// rises once per period (IOAPIC.swift routes it; the 8259 keeps IRQ 0 masked). Not
+    /// mode 2, whose output is low for one PIT tick per period: measured here, mode 2 at
+    /// 40 kHz gave about 4000 NMIs a second, mode 3 at 20 kHz about 17000.
+    static func startPITChannel0(hz: UInt64) {
+        let count = UInt16(clamping: max(pitHz / hz, 2))
+        quarry_outb(pitCommand, 0x36)                         // channel 0, lo/hi byte, mode 3, binary
+        quarry_outb(pitChannel0Data, UInt8(truncatingIfNeeded: count))
+        quarry_outb(pitChannel0Data, UInt8(truncatingIfNeeded: count >> 8))
+    }
+
+    /// Stops channel 0's pulses: mode 0 (one-shot) with the longest count, so its output
+    /// rises at most once more, 55 ms later.
+    static func stopPITChannel0() {
+        quarry_outb(pitCommand, 0x30)                         // channel 0, lo/hi byte, mode 0, binary
+        quarry_outb(pitChannel0Data, 0xFF)
+        quarry_outb(pitChannel0Data, 0xFF)
     }
 
     /// TSC ticks in `microseconds`.

@@ -15,8 +15,11 @@ enum LocalAPIC {
     static let baseMSR: UInt32 = 0x1B
 
     enum Register: UInt {
+        case id = 0x20               // bits 31:24
         case taskPriority = 0x80
         case endOfInterrupt = 0xB0
+        case logicalDestination = 0xD0    // bits 31:24
+        case destinationFormat = 0xE0
         case spuriousVector = 0xF0
         case commandLow = 0x300
         case commandHigh = 0x310
@@ -94,6 +97,11 @@ enum LocalAPIC {
     static let allExcludingSelf: UInt32 = 0b11 << 18
     static let deliveryINIT: UInt32 = 0b101 << 8
     static let deliveryStartup: UInt32 = 0b110 << 8
+    static let deliveryNMI: UInt32 = 0b100 << 8
+
+    /// This CPU's local APIC id (QEMU numbers them 0, 1, ... like the CPU indices, but
+    /// nothing here assumes it).
+    static var id: UInt32 { read(.id) >> 24 }
 
     /// Sends an IPI (destination in the high word first; writing the low word sends)
     /// and waits until the LAPIC has accepted it.
@@ -111,5 +119,20 @@ enum LocalAPIC {
     /// Startup IPI to every other CPU: they begin in real mode at vectorPage * 4 KiB.
     static func broadcastStartup(vectorPage: UInt8) {
         sendIPI(low: allExcludingSelf | levelAssert | deliveryStartup | UInt32(vectorPage))
+    }
+
+    /// An NMI to the CPU whose APIC id is `apicID` (physical destination, no shorthand:
+    /// the xAPIC's "self" shorthand is valid for fixed delivery only). The caller's own
+    /// id sends it to itself. Writes the high word, then the low word: the caller must
+    /// keep other senders on its CPU (its timer handler) out of the pair.
+    static func sendNMI(toAPIC apicID: UInt32) {
+        sendIPI(low: levelAssert | deliveryNMI, destination: apicID)
+    }
+
+    /// Puts this CPU in the flat logical model with `1 << cpu` as its logical id (CPUs
+    /// 0-7), so that the I/O APIC can deliver one message to a set of CPUs.
+    static func setFlatLogicalID(cpu: Int) {
+        write(.destinationFormat, 0xFFFF_FFFF)
+        write(.logicalDestination, cpu < 8 ? UInt32(1) << UInt32(24 + cpu) : 0)
     }
 }

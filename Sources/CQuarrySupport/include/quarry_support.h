@@ -27,6 +27,8 @@
 #define QUARRY_STUB_COUNT 34
 /// The EFLAGS interrupt-enable bit.
 #define QUARRY_FLAGS_IF 0x200
+/// The EFLAGS trap flag: #DB (vector 1) after every instruction while it is set.
+#define QUARRY_FLAGS_TF 0x100
 
 #ifndef __ASSEMBLER__
 
@@ -202,6 +204,28 @@ static inline __attribute__((always_inline)) uintptr_t quarry_read_cr2(void) {
     uintptr_t value;
     __asm__ volatile("mov %%cr2, %0" : "=r"(value));
     return value;
+}
+
+/// Sets EFLAGS.TF (pushf; or; popf). The instruction after the popf is the first to
+/// trap: from then on the CPU raises #DB (vector 1) after every instruction, entering
+/// the handler with TF clear (iret restores it), until `quarry_clear_tf`. Interrupt
+/// and exception handlers run with TF clear (the gates clear it). Test code only.
+static inline __attribute__((always_inline)) void quarry_set_tf(void) {
+#if defined(__x86_64__)
+    __asm__ volatile("pushfq\n\torq $0x100, (%%rsp)\n\tpopfq" : : : "memory", "cc");
+#else
+    __asm__ volatile("pushfl\n\torl $0x100, (%%esp)\n\tpopfl" : : : "memory", "cc");
+#endif
+}
+
+/// Clears EFLAGS.TF (pushf; and; popf). Its own three instructions still trap (TF is
+/// tested at the start of each instruction): `SingleStep` measures and subtracts them.
+static inline __attribute__((always_inline)) void quarry_clear_tf(void) {
+#if defined(__x86_64__)
+    __asm__ volatile("pushfq\n\tandq $~0x100, (%%rsp)\n\tpopfq" : : : "memory", "cc");
+#else
+    __asm__ volatile("pushfl\n\tandl $~0x100, (%%esp)\n\tpopfl" : : : "memory", "cc");
+#endif
 }
 
 /// Executes `int3` (the breakpoint trap), for the interrupt-path self-test.
