@@ -2,7 +2,8 @@
 // every interrupt: the dispatcher, the timer hook, and the fatal-exception report.
 // Neighbours: boot/isr_<arch>.S (the stubs that call quarry_interrupt_dispatch),
 // LocalAPIC.swift (timer and EOI), PerCPU.swift (tick counts), AllocatorSuite.swift
-// (allocatorTimerHook, called from every tick).
+// (allocatorTimerHook, called from every tick), NMIStorm.swift (vector 2),
+// HandlerWork.swift (what its handler does).
 
 import CQuarrySupport
 import Quarry
@@ -27,7 +28,8 @@ enum Interrupts {
     static let gateSize = 8
     #endif
 
-    /// Fills the shared IDT from the stub table: exceptions 0-31, the LAPIC timer and
+    /// Fills the shared IDT from the stub table: exceptions 0-31 (the NMI, vector 2,
+    /// included: its stub saves the x87/SSE state like every other), the LAPIC timer and
     /// the spurious vector. Other vectors stay not-present (a stray one raises #NP,
     /// which is reported as an exception). Boot CPU only, before any AP starts.
     static func buildIDT() {
@@ -97,6 +99,55 @@ enum Interrupts {
     static let lastBreakpointFrame = Atomic<UInt>(0)
 }
 
+extension InterruptFrame {
+    /// The flags register of the interrupted code (as iret will restore it).
+    var interruptedFlags: UInt {
+        #if arch(x86_64)
+        UInt(rflags)
+        #else
+        UInt(eflags)
+        #endif
+    }
+
+    /// The address of the interrupted instruction (for a trap: the next one to run).
+    var interruptedIP: UInt {
+        #if arch(x86_64)
+        UInt(rip)
+        #else
+        UInt(eip)
+        #endif
+    }
+}
+
+/// Where a handler that masking cannot hold off (the NMI) may call Quarry.
+///
+/// Quarry's contract today (docs/design.md, "Interrupt contract"): the fast path and
+/// every lock section run with interrupts masked, so a maskable handler runs before or
+/// after them, never inside; NMIs must not call Quarry at all. So by default such a
+/// handler calls Quarry only where a maskable interrupt could have arrived, that is
+/// where the interrupted code had IF set, and elsewhere holds back and counts the
+/// landing (NMIStorm prints the counts). Built with `make NMI_SAFE_QUARRY=1`
+/// (`-D QUARRY_NMI_SAFE`), for a Quarry whose hit path is NMI-safe (a per-CPU busy
+/// marker sends a nested call to a path that never touches the slot), the handler calls
+/// Quarry wherever it lands: inside the hit path, and while the CPU holds a Quarry lock.
+enum HandlerPolicy {
+    #if QUARRY_NMI_SAFE
+    static let callsQuarryInMaskedCode = true
+    #else
+    static let callsQuarryInMaskedCode = false
+    #endif
+
+    /// True when the code `frame` interrupted had interrupts masked.
+    static func landedInMaskedCode(_ frame: UnsafeMutablePointer<InterruptFrame>) -> Bool {
+        frame.pointee.interruptedFlags & UInt(QUARRY_FLAGS_IF) == 0
+    }
+
+    /// Whether the handler for `frame` may call Quarry under the policy above.
+    static func mayCallQuarry(_ frame: UnsafeMutablePointer<InterruptFrame>) -> Bool {
+        callsQuarryInMaskedCode || !landedInMaskedCode(frame)
+    }
+}
+
 /// The periodic LAPIC timer's work, on the CPU that took the interrupt, with
 /// interrupts disabled and the x87/SSE state saved by the stub. It may run any Swift
 /// code that does not wait for another CPU (including allocating, once Quarry backs
@@ -117,6 +168,8 @@ func quarryInterruptDispatch(_ vector: UInt32, _ errorCode: UInt32, _ frame: Uns
         timerTick()
     case UInt32(QUARRY_VECTOR_SPURIOUS):
         break
+    case 2:
+        NMIStorm.nmi(frame)
     case 3 where Interrupts.breakpointExpected.load(ordering: .relaxed):
         Interrupts.breakpointExpected.store(false, ordering: .relaxed)
         Interrupts.lastBreakpointFrame.store(UInt(frame.pointee.vector) << 16 | UInt(frame.pointee.error_code),
