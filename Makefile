@@ -5,7 +5,7 @@
 #   make run-c        boot the C example kernel (Sources/QuarryCKernel) in QEMU (-smp 1)
 #   make test         deps, header test, host tests, then the kernels under QEMU
 #   make kernel       build/$(ARCH)/kernel.elf (+ kernel.map, kernel.dis; kernel.bin on x86_64);
-#                     NMI_SAFE_QUARRY=1: its NMI handler calls Quarry in masked code too
+#                     NMI_SAFE_QUARRY=1: its NMI and #DB handlers call Quarry in masked code too
 #   make ckernel      build/$(ARCH)/ckernel.elf (+ ckernel.map; ckernel.bin on x86_64): C,
 #                     boot/multiboot_$(ARCH).S and libquarry.a only
 #   make lib          build/$(ARCH)/libquarry.a: module Quarry (Sources/Quarry + QuarryX86 +
@@ -99,9 +99,9 @@ LIB_FLAGS := $(EMBEDDED_FLAGS) -Xfrontend -no-allocations -I include $(PLATFORM_
 KERNEL_FLAGS := $(EMBEDDED_FLAGS) -I include -I $(BUILD)
 
 # NMI_SAFE_QUARRY=1 builds the test kernel for a Quarry whose hit path is NMI-safe: its
-# NMI handler then calls Quarry wherever it lands, also inside masked code (HandlerPolicy
-# in Sources/QuarryKernel/Interrupts.swift). The default, 0, follows today's contract:
-# it calls Quarry only where the interrupted code had interrupts on.
+# NMI and #DB handlers then call Quarry wherever they land, also inside masked code
+# (HandlerPolicy in Sources/QuarryKernel/Interrupts.swift). The default, 0, follows
+# today's contract: they call it only where the interrupted code had interrupts on.
 NMI_SAFE_QUARRY ?= 0
 ifeq ($(filter $(NMI_SAFE_QUARRY),0 1),)
 $(error NMI_SAFE_QUARRY must be 0 or 1)

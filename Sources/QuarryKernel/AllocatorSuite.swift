@@ -1,7 +1,7 @@
 // AllocatorSuite: the allocator's own checks on bare metal, the host's scenarios on the real arena.
 // Neighbours: Kernel.swift (calls runAllocatorSuite), Interrupts.swift (calls
 // allocatorTimerHook from every tick), TestHarness.swift (reports), SMP.swift (phases),
-// NMIStorm.swift (a handler that masking cannot hold off).
+// NMIStorm.swift and SingleStep.swift (the handlers that masking cannot hold off).
 
 import CQuarrySupport
 import Quarry
@@ -18,8 +18,8 @@ typealias KernelCache = SlabCache<X86Platform>
 /// The arena is split: most of it for the standard-geometry heap, a quarter for a
 /// tiny-geometry heap (slabs of 3 objects: every refill and release path runs
 /// constantly), 64 KiB for out-of-memory checks, 4 MiB for the SMP stress, 256 KiB
-/// for the corruption suite, 1 MiB for the NMI storm, and the last 2 MiB for the
-/// epoch suite.
+/// for the corruption suite, 1 MiB each for the NMI storm and the single-step suite,
+/// and the last 2 MiB for the epoch suite.
 func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     Console.printLine("== allocator suite")
     AllocatorChecks.geometryAtBoot()
@@ -29,7 +29,8 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     let smpBytes = 4 << 20
     let safetyBytes = 256 << 10
     let nmiBytes = 1 << 20
-    let mainBytes = arenaSize - tinyBytes - smallHeapBytes - smpBytes - epochBytes - safetyBytes - nmiBytes
+    let stepBytes = 1 << 20
+    let mainBytes = arenaSize - tinyBytes - smallHeapBytes - smpBytes - epochBytes - safetyBytes - nmiBytes - stepBytes
     let start = Clock.now()
     let main: KernelQuarry
     let small: KernelQuarry
@@ -75,6 +76,7 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     SMPStress.run(base: arenaBase + mainBytes + smallHeapBytes + tinyBytes, size: smpBytes)
     let nmiBase = arenaBase + mainBytes + smallHeapBytes + tinyBytes + smpBytes + safetyBytes
     NMIStorm.run(base: nmiBase, size: nmiBytes)
+    SingleStep.run(base: nmiBase + nmiBytes, size: stepBytes)
     runEpochSuite(arenaBase: arenaBase + (arenaSize - epochBytes), arenaSize: epochBytes)
     Console.printLine("alloc: stats snapshot at exit: slabinfo of the main heap")
     main.printSlabinfo()

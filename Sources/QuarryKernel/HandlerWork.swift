@@ -1,7 +1,7 @@
-// HandlerWork: what a handler that masking cannot hold off does where it lands: allocate
-// and free an object of a cache and a block of the malloc front, each with a cookie, and
-// count it. Neighbours: NMIStorm.swift (the NMI handler that uses it), Interrupts.swift
-// (HandlerPolicy: where it may call Quarry at all).
+// HandlerWork: what the NMI and #DB handlers do where they land: allocate and free an
+// object of a cache and a block of the malloc front, each with a cookie, and count it.
+// Neighbours: NMIStorm.swift and SingleStep.swift (the two handlers that use it),
+// Interrupts.swift (HandlerPolicy: where they may call Quarry at all).
 
 import Quarry
 import Synchronization
@@ -32,7 +32,8 @@ struct HeldObjects {
 /// One CPU's handler-side objects and counts, in memory of the heap under test.
 ///
 /// Concurrency: `objects` and `blocks` are touched by that CPU's handler only (NMIs do
-/// not nest) and by the boot CPU after the run. The counters are atomic words:
+/// not nest; #DB handlers run on the stepping CPU, whose thread code reads them only
+/// with TF clear) and by the boot CPU after the run. The counters are atomic words:
 /// written by that CPU, read by the boot CPU after the run.
 struct HandlerLedger: ~Copyable {
     /// Handler invocations, and those that landed where Quarry must not be called

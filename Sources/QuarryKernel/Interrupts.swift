@@ -2,8 +2,8 @@
 // every interrupt: the dispatcher, the timer hook, and the fatal-exception report.
 // Neighbours: boot/isr_<arch>.S (the stubs that call quarry_interrupt_dispatch),
 // LocalAPIC.swift (timer and EOI), PerCPU.swift (tick counts), AllocatorSuite.swift
-// (allocatorTimerHook, called from every tick), NMIStorm.swift (vector 2),
-// HandlerWork.swift (what its handler does).
+// (allocatorTimerHook, called from every tick), NMIStorm.swift (vector 2) and
+// SingleStep.swift (vector 1), HandlerWork.swift (what those two handlers do).
 
 import CQuarrySupport
 import Quarry
@@ -28,9 +28,9 @@ enum Interrupts {
     static let gateSize = 8
     #endif
 
-    /// Fills the shared IDT from the stub table: exceptions 0-31 (the NMI, vector 2,
-    /// included: its stub saves the x87/SSE state like every other), the LAPIC timer and
-    /// the spurious vector. Other vectors stay not-present (a stray one raises #NP,
+    /// Fills the shared IDT from the stub table: exceptions 0-31 (the NMI, vector 2, and
+    /// #DB, vector 1, included: their stubs save the x87/SSE state like every other), the
+    /// LAPIC timer and the spurious vector. Other vectors stay not-present (a stray one raises #NP,
     /// which is reported as an exception). Boot CPU only, before any AP starts.
     static func buildIDT() {
         for stub in 0..<Int(QUARRY_STUB_COUNT) {
@@ -119,17 +119,17 @@ extension InterruptFrame {
     }
 }
 
-/// Where a handler that masking cannot hold off (the NMI) may call Quarry.
+/// Where a handler that masking cannot hold off (the NMI, #DB) may call Quarry.
 ///
 /// Quarry's contract today (docs/design.md, "Interrupt contract"): the fast path and
 /// every lock section run with interrupts masked, so a maskable handler runs before or
 /// after them, never inside; NMIs must not call Quarry at all. So by default such a
 /// handler calls Quarry only where a maskable interrupt could have arrived, that is
 /// where the interrupted code had IF set, and elsewhere holds back and counts the
-/// landing (NMIStorm prints the counts). Built with `make NMI_SAFE_QUARRY=1`
+/// landing (NMIStorm, SingleStep print the counts). Built with `make NMI_SAFE_QUARRY=1`
 /// (`-D QUARRY_NMI_SAFE`), for a Quarry whose hit path is NMI-safe (a per-CPU busy
-/// marker sends a nested call to a path that never touches the slot), the handler calls
-/// Quarry wherever it lands: inside the hit path, and while the CPU holds a Quarry lock.
+/// marker sends a nested call to a path that never touches the slot), the handlers call
+/// Quarry wherever they land: inside the hit path, and while the CPU holds a Quarry lock.
 enum HandlerPolicy {
     #if QUARRY_NMI_SAFE
     static let callsQuarryInMaskedCode = true
@@ -170,6 +170,8 @@ func quarryInterruptDispatch(_ vector: UInt32, _ errorCode: UInt32, _ frame: Uns
         break
     case 2:
         NMIStorm.nmi(frame)
+    case 1 where SingleStep.owns(frame):
+        SingleStep.trap(frame)
     case 3 where Interrupts.breakpointExpected.load(ordering: .relaxed):
         Interrupts.breakpointExpected.store(false, ordering: .relaxed)
         Interrupts.lastBreakpointFrame.store(UInt(frame.pointee.vector) << 16 | UInt(frame.pointee.error_code),
