@@ -63,6 +63,11 @@ enum NMIStorm {
     static let inFlight = Atomic<Int>(0)
     /// NMIs taken while no storm was active (sent just before the end; harmless).
     static let outside = Atomic<Int>(0)
+    /// While set, the NMI handler zeroes every xmm register first (as SSE code in it
+    /// would); `simdPhase` counts CPUs whose registers changed across NMIs, or took none.
+    static let clobberSIMD = Atomic<Bool>(false)
+    static let simdDamage = Atomic<Int>(0)
+    static let simdQuietCPUs = Atomic<Int>(0)
 
     // MARK: Run
 
@@ -104,6 +109,12 @@ enum NMIStorm {
             IOAPIC.routeNMI(input: IOAPIC.pitInput, cpus: targets)
             Clock.startPITChannel0(hz: pitHz)
         }
+        clobberSIMD.store(true, ordering: .relaxed)
+        SMP.runOnAllCPUs { cpu in NMIStorm.simdPhase(cpu) }
+        clobberSIMD.store(false, ordering: .relaxed)
+        TestHarness.checkEqual("nmi: xmm registers survive NMIs whose handler zeroes them (the stub's fxsave)",
+                               simdDamage.load(ordering: .relaxed), 0)
+        TestHarness.checkEqual("nmi: CPUs that took no NMI during that check", simdQuietCPUs.load(ordering: .relaxed), 0)
         let start = Clock.now()
         SMP.runOnAllCPUs { cpu in NMIStorm.phase(cpu) }
         let milliseconds = Clock.milliseconds(from: start, to: Clock.now())
@@ -140,6 +151,15 @@ enum NMIStorm {
     static func prepare(_ cpu: Int) {
         apicIDs[cpu].store(LocalAPIC.id, ordering: .relaxed)
         LocalAPIC.setFlatLogicalID(cpu: cpu)
+    }
+
+    /// Every CPU, with the PIT's NMIs arriving and `clobberSIMD` set: xmm0-7 (0-15 on
+    /// x86_64) hold patterns across 20 halts, each ended by an NMI or a timer tick.
+    static func simdPhase(_ cpu: Int) {
+        let ledger = ledgers! + cpu
+        let before = ledger.pointee.taken.load(ordering: .relaxed)
+        if quarry_xmm_damage_across_halts(20) != 0 { simdDamage.add(1, ordering: .relaxed) }
+        if ledger.pointee.taken.load(ordering: .relaxed) == before { simdQuietCPUs.add(1, ordering: .relaxed) }
     }
 
     // MARK: Main loop
@@ -252,6 +272,7 @@ enum NMIStorm {
     static func nmi(_ frame: UnsafeMutablePointer<InterruptFrame>) {
         inFlight.add(1, ordering: .sequentiallyConsistent)
         defer { inFlight.subtract(1, ordering: .sequentiallyConsistent) }
+        if clobberSIMD.load(ordering: .relaxed) { quarry_clobber_xmm() }
         guard active.load(ordering: .sequentiallyConsistent), let work else {
             outside.add(1, ordering: .relaxed)
             return
