@@ -30,7 +30,8 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     let safetyBytes = 256 << 10
     let nmiBytes = 1 << 20
     let stepBytes = 1 << 20
-    let mainBytes = arenaSize - tinyBytes - smallHeapBytes - smpBytes - epochBytes - safetyBytes - nmiBytes - stepBytes
+    let mainBytes = arenaSize - tinyBytes - smallHeapBytes - smpBytes - epochBytes - safetyBytes
+        - nmiBytes - stepBytes
     let start = Clock.now()
     let main: KernelQuarry
     let small: KernelQuarry

@@ -30,8 +30,8 @@ enum Interrupts {
 
     /// Fills the shared IDT from the stub table: exceptions 0-31 (the NMI, vector 2, and
     /// #DB, vector 1, included: their stubs save the x87/SSE state like every other), the
-    /// LAPIC timer and the spurious vector. Other vectors stay not-present (a stray one raises #NP,
-    /// which is reported as an exception). Boot CPU only, before any AP starts.
+    /// LAPIC timer and the spurious vector. Other vectors stay not-present (a stray one
+    /// raises #NP, which is reported as an exception). Boot CPU only, before any AP starts.
     static func buildIDT() {
         for stub in 0..<Int(QUARRY_STUB_COUNT) {
             let vector: Int
@@ -170,7 +170,7 @@ func quarryInterruptDispatch(_ vector: UInt32, _ errorCode: UInt32, _ frame: Uns
         break
     case 2:
         NMIStorm.nmi(frame)
-    case 1 where SingleStep.owns(frame):
+    case 1 where SingleStep.isSteppingHere:
         SingleStep.trap(frame)
     case 3 where Interrupts.breakpointExpected.load(ordering: .relaxed):
         Interrupts.breakpointExpected.store(false, ordering: .relaxed)

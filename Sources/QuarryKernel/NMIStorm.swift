@@ -165,7 +165,8 @@ enum NMIStorm {
     // MARK: Main loop
 
     /// One CPU's main loop: a ring of objects and blocks, each freed (cookie checked)
-    /// and replaced at random, sending NMIs as it goes.
+    /// and replaced at random, sending NMIs as it goes (with interrupts on: no handler
+    /// sends IPIs, so nothing on this CPU writes the ICR between its two words).
     static func phase(_ cpu: Int) {
         guard let work else { return }
         let row = rows! + cpu

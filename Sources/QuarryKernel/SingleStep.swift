@@ -326,9 +326,10 @@ enum SingleStep {
 
     // MARK: #DB handler
 
-    /// True when `frame` is a #DB of the stepping CPU inside `step`. (Not "TF is set in
-    /// the frame": the popf that clears TF traps too, with TF already clear.)
-    static func owns(_ frame: UnsafeMutablePointer<InterruptFrame>) -> Bool {
+    /// True on the stepping CPU inside a stepped window: a #DB there is a single-step
+    /// trap. (Not "TF is set in the frame": the popf that clears TF traps too, with TF
+    /// already clear in the flags it leaves.)
+    static var isSteppingHere: Bool {
         current.load(ordering: .acquiring) >= 0 && steppingCPU.load(ordering: .relaxed) == X86Platform.cpuIndex
     }
 
