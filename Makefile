@@ -4,8 +4,7 @@
 #   make run ARCH=x86_64                 the same for the x86_64 kernel
 #   make run-c        boot the C example kernel (Sources/QuarryCKernel) in QEMU (-smp 1)
 #   make test         deps, header test, host tests, then the kernels under QEMU
-#   make kernel       build/$(ARCH)/kernel.elf (+ kernel.map, kernel.dis; kernel.bin on x86_64);
-#                     NMI_SAFE_QUARRY=1: its NMI and #DB handlers call Quarry in masked code too
+#   make kernel       build/$(ARCH)/kernel.elf (+ kernel.map, kernel.dis; kernel.bin on x86_64)
 #   make ckernel      build/$(ARCH)/ckernel.elf (+ ckernel.map; ckernel.bin on x86_64): C,
 #                     boot/multiboot_$(ARCH).S and libquarry.a only
 #   make lib          build/$(ARCH)/libquarry.a: module Quarry (Sources/Quarry + QuarryX86 +
@@ -98,18 +97,6 @@ LIB_FLAGS := $(EMBEDDED_FLAGS) -Xfrontend -no-allocations -I include $(PLATFORM_
 # Importing module Quarry imports quarry.h too (module CQuarryHeader).
 KERNEL_FLAGS := $(EMBEDDED_FLAGS) -I include -I $(BUILD)
 
-# NMI_SAFE_QUARRY=1 builds the test kernel for a Quarry whose hit path is NMI-safe: its
-# NMI and #DB handlers then call Quarry wherever they land, also inside masked code
-# (HandlerPolicy in Sources/QuarryKernel/Interrupts.swift). The default, 0, follows
-# today's contract: they call it only where the interrupted code had interrupts on.
-NMI_SAFE_QUARRY ?= 0
-ifeq ($(filter $(NMI_SAFE_QUARRY),0 1),)
-$(error NMI_SAFE_QUARRY must be 0 or 1)
-endif
-ifeq ($(NMI_SAFE_QUARRY),1)
-KERNEL_FLAGS += -D QUARRY_NMI_SAFE
-endif
-
 # QUARRY_LIBC_NAMES=1 (the default) adds quarry_libc.o to libquarry.a: malloc, free,
 # calloc, realloc, posix_memalign and aligned_alloc over the C ABI. The Swift test
 # kernel needs them (the Embedded runtime allocates with posix_memalign and frees with
@@ -193,12 +180,6 @@ $(BUILD)/lib.options: FORCE
 	@echo 'QUARRY_LIBC_NAMES=$(QUARRY_LIBC_NAMES)' | cmp -s - $@ || \
 		echo 'QUARRY_LIBC_NAMES=$(QUARRY_LIBC_NAMES)' > $@
 
-# The same for the kernel's options.
-$(BUILD)/kernel.options: FORCE
-	@mkdir -p $(BUILD)
-	@echo 'NMI_SAFE_QUARRY=$(NMI_SAFE_QUARRY)' | cmp -s - $@ || \
-		echo 'NMI_SAFE_QUARRY=$(NMI_SAFE_QUARRY)' > $@
-
 $(BUILD)/libquarry.a: $(LIB_OBJECTS) $(BUILD)/lib.options
 	@echo "== lib: llvm-ar -> $@ (QUARRY_LIBC_NAMES=$(QUARRY_LIBC_NAMES))"
 	@rm -f $@
@@ -210,7 +191,7 @@ $(BUILD)/libquarry.a: $(LIB_OBJECTS) $(BUILD)/lib.options
 	@rm -f $(BUILD)/libquarry.defined
 	@tr '\n' ' ' < $(BUILD)/libquarry.needs; echo
 
-$(BUILD)/QuarryKernel.o: $(KERNEL_SOURCES) $(BUILD)/libquarry.a $(SUPPORT_HEADERS) $(BUILD)/kernel.options Makefile
+$(BUILD)/QuarryKernel.o: $(KERNEL_SOURCES) $(BUILD)/libquarry.a $(SUPPORT_HEADERS) Makefile
 	@echo "== kernel: swiftc (Embedded $(ARCH)) Sources/QuarryKernel, importing Quarry"
 	$(SWIFTC) $(KERNEL_FLAGS) -module-name QuarryKernel -c -o $@ $(KERNEL_SOURCES)
 

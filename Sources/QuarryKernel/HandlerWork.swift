@@ -36,11 +36,9 @@ struct HeldObjects {
 /// with TF clear) and by the boot CPU after the run. The counters are atomic words:
 /// written by that CPU, read by the boot CPU after the run.
 struct HandlerLedger: ~Copyable {
-    /// Handler invocations, and those that landed where Quarry must not be called
-    /// (HandlerPolicy) and held back.
+    /// Handler invocations.
     let taken = Atomic<Int>(0)
-    let heldBack = Atomic<Int>(0)
-    /// Invocations that landed in masked code (held back or not).
+    /// Invocations that landed in masked code.
     let landedMasked = Atomic<Int>(0)
     /// Successful allocations and frees (objects and blocks together).
     let allocations = Atomic<Int>(0)

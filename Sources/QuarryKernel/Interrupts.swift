@@ -119,32 +119,14 @@ extension InterruptFrame {
     }
 }
 
-/// Where a handler that masking cannot hold off (the NMI, #DB) may call Quarry.
-///
-/// Quarry's contract today (docs/design.md, "Interrupt contract"): the fast path and
-/// every lock section run with interrupts masked, so a maskable handler runs before or
-/// after them, never inside; NMIs must not call Quarry at all. So by default such a
-/// handler calls Quarry only where a maskable interrupt could have arrived, that is
-/// where the interrupted code had IF set, and elsewhere holds back and counts the
-/// landing (NMIStorm, SingleStep print the counts). Built with `make NMI_SAFE_QUARRY=1`
-/// (`-D QUARRY_NMI_SAFE`), for a Quarry whose hit path is NMI-safe (a per-CPU busy
-/// marker sends a nested call to a path that never touches the slot), the handlers call
-/// Quarry wherever they land: inside the hit path, and while the CPU holds a Quarry lock.
+/// Where a handler that masking cannot hold off (the NMI, #DB) landed. Such handlers
+/// call Quarry wherever they land (docs/design.md, "Interrupt contract": a call that
+/// interrupted its CPU inside Quarry takes the nested path); the suites count the
+/// landings in masked code to show that those places were reached.
 enum HandlerPolicy {
-    #if QUARRY_NMI_SAFE
-    static let callsQuarryInMaskedCode = true
-    #else
-    static let callsQuarryInMaskedCode = false
-    #endif
-
     /// True when the code `frame` interrupted had interrupts masked.
     static func landedInMaskedCode(_ frame: UnsafeMutablePointer<InterruptFrame>) -> Bool {
         frame.pointee.interruptedFlags & UInt(QUARRY_FLAGS_IF) == 0
-    }
-
-    /// Whether the handler for `frame` may call Quarry under the policy above.
-    static func mayCallQuarry(_ frame: UnsafeMutablePointer<InterruptFrame>) -> Bool {
-        callsQuarryInMaskedCode || !landedInMaskedCode(frame)
     }
 }
 

@@ -282,10 +282,6 @@ enum NMIStorm {
         let ledger = ledgers! + cpu
         ledger.pointee.taken.add(1, ordering: .relaxed)
         noteLanding(frame, rows! + cpu, ledger)
-        guard HandlerPolicy.mayCallQuarry(frame) else {
-            ledger.pointee.heldBack.add(1, ordering: .relaxed)
-            return
-        }
         work.run(ledger, objects: .unbalanced(keeping: ledger.pointee.objects.count),
                  blocks: .unbalanced(keeping: ledger.pointee.blocks.count))
     }
@@ -331,9 +327,7 @@ enum NMIStorm {
                 Console.decimal(taken)
                 Console.print(" NMIs taken (")
                 Console.decimal(l.pointee.landedMasked.load(ordering: .relaxed))
-                Console.print(" in masked code, ")
-                Console.decimal(l.pointee.heldBack.load(ordering: .relaxed))
-                Console.print(" held back; ")
+                Console.print(" in masked code; ")
                 Console.decimal(r.pointee.distinctLandings)
                 Console.print(r.pointee.distinctLandings == landingSlots ? "+ distinct addresses), " : " distinct addresses), ")
                 Console.decimal(allocations)
@@ -366,8 +360,7 @@ enum NMIStorm {
             Console.decimal(totalMasked)
             Console.print(" in masked code; ")
             Console.decimal(outside.load(ordering: .relaxed))
-            Console.print(" after the end); handlers call Quarry ")
-            Console.print(HandlerPolicy.callsQuarryInMaskedCode ? "wherever they land" : "only where IF was set")
+            Console.print(" after the end); handlers call Quarry wherever they land")
             Console.newline()
         }
         TestHarness.checkAtLeast("nmi: NMIs taken on the CPU that took fewest", fewestNMIs, minimumNMIsPerCPU)

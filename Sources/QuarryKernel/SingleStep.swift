@@ -58,7 +58,6 @@ enum SingleStep {
     static let steppingCPU = Atomic<Int>(-1)
     static let boundaries = InlineArray<9, Atomic<Int>> { _ in Atomic<Int>(0) }
     static let served = InlineArray<9, Atomic<Int>> { _ in Atomic<Int>(0) }
-    static let heldBack = InlineArray<9, Atomic<Int>> { _ in Atomic<Int>(0) }
     /// Stepped calls that threw, or whose objects came back with a broken cookie.
     static let stepFailures = Atomic<Int>(0)
 
@@ -108,8 +107,7 @@ enum SingleStep {
             Console.decimal(failures)
             Console.print(" failures; other CPUs ")
             Console.decimal(companionOperations.load(ordering: .relaxed))
-            Console.print(" operations meanwhile; handlers call Quarry ")
-            Console.print(HandlerPolicy.callsQuarryInMaskedCode ? "wherever they land" : "only where IF was set")
+            Console.print(" operations meanwhile; handlers call Quarry wherever they land")
             Console.newline()
         }
         TestHarness.checkEqual("step: handler failures (errors other than .outOfMemory/.busy, cookie mismatches)", failures, 0)
@@ -341,11 +339,6 @@ enum SingleStep {
         guard let work, let ledger else { return }
         ledger.pointee.taken.add(1, ordering: .relaxed)
         if HandlerPolicy.landedInMaskedCode(frame) { ledger.pointee.landedMasked.add(1, ordering: .relaxed) }
-        guard HandlerPolicy.mayCallQuarry(frame) else {
-            heldBack[path].add(1, ordering: .relaxed)
-            ledger.pointee.heldBack.add(1, ordering: .relaxed)
-            return
-        }
         served[path].add(1, ordering: .relaxed)
         work.run(ledger, objects: objectShape, blocks: blockShape)
     }
@@ -410,8 +403,6 @@ enum SingleStep {
             Console.print(": ")
             Console.decimal(net(path))
             Console.print(path == .baseline ? " boundaries (" : " boundaries beyond the baseline (")
-            Console.decimal(heldBack[path.rawValue].load(ordering: .relaxed))
-            Console.print(" in masked code, held back; ")
             Console.decimal(netServed(path))
             Console.print(" with a nested allocate and free)")
             Console.newline()
