@@ -23,7 +23,7 @@ public enum X86Platform: Platform {
 
     @inlinable
     public static var cpuIndex: Int {
-        @inline(__always) get { Int(quarry_cpu_index()) }
+        @inline(__always) get { Int(truncatingIfNeeded: quarry_cpu_index()) }
     }
 
     @inlinable @inline(__always)
