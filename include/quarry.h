@@ -130,6 +130,24 @@ quarry_error quarry_init(void *base, size_t size);
 quarry_cache *quarry_cache_create(const char *name, size_t size, size_t align, quarry_ctor ctor);
 void *quarry_cache_alloc(quarry_cache *cache);
 quarry_error quarry_cache_free(quarry_cache *cache, void *object);
+/* Bulk (SLUB's kmem_cache_alloc_bulk / kmem_cache_free_bulk). Interrupt-safe as
+ * quarry_cache_alloc and quarry_cache_free; the slot of the calling CPU is claimed once
+ * per batch, and what its magazines cannot serve or take moves to or from the slabs under
+ * one acquisition of the cache lock, with interrupts masked for the whole batch (split
+ * long batches where interrupt latency matters).
+ *
+ * quarry_cache_alloc_bulk: all or nothing. Fills out[0 .. n-1] with objects and returns
+ * n; or returns 0, sets quarry_last_error (QUARRY_ERR_OUT_OF_MEMORY, ...) and sets every
+ * out[i] to NULL, having given back the objects it took. n == 0 returns 0 and is no
+ * error; out == NULL with n > 0 is QUARRY_ERR_INVALID_CACHE. */
+size_t quarry_cache_alloc_bulk(quarry_cache *cache, size_t n, void **out);
+/* quarry_cache_free_bulk: frees ptrs[0 .. n-1], each checked exactly as quarry_cache_free
+ * checks it (NULL entries are skipped). A refused pointer (a double free, also of a
+ * pointer that appears twice in ptrs, an interior pointer, another cache's object, ...)
+ * is counted and reported to the error hook, is left untouched, and does not stop the
+ * others. Returns QUARRY_OK, or the first error met (also set for quarry_last_error).
+ * ptrs == NULL with n > 0 is QUARRY_ERR_INVALID_CACHE. */
+quarry_error quarry_cache_free_bulk(quarry_cache *cache, size_t n, void *const *ptrs);
 /* Releases the cache's empty slabs; returns the number of pages given back. Objects the
  * CPUs' magazines hold keep their slabs until quarry_shrink drains them. */
 size_t quarry_cache_shrink(quarry_cache *cache);

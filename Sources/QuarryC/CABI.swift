@@ -175,6 +175,48 @@ public func quarry_cache_free(_ cache: OpaquePointer?, _ object: UnsafeMutableRa
 }
 
 @c @implementation
+public func quarry_cache_alloc_bulk(
+    _ cache: OpaquePointer?, _ n: Int, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?
+) -> Int {
+    guard let c = CABI.cache(cache) else {
+        _ = CABI.refuseHandle()
+        return 0
+    }
+    guard n != 0 else { return 0 }
+    // A size_t above Int.max arrives negative: more objects than any arena holds.
+    guard n > 0 else {
+        _ = CABI.fail(.sizeTooLarge)
+        return 0
+    }
+    guard let out else {
+        _ = CABI.fail(.invalidCache)
+        return 0
+    }
+    do {
+        return try c.allocate(into: UnsafeMutableBufferPointer(start: out, count: n))
+    } catch {
+        _ = CABI.fail(error)
+        return 0
+    }
+}
+
+@c @implementation
+public func quarry_cache_free_bulk(
+    _ cache: OpaquePointer?, _ n: Int, _ ptrs: UnsafePointer<UnsafeMutableRawPointer?>?
+) -> quarry_error {
+    guard let c = CABI.cache(cache) else { return CABI.refuseHandle() }
+    guard n != 0 else { return QUARRY_OK }
+    guard n > 0 else { return CABI.fail(.sizeTooLarge) }
+    guard let ptrs else { return CABI.fail(.invalidCache) }
+    do {
+        try c.free(UnsafeBufferPointer(start: ptrs, count: n))
+        return QUARRY_OK
+    } catch {
+        return CABI.fail(error)
+    }
+}
+
+@c @implementation
 public func quarry_cache_shrink(_ cache: OpaquePointer?) -> Int {
     guard let c = CABI.cache(cache) else {
         _ = CABI.refuseHandle()

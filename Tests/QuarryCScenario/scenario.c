@@ -1,5 +1,5 @@
-/* scenario.c: a C user of quarry.h: caches, the malloc family, statistics, slabinfo
- * and bad input, each result checked. Neighbours: include/quarry.h, QuarryCTests. */
+/* scenario.c: a C user of quarry.h: caches, bulk calls, the malloc family, statistics,
+ * slabinfo and bad input, each result checked. Neighbours: include/quarry.h, QuarryCTests. */
 #include "quarry.h"
 #include "quarry_c_scenario.h"
 
@@ -14,6 +14,7 @@ const void *const quarry_c_functions[] = {
     F(quarry_aligned_alloc), F(quarry_posix_memalign), F(quarry_usable_size), F(quarry_shrink),
     F(quarry_cache_stats), F(quarry_heap_stats), F(quarry_slabinfo), F(quarry_last_error),
     F(quarry_error_name), F(quarry_check_invariants), F(quarry_set_error_hook),
+    F(quarry_cache_alloc_bulk), F(quarry_cache_free_bulk),
 };
 const size_t quarry_c_function_count = sizeof quarry_c_functions / sizeof quarry_c_functions[0];
 
@@ -95,6 +96,34 @@ int quarry_c_scenario(void *arena, size_t size, void (*log)(const char *message)
     CHECK(quarry_cache_alloc(0) == 0 && quarry_last_error() == QUARRY_ERR_INVALID_CACHE);
     int local;
     CHECK(quarry_cache_alloc((quarry_cache *)&local) == 0 && quarry_last_error() == QUARRY_ERR_INVALID_CACHE);
+
+    /* Bulk: a batch bigger than the magazines hold, all constructed and distinct. */
+    quarry_cache *bulk = quarry_cache_create("c-bulk", 64, 0, construct);
+    CHECK(bulk != 0);
+    static void *batch[300];
+    CHECK(quarry_cache_alloc_bulk(bulk, 300, batch) == 300);
+    for (int i = 0; i < 300; i++) {
+        CHECK(batch[i] != 0 && *(uint32_t *)batch[i] == CTOR_MAGIC);
+        for (int j = 0; j < i; j++) CHECK(batch[i] != batch[j]);
+    }
+    /* Misuse in the middle of a batch: refused, counted, the others freed. */
+    void *mixed[5] = {batch[0], (char *)batch[1] + 8, 0, batch[0], batch[2]};
+    CHECK(quarry_cache_free_bulk(bulk, 5, mixed) == QUARRY_ERR_INTERIOR_POINTER);
+    CHECK(quarry_last_error() == QUARRY_ERR_INTERIOR_POINTER);
+    CHECK(quarry_cache_stats(bulk, &cs) == QUARRY_OK && cs.active_objects == 298);
+    CHECK(cs.errors_by_kind[QUARRY_ERR_INTERIOR_POINTER - 16] == 1 && cs.errors_by_kind[QUARRY_ERR_DOUBLE_FREE - 16] == 1);
+    CHECK(quarry_cache_free_bulk(bulk, 1, batch + 1) == QUARRY_OK);
+    CHECK(quarry_cache_free_bulk(bulk, 2, batch + 1) == QUARRY_ERR_DOUBLE_FREE);
+    CHECK(quarry_cache_free_bulk(bulk, 297, batch + 3) == QUARRY_OK);
+    CHECK(quarry_cache_stats(bulk, &cs) == QUARRY_OK && cs.active_objects == 0 && cs.errors == 4);
+    CHECK(quarry_cache_alloc_bulk(bulk, 0, batch) == 0);
+    CHECK(quarry_cache_alloc_bulk(bulk, 1, 0) == 0 && quarry_last_error() == QUARRY_ERR_INVALID_CACHE);
+    CHECK(quarry_cache_alloc_bulk(0, 1, batch) == 0 && quarry_last_error() == QUARRY_ERR_INVALID_CACHE);
+    CHECK(quarry_cache_free_bulk(bulk, 0, 0) == QUARRY_OK);
+    CHECK(quarry_cache_free_bulk(bulk, 1, 0) == QUARRY_ERR_INVALID_CACHE);
+    quarry_check_invariants();
+    quarry_shrink();
+    CHECK(quarry_cache_destroy(bulk) == QUARRY_OK);
 
     /* malloc family. */
     char *a = quarry_malloc(100);
