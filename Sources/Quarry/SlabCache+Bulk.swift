@@ -18,6 +18,8 @@
 // of a bulk call grows with its length (about 100 instructions per object that reaches
 // the slabs), so a caller with a latency bound splits its batches.
 
+import Synchronization
+
 extension SlabCache {
     // MARK: Allocate
 
@@ -124,12 +126,9 @@ extension SlabCache {
         var taken = 0
         var failure: QuarryError? = nil
         while taken < n {
-            switch takeFromSlabsLocked(mode) {
-            case .success(let object):
-                out[taken] = UnsafeMutableRawPointer(bitPattern: object)
-                taken += 1
-            case .failure(let error):
-                failure = error
+            switch takeRunFromSlabsLocked(out + taken, n - taken, mode) {
+            case .success(let run): taken += run
+            case .failure(let error): failure = error
             }
             if failure != nil { break }
         }
@@ -197,7 +196,7 @@ extension SlabCache {
             guard count < m.capacity else { break }
             if let object = objects[i] {
                 let address = UInt(bitPattern: object)
-                if let error = admitFree(address) {
+                if case .failure(let error) = admitFree(address) {
                     if first == nil { first = error }
                 } else {
                     setCachedMark(address)
@@ -234,23 +233,25 @@ extension SlabCache {
             defer { i += 1 }
             guard let object = objects[i] else { continue }
             let address = UInt(bitPattern: object)
-            if let error = admitFree(address) {
-                if first == nil { first = error }
-                continue
-            }
-            if claimed && !lockTried && slot.pointee.hasRoom {
-                setCachedMark(address)
-                _ = slot.pointee.pushEitherMagazine(address)
-                freed += 1
-                continue
-            }
-            if !lockTried {
+            // Objects for the slabs are checked under the lock, so `locate`'s slab is exact.
+            if !lockTried && !(claimed && slot.pointee.hasRoom) {
                 lockTried = true
                 locked = heap.pointee.acquire(state.pointee.lock, P.self, mode)
                 if locked != nil { hook(.cacheLocked) }
             }
-            if locked != nil {
-                returnToSlabsLocked(address, mode)
+            let page: PageNumber
+            switch admitFree(address) {
+            case .success(let p): page = p
+            case .failure(let error):
+                if first == nil { first = error }
+                continue
+            }
+            if !lockTried {
+                setCachedMark(address)
+                _ = slot.pointee.pushEitherMagazine(address)
+                freed += 1
+            } else if locked != nil {
+                returnToSlabsLocked(address, mode, slab: page)
                 freed += 1
             } else {
                 parkOrRefuse(address, claimed ? slot : nil, &first)
@@ -287,17 +288,21 @@ extension SlabCache {
     }
 
     /// The checks `free` makes before an object may enter the per-CPU layer
-    /// (`locate`, `isUserHeld`), then the debug options' work: nil when the object is
-    /// the caller's and may be cached now, else the error, reported and counted, with
-    /// the object untouched.
+    /// (`locate`, `isUserHeld`), then the debug options' work: the object's slab head
+    /// when it is the caller's and may be freed now, else the error, reported and
+    /// counted, with the object untouched.
     @inline(__always)
-    func admitFree(_ address: UInt) -> QuarryError? {
-        if case .failure(let error) = locate(address) { return refuse(error, address) }
-        guard isUserHeld(address) else { return refuse(.doubleFree, address) }
+    func admitFree(_ address: UInt) -> Result<PageNumber, QuarryError> {
+        let page: PageNumber
+        switch locate(address) {
+        case .success(let p): page = p
+        case .failure(let error): return .failure(refuse(error, address))
+        }
+        guard isUserHeld(address) else { return .failure(refuse(.doubleFree, address)) }
         if state.pointee.objectWork { checkOnFree(address) }
         poisonFreed(address)
         hook(.freeValidated)
-        return nil
+        return .success(page)
     }
 
     /// Writes the cached mark into the link word of `address` (an object entering the

@@ -19,18 +19,7 @@ extension SlabCache {
     /// the re-entrant `.tryOnly` behaviour).
     func takeFromSlabsLocked(_ mode: LockMode) -> Result<UInt, QuarryError> {
         let map = heap.pointee.map
-        var page = slabs.pointee.partial.head
-        if page == .none {
-            page = slabs.pointee.empty.head
-            if page != .none {
-                slabs.pointee.empty.remove(page, map)
-                slabs.pointee.partial.push(page, map)
-            } else if let fresh = createSlab(mode) {
-                page = fresh
-            } else {
-                return .failure(.outOfMemory)
-            }
-        }
+        guard let page = slabToTakeFromLocked(mode) else { return .failure(.outOfMemory) }
         let slab = Slab(page: page, map: map, arena: heap.pointee.arena)
         switch slab.pop(geometry, secret: state.pointee.secret) {
         case .object(let object, let fresh):
@@ -66,6 +55,87 @@ extension SlabCache {
         }
     }
 
+    /// The slab the next object comes from: the first partial slab, else an empty one
+    /// (moved to partial), else a new slab; nil when no page is left.
+    @inline(__always)
+    func slabToTakeFromLocked(_ mode: LockMode) -> PageNumber? {
+        let map = heap.pointee.map
+        var page = slabs.pointee.partial.head
+        if page == .none {
+            page = slabs.pointee.empty.head
+            if page != .none {
+                slabs.pointee.empty.remove(page, map)
+                slabs.pointee.partial.push(page, map)
+            } else if let fresh = createSlab(mode) {
+                page = fresh
+            } else {
+                return nil
+            }
+        }
+        return page
+    }
+
+    /// `takeFromSlabsLocked` for up to `n` objects of one slab, into `out`: the count
+    /// taken (at least 1), or the error with none taken. The slab's descriptor words
+    /// and the cache's counters are written once per run, not once per object
+    /// (the bulk allocation's slab section).
+    func takeRunFromSlabsLocked(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ n: Int,
+                                _ mode: LockMode) -> Result<Int, QuarryError> {
+        let map = heap.pointee.map
+        guard let page = slabToTakeFromLocked(mode) else { return .failure(.outOfMemory) }
+        let slab = Slab(page: page, map: map, arena: heap.pointee.arena)
+        let g = geometry
+        let secret = state.pointee.secret
+        let bitmap = state.pointee.bitmap
+        let objectWork = state.pointee.objectWork
+        let constructor = state.pointee.constructor
+        var taken = 0
+        var failure: QuarryError? = nil
+        run: while taken < n {
+            switch slab.pop(g, secret: secret) {
+            case .object(let object, let fresh):
+                guard bitmap.setLocked(object) else {
+                    // As in takeFromSlabsLocked: never hand an object out twice.
+                    map[page].inUse -= 1
+                    report(.corruptFreeList, object)
+                    failure = .corruptFreeList
+                    break run
+                }
+                if fresh && objectWork { prepareFresh(object) }
+                if fresh, let constructor {
+                    // Sound: a never-used object of a live slab of this cache, owned by the caller.
+                    constructor(UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped)
+                }
+                out[taken] = UnsafeMutableRawPointer(bitPattern: object)
+                taken += 1
+            case .corrupt:
+                report(.corruptFreeList, heap.pointee.arena.address(of: page))
+                failure = .corruptFreeList
+                break run
+            case .full:
+                precondition(taken > 0, "SlabCache: a full slab on the partial list")
+                break run
+            }
+        }
+        if Int(map[page].inUse) == g.objectsPerSlab {
+            slabs.pointee.partial.remove(page, map)
+            slabs.pointee.full.push(page, map)
+        }
+        slabs.pointee.counters.slabAllocations += UInt64(word: UInt(taken))
+        slabs.pointee.counters.inUse += taken
+        if slabs.pointee.counters.inUse > slabs.pointee.counters.highWater {
+            slabs.pointee.counters.highWater = slabs.pointee.counters.inUse
+        }
+        if let failure {
+            while taken > 0 {
+                taken -= 1
+                returnToSlabsLocked(UInt(bitPattern: out[taken]), mode, slab: page)
+            }
+            return .failure(failure)
+        }
+        return .success(taken)
+    }
+
     /// The slab head of `object`, an object of this cache that is out of its slab
     /// (counted in `inUse`, so the slab cannot be released under us).
     func slabOf(_ object: UInt) -> PageNumber {
@@ -83,15 +153,17 @@ extension SlabCache {
     /// False, with `.doubleFree` reported and nothing changed, when the object is
     /// already in its slab (bit clear: two frees raced past the hit path's checks and
     /// the object was cached twice; the copy is dropped and counted).
+    /// `slab`: the object's slab head when the caller already resolved it (under this
+    /// lock: `locate` of a free checked under it), else it is looked up here.
     @discardableResult
-    func returnToSlabsLocked(_ object: UInt, _ mode: LockMode) -> Bool {
+    func returnToSlabsLocked(_ object: UInt, _ mode: LockMode, slab: PageNumber? = nil) -> Bool {
         guard state.pointee.bitmap.clearLocked(object) else {
             state.pointee.atomics.droppedDuplicates.wrappingAdd(1, ordering: .relaxed)
             report(.doubleFree, object)
             return false
         }
         let map = heap.pointee.map
-        let page = slabOf(object)
+        let page = slab ?? slabOf(object)
         let wasFull = map[page].list == .full
         Slab(page: page, map: map, arena: heap.pointee.arena).push(object, geometry, secret: state.pointee.secret)
         slabs.pointee.counters.slabFrees += 1

@@ -165,6 +165,40 @@ final class PointCounter {
         #expect(q.pageStatistics.pagesInUse == 0)
     }
 
+    /// A free-list link overwritten a few objects into the slab section: the bulk
+    /// allocation reports it once, gives back the objects it took before it, and
+    /// throws `.corruptFreeList` with every entry nil.
+    @Test func corruptLinkInTheSlabSection() throws {
+        let arena = TestArena(size: 1 << 20)
+        defer { arena.release() }
+        let q = try arena.quarry()
+        let c = try q.createCache(name: "links", size: 48)
+        let p = try c.allocate()
+        try c.free(p)
+        c.drainCPU()  // a magazine's worth of objects back on their slab's free list
+        guard case .success(let page) = c.locate(UInt(bitPattern: p)) else { Issue.record("locate"); return }
+        let slab = Slab(page: page, map: q.heap.pointee.map, arena: q.heap.pointee.arena)
+        let g = c.geometry
+        let head = q.heap.pointee.map[page].freeHead
+        let span = g.linkSpan(carved: q.heap.pointee.map[page].carved)
+        // The third object on the list gets a link that leaves the slab.
+        var victim = head
+        for _ in 0..<2 {
+            victim = FreeLink.read(from: victim, offset: g.linkOffset, secret: c.state.pointee.secret,
+                                   low: slab.objectsStart, span: span)!
+        }
+        let link = UnsafeMutableRawPointer(bitPattern: victim + UInt(g.linkOffset))!
+        link.storeBytes(of: link.load(fromByteOffset: 6, as: UInt8.self) ^ 0x40, toByteOffset: 6, as: UInt8.self)
+        let batch = Batch(10)
+        defer { batch.release() }
+        #expect(throws: QuarryError.corruptFreeList) { try c.allocate(into: batch.buffer) }
+        #expect(batch.buffer.allSatisfy { $0 == nil })
+        let s = c.statistics
+        #expect(s.count(of: .corruptFreeList) == 1 && s.activeObjects == 0 && s.failures == 1)
+        #expect(!c.isUserHeld(head), "the objects taken before the bad link went back")
+        #expect(c.validate().accountingMismatches == 1, "the cut list lost its objects")
+    }
+
     /// Misuse in the middle of a batch, in the hit part (magazine room) and in the slab
     /// section (past two magazines): each bad pointer is refused with its reason,
     /// counted once, left untouched, and the rest of the batch is freed. The first
