@@ -6,12 +6,18 @@
 #   Benchmarks/instructions.sh pair [PEER...]   instructions per allocate+free pair, pair workload,
 #                                              64 bytes: run N and 2N pairs, take (I(2N) - I(N)) / N,
 #                                              so start-up, setup and exit cancel out
+#   Benchmarks/instructions.sh burst [PEER...]  instructions per object (one allocate and one free)
+#                                              in bursts of 1000 allocations then 1000 frees, 64
+#                                              bytes: one call per object (burst) and, for peers
+#                                              with bulk calls, one bulk call each way (burst-bulk);
+#                                              the same N / 2N subtraction
 #   Benchmarks/instructions.sh slowpaths        Quarry's slow paths, one callgrind dump per region
 #   Benchmarks/instructions.sh init             Quarry.initialize of a 16 MiB and a 1 GiB arena
 #   Benchmarks/instructions.sh all              all three
 #
 # Writes $BENCH_BUILD/{pair-instructions,pair-functions,slowpaths}.csv (the first two can be
-# redirected with PAIR_CSV / FUNCS_CSV). Assumes `bench_build` ran.
+# redirected with PAIR_CSV / FUNCS_CSV) and, for `burst`, $BENCH_BUILD/burst-instructions.csv
+# (BURST_CSV). Assumes `bench_build` ran.
 cd "$(dirname "$0")/.."
 . Benchmarks/lib.sh
 
@@ -19,30 +25,35 @@ PAIR_SIZE=${PAIR_SIZE:-64}
 PAIR_N=${PAIR_N:-100000}
 PAIR_CSV=${PAIR_CSV:-$BENCH_BUILD/pair-instructions.csv}
 FUNCS_CSV=${FUNCS_CSV:-$BENCH_BUILD/pair-functions.csv}
+BURST_CSV=${BURST_CSV:-$BENCH_BUILD/burst-instructions.csv}
 CG=$BENCH_BUILD/callgrind
 mkdir -p "$CG"
 
 # Total instructions of one callgrind output file.
 cg_total() { sed -n 's/^summary: *\([0-9]*\).*/\1/p; s/^totals: *\([0-9]*\).*/\1/p' "$1" | head -n 1; }
 
-# The command that runs $2 pairs for peer $1 (bench.c's `--count` mode).
-pair_command() { echo "$BIN/bench-$1 --count $PAIR_SIZE $2"; }
+# The command that runs $2 objects of workload $3 (default pair) for peer $1 (bench.c's
+# `--count` mode).
+pair_command() { echo "$BIN/bench-$1 --count $PAIR_SIZE $2 ${3:-pair}"; }
 
-# $1 = peer, $2 = pairs. Prints the total instruction count; exit 3 when the peer is unavailable.
+# $1 = peer, $2 = objects, $3 = workload (default pair). Prints the total instruction count;
+# exit 3 when the peer is unavailable.
 cg_run_pair() {
-    local out=$CG/pair-$1-$2.out
+    local w=${3:-pair}
+    local out=$CG/$w-$1-$2.out
     rm -f "$out"
     # shellcheck disable=SC2046
-    valgrind --tool=callgrind --callgrind-out-file="$out" $(pair_command "$1" "$2") \
-        > "$CG/pair-$1-$2.log" 2>&1 || return $?
+    valgrind --tool=callgrind --callgrind-out-file="$out" $(pair_command "$1" "$2" "$w") \
+        > "$CG/$w-$1-$2.log" 2>&1 || return $?
     cg_total "$out"
 }
 
-# $1 = peer. Prints "per_pair,I(N),I(2N)" or returns 3 when the peer is unavailable.
+# $1 = peer, $2 = workload (default pair). Prints "per_pair,I(N),I(2N)" or returns 3 when the
+# peer is unavailable.
 pair_instructions() {
     local a b
-    a=$(cg_run_pair "$1" "$PAIR_N") || return $?
-    b=$(cg_run_pair "$1" $((2 * PAIR_N))) || return $?
+    a=$(cg_run_pair "$1" "$PAIR_N" "${2:-pair}") || return $?
+    b=$(cg_run_pair "$1" $((2 * PAIR_N)) "${2:-pair}") || return $?
     awk -v a="$a" -v b="$b" -v n="$PAIR_N" 'BEGIN { printf "%.2f,%d,%d\n", (b - a) / n, a, b }'
 }
 
@@ -86,6 +97,23 @@ run_pairs() {
     done
 }
 
+# Bursts of 1000 then 1000, per call and in bulk: instructions per object (alloc + free).
+run_bursts() {
+    local peers=${*:-quarry-cache}
+    echo "allocator,workload,size,per_object,ir_n,ir_2n,n,status" > "$BURST_CSV"
+    for p in $peers; do
+        for w in burst burst-bulk; do
+            local r status=ok
+            if ! r=$(pair_instructions "$p" "$w"); then
+                [ $? = 3 ] && status=unavailable || status=failed
+                r=",,"
+            fi
+            echo "$p,$w,$PAIR_SIZE,$r,$PAIR_N,$status" >> "$BURST_CSV"
+            say "callgrind $w/$PAIR_SIZE $p: ${r%%,*} instructions per object ($status)"
+        done
+    done
+}
+
 # Runs quarry-probe under callgrind; prints "label,instructions" for each dump (region).
 probe_regions() {
     local tag=$1
@@ -111,7 +139,8 @@ run_slowpaths() {
 
 case ${1:-all} in
     pair) shift; run_pairs "$@" ;;
+    burst) shift; run_bursts "$@" ;;
     slowpaths | init) run_slowpaths ;;
     all) run_pairs; run_slowpaths ;;
-    *) echo "usage: $0 pair [PEER...] | slowpaths | all"; exit 2 ;;
+    *) echo "usage: $0 pair [PEER...] | burst [PEER...] | slowpaths | all"; exit 2 ;;
 esac

@@ -1,4 +1,4 @@
-/* bench.c: the workloads (pair, batch LIFO/FIFO, random, producer-consumer, threads) and the
+/* bench.c: the workloads (pair, batch LIFO/FIFO, random, producer-consumer, threads, burst) and the
  * CSV-printing main, driving any allocator through struct bench_allocator.
  * Neighbours: bench.h (the interface), peer_*.c (the allocators), Benchmarks/run.sh (runs every
  * binary and collects the CSV), Benchmarks/instructions.sh (runs `--count` under callgrind).
@@ -101,6 +101,26 @@ static uint64_t run_batch(size_t size, void *ctx, long ops, int fifo) {
             for (int i = 0; i < BATCH; i++) A->free(slots[i], ctx);
         } else {
             for (int i = BATCH - 1; i >= 0; i--) A->free(slots[i], ctx);
+        }
+    }
+    last_ops = rounds * BATCH;
+    return now_ns() - t0;
+}
+
+/* ---- burst: 1000 allocations then 1000 frees in allocation order, objects untouched, -----
+ * ---- one call per object (burst) or one bulk call each way (burst-bulk) ------------------ */
+
+static uint64_t run_burst(size_t size, void *ctx, long ops, int bulk) {
+    static void *slots[BATCH];
+    long rounds = ops / BATCH;
+    uint64_t t0 = now_ns();
+    for (long r = 0; r < rounds; r++) {
+        if (bulk) {
+            if (A->alloc_bulk(size, ctx, BATCH, slots) != BATCH) die("bulk allocation failed");
+            A->free_bulk(ctx, BATCH, slots);
+        } else {
+            for (int i = 0; i < BATCH; i++) slots[i] = must_alloc(size, ctx);
+            for (int i = 0; i < BATCH; i++) A->free(slots[i], ctx);
         }
     }
     last_ops = rounds * BATCH;
@@ -296,7 +316,7 @@ static uint64_t run_threads(size_t size, void *ctx, long ops) {
 
 /* ---- driver ---------------------------------------------------------------------------- */
 
-enum workload { PAIR, BATCH_LIFO, BATCH_FIFO, RANDOM, PRODCONS, THREADS, WORKLOADS };
+enum workload { PAIR, BATCH_LIFO, BATCH_FIFO, RANDOM, PRODCONS, THREADS, BURST, BURST_BULK, WORKLOADS };
 
 static const struct {
     const char *name;
@@ -309,6 +329,9 @@ static const struct {
     [RANDOM] = {"random", 1000000, 0},
     [PRODCONS] = {"prodcons", 500000, 0},
     [THREADS] = {"threads", 500000, 1},
+    /* Not run by default (select with --workloads): the bulk calls' measurement. */
+    [BURST] = {"burst", 2000000, 0},
+    [BURST_BULK] = {"burst-bulk", 2000000, 0},
 };
 
 static uint64_t run_once(enum workload w, size_t size, void *ctx, long ops) {
@@ -321,6 +344,8 @@ static uint64_t run_once(enum workload w, size_t size, void *ctx, long ops) {
     case RANDOM: return run_random(size, ctx, ops);
     case PRODCONS: return run_prodcons(size, ctx, ops);
     case THREADS: return run_threads(size, ctx, ops);
+    case BURST: return run_burst(size, ctx, ops, 0);
+    case BURST_BULK: return run_burst(size, ctx, ops, 1);
     default: return 0;
     }
 }
@@ -351,6 +376,10 @@ static void measure(enum workload w, size_t size, int reps, double scale) {
     }
     if ((w == PRODCONS || w == THREADS) && (A->flags & BENCH_ONE_THREAD)) {
         row(w, size, 0, counted, "n/a: one thread at a time", 0, 0, 0);
+        return;
+    }
+    if (w == BURST_BULK && !(A->alloc_bulk && A->free_bulk)) {
+        row(w, size, 0, counted, "n/a: no bulk calls", 0, 0, 0);
         return;
     }
     void *ctx = A->setup(size);
@@ -385,8 +414,9 @@ static void usage(void) {
     fprintf(stderr,
             "usage: bench-%s [--header] [--reps N] [--scale F] [--deadline-ms MS] [--sizes 16,64,...]\n"
             "       [--workloads pair,...]\n"
-            "       bench-%s --count SIZE N   (pair workload only, N pairs, no output: for callgrind)\n"
-            "workloads: pair batch-lifo batch-fifo random prodcons threads\n",
+            "       bench-%s --count SIZE N [pair|burst|burst-bulk]   (N objects allocated and freed,\n"
+            "                 no output: for callgrind; burst rounds N down to whole batches of 1000)\n"
+            "workloads: pair batch-lifo batch-fifo random prodcons threads (the default), burst burst-bulk\n",
             A->name, A->name);
     exit(2);
 }
@@ -396,15 +426,20 @@ int main(int argc, char **argv) {
     double scale = 1.0;
     long sizes[8] = {16, 64, 256, 1024};
     int nsizes = 4;
-    int enabled[WORKLOADS] = {1, 1, 1, 1, 1, 1};
+    int enabled[WORKLOADS] = {1, 1, 1, 1, 1, 1, 0, 0};
     if (A->thread_start) A->thread_start(0);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--count") && i + 2 < argc) {
             size_t size = (size_t)strtol(argv[i + 1], NULL, 10);
             long n = strtol(argv[i + 2], NULL, 10);
+            const char *w = i + 3 < argc ? argv[i + 3] : "pair";
+            int bulk = !strcmp(w, "burst-bulk");
+            if (strcmp(w, "pair") && strcmp(w, "burst") && !bulk) usage();
+            if (bulk && !(A->alloc_bulk && A->free_bulk)) return 3; /* unavailable */
             void *ctx = A->setup(size);
             if (ctx == NULL) return 3; /* unavailable */
-            run_pair(size, ctx, n);
+            if (!strcmp(w, "pair")) run_pair(size, ctx, n);
+            else run_burst(size, ctx, n, bulk);
             return 0;
         } else if (!strcmp(argv[i], "--header")) {
             header = 1;

@@ -32,6 +32,10 @@ struct bench_allocator {
     int flags;
     /* Optional: one line about the build (version) printed to stderr at start. */
     const char *(*describe)(void);
+    /* Optional, for the burst-bulk workload (n/a without them): n objects at once into out,
+     * returning n (or 0 on failure), and n objects freed at once. */
+    size_t (*alloc_bulk)(size_t size, void *ctx, size_t n, void **out);
+    void (*free_bulk)(void *ctx, size_t n, void **ptrs);
 };
 
 /* Each peer_*.c defines exactly this. */

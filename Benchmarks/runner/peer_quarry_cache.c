@@ -1,5 +1,6 @@
 /* peer_quarry_cache.c: Quarry's cache API through include/quarry.h: one quarry_cache per object
- * size (created in setup), quarry_cache_alloc and quarry_cache_free as a C kernel calls them. */
+ * size (created in setup), quarry_cache_alloc and quarry_cache_free as a C kernel calls them,
+ * and quarry_cache_alloc_bulk/quarry_cache_free_bulk for the burst-bulk workload. */
 #include "bench.h"
 #include "peer_quarry_common.h"
 
@@ -10,9 +11,14 @@ static void teardown(void *cache) {
     quarry_error error = quarry_cache_destroy(cache);
     if (error != QUARRY_OK) fprintf(stderr, "quarry-cache: quarry_cache_destroy: %s\n", quarry_error_name(error));
 }
-static const char *describe(void) { return "Quarry C ABI, quarry_cache_alloc/quarry_cache_free"; }
+static size_t alloc_bulk(size_t size, void *cache, size_t n, void **out) {
+    (void)size;
+    return quarry_cache_alloc_bulk(cache, n, out);
+}
+static void free_bulk(void *cache, size_t n, void **ptrs) { quarry_cache_free_bulk(cache, n, ptrs); }
+static const char *describe(void) { return "Quarry C ABI, quarry_cache_alloc/quarry_cache_free (and _bulk)"; }
 
 const struct bench_allocator bench_peer = {
     .name = "quarry-cache", .setup = setup, .alloc = alloc, .free = release, .teardown = teardown,
-    .flags = QUARRY_PEER_FLAGS, .describe = describe,
+    .flags = QUARRY_PEER_FLAGS, .describe = describe, .alloc_bulk = alloc_bulk, .free_bulk = free_bulk,
 };
