@@ -1,6 +1,7 @@
 // fastpath-bench.swift: a host loop of allocate+free pairs on one cache, compiled into the
 // Quarry module (so the fast path is specialised and inlined as in a kernel build) only by
-// Benchmarks/fastpath/fastpath-callgrind.sh. Usage: fastpath-bench PAIRS
+// Benchmarks/fastpath/fastpath-callgrind.sh. Usage: fastpath-bench PAIRS [pair|object]
+// (`object`: allocateObject() and the handle's free(), CacheObject.swift).
 
 @main
 enum FastPathBench {
@@ -15,8 +16,13 @@ enum FastPathBench {
             // Warm up: attach this CPU's magazines so every pair below is a hit.
             let warm = try cache.allocate()
             try cache.free(warm)
+            let typed = CommandLine.arguments.count > 2 && CommandLine.arguments[2] == "object"
             var checksum: UInt = 0
-            for _ in 0..<pairs { checksum &+= pair(cache) }
+            if typed {
+                for _ in 0..<pairs { checksum &+= objectPair(cache) }
+            } else {
+                for _ in 0..<pairs { checksum &+= pair(cache) }
+            }
             print("pairs: \(pairs), checksum \(checksum & 0xff)")
         } catch {
             print("error: \(error.name)")
@@ -29,5 +35,18 @@ enum FastPathBench {
         guard let p = try? cache.allocate() else { return 0 }
         try? cache.free(p)
         return UInt(bitPattern: p)
+    }
+
+    /// One allocateObject and the handle's free (no checks: the type proves them).
+    @inline(never)
+    static func objectPair(_ cache: SlabCache<SingleCPUPlatform>) -> UInt {
+        do throws(QuarryError) {
+            let object = try cache.allocateObject()
+            let p = UInt(bitPattern: object.pointer)
+            object.free()
+            return p
+        } catch {
+            return 0
+        }
     }
 }

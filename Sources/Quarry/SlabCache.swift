@@ -197,6 +197,14 @@ public struct SlabCache<P: Platform> {
     @inline(never)
     func freeLocated(_ address: UInt) throws(QuarryError) {
         guard isUserHeld(address) else { throw refuse(.doubleFree, address) }
+        try freeHeld(address)
+    }
+
+    /// `freeLocated` after its double-free checks, for an object known to be held by
+    /// its caller (checked, or proved by a `CacheObject`): the debug options' work,
+    /// then the hit path or `freeSlow`. Throws only `.busy` (see `free`).
+    @inline(__always)
+    func freeHeld(_ address: UInt) throws(QuarryError) {
         if state.pointee.objectWork { checkOnFree(address) }
         poisonFreed(address)
         hook(.freeValidated)
