@@ -79,6 +79,12 @@ struct CacheCounters {
     /// Objects out of slabs: `Σ slab.inUse` (handed to users, or held by the per-CPU layer).
     var inUse = 0
     var highWater = 0
+    /// Slabs taken out of service because their free list was found corrupt (ever),
+    /// and the objects they hold that can never be handed out again: `Σ (carved -
+    /// inUse)` over the quarantined slabs (their free objects when quarantined, and
+    /// every object freed into them since). See SlabCache+Slabs, `quarantineLocked`.
+    var slabsQuarantined: UInt64 = 0
+    var leakedObjects = 0
 }
 
 /// Counters any context may bump without a lock (one locked RMW each: they count
@@ -154,18 +160,25 @@ struct CacheAtomics: ~Copyable {
 ///
 /// Slab states and transitions (a slab is on exactly one list):
 ///
-///     state    | inUse                  | list     | enters when
-///     ---------+------------------------+----------+-------------------------------------
-///     empty    | 0                      | empty    | its last object is freed, reserve not full
-///     partial  | 0 < inUse < capacity   | partial  | created and first object taken; a full slab frees one
-///     full     | capacity               | full     | its last free object is taken
-///     released | -                      | none     | freed to empty while the reserve is full
+///     state       | inUse                | list        | enters when
+///     ------------+----------------------+-------------+----------------------------------------
+///     empty       | 0                    | empty       | its last object is freed, reserve not full
+///     partial     | 0 < inUse < capacity | partial     | created and first object taken; a full slab frees one
+///     full        | capacity             | full        | its last free object is taken
+///     released    | -                    | none        | freed to empty while the reserve is full
+///     quarantined | 0 <= inUse <= carved | quarantined | a take from it finds its free list corrupt
+///
+/// A quarantined slab is never allocated from again: its free objects are leaked on
+/// purpose (counted in `counters.leakedObjects`), its objects that are out may still
+/// be freed (counted, never reused), and it stays with the cache, whatever its `inUse`,
+/// until `destroy` (so a stale writer that corrupted it cannot damage reused memory).
 ///
 /// ("Taken" and "freed" are moves between a slab and the layer above it: a refill
 /// takes a magazine's worth under one lock acquisition, a flush gives one back.)
 ///
 /// Invariants (checked by `SlabCache.checkInvariants` at quiescence):
-/// - `counters.inUse == Σ slab.inUse` over all three lists
+/// - `counters.inUse == Σ slab.inUse` over all four lists
+/// - `counters.leakedObjects == Σ (carved - inUse)` over the quarantined slabs
 /// - `counters.inUse == active + cached`, where `active` = Σ per-CPU (allocHits +
 ///   allocMisses - freeHits - freeMisses) + nestedAllocations + droppedDuplicates -
 ///   nestedFrees, and `cached` = objects in every CPU's magazines and reserve plus the
@@ -300,16 +313,17 @@ struct CacheState: ~Copyable {
     }
 }
 
-/// The slab layer of one cache: its three lists, colour cursor and counters. Under
+/// The slab layer of one cache: its four lists, colour cursor and counters. Under
 /// the cache lock.
 struct SlabLayer {
     var nextColor = 0
     var partial = SlabList(kind: .partial)
     var full = SlabList(kind: .full)
     var empty = SlabList(kind: .empty)
+    var quarantined = SlabList(kind: .quarantined)
     var counters = CacheCounters()
 
-    var slabCount: Int { partial.count + full.count + empty.count }
+    var slabCount: Int { partial.count + full.count + empty.count + quarantined.count }
 }
 
 /// A cache's links in the heap's registry of live caches, in creation order. Under

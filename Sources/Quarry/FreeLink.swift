@@ -8,8 +8,9 @@ import Synchronization
 /// A free object's first word holds the address of the next free object of its slab,
 /// stored encoded as `next ^ secret ^ address-of-the-link` (SLUB's hardened free
 /// list): a leaked link does not reveal a heap address, and a link overwritten by a
-/// use-after-free write decodes to an address outside the slab, which `read` reports
-/// instead of following.
+/// use-after-free write decodes to an address outside the slab or off an object
+/// boundary, which `read` reports instead of following. (A write that still decodes
+/// to an object of the slab is caught by Slab.pop's counts and the allocation bitmap.)
 ///
 /// The link word sits `offset` bytes into the object: 0 in ordinary caches (the first
 /// word), past the caller's bytes in type-stable caches (`SlabGeometry.linkOffset`),
@@ -24,13 +25,18 @@ enum FreeLink {
         UnsafeMutablePointer<UInt>(bitPattern: object &+ UInt(offset))!.pointee = next ^ secret ^ object
     }
 
-    /// The decoded next link of the free object at `object`, or nil when it does not
-    /// lie in `[low, low + span)` (corruption: never followed). 0 is the end of list.
+    /// The decoded next link of the free object at `object`, or nil when it is neither
+    /// 0 (end of list) nor the start of an object of the same slab (object 0 at
+    /// `objects`, `carved` objects carved; `SlabGeometry.objectIndex`): a link that
+    /// leaves the slab, points inside an object or at one never carved is corruption,
+    /// and is never followed. Slab.pop, Slab.freeListLength and `validate` read links
+    /// only through here.
     @inline(__always)
-    static func read(from object: UInt, offset: Int, secret: UInt, low: UInt, span: UInt) -> UInt? {
+    static func read(from object: UInt, _ geometry: SlabGeometry, secret: UInt, objects: UInt, carved: UInt32) -> UInt? {
         // Sound: as in `write`; the object is free and owned by this slab's list.
-        let next = UnsafeMutablePointer<UInt>(bitPattern: object &+ UInt(offset))!.pointee ^ secret ^ object
-        if next == 0 || next &- low < span { return next }
+        let word = UnsafeMutablePointer<UInt>(bitPattern: object &+ UInt(geometry.linkOffset))!.pointee
+        let next = word ^ secret ^ object
+        if next == 0 || geometry.objectIndex(offset: next &- objects, carved: carved) != nil { return next }
         return nil
     }
 

@@ -16,9 +16,10 @@ enum PageKind: UInt8 {
     case tail = 3
 }
 
-/// Which of its cache's lists a slab is on.
+/// Which of its cache's lists a slab is on. `quarantined`: its free list was found
+/// corrupt; it is never allocated from again (SlabCache+Slabs, `quarantineLocked`).
 enum SlabListKind: UInt8 {
-    case none = 0, empty = 1, partial = 2, full = 3
+    case none = 0, empty = 1, partial = 2, full = 3, quarantined = 4
 }
 
 /// The out-of-band record of one page (Linux's `struct page`). For a slab head it

@@ -46,3 +46,43 @@ extension Quarry {
         front.checkInvariants()
     }
 }
+
+/// The first thing `Quarry.validate` found wrong: the error it stands for (a
+/// corruption kind, or `.accountingMismatch` for a broken invariant), where (see
+/// ValidationFinding), and in which cache (empty for the heap's own page count).
+public struct ValidationFailure: Sendable {
+    public var error: QuarryError
+    public var address: UInt
+    public var cache: CacheName
+}
+
+extension Quarry {
+    /// `checkInvariants` that reports instead of trapping: walks every cache
+    /// (`SlabCache.validate`: free lists, poison, red zones, slab lists, the bitmap and
+    /// the counters) in registry order, then checks `pagesInUse == Σ pages held by
+    /// caches + span pages`, and returns the first finding, or nil when there is none.
+    /// Slabs quarantined after a detected corruption are not findings (they are
+    /// consistent, and counted in the statistics). The page allocator's free runs and
+    /// the malloc front's tables are checked only by `checkInvariants`. Changes
+    /// nothing, reports nothing. Quiescence only; not interrupt-safe.
+    public func validate() -> ValidationFailure? {
+        heap.pointee.requireNotReentrant(P.self)
+        var failure: ValidationFailure? = nil
+        var slabPages = 0
+        forEachCache { cache in
+            slabPages += cache.pagesHeld
+            guard failure == nil, let first = cache.validateUnchecked().first else { return }
+            failure = ValidationFailure(error: first.error, address: first.address, cache: cache.name)
+        }
+        if failure != nil { return failure }
+        let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
+        let pages = heap.pointee.pages
+        let consistent = pages.pointee.pagesInUse == slabPages + pages.pointee.spans.pages
+        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
+        if !consistent {
+            return ValidationFailure(error: .accountingMismatch, address: heap.pointee.arena.dataStart,
+                                     cache: CacheName(utf8: UnsafeBufferPointer(start: nil, count: 0)))
+        }
+        return nil
+    }
+}

@@ -61,6 +61,11 @@ public struct CacheStatistics: Sendable {
     public var errors: UInt64
     /// Slabs stay with the cache until destroy (`createCache(..., typeStable: true)`).
     public var typeStable: Bool
+    /// Slabs taken out of service because their free list was found corrupt (held
+    /// until destroy, counted in `slabs` and `pages`), and the objects in them that
+    /// can never be handed out again (docs/design.md, "After a corruption").
+    public var quarantinedSlabs: Int
+    public var leakedObjects: Int
     let errorCounts: InlineArray<12, UInt64>
 
     /// How many times `error` was reported by this cache.
@@ -69,7 +74,7 @@ public struct CacheStatistics: Sendable {
         return i >= 0 && i < CacheAtomics.kinds ? errorCounts[i] : 0
     }
 
-    public var slabs: Int { partialSlabs + fullSlabs + emptySlabs }
+    public var slabs: Int { partialSlabs + fullSlabs + emptySlabs + quarantinedSlabs }
 }
 
 /// A snapshot of the page allocator.
@@ -139,6 +144,7 @@ extension SlabCache {
             nolockParked: UInt64(word: state.pointee.atomics.nolockParked.load(ordering: .relaxed)),
             slabsCreated: c.slabsCreated, slabsReleased: c.slabsReleased,
             errors: state.pointee.atomics.totalErrors, typeStable: state.pointee.typeStable,
+            quarantinedSlabs: slabs.pointee.quarantined.count, leakedObjects: c.leakedObjects,
             errorCounts: state.pointee.atomics.errorCounts)
         h.pointee.release(state.pointee.lock, P.self, saved)
         h.pointee.release(state.pointee.depotLock, P.self, depotSaved)

@@ -170,7 +170,7 @@ public struct Quarry<P: Platform> {
             return leaked
         }
         cache.drainAllSlots()
-        _ = cache.releaseEmptySlabs()
+        cache.releaseAllSlabs()
         precondition(cache.slabs.pointee.slabCount == 0, "Quarry: a destroyed cache still holds slabs")
         unregister(state)
         state.pointee.magic.store(0, ordering: .relaxed)

@@ -56,6 +56,11 @@ public enum QuarryError: UInt8, Error, Sendable {
     /// write after free (found on allocation, or by `validate`). Reported through the
     /// counters and the error hook; the object is still handed out.
     case useAfterFree = 27
+    /// Quarry's own records disagree (a slab's count of objects out, the allocation
+    /// bitmap, a slab list, a cache's counters): a wild write into its metadata, or a
+    /// bug. Never reported by an operation; only `validate` finds it (the trapping
+    /// `checkInvariants` stops at it instead).
+    case accountingMismatch = 28
 
     // Deferred freeing.
     /// This CPU's backlog of retired objects is full and cannot be freed because a CPU
@@ -88,6 +93,7 @@ extension QuarryError {
         case .sizeMismatch: "size hint mismatch"
         case .redZoneOverwritten: "red zone overwritten"
         case .useAfterFree: "write after free (poison overwritten)"
+        case .accountingMismatch: "accounting mismatch"
         case .reclaimStalled: "reclamation stalled"
         }
     }

@@ -14,21 +14,52 @@
 
 import Synchronization
 
-/// What `SlabCache.validate` found, by kind. All zero for a healthy cache.
+/// One finding of `validate`: the error it stands for, and where (the object, the
+/// slab's first byte, or the cache's handle for the cache's own counters).
+public struct ValidationFinding: Sendable, Equatable {
+    public var error: QuarryError
+    public var address: UInt
+
+    public init(error: QuarryError, address: UInt) {
+        self.error = error
+        self.address = address
+    }
+}
+
+/// What `SlabCache.validate` found, by kind, and the first finding. All zero (and
+/// `first` nil) for a healthy cache. A quarantined slab is not a finding: it is the
+/// cache's answer to one (CacheStatistics.quarantinedSlabs, leakedObjects).
 public struct ValidationReport: Sendable, Equatable {
-    /// Slabs whose free list has a link that decodes outside the slab, or a cycle.
+    /// Slabs whose free list has a link that is not an object boundary of the slab,
+    /// names an object that is out of its slab, closes a cycle, or skips objects
+    /// (`.corruptFreeList`).
     public var corruptFreeLists = 0
-    /// Free objects (on a free list or in the per-CPU layer) whose poison was overwritten.
+    /// Free objects (on a free list or in the per-CPU layer) whose poison was
+    /// overwritten (`.useAfterFree`).
     public var poisonDamaged = 0
-    /// Carved objects whose red zone was overwritten.
+    /// Carved objects whose red zone was overwritten (`.redZoneOverwritten`).
     public var redZoneDamaged = 0
-    /// Disagreements between the bitmap, the per-slab `inUse`, the free lists and the
-    /// cache's counters (also a cached object whose allocation bit is set).
+    /// Disagreements between the bitmap, the per-slab `inUse`, the slab lists and the
+    /// cache's counters (also a cached object whose allocation bit is clear, or that
+    /// is not an object of the cache) (`.accountingMismatch`).
     public var accountingMismatches = 0
+    /// The first finding in the walk's order (cached objects; the partial, full,
+    /// empty and quarantined slabs; the cache's counters).
+    public var first: ValidationFinding? = nil
 
     public init() {}
 
     public var total: Int { corruptFreeLists + poisonDamaged + redZoneDamaged + accountingMismatches }
+
+    mutating func note(_ error: QuarryError, _ address: UInt) {
+        switch error {
+        case .corruptFreeList: corruptFreeLists += 1
+        case .useAfterFree: poisonDamaged += 1
+        case .redZoneOverwritten: redZoneDamaged += 1
+        default: accountingMismatches += 1
+        }
+        if first == nil { first = ValidationFinding(error: error, address: address) }
+    }
 }
 
 extension SlabCache {
@@ -127,13 +158,19 @@ extension SlabCache {
     // MARK: validate
 
     /// Walks the whole cache and counts every inconsistency (never traps, reports
-    /// nothing to the hook or counters, changes nothing): free lists (bounds and
-    /// cycles), poison of every free object (free lists, magazines, reserves, depot),
-    /// red zones of every carved object, and the bitmap against each slab's `inUse`
-    /// and the cache's counters. O(objects). At quiescence for this cache (as
-    /// `checkInvariants`); thread context.
+    /// nothing to the hook or counters, changes nothing): free lists (bounds, object
+    /// boundaries, objects out of their slab, cycles, skipped objects), poison of
+    /// every free object (free lists, magazines, reserves, depot), red zones of every
+    /// carved object, the slab lists, and the bitmap against each slab's `inUse` and
+    /// the cache's counters (the equations of `checkInvariants`). O(objects). At
+    /// quiescence for this cache (as `checkInvariants`); thread context.
     public func validate() -> ValidationReport {
         heap.pointee.requireNotReentrant(P.self)
+        return validateUnchecked()
+    }
+
+    /// `validate` for `Quarry.validate`, which holds the registry lock.
+    func validateUnchecked() -> ValidationReport {
         var r = ValidationReport()
         let h = heap
         let depotSaved = h.pointee.acquireBlocking(state.pointee.depotLock, P.self)
@@ -143,21 +180,51 @@ extension SlabCache {
         // Cached objects are free (poisoned) and out of their slabs (bit set). Clearing
         // each bit finds one that is clear (in its slab, or cached twice); the bits
         // this walk cleared are set again at once.
+        var cached = 0
         forEachCachedObject { object in
-            if poison && !poisonIntact(object) { r.poisonDamaged += 1 }
-            if !bitmap.markFree(object) { r.accountingMismatches += 1 }
+            guard case .success = locate(object) else {
+                r.note(.accountingMismatch, object)
+                return
+            }
+            cached += 1
+            if poison && !poisonIntact(object) { r.note(.useAfterFree, object) }
+            if !bitmap.markFree(object) { r.note(.accountingMismatch, object) }
         }
-        forEachCachedObject { object in _ = bitmap.markAllocated(object) }
-        let map = h.pointee.map
-        let arena = h.pointee.arena
+        forEachCachedObject { object in
+            if case .success = locate(object) { _ = bitmap.markAllocated(object) }
+        }
+        let capacity = UInt32(geometry.objectsPerSlab)
         var inUse = 0
-        slabs.pointee.partial.check(map) { page in inUse += validateSlab(page, map, arena, &r) }
-        slabs.pointee.full.check(map) { page in inUse += validateSlab(page, map, arena, &r) }
-        slabs.pointee.empty.check(map) { page in inUse += validateSlab(page, map, arena, &r) }
-        if inUse != slabs.pointee.counters.inUse { r.accountingMismatches += 1 }
+        var leaked = 0
+        validateList(slabs.pointee.partial, &r, &inUse, &leaked) { $0 > 0 && $0 < capacity }
+        validateList(slabs.pointee.full, &r, &inUse, &leaked) { $0 == capacity }
+        validateList(slabs.pointee.empty, &r, &inUse, &leaked) { $0 == 0 }
+        validateList(slabs.pointee.quarantined, &r, &inUse, &leaked) { _ in true }
+        let c = slabs.pointee.counters
+        let me = UInt(bitPattern: state)
+        if inUse != c.inUse || activeObjects + cached != c.inUse || leaked != c.leakedObjects {
+            r.note(.accountingMismatch, me)
+        }
         h.pointee.release(state.pointee.lock, P.self, saved)
         h.pointee.release(state.pointee.depotLock, P.self, depotSaved)
         return r
+    }
+
+    /// One list of `validate`: its links, each slab, and whether each slab's `inUse`
+    /// `fits` the list; adds to the sums of `inUse` and of leaked objects.
+    private func validateList(_ list: SlabList, _ r: inout ValidationReport, _ inUse: inout Int, _ leaked: inout Int,
+                              _ fits: (UInt32) -> Bool) {
+        let map = heap.pointee.map
+        let arena = heap.pointee.arena
+        let broken = list.walk(map) { page in
+            let n = validateSlab(page, map, arena, &r)
+            if !fits(map[page].inUse) { r.note(.accountingMismatch, arena.address(of: page)) }
+            inUse += n
+            if list.kind == .quarantined { leaked += Int(map[page].carved) - n }
+        }
+        if let broken {
+            r.note(.accountingMismatch, broken != .none && broken.int < map.pageCount ? arena.address(of: broken) : 0)
+        }
     }
 
     /// One slab of `validate`; returns its `inUse`.
@@ -166,39 +233,36 @@ extension SlabCache {
         let secret = state.pointee.secret
         let slab = Slab(page: page, map: map, arena: arena)
         let d = map[page]
+        guard d.cache == UInt(bitPattern: state), Int(d.pages) == g.slabPages, Int(d.carved) <= g.objectsPerSlab else {
+            r.note(.accountingMismatch, slab.start)
+            return Int(d.inUse)
+        }
         let carved = d.carved
-        let start = slab.objectsStart
-        let span = g.linkSpan(carved: carved)
         let poison = state.pointee.options.poison
-        // The free list, with the bounds checks of `pop`, and at most `carved` steps.
-        var free = 0
-        var p = d.freeHead
-        var broken = false
-        while p != 0 {
-            guard p &- start < span, (p &- start) % UInt(g.objectSize) == 0, free < Int(carved) else {
-                broken = true
-                break
-            }
-            if poison && !poisonIntact(p) { r.poisonDamaged += 1 }
-            free += 1
-            guard let next = FreeLink.read(from: p, offset: g.linkOffset, secret: secret, low: start, span: span) else {
-                broken = true
-                break
-            }
-            p = next
+        let walk = slab.walkFreeList(g, secret: secret, bitmap: state.pointee.bitmap) { p in
+            if poison && !poisonIntact(p) { r.note(.useAfterFree, p) }
         }
-        if broken {
-            r.corruptFreeLists += 1
-        } else if Int(d.inUse) + free != Int(carved) {
-            r.accountingMismatches += 1
+        // A quarantined slab has no free list: its free objects are leaked.
+        let leaked = d.list == .quarantined ? Int(carved) - Int(d.inUse) : 0
+        switch walk {
+        case .broken(let at):
+            r.note(.corruptFreeList, at)
+        case .length(let free):
+            if leaked < 0 || (d.list == .quarantined && free != 0) {
+                r.note(.accountingMismatch, slab.start)
+            } else if Int(d.inUse) + free + leaked != Int(carved) {
+                // Well-formed, but it lost objects (a link skipped them) or has too many.
+                r.note(.corruptFreeList, slab.start)
+            }
         }
-        if state.pointee.bitmap.count(from: page, pages: g.slabPages) != Int(d.inUse) { r.accountingMismatches += 1 }
+        if state.pointee.bitmap.count(from: page, pages: g.slabPages) != Int(d.inUse) {
+            r.note(.accountingMismatch, slab.start)
+        }
         if g.hasRedZone {
             var k: UInt32 = 0
             while k < carved {
-                if !redZoneIntact(slab.object(g.carveIndex(k, slabStart: slab.start, secret: secret), g)) {
-                    r.redZoneDamaged += 1
-                }
+                let object = slab.object(g.carveIndex(k, slabStart: slab.start, secret: secret), g)
+                if !redZoneIntact(object) { r.note(.redZoneOverwritten, object) }
                 k += 1
             }
         }
@@ -206,6 +270,9 @@ extension SlabCache {
     }
 }
 
+// Corruption tests (SafetyTests, CorruptionSurvivalTests, the kernel's CorruptionSuite,
+// Tests/Scenarios): find a free object on a slab's free list and damage its link. All at
+// quiescence for this cache, thread context.
 extension SlabCache {
     /// The head of the free list of the slab holding `object` (corruption tests: the
     /// link a refill reads first), or nil when the object is not one of this cache's
@@ -214,4 +281,40 @@ extension SlabCache {
         guard case .success(let page) = locate(UInt(bitPattern: object)) else { return nil }
         return UnsafeMutableRawPointer(bitPattern: heap.pointee.map[page].freeHead)
     }
+
+    /// True when `pointer` is the start of a carved object of a live slab of this cache.
+    @_spi(Testing) public func owns(_ pointer: UnsafeRawPointer) -> Bool {
+        if case .success = locate(UInt(bitPattern: pointer)) { return true }
+        return false
+    }
+
+    /// True when `pointer` is an object of this cache that is in its slab (its bit is
+    /// clear: on its slab's free list, or leaked in a quarantined slab).
+    @_spi(Testing) public func isInItsSlab(_ pointer: UnsafeRawPointer) -> Bool {
+        owns(pointer) && !state.pointee.bitmap.isAllocated(UInt(bitPattern: pointer))
+    }
+
+    /// The next object after `object` on its slab's free list as the slab layer would
+    /// read it, or nil at the end of the list or when the link is corrupt. `object`
+    /// must be on a free list (`isInItsSlab`).
+    @_spi(Testing) public func freeLink(of object: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
+        let address = UInt(bitPattern: object)
+        guard case .success(let page) = locate(address) else { return nil }
+        let slab = Slab(page: page, map: heap.pointee.map, arena: heap.pointee.arena)
+        let next = FreeLink.read(from: address, geometry, secret: state.pointee.secret,
+                                 objects: slab.objectsStart, carved: heap.pointee.map[page].carved)
+        return next.flatMap { UnsafeMutableRawPointer(bitPattern: $0) }
+    }
+
+    /// Writes into `object`, a free object on its slab's free list, a link to `next`
+    /// (nil: end of list) encoded as the slab layer writes it: a corruption that still
+    /// decodes to an object of the slab (a cycle, a skip, an object that is out).
+    @_spi(Testing) public func writeFreeLink(into object: UnsafeMutableRawPointer, to next: UnsafeMutableRawPointer?) {
+        FreeLink.write(UInt(bitPattern: next), into: UInt(bitPattern: object), offset: geometry.linkOffset,
+                       secret: state.pointee.secret)
+    }
+
+    /// Byte offset of the free link inside an object (0, or past the caller's bytes in
+    /// a type-stable cache).
+    @_spi(Testing) public var freeLinkOffset: Int { geometry.linkOffset }
 }

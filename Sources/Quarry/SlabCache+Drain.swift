@@ -89,11 +89,20 @@ extension SlabCache {
         return releaseEmptySlabs()
     }
 
-    /// Releases every empty slab, type-stable or not (`shrink`, and `destroy`).
+    /// Releases every empty slab, type-stable or not (`shrink`).
     func releaseEmptySlabs() -> Int {
         let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
         let released = releaseEmptySlabsLocked(keeping: 0)
         heap.pointee.release(state.pointee.lock, P.self, saved)
         return released
+    }
+
+    /// Releases every slab of a cache that holds no object (`destroy`, after draining):
+    /// the empty ones and the quarantined ones, which nothing else releases.
+    func releaseAllSlabs() {
+        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
+        _ = releaseEmptySlabsLocked(keeping: 0)
+        releaseQuarantinedSlabsLocked()
+        heap.pointee.release(state.pointee.lock, P.self, saved)
     }
 }

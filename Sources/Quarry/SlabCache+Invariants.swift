@@ -7,9 +7,11 @@ import Synchronization
 extension SlabCache {
     /// Traps with a message on the first broken invariant:
     /// - every slab on a list is a live slab head of this cache, on the list its
-    ///   `inUse` calls for (empty: 0, full: capacity, partial: in between)
-    /// - per slab: `inUse + |free list| == carved <= capacity`, the colour is one of
-    ///   the cache's colours, and the bitmap has exactly `inUse` bits set in the slab
+    ///   `inUse` calls for (empty: 0, full: capacity, partial: in between; quarantined:
+    ///   any, with no free list)
+    /// - per slab: `inUse + |free list| + leaked == carved <= capacity` (`leaked` is
+    ///   `carved - inUse` for a quarantined slab, else 0), the colour is one of the
+    ///   cache's colours, and the bitmap has exactly `inUse` bits set in the slab
     ///   (objects held by users or by the per-CPU layer)
     /// - per CPU slot: both magazines the sentinel, or two distinct magazines of
     ///   capacity `magazineCapacity` with `count <= capacity`; `reserveCount <= cpuReserve`
@@ -17,8 +19,9 @@ extension SlabCache {
     ///   `fullCount <= depotFullLimit`, `emptyCount <= depotEmptyLimit` unless a trim is due
     /// - every cached object (magazines, reserves, depot) is an object of a live slab of
     ///   this cache, with its bitmap bit set, held once
-    /// - `counters.inUse == Σ slab.inUse == active + cached`; `slabsCreated -
-    ///   slabsReleased == slab count`; `empty.count <= emptySlabReserve` unless a trim is due
+    /// - `counters.inUse == Σ slab.inUse == active + cached`; `counters.leakedObjects ==
+    ///   Σ (carved - inUse)` over quarantined slabs; `slabsCreated - slabsReleased ==
+    ///   slab count`; `empty.count <= emptySlabReserve` unless a trim is due
     /// O(slabs × slab bytes / granule + cached objects). Call it at quiescence only (it
     /// reads every CPU's slot, and briefly clears the bitmap bits of cached objects to
     /// find duplicates). Not interrupt-safe.
@@ -108,10 +111,13 @@ extension SlabCache {
             precondition(Int(d.color) % g.colorStep == 0 && Int(d.color) / g.colorStep < g.colorCount,
                          "SlabCache: colour out of range")
             let slab = Slab(page: page, map: map, arena: arena)
-            guard let free = slab.freeListLength(g, secret: secret) else {
+            guard case .length(let free) = slab.walkFreeList(g, secret: secret, bitmap: h.pointee.bitmap) else {
                 preconditionFailure("SlabCache: corrupt free list")
             }
-            precondition(Int(d.inUse) + free == Int(d.carved), "SlabCache: inUse + free != carved")
+            let leaked = d.list == .quarantined ? Int(d.carved) - Int(d.inUse) : 0
+            precondition(leaked >= 0 && (d.list != .quarantined || free == 0),
+                         "SlabCache: a quarantined slab with a free list, or more objects out than carved")
+            precondition(Int(d.inUse) + free + leaked == Int(d.carved), "SlabCache: inUse + free + leaked != carved")
             let bits = h.pointee.bitmap.count(from: page, pages: g.slabPages)
             precondition(bits == Int(d.inUse), "SlabCache: bitmap (allocated + cached) disagrees with inUse")
             return Int(d.inUse)
@@ -130,9 +136,16 @@ extension SlabCache {
             precondition(map[page].inUse == 0, "SlabCache: empty slab not empty")
             inUse += checkSlab(page)
         }
+        var leaked = 0
+        slabs.pointee.quarantined.check(map) { page in
+            let n = checkSlab(page)
+            inUse += n
+            leaked += Int(map[page].carved) - n
+        }
 
         let c = slabs.pointee.counters
         precondition(inUse == c.inUse, "SlabCache: inUse counter != Σ slab inUse")
+        precondition(leaked == c.leakedObjects, "SlabCache: leaked objects != Σ quarantined (carved - inUse)")
         precondition(activeObjects + cached == c.inUse, "SlabCache: active + cached != objects out of slabs")
         precondition(c.slabsCreated - c.slabsReleased == UInt64(word: UInt(slabs.pointee.slabCount)),
                      "SlabCache: slab count")

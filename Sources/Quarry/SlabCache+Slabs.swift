@@ -17,20 +17,23 @@ extension SlabCache {
     /// object its slab never handed out before (under the cache lock, interrupts
     /// masked: constructors must be short, and a constructor that calls Quarry gets
     /// the re-entrant `.tryOnly` behaviour).
+    ///
+    /// `.corruptFreeList` when the slab's free list is found corrupt (Slab.pop), or
+    /// names an object that is already out (its bit is set): the slab is quarantined
+    /// and the corruption reported, once; the next call takes another slab. So one
+    /// corrupted slab refuses at most one allocation (a refill that already holds
+    /// objects is not refused at all), and nothing on this path traps.
     func takeFromSlabsLocked(_ mode: LockMode) -> Result<UInt, QuarryError> {
         let map = heap.pointee.map
         guard let page = slabToTakeFromLocked(mode) else { return .failure(.outOfMemory) }
         let slab = Slab(page: page, map: map, arena: heap.pointee.arena)
-        switch slab.pop(geometry, secret: state.pointee.secret) {
+        switch slab.pop(geometry, secret: state.pointee.secret, bitmap: state.pointee.bitmap) {
         case .object(let object, let fresh):
             guard state.pointee.bitmap.setLocked(object) else {
-                // The free list named an object that is out of the slab (a link was
-                // overwritten with another object's address, or two racing frees put
-                // an object in its slab while it was handed out again): never hand it
-                // out twice.
+                // Out already (a randomized slab's list named an object not yet carved,
+                // which was handed out and is now carved again): never hand it out twice.
                 map[page].inUse -= 1
-                report(.corruptFreeList, object)
-                return .failure(.corruptFreeList)
+                return quarantineLocked(page, reporting: object)
             }
             if Int(map[page].inUse) == geometry.objectsPerSlab {
                 slabs.pointee.partial.remove(page, map)
@@ -47,11 +50,8 @@ extension SlabCache {
                 constructor(UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped)
             }
             return .success(object)
-        case .corrupt:
-            report(.corruptFreeList, heap.pointee.arena.address(of: page))
-            return .failure(.corruptFreeList)
-        case .full:
-            preconditionFailure("SlabCache: a full slab on the partial list")
+        case .corrupt(let address):
+            return quarantineLocked(page, reporting: address)
         }
     }
 
@@ -91,14 +91,14 @@ extension SlabCache {
         let constructor = state.pointee.constructor
         var taken = 0
         var failure: QuarryError? = nil
-        run: while taken < n {
-            switch slab.pop(g, secret: secret) {
+        var corruptAt: UInt? = nil
+        run: while taken < n && Int(map[page].inUse) < g.objectsPerSlab {
+            switch slab.pop(g, secret: secret, bitmap: bitmap) {
             case .object(let object, let fresh):
                 guard bitmap.setLocked(object) else {
                     // As in takeFromSlabsLocked: never hand an object out twice.
                     map[page].inUse -= 1
-                    report(.corruptFreeList, object)
-                    failure = .corruptFreeList
+                    corruptAt = object
                     break run
                 }
                 if fresh && objectWork { prepareFresh(object) }
@@ -108,12 +108,8 @@ extension SlabCache {
                 }
                 out[taken] = UnsafeMutableRawPointer(bitPattern: object)
                 taken += 1
-            case .corrupt:
-                report(.corruptFreeList, heap.pointee.arena.address(of: page))
-                failure = .corruptFreeList
-                break run
-            case .full:
-                precondition(taken > 0, "SlabCache: a full slab on the partial list")
+            case .corrupt(let address):
+                corruptAt = address
                 break run
             }
         }
@@ -126,14 +122,35 @@ extension SlabCache {
         if slabs.pointee.counters.inUse > slabs.pointee.counters.highWater {
             slabs.pointee.counters.highWater = slabs.pointee.counters.inUse
         }
-        if let failure {
+        if let corruptAt {
+            // Quarantine first, then give the run back: its objects join the slab's
+            // leaked objects (a quarantined slab is never taken from again).
+            if case .failure(let error) = quarantineLocked(page, reporting: corruptAt) { failure = error }
             while taken > 0 {
                 taken -= 1
                 returnToSlabsLocked(UInt(bitPattern: out[taken]), mode, slab: page)
             }
-            return .failure(failure)
         }
+        if let failure { return .failure(failure) }
         return .success(taken)
+    }
+
+    /// Takes the partial slab at `page`, whose free list was found corrupt, out of
+    /// service: off the partial list onto the quarantined one, its free list dropped
+    /// (never followed again), its free objects (`carved - inUse`) counted as leaked.
+    /// Reports `.corruptFreeList` at `address` (once per slab: a quarantined slab is
+    /// never taken from again) and returns it as the failure.
+    @inline(never)
+    func quarantineLocked(_ page: PageNumber, reporting address: UInt) -> Result<UInt, QuarryError> {
+        let map = heap.pointee.map
+        let d = map[page]
+        slabs.pointee.partial.remove(page, map)
+        d.freeHead = 0
+        slabs.pointee.quarantined.push(page, map)
+        slabs.pointee.counters.slabsQuarantined += 1
+        slabs.pointee.counters.leakedObjects += Int(d.carved - d.inUse)
+        report(.corruptFreeList, address)
+        return .failure(.corruptFreeList)
     }
 
     /// The slab head of `object`, an object of this cache that is out of its slab
@@ -148,7 +165,8 @@ extension SlabCache {
 
     /// Gives `object` (of this cache, out of its slab) back to its slab and clears its
     /// bit. A slab that becomes empty goes to the empty list, or back to the page
-    /// allocator when the reserve is full; in `.tryOnly` mode it stays on the empty
+    /// allocator when the reserve is full (a quarantined slab keeps the object, counted
+    /// as leaked, and stays quarantined); in `.tryOnly` mode it stays on the empty
     /// list and the cache is marked for a trim (releasing pages needs the page lock).
     /// False, with `.doubleFree` reported and nothing changed, when the object is
     /// already in its slab (bit clear: two frees raced past the hit path's checks and
@@ -164,10 +182,17 @@ extension SlabCache {
         }
         let map = heap.pointee.map
         let page = slab ?? slabOf(object)
-        let wasFull = map[page].list == .full
-        Slab(page: page, map: map, arena: heap.pointee.arena).push(object, geometry, secret: state.pointee.secret)
         slabs.pointee.counters.slabFrees += 1
         slabs.pointee.counters.inUse -= 1
+        let list = map[page].list
+        if list == .quarantined {
+            // Accounted, never reused: it joins the slab's leaked objects.
+            map[page].inUse -= 1
+            slabs.pointee.counters.leakedObjects += 1
+            return true
+        }
+        let wasFull = list == .full
+        Slab(page: page, map: map, arena: heap.pointee.arena).push(object, geometry, secret: state.pointee.secret)
         if wasFull {
             slabs.pointee.full.remove(page, map)
             slabs.pointee.partial.push(page, map)
@@ -234,6 +259,19 @@ extension SlabCache {
             released += geometry.slabPages
         }
         return released
+    }
+
+    /// Releases every quarantined slab (`destroy`: no object of the cache is out, so
+    /// each has `inUse == 0`), and forgets their leaked objects.
+    func releaseQuarantinedSlabsLocked() {
+        let map = heap.pointee.map
+        while slabs.pointee.quarantined.count > 0 {
+            let page = slabs.pointee.quarantined.head
+            slabs.pointee.quarantined.remove(page, map)
+            assert(map[page].inUse == 0, "SlabCache: a quarantined slab released with objects out")
+            slabs.pointee.counters.leakedObjects -= Int(map[page].carved - map[page].inUse)
+            releaseSlab(page)
+        }
     }
 
     // MARK: One object at a time (caches without magazines, and fall-backs)

@@ -41,12 +41,6 @@ struct SlabGeometry: Equatable {
     var hasRedZone: Bool { redZoneStart < objectSize }
     var randomized: Bool { carvedFloor != 0 }
 
-    /// Bytes from object 0 in which a free link of a slab with `carved` objects may point.
-    @inline(__always)
-    func linkSpan(carved: UInt32) -> UInt {
-        randomized ? objectBytes : UInt(carved) &* UInt(objectSize)
-    }
-
     /// Index of the `k`-th object a slab at `slabStart` carves: `k` itself, or in a
     /// randomized cache `(first + k * step) mod objectsPerSlab`, where `first` and
     /// `step` come from a hash of the slab's address and the cache secret. `step` is

@@ -1,5 +1,6 @@
 // SlabList: an intrusive doubly-linked list of slabs, linked through their head descriptors.
-// Neighbours: PageMap (holds the links), SlabCache (owns three lists: partial, full, empty).
+// Neighbours: PageMap (holds the links), SlabCache (owns four lists: partial, full, empty,
+// quarantined).
 
 /// Invariant: `count` equals the number of slabs reachable from `head`, each with
 /// `list == kind`, with `prev` links mirroring `next` links.
@@ -26,6 +27,27 @@ struct SlabList {
         if d.next != .none { map[d.next].prev = d.prev }
         map[page].list = .none
         count -= 1
+    }
+
+    /// `check` that reports instead of trapping (`SlabCache.validate`): calls `body`
+    /// with each slab while the links and kinds hold, and returns nil, or the first
+    /// slab where they do not (its predecessor when a link leaves the page map, the
+    /// last slab reached when the count disagrees; `.none` when there is none).
+    /// At most `count + 1` steps.
+    func walk(_ map: PageMap, _ body: (PageNumber) -> Void) -> PageNumber? {
+        var p = head
+        var prev = PageNumber.none
+        var n = 0
+        while p != .none {
+            guard p.int < map.pageCount else { return prev }
+            let d = map[p]
+            guard n < count, d.kind == .slab, d.list == kind, d.prev == prev else { return p }
+            body(p)
+            n += 1
+            prev = p
+            p = d.next
+        }
+        return n == count ? nil : prev
     }
 
     /// Walks the list, checking links and kinds; returns the slabs for the caller's own checks.

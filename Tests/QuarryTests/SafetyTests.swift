@@ -112,7 +112,8 @@ var hookTotal: Int { hookCounts.reduce(0, +) }
     }
 
     /// slub_kunit's "flip a link": one free link flipped; validate counts it, repair
-    /// gives zero; left in place, the allocation that meets it reports exactly once.
+    /// gives zero; left in place, the allocation that meets it reports exactly once
+    /// and quarantines the slab (CorruptionSurvivalTests: what follows).
     @Test func flippedFreeLink() throws {
         let arena = TestArena(size: 1 << 20)
         defer { arena.release() }
@@ -139,8 +140,11 @@ var hookTotal: Int { hookCounts.reduce(0, +) }
         #expect(throws: QuarryError.corruptFreeList) { try c.allocate() }
         #expect(hookCount(.corruptFreeList) == 1 && hookTotal == 1)
         #expect(c.statistics.count(of: .corruptFreeList) == 1)
-        // The cut list lost its objects: the slab's accounting says so, nothing traps.
-        #expect(c.validate().accountingMismatches == 1)
+        // The slab is quarantined, its free objects counted as leaked: consistent again.
+        #expect(c.statistics.quarantinedSlabs == 1
+                    && c.statistics.leakedObjects == Int(q.heap.pointee.map[page].carved), "all of them were free")
+        #expect(c.validate() == ValidationReport())
+        q.checkInvariants()
     }
 
     /// slub_kunit's "write past an object": the red zone catches it on free (once),
