@@ -50,6 +50,7 @@ typedef enum quarry_error {
     QUARRY_ERR_SIZE_MISMATCH = 25,   /* quarry_free_sized: the size names another class */
     QUARRY_ERR_RED_ZONE = 26,        /* (debug caches) bytes past an object were overwritten */
     QUARRY_ERR_USE_AFTER_FREE = 27,  /* (debug caches) a freed object's poison was overwritten */
+    QUARRY_ERR_ACCOUNTING_MISMATCH = 28,/* (quarry_validate) Quarry's own records disagree */
     QUARRY_ERR_RECLAIM_STALLED = 32  /* (Swift EpochReclaimer) retire refused: a CPU stays in a read section */
 } quarry_error;
 
@@ -100,6 +101,11 @@ typedef struct quarry_cache_statistics {
     uint64_t refills;           /* magazines filled from slabs */
     uint64_t flushes;           /* magazines or reserves emptied into slabs */
     uint64_t errors_by_kind[16];/* index: quarry_error - 16 (QUARRY_ERR_OUTSIDE_ARENA ...) */
+    /* After a detected corruption: slabs taken out of service (held until the cache is
+     * destroyed; counted in the slab and page figures above) and their objects that
+     * can never be handed out again. */
+    size_t quarantined_slabs;
+    size_t leaked_objects;
 } quarry_cache_statistics;
 
 /* Called on every misuse or corruption a cache detects: the error, the cache (NULL for
@@ -196,6 +202,23 @@ const char *quarry_error_name(quarry_error error);
 void quarry_set_error_hook(quarry_error_hook hook);
 /* Walks every structure; traps with a message on the first broken invariant. */
 void quarry_check_invariants(void);
+
+/* What quarry_validate found first. */
+typedef struct quarry_validation {
+    quarry_error error;         /* QUARRY_OK: nothing found; else the corruption kind
+                                   (QUARRY_ERR_CORRUPT_FREE_LIST, _USE_AFTER_FREE,
+                                   _RED_ZONE) or QUARRY_ERR_ACCOUNTING_MISMATCH */
+    uintptr_t address;          /* the object, the slab's first byte, or the cache */
+    char cache[32];             /* the cache's name, NUL-terminated ("" for the heap) */
+} quarry_validation;
+
+/* The check of quarry_check_invariants that reports instead of trapping: every cache's
+ * free lists, poison, red zones, slab lists, allocation bitmap and counters, and the
+ * heap's page count. Returns the first finding's error (QUARRY_OK when the heap is
+ * sound) and, when out is not NULL, fills *out. Slabs quarantined after a detected
+ * corruption are not findings. Changes nothing; only when no other CPU or interrupt
+ * handler is inside Quarry. QUARRY_ERR_NOT_INITIALIZED before quarry_init. */
+quarry_error quarry_validate(quarry_validation *out);
 
 #ifdef __cplusplus
 }

@@ -100,6 +100,16 @@ enum CABI {
         do { try q.front.free(block) } catch { _ = fail(error) }
     }
 
+    /// Copies a cache name (at most 31 bytes) into a C `char[32]`, NUL-terminated.
+    static func copy(_ name: CacheName, to bytes: UnsafeMutableRawBufferPointer) {
+        var i = 0
+        name.forEachByte { byte in
+            bytes[i] = byte
+            i += 1
+        }
+        bytes[i] = 0
+    }
+
     /// A C `size_t` above `Int.max` arrives as a negative `Int`; the front refuses
     /// negative sizes with `.sizeTooLarge`, so sizes pass through unchanged.
     @inline(never)
@@ -335,14 +345,7 @@ public func quarry_cache_stats(_ cache: OpaquePointer?, _ out: UnsafeMutablePoin
     guard let cache = CABI.cache(cache) else { return CABI.refuseHandle() }
     let s = cache.statistics
     var c = quarry_cache_statistics()
-    withUnsafeMutableBytes(of: &c.name) { name in
-        var i = 0
-        s.name.forEachByte { byte in
-            name[i] = byte
-            i += 1
-        }
-        name[i] = 0
-    }
+    withUnsafeMutableBytes(of: &c.name) { CABI.copy(s.name, to: $0) }
     c.requested_size = s.requestedSize
     c.object_size = s.objectSize
     c.alignment = s.alignment
@@ -371,6 +374,8 @@ public func quarry_cache_stats(_ cache: OpaquePointer?, _ out: UnsafeMutablePoin
     c.depot_exchanges = s.depotExchanges
     c.refills = s.refills
     c.flushes = s.flushes
+    c.quarantined_slabs = s.quarantinedSlabs
+    c.leaked_objects = s.leakedObjects
     withUnsafeMutableBytes(of: &c.errors_by_kind) { kinds in
         // Sound: a C uint64_t[16] imports as a tuple of 16 UInt64, laid out as the array.
         let words = kinds.bindMemory(to: UInt64.self)
@@ -478,4 +483,17 @@ public func quarry_set_error_hook(_ hook: quarry_error_hook?) {
 @c @implementation
 public func quarry_check_invariants() {
     CABI.instance?.checkInvariants()
+}
+
+@c @implementation
+public func quarry_validate(_ out: UnsafeMutablePointer<quarry_validation>?) -> quarry_error {
+    guard let q = CABI.instance else { return CABI.fail(.notInitialized) }
+    var v = quarry_validation()
+    if let failure = q.validate() {
+        v.error = CABI.code(failure.error)
+        v.address = failure.address
+        withUnsafeMutableBytes(of: &v.cache) { CABI.copy(failure.cache, to: $0) }
+    }
+    out?.pointee = v
+    return v.error
 }

@@ -13,7 +13,7 @@ const void *const quarry_c_functions[] = {
     F(quarry_free_sized), F(quarry_free_aligned_sized), F(quarry_calloc), F(quarry_realloc),
     F(quarry_aligned_alloc), F(quarry_posix_memalign), F(quarry_usable_size), F(quarry_shrink),
     F(quarry_cache_stats), F(quarry_heap_stats), F(quarry_slabinfo), F(quarry_last_error),
-    F(quarry_error_name), F(quarry_check_invariants), F(quarry_set_error_hook),
+    F(quarry_error_name), F(quarry_check_invariants), F(quarry_set_error_hook), F(quarry_validate),
     F(quarry_cache_alloc_bulk), F(quarry_cache_free_bulk),
 };
 const size_t quarry_c_function_count = sizeof quarry_c_functions / sizeof quarry_c_functions[0];
@@ -202,6 +202,9 @@ int quarry_c_scenario(void *arena, size_t size, void (*log)(const char *message)
     CHECK(quarry_error_name(QUARRY_ERR_DOUBLE_FREE)[0] == 'd');
     CHECK(quarry_error_name((quarry_error)99)[0] == 'u');
     quarry_check_invariants();
+    quarry_validation found = { QUARRY_ERR_BUSY, 1, "x" };
+    CHECK(quarry_validate(&found) == QUARRY_OK && found.error == QUARRY_OK && found.address == 0 && found.cache[0] == 0);
+    CHECK(quarry_validate(0) == QUARRY_OK);
 
     /* Everything freed: after shrinking, no page is in use. */
     quarry_shrink();

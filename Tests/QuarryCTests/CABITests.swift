@@ -55,6 +55,7 @@ import Glibc
             (QUARRY_ERR_CORRUPT_FREE_LIST, .corruptFreeList), (QUARRY_ERR_CACHE_NOT_EMPTY, .cacheNotEmpty),
             (QUARRY_ERR_SIZE_MISMATCH, .sizeMismatch), (QUARRY_ERR_RECLAIM_STALLED, .reclaimStalled),
             (QUARRY_ERR_RED_ZONE, .redZoneOverwritten), (QUARRY_ERR_USE_AFTER_FREE, .useAfterFree),
+            (QUARRY_ERR_ACCOUNTING_MISMATCH, .accountingMismatch),
         ]
         for (c, swift) in pairs { #expect(c.rawValue == UInt32(swift.rawValue), "\(swift)") }
         // Every QuarryError has its C constant.
