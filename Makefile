@@ -114,7 +114,7 @@ LIB_SOURCES    := $(wildcard Sources/Quarry/*.swift) $(wildcard Sources/QuarryX8
 	$(wildcard Sources/QuarryC/*.swift)
 LIB_HEADERS    := include/quarry.h include/module.modulemap
 LIB_OBJECTS    := $(BUILD)/Quarry.o $(if $(filter 1,$(QUARRY_LIBC_NAMES)),$(BUILD)/quarry_libc.o)
-KERNEL_SOURCES := $(wildcard Sources/QuarryKernel/*.swift)
+KERNEL_SOURCES := $(wildcard Sources/QuarryKernel/*.swift) $(wildcard Tests/Scenarios/*.swift)
 SUPPORT_HEADERS := $(wildcard Sources/CQuarrySupport/include/*)
 BOOT_SOURCES   := $(wildcard boot/*_$(ARCH).S)
 BOOT_OBJECTS   := $(patsubst boot/%.S,$(BUILD)/boot/%.o,$(BOOT_SOURCES))

@@ -35,9 +35,12 @@ let package = Package(
         ),
         .testTarget(
             name: "QuarryTests",
-            dependencies: ["Quarry", "CSingleStep"],
+            dependencies: ["Quarry", "CSingleStep", "QuarryScenarios"],
             swiftSettings: checked
         ),
+        // Scenarios written once for the host tests and the test kernel (Makefile:
+        // compiled into QuarryKernel), in Embedded-compatible Swift.
+        .target(name: "QuarryScenarios", dependencies: ["Quarry"], path: "Tests/Scenarios", swiftSettings: checked),
         .target(name: "CSingleStep", path: "Tests/CSingleStep"),  // EFLAGS.TF for SingleStepTests
         // A C program written against quarry.h, linked into the C ABI tests.
         .target(
@@ -46,7 +49,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QuarryCTests",
-            dependencies: ["QuarryC", "QuarryCScenario", "CQuarryHeader", "Quarry"],
+            dependencies: ["QuarryC", "QuarryCScenario", "CQuarryHeader", "Quarry", "QuarryScenarios"],
             swiftSettings: checked
         ),
     ] + (asan ? [.target(name: "CQuarryASan")] : [])
