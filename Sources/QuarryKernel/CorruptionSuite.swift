@@ -1,9 +1,11 @@
 // CorruptionSuite: slub_kunit-style tests on bare metal: every misuse kind through the
 // per-CPU path, and corruption on purpose (a flipped free link, a write past an object,
 // a write after free, a double free, an interior free), each expecting an exact number
-// and kind of reports (error hook and counters), then zero from `validate()` after repair.
+// and kind of reports (error hook and counters), then zero from `validate()` after repair;
+// then the survival scenario (Tests/Scenarios): each kind of free-link damage followed by
+// many allocations, the cache serving on with its damaged slab quarantined.
 // Neighbours: AllocatorSuite.swift (gives it its own heap), Tests/QuarryTests/SafetyTests.swift
-// (the same scenarios on the host), TestHarness.swift (reports).
+// and CorruptionSurvivalTests.swift (the same scenarios on the host), TestHarness.swift (reports).
 
 @_spi(Testing) import Quarry
 
@@ -28,30 +30,30 @@ enum CorruptionSuite {
     /// One report of `error` at `address` since the last reset, and nothing else.
     static func reportedOnce(_ error: QuarryError) -> Bool { calls == 1 && last == error.rawValue }
 
-    /// Runs every scenario on two heaps over `[base, base + size)`: the flipped-link
-    /// scenario leaves a cut free list behind (its objects are lost, which the checked
-    /// build's whole-heap invariant walks would trap on), so it gets the last 64 KiB.
+    /// Allocations after each kind of damage in `survival`.
+    static let survivalAllocations = 100_000
+
+    /// Runs every scenario on one heap over `[base, base + size)`; a corrupted free list
+    /// quarantines its slab, so the heap's invariants hold after every scenario.
     static func run(base: UnsafeMutableRawPointer, size: Int) {
-        let linkBytes = 64 << 10
         let q: KernelQuarry
-        let linkHeap: KernelQuarry
         do throws(QuarryError) {
-            q = try KernelQuarry.initialize(base: base, size: size - linkBytes)
-            linkHeap = try KernelQuarry.initialize(base: base + (size - linkBytes), size: linkBytes)
+            q = try KernelQuarry.initialize(base: base, size: size)
         } catch {
             TestHarness.fail("safety: initialize") { Console.print(error.name) }
             return
         }
         q.setErrorHook(hook)
-        linkHeap.setErrorHook(hook)
-        misuseThroughPerCPUPath(q, neverUsed: base + (size - linkBytes - 4096))
-        flippedLink(linkHeap)
+        misuseThroughPerCPUPath(q, neverUsed: base + (size - 4096))
+        flippedLink(q)
         writePastObject(q)
         writeAfterFree(q)
         randomizedCarving(q)
         q.setErrorHook(nil)
+        survival(q)
         q.drainAll()
         q.checkInvariants()
+        TestHarness.checkEqual("safety: validate finds nothing in the whole heap", q.validate() == nil ? 0 : 1, 0)
         TestHarness.pass("safety: heap invariants hold after every scenario")
     }
 
@@ -125,10 +127,25 @@ enum CorruptionSuite {
         TestHarness.check("safety: flipped link: allocation refused, hooked once, counted",
                           refusedWith == .corruptFreeList && reportedOnce(.corruptFreeList)
                             && c.statistics.count(of: .corruptFreeList) == 1, "wrong report")
-        // The cut list's objects are lost to the cache; the cache stays usable. Its slab
-        // stays too (the lost objects count as in use), so it is not destroyed.
-        TestHarness.checkEqual("safety: flipped link: validate sees the lost objects once",
-                               c.validate().accountingMismatches, 1)
+        // The slab is quarantined (its free objects leaked on purpose, counted), the
+        // cache serves on from other slabs, and everything is consistent again.
+        var served = 0
+        var objects = InlineArray<64, UInt>(repeating: 0)
+        while served < 64, let o = try? c.allocate() {
+            objects[served] = UInt(bitPattern: o)
+            served += 1
+        }
+        let s = c.statistics
+        TestHarness.check("safety: flipped link: slab quarantined, its objects counted as leaked, 64 served after",
+                          served == 64 && s.quarantinedSlabs == 1 && s.leakedObjects > 0 && calls == 1, "not so")
+        TestHarness.checkEqual("safety: flipped link: validate then finds nothing", c.validate().total, 0)
+        q.checkInvariants()
+        var i = 0
+        while i < served {
+            _ = try? c.free(UnsafeMutableRawPointer(bitPattern: objects[i]))
+            i += 1
+        }
+        TestHarness.checkEqual("safety: flipped link: cache destroyed, quarantined slab and all", c.destroy(), 0)
     }
 
     static func writePastObject(_ q: KernelQuarry) {
@@ -197,5 +214,76 @@ enum CorruptionSuite {
             i += 1
         }
         TestHarness.checkEqual("safety: randomized cache destroyed", c.destroy(), 0)
+    }
+
+    /// The check name of survival kind `i` (FreeLinkDamage.kind).
+    static func survivalName(_ i: Int) -> StaticString {
+        switch i {
+        case 0: "safety: survives a zeroed link: objects distinct, one report, one refusal at most"
+        case 1: "safety: survives link bit 3 flipped: objects distinct, one report, one refusal at most"
+        case 2: "safety: survives link bit 6 flipped: objects distinct, one report, one refusal at most"
+        case 3: "safety: survives a high link bit flipped: objects distinct, one report, one refusal at most"
+        case 4: "safety: survives the link's low byte replaced: objects distinct, one report, one refusal at most"
+        case 5: "safety: survives a raw address as link: objects distinct, one report, one refusal at most"
+        case 6: "safety: survives a link to a live object: objects distinct, one report, one refusal at most"
+        case 7: "safety: survives a cycle: objects distinct, one report, one refusal at most"
+        case 8: "safety: survives a truncated list: objects distinct, one report, one refusal at most"
+        default: "safety: survives an 8-byte overflow from a neighbour: objects distinct, one report, one refusal at most"
+        }
+    }
+
+    /// The survival scenario (Tests/Scenarios/CorruptionSurvival.swift) for every kind of
+    /// damage, each on a fresh 64-byte cache: `survivalAllocations` allocations and frees
+    /// after the damage, every object handed out the cache's and distinct, the damage
+    /// reported once, at most one allocation refused; then the invariants hold, validate
+    /// finds nothing, and the cache is destroyed, its quarantined slab with it.
+    static func survival(_ q: KernelQuarry) {
+        let liveCount = 1024
+        guard let memory = try? q.front.malloc(liveCount * MemoryLayout<UInt>.stride) else {
+            return TestHarness.fail("safety: survival set-up") { Console.print("no memory for the live set") }
+        }
+        let live = UnsafeMutableBufferPointer(start: memory.bindMemory(to: UInt.self, capacity: liveCount), count: liveCount)
+        var kind = 0
+        while kind < FreeLinkDamage.count {
+            let damage = FreeLinkDamage.kind(kind)
+            guard let c = try? q.createCache(name: "safety-survive", size: 64) else {
+                return TestHarness.fail("safety: survival set-up") { Console.print("create failed") }
+            }
+            var scenario = CorruptionSurvival(cache: c, live: live, seed: 0x5AFE_0001 &+ UInt32(kind))
+            let start = Clock.now()
+            let r = scenario.run(damage, allocations: survivalAllocations,
+                                 allocate: { () -> Result<UnsafeMutableRawPointer, QuarryError> in
+                                     do throws(QuarryError) { return .success(try c.allocate()) } catch { return .failure(error) }
+                                 },
+                                 free: { p in
+                                     do throws(QuarryError) { try c.free(p) } catch { return error }
+                                     return nil
+                                 })
+            let cycles = Clock.now() &- start
+            Console.line {
+                Console.print("safety: survival: ")
+                Console.print(damage.name)
+                Console.print(": refusals ")
+                Console.decimal(r.refusals)
+                Console.print(" (allocation ")
+                Console.decimal(r.firstRefusal)
+                Console.print("), reports ")
+                Console.decimal(r.reports)
+                Console.print(", leaked ")
+                Console.decimal(r.leakedObjects)
+                Console.print(", ")
+                Console.decimal(cycles / UInt64(r.allocations > 0 ? r.allocations : 1))
+                Console.print(" cycles per allocation and free")
+                Console.newline()
+            }
+            let consistent = c.validate().total == 0 && q.validate() == nil
+            q.checkInvariants()
+            TestHarness.check(survivalName(kind),
+                              r.survived && r.allocations == survivalAllocations && r.reports == 1 && r.refusals <= 1
+                                && r.quarantinedSlabs == 1 && consistent && c.destroy() == 0,
+                              "a duplicate, a stray, another refusal, a report missing, or validate found something")
+            kind += 1
+        }
+        _ = try? q.front.free(memory)
     }
 }
