@@ -1,7 +1,8 @@
 // QuarryFuzz: a libFuzzer target. Each input is a program of allocator operations (create
 // cache, allocate, free, bad frees of every kind, malloc/realloc/free through the front,
-// drain, shrink, injected page failures) run against one fresh heap and checked against
-// a model; any disagreement aborts, which libFuzzer reports with the input.
+// drain, shrink, injected page failures, writes into a freed object's link once it is
+// back in its slab) run against one fresh heap and checked against a model; any
+// disagreement aborts, which libFuzzer reports with the input.
 // Built with Sources/Quarry into one module (internal access, checked build):
 //   swiftc -sanitize=fuzzer,address -parse-as-library -D QUARRY_CHECKED \
 //     Sources/Quarry/*.swift Tests/Fuzz/*.swift -o build/fuzz/quarry-fuzz     (make fuzz)
@@ -63,15 +64,24 @@ func fuzzVerify(_ p: UnsafeMutableRawPointer, _ count: Int, _ cookie: UInt8) {
 }
 
 /// Runs one program. The model: the caches created (and their object sizes), the live
-/// blocks with cookies. Refusals must be exactly the error the model predicts;
-/// `.outOfMemory` is accepted from any operation that may need pages.
+/// blocks with cookies, the blocks freed last. Refusals must be exactly the error the
+/// model predicts; `.outOfMemory` is accepted from any operation that may need pages,
+/// and `.corruptFreeList` from any allocation once a freed object's link was written
+/// (`corrupted`): a damaged cache may refuse, but never traps, never hands out a block
+/// that overlaps a live one, and never changes a live block.
 struct FuzzRun {
     let q: Quarry<FuzzPlatform>
     var caches: [SlabCache<FuzzPlatform>?] = []
     var live: [FuzzBlock] = []
+    /// Blocks freed most recently (address and owner), for writes after free.
+    var freed: [FuzzBlock] = []
+    /// A freed object's link was written: the heap may hold an undetected corrupt
+    /// list, on which `checkInvariants` would trap; `validate` stands in for it.
+    var corrupted = false
     var cookie: UInt8 = 1
     let maxLive = 256
     let maxCaches = 8
+    let maxFreed = 16
 
     init(_ q: Quarry<FuzzPlatform>) { self.q = q }
 
@@ -103,6 +113,61 @@ struct FuzzRun {
             if owner < 0 { try q.front.free(p) } else { try caches[owner]!.free(p) }
             return nil
         } catch { return error }
+    }
+
+    /// Frees live block `b` (removed from `live` by the caller) and remembers it.
+    mutating func freeLive(_ b: FuzzBlock) {
+        fuzzVerify(b.pointer, b.size, b.cookie)
+        if freeInto(b.owner, b.pointer) != nil { fuzzFail("quarry-fuzz: free of a live block refused") }
+        if freed.count == maxFreed { freed.removeFirst() }
+        freed.append(b)
+    }
+
+    /// An allocation refused with `error`: acceptable only for lack of memory, or for a
+    /// corrupt free list once the program wrote into a freed object.
+    func expectRefusal(_ error: QuarryError, _ message: StaticString) {
+        if error != .outOfMemory && !(corrupted && error == .corruptFreeList) { fuzzFail(message) }
+    }
+
+    /// `checkInvariants`, or after a write into a freed object `validate`, which must
+    /// not trap (its findings are expected: the damage may not have been met yet).
+    func check() {
+        if corrupted { _ = q.validate() } else { q.checkInvariants() }
+    }
+
+    /// Writes into the link word of a recently freed object, once it is back in its
+    /// slab (its cache's CPU magazines and depot drained first), one of: 0, a bit
+    /// flipped, the low byte replaced, a live block's raw address, the encoded link to
+    /// another object of the slab (a cycle, a skip, an object that is out) or to its end.
+    /// Skipped when the object is not a free object on a slab list any more.
+    mutating func writeAfterFree(_ i: UInt8, _ how: UInt8, _ value: UInt8) {
+        guard !freed.isEmpty else { return }
+        let b = freed[Int(i) % freed.count]
+        let cache: SlabCache<FuzzPlatform>
+        if b.owner >= 0 {
+            guard let c = caches[b.owner] else { return }
+            cache = c
+        } else {
+            guard let c = q.cache(owning: b.pointer) else { return }  // a span's page, or freed
+            cache = c
+        }
+        cache.drainCPU()
+        cache.drainDepot()
+        guard cache.isInItsSlab(b.pointer), !live.contains(where: { $0.address == b.address }) else { return }
+        let word = b.pointer + cache.freeLinkOffset
+        switch how % 6 {
+        case 0: word.storeBytes(of: 0, as: UInt.self)
+        case 1: word.storeBytes(of: word.load(as: UInt.self) ^ (1 << UInt(value % UInt8(UInt.bitWidth))), as: UInt.self)
+        case 2: word.storeBytes(of: value, as: UInt8.self)
+        case 3: word.storeBytes(of: live.isEmpty ? 0 : live[Int(value) % live.count].address, as: UInt.self)
+        case 4:
+            // The encoded link to the object `value` objects away (itself when 0): a
+            // cycle, a skip, an object that is out, or one never carved.
+            let other = b.pointer + (Int(value) - 128) * cache.objectSize
+            cache.writeFreeLink(into: b.pointer, to: cache.owns(other) ? other : b.pointer)
+        default: cache.writeFreeLink(into: b.pointer, to: nil)
+        }
+        corrupted = true
     }
 
     mutating func step(_ input: inout FuzzInput) -> Bool {
@@ -138,14 +203,12 @@ struct FuzzRun {
                 let p = try caches[k]!.allocate()
                 add(p, size: caches[k]!.objectSize, owner: k, alignment: 1)
             } catch {
-                if error != .outOfMemory { fuzzFail("quarry-fuzz: allocate failed other than out of memory") }
+                expectRefusal(error, "quarry-fuzz: allocate failed other than out of memory")
             }
         case 3, 4:  // free a live block (cache or front)
             guard let i = input.byte() else { return false }
             guard !live.isEmpty else { return true }
-            let b = live.remove(at: Int(i) % live.count)
-            fuzzVerify(b.pointer, b.size, b.cookie)
-            if freeInto(b.owner, b.pointer) != nil { fuzzFail("quarry-fuzz: free of a live block refused") }
+            freeLive(live.remove(at: Int(i) % live.count))
         case 5:  // bad free of a live block; it must stay live and intact
             guard let i = input.byte(), let kind = input.byte() else { return false }
             guard !live.isEmpty else { return true }
@@ -183,8 +246,7 @@ struct FuzzRun {
             guard let i = input.byte() else { return false }
             guard !live.isEmpty else { return true }
             let b = live.remove(at: Int(i) % live.count)
-            fuzzVerify(b.pointer, b.size, b.cookie)
-            if freeInto(b.owner, b.pointer) != nil { fuzzFail("quarry-fuzz: free of a live block refused") }
+            freeLive(b)
             expect(freeInto(b.owner, b.pointer), doubleFreeError(b.pointer))
         case 7, 8:  // malloc (spans too)
             guard let s = input.u16() else { return false }
@@ -194,7 +256,7 @@ struct FuzzRun {
                 let p = try q.front.malloc(size)
                 add(p, size: size, owner: -1, alignment: Geometry.granule)
             } catch {
-                if error != .outOfMemory { fuzzFail("quarry-fuzz: malloc failed other than out of memory") }
+                expectRefusal(error, "quarry-fuzz: malloc failed other than out of memory")
             }
         case 9:  // realloc a front block
             guard let i = input.byte(), let s = input.u16() else { return false }
@@ -209,7 +271,7 @@ struct FuzzRun {
                 live.remove(at: j)
                 add(p, size: size, owner: -1, alignment: Geometry.granule)
             } catch {
-                if error != .outOfMemory { fuzzFail("quarry-fuzz: realloc failed other than out of memory") }
+                expectRefusal(error, "quarry-fuzz: realloc failed other than out of memory")
                 fuzzVerify(b.pointer, b.size, b.cookie)
             }
         case 10:  // drain and shrink, one way or another
@@ -233,7 +295,10 @@ struct FuzzRun {
             guard let k = input.byte() else { return false }
             q.failPageRequest(after: 1 + Int(k % 8))
         case 13:
-            q.checkInvariants()
+            check()
+        case 15:  // write into a freed object's link, back in its slab
+            guard let i = input.byte(), let how = input.byte(), let value = input.byte() else { return false }
+            writeAfterFree(i, how, value)
         default:  // a burst of allocations from one cache (fills slabs, magazines, depot)
             guard let i = input.byte(), let n = input.byte() else { return false }
             let ids = liveCaches
@@ -247,10 +312,11 @@ struct FuzzRun {
         return true
     }
 
-    /// Frees everything, destroys every cache, drains and shrinks: every page must be back.
+    /// Frees everything, destroys every cache, drains and shrinks: every page must be
+    /// back (quarantined slabs go with their caches), and the invariants hold again.
     mutating func finish() {
         q.failPageRequest(after: 0)
-        q.checkInvariants()
+        check()
         for b in live {
             fuzzVerify(b.pointer, b.size, b.cookie)
             if freeInto(b.owner, b.pointer) != nil { fuzzFail("quarry-fuzz: final free refused") }
