@@ -41,7 +41,9 @@ public enum QuarryError: UInt8, Error, Sendable {
     case wrongCache = 21
     /// The object is not allocated: freed twice, or never handed out.
     case doubleFree = 22
-    /// A free-list link decoded to an address outside its slab: memory was overwritten.
+    /// A slab's free list was found corrupt (a link that is not an object of the slab,
+    /// names an object that is out, or skips or repeats objects): memory was
+    /// overwritten. The slab is quarantined (docs/design.md, "After a corruption").
     case corruptFreeList = 23
     /// The cache still has allocated objects (from `destroy`).
     case cacheNotEmpty = 24

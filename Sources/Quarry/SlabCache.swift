@@ -53,7 +53,7 @@ public struct SlabCache<P: Platform> {
     /// Hands out one object, `alignment`-aligned, constructed if the cache has a
     /// constructor. Throws `.outOfMemory` when no page is left for a new slab (or, in
     /// a nested call, when the object would need a lock this CPU holds), and
-    /// `.corruptFreeList` when a free-list link was overwritten (the damaged list is cut).
+    /// `.corruptFreeList` when a free-list link was overwritten (once: the damaged slab is quarantined).
     @inline(__always)
     public func allocate() throws(QuarryError) -> UnsafeMutableRawPointer {
         if let object = allocateHit() { return object }
