@@ -251,14 +251,7 @@ enum CorruptionSuite {
             }
             var scenario = CorruptionSurvival(cache: c, live: live, seed: 0x5AFE_0001 &+ UInt32(kind))
             let start = Clock.now()
-            let r = scenario.run(damage, allocations: survivalAllocations,
-                                 allocate: { () -> Result<UnsafeMutableRawPointer, QuarryError> in
-                                     do throws(QuarryError) { return .success(try c.allocate()) } catch { return .failure(error) }
-                                 },
-                                 free: { p in
-                                     do throws(QuarryError) { try c.free(p) } catch { return error }
-                                     return nil
-                                 })
+            let r = scenario.run(damage, allocations: survivalAllocations)
             let cycles = Clock.now() &- start
             Console.line {
                 Console.print("safety: survival: ")

@@ -22,14 +22,7 @@ func survive(_ damage: FreeLinkDamage, tuning: Tuning, allocations: Int = 100_00
     var live = [UInt](repeating: 0, count: 1024)
     let report = live.withUnsafeMutableBufferPointer { buffer in
         var scenario = CorruptionSurvival(cache: c, live: buffer, seed: seed)
-        return scenario.run(damage, allocations: allocations,
-                            allocate: { () -> Result<UnsafeMutableRawPointer, QuarryError> in
-                                do throws(QuarryError) { return .success(try c.allocate()) } catch { return .failure(error) }
-                            },
-                            free: { p in
-                                do throws(QuarryError) { try c.free(p) } catch { return error }
-                                return nil
-                            })
+        return scenario.run(damage, allocations: allocations)
     }
     let name = "\(damage.name) (\(tuning.magazineSize == 0 ? "no magazines" : tuning.maxObjectsPerSlab < 8 ? "tiny" : "standard"))"
     print("survival: \(name): refusals \(report.refusals) at allocation \(report.firstRefusal)...\(report.lastRefusal), "
