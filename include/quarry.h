@@ -171,7 +171,9 @@ void quarry_free(void *ptr);
  * allocated with; a hint naming another size class is QUARRY_ERR_SIZE_MISMATCH. */
 quarry_error quarry_free_sized(void *ptr, size_t size);
 quarry_error quarry_free_aligned_sized(void *ptr, size_t alignment, size_t size);
-/* count * size zeroed bytes; NULL with QUARRY_ERR_SIZE_TOO_LARGE on overflow. */
+/* count * size zeroed bytes; NULL with QUARRY_ERR_SIZE_TOO_LARGE when the product
+ * overflows. A zero count or size (whatever the other, SIZE_MAX too) gives a smallest
+ * block, as malloc(0). */
 void *quarry_calloc(size_t count, size_t size);
 /* realloc(NULL, n) is malloc(n). realloc(p, 0) shrinks p to a smallest object and
  * returns it (never frees and returns NULL): NULL always means failure, p untouched. */

@@ -109,9 +109,14 @@ public struct MallocFront<P: Platform> {
     }
 
     /// `count * size` zeroed bytes; `.sizeTooLarge` if the product overflows. Always
-    /// zero-fills: a page fresh from the bump pointer may hold anything.
+    /// zero-fills: a page fresh from the bump pointer may hold anything. A zero factor
+    /// gives a smallest block (as `malloc(0)`) whatever the other one is, also a
+    /// negative one (from C, a `size_t` above `Int.max`): the product is 0, nothing
+    /// overflows. Otherwise a negative factor is `.sizeTooLarge` (from C, the product
+    /// overflows or exceeds `Int.max`).
     public func calloc(_ count: Int, _ size: Int) throws(QuarryError) -> UnsafeMutableRawPointer {
-        guard count >= 0, size >= 0 else { throw .sizeTooLarge }
+        if count == 0 || size == 0 { return try malloc(0) }
+        guard count > 0, size > 0 else { throw .sizeTooLarge }
         let (total, overflow) = count.multipliedReportingOverflow(by: size)
         guard !overflow else { throw .sizeTooLarge }
         let pointer = try malloc(total)

@@ -157,6 +157,12 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
         try f.free(b)
         try f.free(c, size: 0)
         try f.free(d, size: 0, alignment: 64)
+        // A zero factor is a smallest block whatever the other (-1 is C's SIZE_MAX).
+        for (n, s) in [(0, 0), (0, -1), (-1, 0), (0, Int.max), (Int.min, 0), (0, 1 << 40)] {
+            let z = try f.calloc(n, s)
+            #expect(try f.usableSize(z) == SizeClasses.size(ofClass: 0), "calloc(\(n), \(s))")
+            try f.free(z, size: 0)
+        }
         f.shrink()
         #expect(q.pageStatistics.pagesInUse == 0)
     }
