@@ -132,7 +132,11 @@ typedef struct quarry_heap_statistics {
  * Calling it again starts a new, empty instance (the old one's blocks are abandoned). */
 quarry_error quarry_init(void *base, size_t size);
 
-/* Caches. `name` is copied (at most 31 bytes); `align` 0 means 8; `ctor` may be NULL. */
+/* Caches. `name` is copied (at most 31 bytes); `align` 0 means 8; `ctor` may be NULL.
+ * A handle names its cache until quarry_cache_destroy; afterwards every call with it is
+ * refused with QUARRY_ERR_INVALID_CACHE, even when a new cache lives at the same address
+ * (the handle carries a generation; it wraps after 64 creations, so a stale handle can
+ * again name a cache created exactly 64 * k caches later in the same memory). */
 quarry_cache *quarry_cache_create(const char *name, size_t size, size_t align, quarry_ctor ctor);
 void *quarry_cache_alloc(quarry_cache *cache);
 quarry_error quarry_cache_free(quarry_cache *cache, void *object);

@@ -199,9 +199,12 @@ struct CacheState: ~Copyable {
     /// `CacheState.liveMagic` while the cache exists; cleared by destroy.
     let magic = Atomic<UInt32>(CacheState.liveMagic)
     /// Who may name the cache, checked in one load and compare on the hit paths:
-    /// `CacheState.userHandleMagic` for a cache from the public `createCache` (the C
-    /// ABI's handle check), `CacheState.classMagic` for a malloc front's class cache
-    /// (the front's free), 0 for the internal caches; cleared by destroy.
+    /// `CacheState.userHandleMagic | generation` for a cache from the public
+    /// `createCache` (the C ABI's handle check: the handle is the state's address plus
+    /// the generation, which a cache-line aligned address leaves room for, so a
+    /// destroyed cache's handle does not name the next cache created in the same
+    /// memory), `CacheState.classMagic` for a malloc front's class cache (the front's
+    /// free), 0 for the internal caches; cleared by destroy.
     let handleMagic = Atomic<UInt32>(0)
     let name: CacheName
     let requestedSize: Int
@@ -228,8 +231,20 @@ struct CacheState: ~Copyable {
     let atomics = CacheAtomics()
 
     static let liveMagic: UInt32 = 0x5141_5259  // "QARY"
-    static let userHandleMagic: UInt32 = 0x4843_4151  // "QACH"
+    /// "QAC" and a zero byte whose low bits `generationMask` leaves to the generation.
+    static let userHandleMagic: UInt32 = 0x4843_4100
     static let classMagic: UInt32 = 0x4C43_4151  // "QACL"
+    /// The generation bits of a handle: below the state's cache-line alignment.
+    static let generationMask = UInt32(Geometry.cacheLine - 1)
+
+    /// The C handle (`quarry_cache *`) of the cache at `state`: its address plus, for a
+    /// cache from the public `createCache`, its generation.
+    @inline(__always)
+    static func handle(of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutableRawPointer {
+        let magic = state.pointee.handleMagic.load(ordering: .relaxed)
+        let generation = magic & ~generationMask == userHandleMagic ? magic & generationMask : 0
+        return UnsafeMutableRawPointer(state) + Int(generation)
+    }
 
     init(name: CacheName, size: Int, geometry: SlabGeometry, constructor: ObjectConstructor?,
          secret: UInt, heap: UnsafeMutablePointer<HeapState>, magazineCapacity: Int, isInternal: Bool,

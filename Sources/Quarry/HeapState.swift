@@ -56,6 +56,9 @@ struct HeapState: ~Copyable {
     let front = FrontState()
     /// The error hook's function pointer bits (0: none); see `Quarry.setErrorHook`.
     let errorHook = Atomic<UInt>(0)
+    /// Caches created by the public `createCache` so far; the low bits are the new
+    /// cache's handle generation (CacheState.handleMagic).
+    let cacheGenerations = Atomic<UInt32>(0)
     #if QUARRY_CHECKED
     /// Called at numbered points of the allocate and free paths (tests only).
     var testHook: TestHook? = nil
@@ -123,6 +126,6 @@ extension HeapState {
         // Sound: `bits` was stored from an `ErrorHook` by `Quarry.setErrorHook`; a C
         // function pointer is one word.
         let hook = unsafeBitCast(bits, to: ErrorHook.self)
-        hook(error.rawValue, state.map { UnsafeMutableRawPointer($0) }, address)
+        hook(error.rawValue, state.map { CacheState.handle(of: $0) }, address)
     }
 }

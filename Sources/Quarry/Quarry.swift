@@ -106,7 +106,12 @@ public struct Quarry<P: Platform> {
         heap.pointee.requireNotReentrant(P.self)
         let cache = try createCacheUnchecked(name: name, size: size, alignment: alignment, constructor: constructor,
                                              options: options)
-        cache.state.pointee.handleMagic.store(CacheState.userHandleMagic, ordering: .releasing)
+        // Consecutive caches get consecutive generations, so the next cache created in a
+        // destroyed one's memory has another (until the generation wraps, after
+        // `generationMask + 1` creations).
+        assert(UInt(bitPattern: cache.state) & UInt(CacheState.generationMask) == 0, "Quarry: a cache state off its line")
+        let generation = heap.pointee.cacheGenerations.wrappingAdd(1, ordering: .relaxed).newValue & CacheState.generationMask
+        cache.state.pointee.handleMagic.store(CacheState.userHandleMagic | generation, ordering: .releasing)
         return cache
     }
 
