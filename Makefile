@@ -154,19 +154,22 @@ $(BUILD)/Quarry.o: $(LIB_SOURCES) $(LIB_HEADERS) $(SUPPORT_HEADERS) Makefile
 
 # The same C ABI for Linux programs (Benchmarks: make bench, make budgets): Sources/Quarry and
 # Sources/QuarryC compiled as one module Quarry, whole-module, like Quarry.o above but for the
-# host with -O, linked as a shared library. CPlatform is then the host's one-CPU platform
-# (Sources/QuarryC/CPlatform.swift): calls must not overlap. -suppress-warnings: the only
-# warnings are QuarryC's `import Quarry`, which a one-module build ignores (the same sources
-# are compiled with warnings by `swift build` and `make lib`).
+# host with -O, linked as a shared library with Sources/CQuarryHost (the thread-local words).
+# CPlatform is then the host's platform (Sources/QuarryC/CPlatform.swift): a CPU index per
+# thread, up to 64 threads at once. -suppress-warnings: the only warnings are QuarryC's
+# `import Quarry`, which a one-module build ignores (the same sources are compiled with
+# warnings by `swift build` and `make lib`).
 HOST_LIB := build/host/libquarry.so
 HOST_LIB_SOURCES := $(wildcard Sources/Quarry/*.swift) $(wildcard Sources/QuarryC/*.swift)
+HOST_LIB_C := Sources/CQuarryHost/quarry_host.c
 host-lib: $(HOST_LIB)
 
-$(HOST_LIB): $(HOST_LIB_SOURCES) $(LIB_HEADERS) Makefile
-	@echo "== host-lib: swiftc -O -wmo (host) Sources/Quarry + QuarryC -> module Quarry, $@"
+$(HOST_LIB): $(HOST_LIB_SOURCES) $(HOST_LIB_C) $(wildcard Sources/CQuarryHost/include/*) $(LIB_HEADERS) Makefile
+	@echo "== host-lib: swiftc -O -wmo (host) Sources/Quarry + QuarryC (+ CQuarryHost) -> module Quarry, $@"
 	@mkdir -p $(dir $@)
+	$(CLANG) -O2 -fPIC -Wall -Wextra -std=c11 -I Sources/CQuarryHost/include -c -o build/host/quarry_host.o $(HOST_LIB_C)
 	$(SWIFTC) -O -wmo -parse-as-library -suppress-warnings -module-name Quarry -I include \
-		-emit-library -o $@ $(HOST_LIB_SOURCES)
+		-I Sources/CQuarryHost/include -emit-library -o $@ $(HOST_LIB_SOURCES) build/host/quarry_host.o
 
 $(BUILD)/quarry_libc.o: Sources/QuarryLibc/quarry_libc.c $(LIB_HEADERS) Makefile
 	@echo "== lib: compile $< (freestanding, the standard names)"

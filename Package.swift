@@ -26,7 +26,9 @@ let package = Package(
         .target(name: "Quarry", dependencies: asan ? ["CQuarryASan"] : [], swiftSettings: checked),
         // include/quarry.h as a Clang module, so the C ABI implements it with @c @implementation.
         .systemLibrary(name: "CQuarryHeader", path: "include"),
-        .target(name: "QuarryC", dependencies: ["Quarry", "CQuarryHeader"], swiftSettings: checked),
+        .target(name: "QuarryC", dependencies: ["Quarry", "CQuarryHeader", "CQuarryHost"], swiftSettings: checked),
+        // The host C library's thread-local words (each thread's CPU index and last error).
+        .target(name: "CQuarryHost", path: "Sources/CQuarryHost"),
         // malloc, free, ... as C names for bare-metal images (QUARRY_EXPORT_LIBC_NAMES);
         // on the host it compiles to nothing, so the process keeps its own malloc.
         .target(
@@ -42,10 +44,11 @@ let package = Package(
         // compiled into QuarryKernel), in Embedded-compatible Swift.
         .target(name: "QuarryScenarios", dependencies: ["Quarry"], path: "Tests/Scenarios", swiftSettings: checked),
         .target(name: "CSingleStep", path: "Tests/CSingleStep"),  // EFLAGS.TF for SingleStepTests
-        // A C program written against quarry.h, linked into the C ABI tests.
+        // A C program written against quarry.h, linked into the C ABI tests. QUARRY_TESTING
+        // (quarry.h's test-only functions) exactly when the library is checked (QUARRY_CHECKED).
         .target(
             name: "QuarryCScenario", path: "Tests/QuarryCScenario",
-            cSettings: [.headerSearchPath("../../include")]
+            cSettings: [.headerSearchPath("../../include"), .define("QUARRY_TESTING", .when(configuration: .debug))]
         ),
         .testTarget(
             name: "QuarryCTests",

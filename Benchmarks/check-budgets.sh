@@ -59,7 +59,7 @@ BURST_GOAL_FACTOR=2
 HITPATH_COLD_CALLS="*Slow *.refuse* Quarry.SlabCache.handOutCorrupt Quarry.SlabCache.locateHead \
 Quarry.SlabCache.checkOnAllocate Quarry.SlabCache.checkOnFree <indirect> Quarry.MallocFront.resolve \
 Quarry.MallocFront.createClassCache Quarry.MallocFront.allocateSpan Quarry.MallocFront.record Quarry.Span.free"
-HITPATH_COLD_SYMBOLS="Quarry.CABI.lastError"
+HITPATH_COLD_SYMBOLS="Quarry.CCaller.errorBytes"
 # ---------------------------------------------------------------------------------------------
 
 bench_deps budgets

@@ -10,6 +10,18 @@
  * that return quarry_error return it directly (QUARRY_OK is 0). Nothing here allocates
  * outside the arena given to quarry_init.
  *
+ * Who may call (the CPU index): Quarry keeps per-CPU state, and a call uses the state of
+ * its caller's CPU index, which must not change during the call and must not be used by
+ * two callers at once.
+ * - Bare metal (libquarry.a): the index is the CPU's (X86Platform: %fs:0 or %gs:0, see
+ *   docs/integration.md). Any CPU, and maskable interrupt handlers, may call.
+ * - Host (the Linux build, tests and benchmarks): each thread gets its own index on its
+ *   first call, kept in thread-local storage until the thread exits, which gives it back
+ *   (its cached objects stay with the index, for the next thread). At most 64 threads
+ *   hold one at a time; a call from one more thread is refused with
+ *   QUARRY_ERR_TOO_MANY_THREADS (NULL, or the error returned) and changes nothing; it
+ *   tries again on the thread's next call. Signal handlers must not call Quarry.
+ *
  * Standard names: the library built with QUARRY_EXPORT_LIBC_NAMES also defines malloc,
  * free, calloc, realloc, posix_memalign and aligned_alloc (Sources/QuarryLibc), so that
  * the Embedded Swift runtime and C code in the same image allocate from Quarry.
@@ -37,6 +49,8 @@ typedef enum quarry_error {
     QUARRY_ERR_NOT_INITIALIZED = 7,  /* a call before quarry_init */
     QUARRY_ERR_BUSY = 8,             /* a free re-entering Quarry (e.g. from a constructor)
                                         that needs a lock its CPU holds: nothing changed */
+    QUARRY_ERR_TOO_MANY_THREADS = 9, /* (host) 64 threads already hold a CPU index */
+    QUARRY_ERR_BAD_OPTIONS = 10,     /* an options struct this library cannot read */
     /* Free (the pointer is left alone). */
     QUARRY_ERR_OUTSIDE_ARENA = 16,   /* not in the arena */
     QUARRY_ERR_METADATA_POINTER = 17,/* in the arena's page map or bitmap */
@@ -164,6 +178,54 @@ size_t quarry_cache_shrink(quarry_cache *cache);
 /* QUARRY_ERR_CACHE_NOT_EMPTY (and nothing changes) while objects are allocated. */
 quarry_error quarry_cache_destroy(quarry_cache *cache);
 
+/* Cache options: the safety and debugging features of quarry_cache_create_with, all off
+ * by default (docs/safety.md measures their costs). What is always on (pointer checks,
+ * the double-free check, encoded free-list links) needs no option.
+ *
+ * Versioned by size: set struct_size to sizeof(quarry_cache_options) and zero what you
+ * do not set, e.g. with QUARRY_CACHE_OPTIONS_INIT. Later versions add fields in
+ * `reserved` and at the end. A library reads only the first struct_size bytes (an older
+ * caller's missing fields keep their defaults) and refuses with QUARRY_ERR_BAD_OPTIONS
+ * a struct_size below sizeof(size_t), nonzero `reserved` bytes, or nonzero bytes past
+ * its own sizeof (a newer caller's options it does not know). A flag is on when nonzero.
+ * No padding: 16 bytes on 32-bit targets, 24 on 64-bit ones. */
+typedef struct quarry_cache_options {
+    size_t struct_size;
+    /* Bytes after each object (rounded up to 8), filled with 0xbb and checked on free:
+     * a write past the object is QUARRY_ERR_RED_ZONE (error hook and counters; the
+     * free still happens). Grows the stride. Too large: QUARRY_ERR_SIZE_TOO_LARGE. */
+    size_t red_zone;
+    /* Freed objects are filled with 0x6b (but their free-link word) and checked when
+     * handed out again: a write after free is QUARRY_ERR_USE_AFTER_FREE (hook and
+     * counters; the object is still handed out). Ignored with a constructor or
+     * type_stable, which need a freed object's bytes kept. */
+    uint8_t poison;
+    uint8_t zero_on_alloc;      /* objects are zeroed when handed out (ignored with a constructor) */
+    uint8_t zero_on_free;       /* objects are zeroed when freed (ignored with poison or type_stable) */
+    /* New slabs hand out their objects in a random order instead of address order. */
+    uint8_t randomize_slots;
+    /* Type-stable memory (Linux SLAB_TYPESAFE_BY_RCU): the cache's slabs stay with it
+     * until destroy and freeing writes nothing into the caller's bytes, so memory that
+     * held an object of the cache holds one while the cache lives. */
+    uint8_t type_stable;
+    uint8_t reserved[3];        /* zero */
+} quarry_cache_options;
+
+#define QUARRY_CACHE_OPTIONS_INIT { sizeof(quarry_cache_options), 0, 0, 0, 0, 0, 0, {0, 0, 0} }
+
+/* quarry_cache_create with options; NULL options are the defaults (quarry_cache_create). */
+quarry_cache *quarry_cache_create_with(const char *name, size_t size, size_t align, quarry_ctor ctor,
+                                       const quarry_cache_options *options);
+
+/* quarry_init with the options of every malloc size-class cache: the heap-wide safety
+ * choice. poison, zero_on_alloc, zero_on_free and randomize_slots apply to every block
+ * of at most 32 KiB (spans above are pages, with none of them); red_zone and type_stable
+ * cannot (a class's stride is its size; malloc memory has no type): nonzero, they are
+ * QUARRY_ERR_BAD_OPTIONS, as is an unreadable struct, and nothing is set up. NULL is
+ * quarry_init. The error hook receives a malloc block's class cache as a pointer that
+ * is not a handle. The other options are per cache: there are no other heap-wide ones. */
+quarry_error quarry_init_with(void *base, size_t size, const quarry_cache_options *malloc_options);
+
 /* malloc family. Size 0 gives a unique smallest object (never NULL on success).
  * Blocks are 16-byte aligned (8 for requests of at most 8 bytes): the largest power
  * of two dividing their size class. Requests above 32 KiB are whole pages. */
@@ -200,8 +262,14 @@ quarry_error quarry_cache_stats(quarry_cache *cache, quarry_cache_statistics *ou
 quarry_error quarry_heap_stats(quarry_heap_statistics *out);
 /* Writes the slabinfo table through `write`, or to the platform's output when NULL. */
 void quarry_slabinfo(quarry_write_fn write, void *context);
-/* The error of the most recent refused call (any CPU); QUARRY_OK if none yet. */
+/* The error of the calling CPU's (host: thread's) most recent refused call; QUARRY_OK
+ * if none since the start or quarry_clear_error. Successful calls leave it alone. One
+ * byte per CPU, written with a relaxed atomic store: on bare metal an interrupt handler
+ * whose call is refused on the same CPU overwrites it, so a value read after such a
+ * handler ran may be the handler's. Decide on return values; use this to say why. */
 quarry_error quarry_last_error(void);
+/* Sets the calling CPU's (host: thread's) last error back to QUARRY_OK. */
+void quarry_clear_error(void);
 /* A fixed, NUL-terminated name for `error` ("double free"); "unknown" otherwise. */
 const char *quarry_error_name(quarry_error error);
 /* Sets the error hook (NULL removes it). */
@@ -225,6 +293,19 @@ typedef struct quarry_validation {
  * corruption are not findings. Changes nothing; only when no other CPU or interrupt
  * handler is inside Quarry. QUARRY_ERR_NOT_INITIALIZED before quarry_init. */
 quarry_error quarry_validate(quarry_validation *out);
+
+#ifdef QUARRY_TESTING
+/* Test hooks: defined only by a library built with QUARRY_CHECKED (swiftc -D QUARRY_CHECKED;
+ * SwiftPM debug builds, so the host tests), declared only when the program defines
+ * QUARRY_TESTING. Call them at quiescence (no other call inside Quarry).
+ *
+ * Makes the after-th page request from now fail as if the arena were full, once
+ * (after >= 1); 0 cancels. A request is one new slab or one span (a block above 32 KiB
+ * or aligned beyond a page). QUARRY_ERR_NOT_INITIALIZED before quarry_init. */
+quarry_error quarry_test_fail_page_request(size_t after);
+/* Page requests failed by quarry_test_fail_page_request so far (0 before quarry_init). */
+size_t quarry_test_injected_failures(void);
+#endif
 
 #ifdef __cplusplus
 }

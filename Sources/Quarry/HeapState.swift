@@ -53,7 +53,7 @@ struct HeapState: ~Copyable {
     let cacheOfCaches: UnsafeMutablePointer<CacheState>
     /// The cache whose objects are magazines.
     let magazineCache: UnsafeMutablePointer<CacheState>
-    let front = FrontState()
+    let front: FrontState
     /// The error hook's function pointer bits (0: none); see `Quarry.setErrorHook`.
     let errorHook = Atomic<UInt>(0)
     /// Caches created by the public `createCache` so far; the low bits are the new
@@ -64,7 +64,8 @@ struct HeapState: ~Copyable {
     var testHook: TestHook? = nil
     #endif
 
-    init(arena: Arena, tuning: Tuning, maxCPUs: Int, layout: HeaderLayout) {
+    init(arena: Arena, tuning: Tuning, maxCPUs: Int, layout: HeaderLayout, mallocOptions: CacheOptions = CacheOptions()) {
+        front = FrontState(options: mallocOptions)
         self.arena = arena
         self.tuning = tuning
         self.maxCPUs = maxCPUs

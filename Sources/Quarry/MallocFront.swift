@@ -34,10 +34,14 @@ struct FrontState: ~Copyable {
     /// Refused operations the front detected itself, by kind (index `rawValue - 16`);
     /// errors on a pointer into a class cache's slab are counted by that cache.
     let errors: InlineArray<10, Atomic<UInt>>
+    /// The options every class cache is created with (`Quarry.initialize`'s
+    /// `mallocOptions`): no red zone (a class's stride is its size) and not type-stable.
+    let options: CacheOptions
 
-    init() {
+    init(options: CacheOptions = CacheOptions()) {
         classes = InlineArray { _ in Atomic<UInt>(0) }
         errors = InlineArray { _ in Atomic<UInt>(0) }
+        self.options = options
     }
 }
 
@@ -341,7 +345,7 @@ public struct MallocFront<P: Platform> {
         name.write(UInt64(word: UInt(SizeClasses.size(ofClass: index))))
         let cache = try Quarry<P>(heap: heap).createCacheUnchecked(
             name: name, size: SizeClasses.size(ofClass: index), alignment: SizeClasses.alignment(ofClass: index),
-            constructor: nil)
+            constructor: nil, options: heap.pointee.front.options)
         cache.state.pointee.handleMagic.store(CacheState.classMagic, ordering: .releasing)
         heap.pointee.front.classes[index].store(UInt(bitPattern: cache.state), ordering: .releasing)
         return cache

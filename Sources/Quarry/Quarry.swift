@@ -16,12 +16,16 @@ public struct Quarry<P: Platform> {
     /// O(maxCPUs): writes only the header at the region's start; no page is touched
     /// until it is first used. Throws `.arenaTooSmall` when the region cannot hold the
     /// header, the metadata and one page. A `tuning` that breaks its relations (see
-    /// Tuning) traps.
+    /// Tuning) traps. `mallocOptions` are the options of every malloc class cache
+    /// (poison, zeroing, randomized slots); a red zone or type stability, which a class
+    /// cannot have (its stride is its size; its memory is not typed), is `.badOptions`.
     public static func initialize(
-        base: UnsafeMutableRawPointer, size: Int, tuning: Tuning = .standard
+        base: UnsafeMutableRawPointer, size: Int, tuning: Tuning = .standard,
+        mallocOptions: CacheOptions = CacheOptions()
     ) throws(QuarryError) -> Quarry {
         precondition(tuning.isValid, "Quarry: tuning out of range")
         precondition(P.maxCPUs >= 1, "Quarry: a platform needs at least one CPU")
+        guard mallocOptions.redZone == 0 && !mallocOptions.typeStable else { throw .badOptions }
         let layout = HeaderLayout(maxCPUs: P.maxCPUs)
         guard size > 0, let arena = Arena(
             base: UInt(bitPattern: base), size: UInt(size), headerBytes: layout.bytes)
@@ -31,7 +35,8 @@ public struct Quarry<P: Platform> {
         // else uses them.
         let heap = UnsafeMutableRawPointer(bitPattern: arena.regionStart)!
             .bindMemory(to: HeapState.self, capacity: 1)
-        heap.initialize(to: HeapState(arena: arena, tuning: tuning, maxCPUs: P.maxCPUs, layout: layout))
+        heap.initialize(to: HeapState(arena: arena, tuning: tuning, maxCPUs: P.maxCPUs, layout: layout,
+                                      mallocOptions: mallocOptions))
         let stateBytes = CacheState.footprint(maxCPUs: P.maxCPUs)
         let magazineBytes = Magazine.bytes(capacity: max(tuning.magazineSize, 1))
         let caches: SlabGeometry

@@ -25,6 +25,13 @@ public enum QuarryError: UInt8, Error, Sendable {
     /// take a lock: nothing changed, the object is still the caller's; free it again
     /// later (see CPUCache's interrupt contract).
     case busy = 8
+    /// (Host C library) the calling thread found every CPU index taken by live threads
+    /// (at most `maxCPUs` call Quarry at once; an index comes back when its thread exits).
+    case tooManyThreads = 9
+    /// Options that cannot be used: from C, an options struct the library cannot read
+    /// (`struct_size` below its first field's end, or bytes the library does not know
+    /// that are not zero); malloc options with a red zone or type stability.
+    case badOptions = 10
 
     // Free.
     /// The pointer lies outside the arena.
@@ -83,6 +90,8 @@ extension QuarryError {
         case .invalidCache: "invalid cache"
         case .notInitialized: "not initialized"
         case .busy: "busy (re-entrant call)"
+        case .tooManyThreads: "too many threads"
+        case .badOptions: "bad options"
         case .outsideArena: "pointer outside arena"
         case .metadataPointer: "pointer into metadata"
         case .freePage: "pointer into a free page"

@@ -10,24 +10,38 @@
 import CQuarryHeader
 import Synchronization
 #if !hasFeature(Embedded)
+#if QUARRY_CHECKED
+@_spi(CABI) @_spi(Testing) import Quarry  // the test hooks at the end
+#else
 @_spi(CABI) import Quarry
+#endif
 #endif
 
 /// The state behind the C functions.
 ///
-/// Concurrency: `instance` is written only by `quarry_init`, which must run before
+/// Concurrency: `installed` is written only by `quarry_init`, which must run before
 /// every other call and never while another call runs; afterwards it is only read.
-/// `lastError` is one word written with a relaxed atomic store by any CPU: a
-/// diagnosis of the most recent refusal, not a per-thread errno.
+/// The last error is the caller's (CCaller: a byte per CPU on bare metal, per thread
+/// on the host): a diagnosis of its most recent refusal.
 enum CABI {
-    nonisolated(unsafe) static var instance: Quarry<CPlatform>? = nil
-    static let lastError = Atomic<UInt8>(0)
+    nonisolated(unsafe) static var installed: Quarry<CPlatform>? = nil
+
+    /// The instance, for a caller with a CPU index (`CCaller.enter`: on the host, the
+    /// calling thread's, claimed on its first call); nil before `quarry_init` or for a
+    /// caller that has none (then `fail(.notInitialized)` reports `.tooManyThreads`).
+    /// Every C function reaches the heap through here, so no call runs without an index.
+    static var instance: Quarry<CPlatform>? {
+        @inline(__always) get { CCaller.enter() ? installed : nil }
+        set { installed = newValue }
+    }
 
     /// Records `error` for `quarry_last_error` and returns its C value (out of line:
-    /// only error paths call it).
+    /// only error paths call it). A call refused for want of `instance` when the
+    /// caller has no CPU index is refused for that reason.
     @inline(never)
     static func fail(_ error: QuarryError) -> quarry_error {
-        lastError.store(error.rawValue, ordering: .relaxed)
+        let error = error == .notInitialized && !CCaller.hasCPU ? QuarryError.tooManyThreads : error
+        CCaller.setLastError(error.rawValue)
         return code(error)
     }
 
@@ -49,13 +63,15 @@ enum CABI {
     }
 
     /// The cache of a handle on the hit paths: the magic word alone in release builds
-    /// (no load of `instance`: a handle exists only after `quarry_init`); the full
-    /// check in checked builds. nil: take the out-of-line path.
+    /// (no load of `instance`: a handle exists only after `quarry_init`), after the
+    /// caller's CPU index (`CCaller.enter`, which `instance` would have checked; nothing
+    /// on bare metal); the full check in checked builds. nil: take the out-of-line path.
     @inline(__always)
     static func hitCache(_ handle: OpaquePointer?) -> SlabCache<CPlatform>? {
         #if QUARRY_CHECKED
         return cache(handle)
         #else
+        guard CCaller.enter() else { return nil }
         return SlabCache<CPlatform>(magicHandle: UnsafeRawPointer(handle))
         #endif
     }
@@ -127,14 +143,7 @@ enum CABI {
 
 @c @implementation
 public func quarry_init(_ base: UnsafeMutableRawPointer?, _ size: Int) -> quarry_error {
-    guard let base else { return CABI.fail(.arenaTooSmall) }
-    do {
-        // A size_t above Int.max: the arena ends at the top of the address space.
-        CABI.instance = try Quarry<CPlatform>.initialize(base: base, size: size < 0 ? Int.max : size)
-        return QUARRY_OK
-    } catch {
-        return CABI.fail(error)
-    }
+    CABI.initialize(base, size, .success(CacheOptions()))
 }
 
 // MARK: Caches
@@ -143,30 +152,7 @@ public func quarry_init(_ base: UnsafeMutableRawPointer?, _ size: Int) -> quarry
 public func quarry_cache_create(
     _ name: UnsafePointer<CChar>?, _ size: Int, _ align: Int, _ ctor: quarry_ctor?
 ) -> OpaquePointer? {
-    guard let q = CABI.instance else {
-        _ = CABI.fail(.notInitialized)
-        return nil
-    }
-    guard size >= 0 else {
-        _ = CABI.fail(.sizeTooLarge)
-        return nil
-    }
-    var length = 0
-    if let name { while length < 31 && name[length] != 0 { length += 1 } }
-    // Sound: `length` bytes of `name` were just read as CChar; UInt8 has the same layout.
-    let bytes = UnsafeRawPointer(name).map { UnsafeBufferPointer(start: $0.assumingMemoryBound(to: UInt8.self), count: length) }
-    let cacheName = CacheName(utf8: bytes ?? UnsafeBufferPointer(start: nil, count: 0))
-    // Sound: both are C function pointers taking one pointer; C cannot express the
-    // non-null guarantee Swift's ObjectConstructor type carries (Quarry never passes null).
-    let constructor = ctor.map { unsafeBitCast($0, to: ObjectConstructor.self) }
-    do {
-        let cache = try q.createCache(name: cacheName, size: size, alignment: align == 0 ? 8 : align,
-                                      constructor: constructor)
-        return OpaquePointer(cache.handle)
-    } catch {
-        _ = CABI.fail(error)
-        return nil
-    }
+    CABI.createCache(name, size, align, ctor, .success(CacheOptions()))
 }
 
 // The hot entry points (cache alloc and free, malloc and free) inline their hit path:
@@ -456,7 +442,7 @@ public func quarry_slabinfo(_ write: quarry_write_fn?, _ context: UnsafeMutableR
 
 @c @implementation
 public func quarry_last_error() -> quarry_error {
-    quarry_error(rawValue: UInt32(CABI.lastError.load(ordering: .relaxed)))
+    quarry_error(rawValue: UInt32(CCaller.lastError))
 }
 
 @c @implementation
@@ -497,3 +483,126 @@ public func quarry_validate(_ out: UnsafeMutablePointer<quarry_validation>?) -> 
     out?.pointee = v
     return v.error
 }
+
+// MARK: Cache options, the caller's last error, test hooks (issue 11)
+
+extension CABI {
+    /// `quarry_init` and `quarry_init_with`: `mallocOptions` as read from C.
+    static func initialize(
+        _ base: UnsafeMutableRawPointer?, _ size: Int, _ mallocOptions: Result<CacheOptions, QuarryError>
+    ) -> quarry_error {
+        guard let base else { return fail(.arenaTooSmall) }
+        guard CCaller.enter() else { return fail(.tooManyThreads) }
+        do {
+            // A size_t above Int.max: the arena ends at the top of the address space.
+            instance = try Quarry<CPlatform>.initialize(base: base, size: size < 0 ? Int.max : size,
+                                                        mallocOptions: mallocOptions.get())
+            return QUARRY_OK
+        } catch {
+            return fail(error)
+        }
+    }
+
+    /// `quarry_cache_create` and `quarry_cache_create_with`: `options` as read from C.
+    static func createCache(
+        _ name: UnsafePointer<CChar>?, _ size: Int, _ align: Int, _ ctor: quarry_ctor?,
+        _ options: Result<CacheOptions, QuarryError>
+    ) -> OpaquePointer? {
+        guard let q = instance else {
+            _ = fail(.notInitialized)
+            return nil
+        }
+        let cacheOptions: CacheOptions
+        switch options {
+        case .success(let o): cacheOptions = o
+        case .failure(let error):
+            _ = fail(error)
+            return nil
+        }
+        guard size >= 0 else {
+            _ = fail(.sizeTooLarge)
+            return nil
+        }
+        var length = 0
+        if let name { while length < 31 && name[length] != 0 { length += 1 } }
+        // Sound: `length` bytes of `name` were just read as CChar; UInt8 has the same layout.
+        let bytes = UnsafeRawPointer(name).map { UnsafeBufferPointer(start: $0.assumingMemoryBound(to: UInt8.self), count: length) }
+        let cacheName = CacheName(utf8: bytes ?? UnsafeBufferPointer(start: nil, count: 0))
+        // Sound: both are C function pointers taking one pointer; C cannot express the
+        // non-null guarantee Swift's ObjectConstructor type carries (Quarry never passes null).
+        let constructor = ctor.map { unsafeBitCast($0, to: ObjectConstructor.self) }
+        do {
+            let cache = try q.createCache(name: cacheName, size: size, alignment: align == 0 ? 8 : align,
+                                          constructor: constructor, options: cacheOptions)
+            return OpaquePointer(cache.handle)
+        } catch {
+            _ = fail(error)
+            return nil
+        }
+    }
+
+    /// The options a C `quarry_cache_options` asks for, read by quarry.h's size rule:
+    /// the first `struct_size` bytes (missing fields are defaults); refused
+    /// (`.badOptions`) when `struct_size` is below one `size_t` or above a page (no
+    /// options struct is that long), when `reserved` is not zero, or when a byte past
+    /// this library's struct is not zero. NULL is the defaults.
+    static func options(_ pointer: UnsafePointer<quarry_cache_options>?) -> Result<CacheOptions, QuarryError> {
+        guard let pointer else { return .success(CacheOptions()) }
+        let raw = UnsafeRawPointer(pointer)
+        let known = MemoryLayout<quarry_cache_options>.size
+        // Sound: every version of the struct starts with its size_t struct_size.
+        let given = raw.load(as: Int.self)
+        guard given >= MemoryLayout<Int>.size && given <= 4096 else { return .failure(.badOptions) }
+        var i = known
+        while i < given {
+            if raw.load(fromByteOffset: i, as: UInt8.self) != 0 { return .failure(.badOptions) }
+            i += 1
+        }
+        var c = quarry_cache_options()
+        withUnsafeMutableBytes(of: &c) { $0.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: min(given, known))) }
+        guard c.reserved.0 == 0 && c.reserved.1 == 0 && c.reserved.2 == 0 else { return .failure(.badOptions) }
+        // A red zone above Int.max arrives negative: SlabGeometry refuses it (.sizeTooLarge).
+        return .success(CacheOptions(
+            randomizeFreeSlots: c.randomize_slots != 0, poison: c.poison != 0, redZone: c.red_zone,
+            zeroOnAllocate: c.zero_on_alloc != 0, zeroOnFree: c.zero_on_free != 0, typeStable: c.type_stable != 0))
+    }
+}
+
+@c @implementation
+public func quarry_init_with(
+    _ base: UnsafeMutableRawPointer?, _ size: Int, _ mallocOptions: UnsafePointer<quarry_cache_options>?
+) -> quarry_error {
+    CABI.initialize(base, size, CABI.options(mallocOptions))
+}
+
+@c @implementation
+public func quarry_cache_create_with(
+    _ name: UnsafePointer<CChar>?, _ size: Int, _ align: Int, _ ctor: quarry_ctor?,
+    _ options: UnsafePointer<quarry_cache_options>?
+) -> OpaquePointer? {
+    CABI.createCache(name, size, align, ctor, CABI.options(options))
+}
+
+@c @implementation
+public func quarry_clear_error() {
+    CCaller.setLastError(0)
+}
+
+#if QUARRY_CHECKED
+// Declared in quarry.h under QUARRY_TESTING, which the Swift side does not define, so
+// these are plain `@c` (no @implementation): HeaderTests and the C scenario (built with
+// QUARRY_TESTING) check them against the prototypes.
+
+@c(quarry_test_fail_page_request)
+public func quarry_test_fail_page_request(_ after: Int) -> quarry_error {
+    guard let q = CABI.instance else { return CABI.fail(.notInitialized) }
+    // A size_t above Int.max arrives negative: a request no program reaches, as 0 (none).
+    q.failPageRequest(after: max(after, 0))
+    return QUARRY_OK
+}
+
+@c(quarry_test_injected_failures)
+public func quarry_test_injected_failures() -> Int {
+    CABI.instance?.injectedPageFailures.count ?? 0
+}
+#endif

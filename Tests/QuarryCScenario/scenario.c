@@ -3,6 +3,8 @@
 #include "quarry.h"
 #include "quarry_c_scenario.h"
 
+#include <stddef.h>
+
 typedef void (*function)(void);
 
 /* Casting a function pointer to void * is a common extension (POSIX requires it). */
@@ -15,6 +17,10 @@ const void *const quarry_c_functions[] = {
     F(quarry_cache_stats), F(quarry_heap_stats), F(quarry_slabinfo), F(quarry_last_error),
     F(quarry_error_name), F(quarry_check_invariants), F(quarry_set_error_hook), F(quarry_validate),
     F(quarry_cache_alloc_bulk), F(quarry_cache_free_bulk),
+    F(quarry_cache_create_with), F(quarry_clear_error), F(quarry_init_with),
+#ifdef QUARRY_TESTING
+    F(quarry_test_fail_page_request), F(quarry_test_injected_failures),
+#endif
 };
 const size_t quarry_c_function_count = sizeof quarry_c_functions / sizeof quarry_c_functions[0];
 
@@ -22,11 +28,13 @@ static int failures;
 
 static int hook_calls;
 static uint8_t hook_last;
+static quarry_cache *hook_cache;
+static uintptr_t hook_address;
 static void count_hook(uint8_t error, quarry_cache *cache, uintptr_t address) {
-    (void)cache;
-    (void)address;
     hook_calls++;
     hook_last = error;
+    hook_cache = cache;
+    hook_address = address;
 }
 static void (*logger)(const char *);
 
@@ -47,6 +55,230 @@ static void count_text(const char *text, size_t length, void *context) {
 static int is_zero(const unsigned char *p, size_t n) {
     for (size_t i = 0; i < n; i++) if (p[i]) return 0;
     return 1;
+}
+
+/* ---- Cache options, stale handles, the caller's last error, calloc with a zero
+ * factor, fault injection (issue 11). ---- */
+
+/* No padding: the versioning rule reads the struct byte by byte. */
+_Static_assert(sizeof(quarry_cache_options) == 2 * sizeof(size_t) + 8, "quarry_cache_options has padding");
+_Static_assert(offsetof(quarry_cache_options, red_zone) == sizeof(size_t), "struct_size first");
+
+static void options_contracts(void) {
+    quarry_cache_options o = QUARRY_CACHE_OPTIONS_INIT;
+    quarry_cache_statistics cs;
+
+    /* NULL and zeroed options are the defaults: a 40-byte cache has 40-byte objects. */
+    quarry_cache *plain = quarry_cache_create_with("plain", 40, 0, 0, 0);
+    CHECK(plain != 0 && quarry_cache_stats(plain, &cs) == QUARRY_OK && cs.object_size == 40);
+    CHECK(quarry_cache_destroy(plain) == QUARRY_OK);
+    plain = quarry_cache_create_with("plain", 40, 0, 0, &o);
+    CHECK(plain != 0 && quarry_cache_stats(plain, &cs) == QUARRY_OK && cs.object_size == 40);
+    CHECK(quarry_cache_destroy(plain) == QUARRY_OK);
+
+    /* The size rule. An older caller's struct (struct_size only): what follows is not read. */
+    o.red_zone = 64;
+    o.struct_size = sizeof(size_t);
+    plain = quarry_cache_create_with("old", 40, 0, 0, &o);
+    CHECK(plain != 0 && quarry_cache_stats(plain, &cs) == QUARRY_OK && cs.object_size == 40);
+    CHECK(quarry_cache_destroy(plain) == QUARRY_OK);
+    o.struct_size = sizeof o;
+    quarry_cache *zoned = quarry_cache_create_with("zoned", 40, 0, 0, &o);
+    CHECK(zoned != 0 && quarry_cache_stats(zoned, &cs) == QUARRY_OK && cs.object_size == 104);
+    CHECK(quarry_cache_destroy(zoned) == QUARRY_OK);
+    o.red_zone = 0;
+    /* A newer caller's struct: zero bytes past ours are fine, any other is refused. */
+    struct { quarry_cache_options known; uint64_t future; } newer = { QUARRY_CACHE_OPTIONS_INIT, 0 };
+    newer.known.struct_size = sizeof newer;
+    plain = quarry_cache_create_with("newer", 40, 0, 0, &newer.known);
+    CHECK(plain != 0);
+    CHECK(quarry_cache_destroy(plain) == QUARRY_OK);
+    newer.future = 1;
+    CHECK(quarry_cache_create_with("newer", 40, 0, 0, &newer.known) == 0
+          && quarry_last_error() == QUARRY_ERR_BAD_OPTIONS);
+    o.struct_size = 0;
+    CHECK(quarry_cache_create_with("unset", 40, 0, 0, &o) == 0 && quarry_last_error() == QUARRY_ERR_BAD_OPTIONS);
+    o.struct_size = sizeof o;
+    o.reserved[1] = 1;
+    CHECK(quarry_cache_create_with("reserved", 40, 0, 0, &o) == 0 && quarry_last_error() == QUARRY_ERR_BAD_OPTIONS);
+    o.reserved[1] = 0;
+    o.red_zone = SIZE_MAX;
+    CHECK(quarry_cache_create_with("huge zone", 40, 0, 0, &o) == 0 && quarry_last_error() == QUARRY_ERR_SIZE_TOO_LARGE);
+    o.red_zone = 0;
+
+    /* Poison and a red zone: a write past the object is reported when it is freed, a
+       write after free when it is handed out again; each through the hook (with the
+       cache's handle and the object) and the counters, and neither refuses the call. */
+    quarry_set_error_hook(count_hook);
+    hook_calls = 0;
+    o.poison = 1;
+    o.red_zone = 8;
+    quarry_cache *debug = quarry_cache_create_with("debug", 40, 0, 0, &o);
+    CHECK(debug != 0);
+    unsigned char *d = quarry_cache_alloc(debug);
+    CHECK(d != 0);
+    d[40] = 0;                                  /* one byte past the object */
+    CHECK(quarry_cache_free(debug, d) == QUARRY_OK);
+    CHECK(hook_calls == 1 && hook_last == QUARRY_ERR_RED_ZONE && hook_cache == debug && hook_address == (uintptr_t)d);
+    CHECK(d[8] == 0x6b && d[39] == 0x6b);       /* poisoned (but the link word) */
+    d[20] = 1;                                  /* a write after free */
+    unsigned char *again = quarry_cache_alloc(debug);
+    CHECK(again == d);
+    CHECK(hook_calls == 2 && hook_last == QUARRY_ERR_USE_AFTER_FREE && hook_cache == debug);
+    CHECK(quarry_cache_stats(debug, &cs) == QUARRY_OK && cs.errors == 2
+          && cs.errors_by_kind[QUARRY_ERR_RED_ZONE - 16] == 1 && cs.errors_by_kind[QUARRY_ERR_USE_AFTER_FREE - 16] == 1);
+    CHECK(quarry_cache_free(debug, again) == QUARRY_OK && hook_calls == 2);
+    CHECK(quarry_cache_destroy(debug) == QUARRY_OK);
+    quarry_set_error_hook(0);
+    o.poison = 0;
+    o.red_zone = 0;
+
+    /* Zero on allocate and on free. */
+    o.zero_on_alloc = 1;
+    o.zero_on_free = 1;
+    quarry_cache *zeroing = quarry_cache_create_with("zeroing", 64, 0, 0, &o);
+    unsigned char *z = quarry_cache_alloc(zeroing);
+    CHECK(z != 0 && is_zero(z, 64));
+    for (int i = 0; i < 64; i++) z[i] = 0xee;
+    CHECK(quarry_cache_free(zeroing, z) == QUARRY_OK);
+    CHECK(is_zero(z + 8, 56));                   /* the first word holds the free link */
+    unsigned char *z2 = quarry_cache_alloc(zeroing);
+    CHECK(z2 == z && is_zero(z2, 64));
+    CHECK(quarry_cache_free(zeroing, z2) == QUARRY_OK);
+    CHECK(quarry_cache_destroy(zeroing) == QUARRY_OK);
+    o.zero_on_alloc = o.zero_on_free = 0;
+
+    /* Randomised slots: a new slab's objects do not come out in address order. */
+    o.randomize_slots = 1;
+    quarry_cache *shuffled = quarry_cache_create_with("shuffled", 64, 0, 0, &o);
+    void *objects[32];
+    int increasing = 1;
+    for (int i = 0; i < 32; i++) {
+        objects[i] = quarry_cache_alloc(shuffled);
+        CHECK(objects[i] != 0);
+        if (i > 0 && (uintptr_t)objects[i] < (uintptr_t)objects[i - 1]) increasing = 0;
+    }
+    CHECK(!increasing);
+    for (int i = 0; i < 32; i++) CHECK(quarry_cache_free(shuffled, objects[i]) == QUARRY_OK);
+    CHECK(quarry_cache_destroy(shuffled) == QUARRY_OK);
+    o.randomize_slots = 0;
+
+    /* Type stability: freeing writes nothing into the object, and shrinking keeps the slabs. */
+    o.type_stable = 1;
+    quarry_cache *stable = quarry_cache_create_with("stable", 64, 0, 0, &o);
+    unsigned char *t = quarry_cache_alloc(stable);
+    CHECK(t != 0);
+    for (int i = 0; i < 64; i++) t[i] = (unsigned char)i;
+    CHECK(quarry_cache_free(stable, t) == QUARRY_OK);
+    int kept = 1;
+    for (int i = 0; i < 64; i++) if (t[i] != (unsigned char)i) kept = 0;
+    CHECK(kept);
+    quarry_shrink();
+    CHECK(quarry_cache_stats(stable, &cs) == QUARRY_OK && cs.pages > 0 && cs.slabs_released == 0);
+    CHECK(quarry_cache_destroy(stable) == QUARRY_OK);
+
+    /* A stale handle: the next cache lives in the destroyed one's memory, and the old
+       handle still names nothing. */
+    quarry_cache *first = quarry_cache_create("first", 40, 0, 0);
+    CHECK(first != 0 && quarry_cache_destroy(first) == QUARRY_OK);
+    quarry_cache *second = quarry_cache_create("second", 40, 0, 0);
+    CHECK(second != 0 && second != first);
+    CHECK(((uintptr_t)second & ~(uintptr_t)63) == ((uintptr_t)first & ~(uintptr_t)63));   /* same memory */
+    quarry_clear_error();
+    CHECK(quarry_cache_alloc(first) == 0 && quarry_last_error() == QUARRY_ERR_INVALID_CACHE);
+    void *in_second = quarry_cache_alloc(second);
+    CHECK(in_second != 0);
+    CHECK(quarry_cache_free(first, in_second) == QUARRY_ERR_INVALID_CACHE);
+    CHECK(quarry_cache_stats(first, &cs) == QUARRY_ERR_INVALID_CACHE);
+    CHECK(quarry_cache_destroy(first) == QUARRY_ERR_INVALID_CACHE);
+    CHECK(quarry_cache_free(second, in_second) == QUARRY_OK);
+    CHECK(quarry_cache_destroy(second) == QUARRY_OK);
+
+    /* The last error: kept until cleared, left alone by successful calls. */
+    CHECK(quarry_cache_alloc(0) == 0 && quarry_last_error() == QUARRY_ERR_INVALID_CACHE);
+    void *ok = quarry_malloc(10);
+    CHECK(ok != 0 && quarry_last_error() == QUARRY_ERR_INVALID_CACHE);
+    quarry_free(ok);
+    quarry_clear_error();
+    CHECK(quarry_last_error() == QUARRY_OK);
+
+    /* calloc: a zero factor is a smallest block, whatever the other; only an
+       overflowing (or too large) product is refused. */
+    static const size_t others[] = {0, 1, 5, 4096, SIZE_MAX / 2, SIZE_MAX - 1, SIZE_MAX};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        void *a = quarry_calloc(0, others[i]), *b = quarry_calloc(others[i], 0);
+        CHECK(a != 0 && b != 0 && a != b && quarry_usable_size(a) == 8 && quarry_usable_size(b) == 8);
+        quarry_free(a);
+        quarry_free(b);
+    }
+    CHECK(quarry_last_error() == QUARRY_OK);
+    CHECK(quarry_calloc(SIZE_MAX, 2) == 0 && quarry_last_error() == QUARRY_ERR_SIZE_TOO_LARGE);
+    CHECK(quarry_calloc(2, SIZE_MAX) == 0 && quarry_last_error() == QUARRY_ERR_SIZE_TOO_LARGE);
+    CHECK(quarry_calloc(1, SIZE_MAX) == 0 && quarry_last_error() == QUARRY_ERR_SIZE_TOO_LARGE);
+    quarry_clear_error();
+
+#ifdef QUARRY_TESTING
+    /* Fault injection: the next page request (a span) fails once, then all is well. */
+    size_t injected = quarry_test_injected_failures();
+    CHECK(quarry_test_fail_page_request(1) == QUARRY_OK);
+    CHECK(quarry_malloc(40000) == 0 && quarry_last_error() == QUARRY_ERR_OUT_OF_MEMORY);
+    CHECK(quarry_test_injected_failures() == injected + 1);
+    void *span = quarry_malloc(40000);
+    CHECK(span != 0);
+    quarry_free(span);
+    /* The second request from now: a new cache's first slab, then a span. */
+    quarry_cache *late = quarry_cache_create("late", 100, 0, 0);
+    CHECK(quarry_test_fail_page_request(2) == QUARRY_OK);
+    void *first_slab = quarry_cache_alloc(late);
+    CHECK(first_slab != 0);
+    CHECK(quarry_malloc(50000) == 0 && quarry_last_error() == QUARRY_ERR_OUT_OF_MEMORY);
+    CHECK(quarry_test_injected_failures() == injected + 2);
+    CHECK(quarry_test_fail_page_request(1) == QUARRY_OK && quarry_test_fail_page_request(0) == QUARRY_OK);
+    span = quarry_malloc(50000);
+    CHECK(span != 0 && quarry_test_injected_failures() == injected + 2);
+    quarry_free(span);
+    CHECK(quarry_cache_free(late, first_slab) == QUARRY_OK && quarry_cache_destroy(late) == QUARRY_OK);
+    quarry_clear_error();
+#endif
+}
+
+/* A fresh instance whose malloc classes poison freed blocks and hand them out zeroed. */
+static void malloc_options(void *arena, size_t size) {
+    quarry_cache_options o = QUARRY_CACHE_OPTIONS_INIT;
+    o.red_zone = 8;
+    CHECK(quarry_init_with(arena, size, &o) == QUARRY_ERR_BAD_OPTIONS);
+    o.red_zone = 0;
+    o.type_stable = 1;
+    CHECK(quarry_init_with(arena, size, &o) == QUARRY_ERR_BAD_OPTIONS);
+    o.type_stable = 0;
+    o.poison = 1;
+    o.zero_on_alloc = 1;
+    CHECK(quarry_init_with(arena, size, &o) == QUARRY_OK);
+    quarry_set_error_hook(count_hook);
+    hook_calls = 0;
+    unsigned char *m = quarry_malloc(100);
+    CHECK(m != 0 && is_zero(m, 100));
+    for (int i = 0; i < 100; i++) m[i] = 0xee;
+    quarry_free(m);
+    CHECK(m[8] == 0x6b && m[111] == 0x6b && hook_calls == 0);   /* the 112-byte class, poisoned */
+    m[60] = 0;                                                   /* a write after free */
+    unsigned char *again = quarry_malloc(100);
+    CHECK(again == m && hook_calls == 1 && hook_last == QUARRY_ERR_USE_AFTER_FREE && hook_address == (uintptr_t)m);
+    CHECK(is_zero(again, 100));
+    quarry_free(again);
+    void *big = quarry_malloc(40000);                            /* a span: no options */
+    CHECK(big != 0);
+    quarry_free(big);
+    quarry_set_error_hook(0);
+    quarry_shrink();
+    quarry_heap_statistics h;
+    CHECK(quarry_heap_stats(&h) == QUARRY_OK && h.pages_in_use == 0);
+    CHECK(quarry_init_with(arena, size, 0) == QUARRY_OK);        /* NULL: the defaults */
+    unsigned char *plain = quarry_malloc(100);
+    CHECK(plain != 0);
+    plain[50] = 0xee;
+    quarry_free(plain);
+    CHECK(plain[50] == 0xee);                                    /* not poisoned */
 }
 
 int quarry_c_scenario(void *arena, size_t size, void (*log)(const char *message)) {
@@ -206,8 +438,13 @@ int quarry_c_scenario(void *arena, size_t size, void (*log)(const char *message)
     CHECK(quarry_validate(&found) == QUARRY_OK && found.error == QUARRY_OK && found.address == 0 && found.cache[0] == 0);
     CHECK(quarry_validate(0) == QUARRY_OK);
 
+    options_contracts();
+    quarry_check_invariants();
+
     /* Everything freed: after shrinking, no page is in use. */
     quarry_shrink();
     CHECK(quarry_heap_stats(&after) == QUARRY_OK && after.pages_in_use == 0 && after.live_spans == 0);
+
+    malloc_options(arena, size);
     return failures;
 }

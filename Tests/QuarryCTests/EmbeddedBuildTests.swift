@@ -44,6 +44,9 @@ let allowedUndefined: Set<String> = [
         let defined = try definedSymbols([object])
         let declared = try headerFunctions()
         #expect(declared.subtracting(defined).isEmpty, "not in the \(arch) library: \(declared.subtracting(defined).sorted())")
+        // The test hooks (quarry.h's QUARRY_TESTING block) only in a QUARRY_CHECKED library.
+        let hooks = try headerFunctions(testing: true).subtracting(declared)
+        #expect(!hooks.isEmpty && hooks.isDisjoint(with: defined), "test hooks in the \(arch) release library")
         let (_, undefinedText) = try run("nm", ["-u", "-P", object])
         let undefined = Set(undefinedText.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) })
         #expect(undefined.subtracting(allowedUndefined).isEmpty,

@@ -27,10 +27,22 @@ func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output
 let gccAvailable = (try? run("gcc", ["--version"]).status) == 0
 let nmAvailable = (try? run("nm", ["--version"]).status) == 0
 
-/// Names of the functions include/quarry.h declares (comments stripped first).
-func headerFunctions() throws -> Set<String> {
+/// Whether the library under test is checked (QUARRY_CHECKED): then it also defines the
+/// test hooks quarry.h declares under QUARRY_TESTING (and the C scenario sees them).
+#if QUARRY_CHECKED
+let libraryIsChecked = true
+#else
+let libraryIsChecked = false
+#endif
+
+/// Names of the functions include/quarry.h declares (comments stripped first); those of
+/// its `#ifdef QUARRY_TESTING` block only with `testing`.
+func headerFunctions(testing: Bool = false) throws -> Set<String> {
     var text = try String(contentsOf: packageRoot.appendingPathComponent("include/quarry.h"), encoding: .utf8)
     text = text.replacingOccurrences(of: #"/\*[\s\S]*?\*/"#, with: " ", options: .regularExpression)
+    if !testing {
+        text = text.replacingOccurrences(of: #"#ifdef QUARRY_TESTING[\s\S]*?#endif"#, with: " ", options: .regularExpression)
+    }
     let regex = try NSRegularExpression(pattern: #"\b(quarry_[a-z0-9_]+)\s*\("#)
     let range = NSRange(text.startIndex..., in: text)
     return Set(regex.matches(in: text, range: range).map { String(text[Range($0.range(at: 1), in: text)!]) })
@@ -48,9 +60,12 @@ func definedSymbols(_ objects: [String]) throws -> Set<String> {
 
 @Suite struct HeaderTests {
     @Test func declaresSomething() throws {
-        let functions = try headerFunctions()
+        let functions = try headerFunctions(testing: libraryIsChecked)
         #expect(functions.contains("quarry_init") && functions.contains("quarry_posix_memalign"))
-        // The C scenario takes the address of every declared function through the header.
+        #expect(try headerFunctions(testing: true).subtracting(headerFunctions()) ==
+                ["quarry_test_fail_page_request", "quarry_test_injected_failures"])
+        // The C scenario takes the address of every declared function through the header
+        // (the test hooks when built with QUARRY_TESTING, as it is with a checked library).
         #expect(functions.count == quarry_c_function_count)
     }
 
@@ -63,12 +78,12 @@ func definedSymbols(_ objects: [String]) throws -> Set<String> {
             .filter { $0.hasSuffix(".o") }.map { objectDirectory.appendingPathComponent($0).path }
         #expect(!objects.isEmpty, "no objects in \(objectDirectory.path)")
         let exported = try definedSymbols(objects).filter { $0.hasPrefix("quarry_") }
-        let declared = try headerFunctions()
+        let declared = try headerFunctions(testing: libraryIsChecked)
         #expect(exported.subtracting(declared).isEmpty, "exported, not declared: \(exported.subtracting(declared).sorted())")
         #expect(declared.subtracting(exported).isEmpty, "declared, not exported: \(declared.subtracting(exported).sorted())")
     }
 
-    @Test(.enabled(if: gccAvailable), arguments: ["-m32", "-m64"], [[], ["-ffreestanding"], ["-x", "c++", "-std=c++11"]])
+    @Test(.enabled(if: gccAvailable), arguments: ["-m32", "-m64"], [[], ["-ffreestanding"], ["-x", "c++", "-std=c++11"], ["-DQUARRY_TESTING"]])
     func headerCompilesStrictly(mode: String, extra: [String]) throws {
         let header = packageRoot.appendingPathComponent("include/quarry.h").path
         let language = extra.contains("c++") ? [] : ["-x", "c", "-std=c11"]
