@@ -4,7 +4,9 @@
  * checks, exit), libc.c (memset & co for the library), docs/integration.md (how to build it).
  *
  * One CPU, interrupts never enabled. The checks: calls before quarry_init are refused,
- * caches (constructor, alignment, statistics, bad frees, destroy), the malloc family
+ * caches (constructor, alignment, statistics, bad frees, destroy), a debug cache made
+ * with quarry_cache_create_with (poison and a red zone: an overflow and a write after
+ * free reported through the error hook; a stale handle refused), the malloc family
  * (malloc, calloc, realloc across classes and into spans, aligned_alloc, posix_memalign,
  * bad alignment, double free), the standard names when the library has them, then every
  * page back after quarry_shrink and the slabinfo table.
@@ -127,6 +129,77 @@ static void caches(void) {
           "not QUARRY_ERR_BAD_ALIGNMENT");
 }
 
+/* What the error hook saw (one CPU, so plain variables). */
+static uint64_t hook_calls;
+static uint8_t hook_error;
+static quarry_cache *hook_cache;
+static uintptr_t hook_address;
+
+static void record_hook(uint8_t error, quarry_cache *cache, uintptr_t address) {
+    hook_calls++;
+    hook_error = error;
+    hook_cache = cache;
+    hook_address = address;
+}
+
+/* A cache with poison and a 16-byte red zone: a write one byte past an object is
+ * reported when it is freed, a write after free when the object is handed out again. */
+static void debug_cache(void) {
+    quarry_cache_options options = QUARRY_CACHE_OPTIONS_INIT;
+    options.poison = 1;
+    options.red_zone = 16;
+    quarry_cache *debug = quarry_cache_create_with("debug", 100, 0, NULL, &options);
+    check("options: create 'debug' (100 bytes, poison, 16-byte red zone)", debug != NULL,
+          quarry_error_name(quarry_last_error()));
+    if (debug == NULL) return;
+    quarry_cache_statistics s;
+    check("options: the red zone is in the stride (104 + 16 bytes)",
+          quarry_cache_stats(debug, &s) == QUARRY_OK && s.object_size == 120, "another object size");
+    quarry_set_error_hook(record_hook);
+    hook_calls = 0;
+
+    unsigned char *p = quarry_cache_alloc(debug);
+    check("options: allocate from the debug cache", p != NULL && in_arena(p), "NULL or outside the arena");
+    if (p == NULL) return;
+    fill(p, 100, 3);
+    p[100] = 0;   /* one byte past the object: the red zone */
+    check_equal("options: an overflowing object is still freed", quarry_cache_free(debug, p), QUARRY_OK);
+    check("options: the overflow is reported: QUARRY_ERR_RED_ZONE, the cache, the object",
+          hook_calls == 1 && hook_error == QUARRY_ERR_RED_ZONE && hook_cache == debug && hook_address == (uintptr_t)p,
+          "no report, or another error, cache or address");
+    check("options: the freed object is poisoned (0x6b)", p[8] == 0x6b && p[99] == 0x6b, "not poisoned");
+    p[50] = 1;    /* a write after free */
+    unsigned char *q = quarry_cache_alloc(debug);
+    check("options: the write after free is reported when the object comes back",
+          q == p && hook_calls == 2 && hook_error == QUARRY_ERR_USE_AFTER_FREE && hook_cache == debug,
+          "no report, or another object or error");
+    check("options: both reports are counted by kind",
+          quarry_cache_stats(debug, &s) == QUARRY_OK && s.errors_by_kind[QUARRY_ERR_RED_ZONE - 16] == 1
+              && s.errors_by_kind[QUARRY_ERR_USE_AFTER_FREE - 16] == 1,
+          "wrong counters");
+    quarry_cache_free(debug, q);
+    quarry_set_error_hook(NULL);
+    check_equal("options: destroy 'debug'", quarry_cache_destroy(debug), QUARRY_OK);
+
+    /* The next cache takes the destroyed one's memory; the old handle names nothing. */
+    quarry_cache *next = quarry_cache_create("next", 100, 0, NULL);
+    check("handles: a new cache in the destroyed one's memory has another handle",
+          next != NULL && next != debug && ((uintptr_t)next & ~(uintptr_t)63) == ((uintptr_t)debug & ~(uintptr_t)63),
+          "NULL, the same handle, or other memory");
+    check("handles: the destroyed cache's handle is refused",
+          quarry_cache_alloc(debug) == NULL && quarry_last_error() == QUARRY_ERR_INVALID_CACHE,
+          "not QUARRY_ERR_INVALID_CACHE");
+    check_equal("handles: destroy 'next'", quarry_cache_destroy(next), QUARRY_OK);
+
+    quarry_cache_options unset = QUARRY_CACHE_OPTIONS_INIT;
+    unset.struct_size = 0;
+    check("options: struct_size 0 refused with QUARRY_ERR_BAD_OPTIONS",
+          quarry_cache_create_with("unset", 16, 0, NULL, &unset) == NULL && quarry_last_error() == QUARRY_ERR_BAD_OPTIONS,
+          "accepted");
+    quarry_clear_error();
+    check_equal("errors: quarry_clear_error clears this CPU's last error", quarry_last_error(), QUARRY_OK);
+}
+
 static void malloc_family(void) {
     /* malloc across the classes and into spans. */
     static const size_t sizes[] = {0, 1, 8, 9, 24, 100, 128, 500, 1500, 4096, 20000, 32768, 40000, 300000};
@@ -185,6 +258,12 @@ static void malloc_family(void) {
     check("calloc: SIZE_MAX / 2 x 3 overflows: NULL, QUARRY_ERR_SIZE_TOO_LARGE",
           quarry_calloc(SIZE_MAX / 2, 3) == NULL && quarry_last_error() == QUARRY_ERR_SIZE_TOO_LARGE,
           "not refused");
+    void *none = quarry_calloc(0, SIZE_MAX), *none2 = quarry_calloc(SIZE_MAX, 0);
+    check("calloc: 0 x SIZE_MAX and SIZE_MAX x 0 give smallest blocks",
+          none != NULL && none2 != NULL && quarry_usable_size(none) == 8 && quarry_usable_size(none2) == 8,
+          "NULL or not the smallest class");
+    quarry_free(none);
+    quarry_free(none2);
 
     /* realloc: grows through classes into a span and back, keeping the bytes. */
     char *r = quarry_realloc(NULL, 24);
@@ -280,6 +359,7 @@ void kernel_main(uint32_t magic, uint32_t info) {
           "pages in use after quarry_init");
 
     caches();
+    debug_cache();
     malloc_family();
 #if QUARRY_LIBC_NAMES
     standard_names();
