@@ -326,7 +326,7 @@ int quarry_c_scenario(void *arena, size_t size, void (*log)(const char *message)
     CHECK(quarry_cache_create("bad", 16, 3, 0) == 0 && quarry_last_error() == QUARRY_ERR_BAD_ALIGNMENT);
     CHECK(quarry_cache_create("zero", 0, 8, 0) == 0 && quarry_last_error() == QUARRY_ERR_ZERO_SIZE);
     CHECK(quarry_cache_alloc(0) == 0 && quarry_last_error() == QUARRY_ERR_INVALID_CACHE);
-    int local;
+    _Alignas(16) int local;   /* 16-aligned: a refused free names the address, not the alignment */
     CHECK(quarry_cache_alloc((quarry_cache *)&local) == 0 && quarry_last_error() == QUARRY_ERR_INVALID_CACHE);
 
     /* Bulk: a batch bigger than the magazines hold, all constructed and distinct. */
