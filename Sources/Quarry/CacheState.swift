@@ -198,14 +198,12 @@ struct CacheState: ~Copyable {
     let depotLock = SpinLock()
     /// `CacheState.liveMagic` while the cache exists; cleared by destroy.
     let magic = Atomic<UInt32>(CacheState.liveMagic)
-    /// Who may name the cache, checked in one load and compare on the hit paths:
-    /// `CacheState.userHandleMagic | generation` for a cache from the public
-    /// `createCache` (the C ABI's handle check: the handle is the state's address plus
-    /// the generation, which a cache-line aligned address leaves room for, so a
-    /// destroyed cache's handle does not name the next cache created in the same
-    /// memory), `CacheState.classMagic` for a malloc front's class cache (the front's
-    /// free), 0 for the internal caches; cleared by destroy.
+    /// `CacheState.classMagic` for a malloc front's class cache (the front's free checks
+    /// it in one load and compare), 0 for the others; cleared by destroy. A cache from the
+    /// public `createCache` is named by its C handle and its entry in the handle table.
     let handleMagic = Atomic<UInt32>(0)
+    /// The C handle's generation, `0 ..< generations` (0 for caches no handle names).
+    let generation: UInt32
     let name: CacheName
     let requestedSize: Int
     let geometry: SlabGeometry
@@ -231,24 +229,53 @@ struct CacheState: ~Copyable {
     let atomics = CacheAtomics()
 
     static let liveMagic: UInt32 = 0x5141_5259  // "QARY"
-    /// "QAC" and a zero byte whose low bits `generationMask` leaves to the generation.
-    static let userHandleMagic: UInt32 = 0x4843_4100
+    static let userHandleMagic: UInt32 = 0x4843_4151  // "QACH"
     static let classMagic: UInt32 = 0x4C43_4151  // "QACL"
-    /// The generation bits of a handle: below the state's cache-line alignment.
-    static let generationMask = UInt32(Geometry.cacheLine - 1)
 
-    /// The C handle (`quarry_cache *`) of the cache at `state`: its address plus, for a
-    /// cache from the public `createCache`, its generation.
+    // MARK: C handles and their generations
+    //
+    // A cache's C handle (`quarry_cache *`) is its state's address plus 4 * generation.
+    // States are `handleAlignment`-aligned (objects of the cache of caches), so the
+    // handle's low bits carry the generation, and the handle table, one word per
+    // generation at `handlesOffset`, lets the check read *through the handle itself*:
+    // `handle + handlesOffset` is entry g of its state's table for a handle of
+    // generation g, which holds `userHandleMagic` while the cache lives with that
+    // generation and 0 otherwise. One load and compare, no masking first, so the hit
+    // paths keep one register for the cache, as with a plain address. Consecutive
+    // caches get consecutive generations (a heap-wide counter), so the next cache made in
+    // a destroyed one's memory has another, until the generation wraps after
+    // `generations` creations.
+
+    /// The alignment of a state named by a C handle.
+    static let handleAlignment = 256
+    /// Handle generations: one 4-byte table entry each.
+    static let generations = handleAlignment / 4
+
+    /// The C handle of the cache at `state` (its address for a cache no handle names).
     @inline(__always)
     static func handle(of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutableRawPointer {
-        let magic = state.pointee.handleMagic.load(ordering: .relaxed)
-        let generation = magic & ~generationMask == userHandleMagic ? magic & generationMask : 0
-        return UnsafeMutableRawPointer(state) + Int(generation)
+        UnsafeMutableRawPointer(state) + 4 * Int(state.pointee.generation)
+    }
+
+    /// The state a C handle names (the handle without its generation bits).
+    @inline(__always)
+    static func state(ofHandle handle: UnsafeRawPointer) -> UnsafeMutablePointer<CacheState> {
+        // Sound: callers pass a handle of at least `handleAlignment`, so the result is not null.
+        UnsafeMutablePointer(bitPattern: UInt(bitPattern: handle) & ~UInt(handleAlignment - 1)).unsafelyUnwrapped
+    }
+
+    /// The handle-table entry a C handle reads: entry g of its state's table.
+    @inline(__always)
+    static func handleEntry(_ handle: UnsafeRawPointer) -> UnsafeMutablePointer<Atomic<UInt32>> {
+        // Sound: for a handle from `createCache` (state + 4g, g < generations), this is
+        // entry g of the table `initialize` bound at `handlesOffset`.
+        UnsafeMutableRawPointer(mutating: handle + handlesOffset).assumingMemoryBound(to: Atomic<UInt32>.self)
     }
 
     init(name: CacheName, size: Int, geometry: SlabGeometry, constructor: ObjectConstructor?,
          secret: UInt, heap: UnsafeMutablePointer<HeapState>, magazineCapacity: Int, isInternal: Bool,
-         options: CacheOptions = CacheOptions()) {
+         options: CacheOptions = CacheOptions(), generation: UInt32 = 0) {
+        self.generation = generation
         self.name = name
         requestedSize = size
         self.geometry = geometry
@@ -271,8 +298,10 @@ struct CacheState: ~Copyable {
     static var slabLayerOffset: Int { line(MemoryLayout<CacheState>.stride) }
     static var depotOffset: Int { slabLayerOffset + line(MemoryLayout<SlabLayer>.stride) }
     static var linksOffset: Int { depotOffset + line(MemoryLayout<Depot>.stride) }
+    /// Offset of the handle table (`generations` words; see "C handles" above).
+    static var handlesOffset: Int { linksOffset + line(MemoryLayout<CacheLinks>.stride) }
     /// Offset of the per-CPU array from the start of the state.
-    static var cpuAreaOffset: Int { linksOffset + line(MemoryLayout<CacheLinks>.stride) }
+    static var cpuAreaOffset: Int { handlesOffset + generations * MemoryLayout<UInt32>.stride }
 
     /// Bytes of a cache's state, its locked parts and its per-CPU array.
     static func footprint(maxCPUs: Int) -> Int { cpuAreaOffset + maxCPUs * CPUCache.slotStride }
@@ -316,6 +345,12 @@ struct CacheState: ~Copyable {
         (memory + slabLayerOffset).bindMemory(to: SlabLayer.self, capacity: 1).initialize(to: SlabLayer())
         (memory + depotOffset).bindMemory(to: Depot.self, capacity: 1).initialize(to: Depot())
         (memory + linksOffset).bindMemory(to: CacheLinks.self, capacity: 1).initialize(to: CacheLinks())
+        let handles = (memory + handlesOffset).bindMemory(to: Atomic<UInt32>.self, capacity: generations)
+        var g = 0
+        while g < generations {
+            (handles + g).initialize(to: Atomic<UInt32>(0))
+            g += 1
+        }
         var i = 0
         while i < maxCPUs {
             let slot = memory + cpuAreaOffset + i * CPUCache.slotStride

@@ -57,7 +57,7 @@ struct HeapState: ~Copyable {
     /// The error hook's function pointer bits (0: none); see `Quarry.setErrorHook`.
     let errorHook = Atomic<UInt>(0)
     /// Caches created by the public `createCache` so far; the low bits are the new
-    /// cache's handle generation (CacheState.handleMagic).
+    /// cache's handle generation (CacheState, "C handles").
     let cacheGenerations = Atomic<UInt32>(0)
     #if QUARRY_CHECKED
     /// Called at numbered points of the allocate and free paths (tests only).

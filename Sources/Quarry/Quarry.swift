@@ -42,7 +42,8 @@ public struct Quarry<P: Platform> {
         let caches: SlabGeometry
         let magazines: SlabGeometry
         do {
-            caches = try SlabGeometry.make(size: stateBytes, alignment: Geometry.cacheLine, tuning: tuning)
+            // Aligned for C handles (CacheState, "C handles").
+            caches = try SlabGeometry.make(size: stateBytes, alignment: CacheState.handleAlignment, tuning: tuning)
             magazines = try SlabGeometry.make(size: magazineBytes, alignment: Geometry.cacheLine, tuning: tuning)
         } catch {
             preconditionFailure("Quarry: an internal cache has no valid geometry")
@@ -109,14 +110,14 @@ public struct Quarry<P: Platform> {
         constructor: ObjectConstructor? = nil, options: CacheOptions
     ) throws(QuarryError) -> SlabCache<P> {
         heap.pointee.requireNotReentrant(P.self)
+        // The next generation (CacheState, "C handles"): the next cache made in a
+        // destroyed one's memory has another, until it wraps.
+        let generation = heap.pointee.cacheGenerations.wrappingAdd(1, ordering: .relaxed).newValue
+            % UInt32(CacheState.generations)
         let cache = try createCacheUnchecked(name: name, size: size, alignment: alignment, constructor: constructor,
-                                             options: options)
-        // Consecutive caches get consecutive generations, so the next cache created in a
-        // destroyed one's memory has another (until the generation wraps, after
-        // `generationMask + 1` creations).
-        assert(UInt(bitPattern: cache.state) & UInt(CacheState.generationMask) == 0, "Quarry: a cache state off its line")
-        let generation = heap.pointee.cacheGenerations.wrappingAdd(1, ordering: .relaxed).newValue & CacheState.generationMask
-        cache.state.pointee.handleMagic.store(CacheState.userHandleMagic | generation, ordering: .releasing)
+                                             options: options, generation: generation)
+        assert(UInt(bitPattern: cache.state) % UInt(CacheState.handleAlignment) == 0, "Quarry: a cache state off its alignment")
+        CacheState.handleEntry(CacheState.handle(of: cache.state)).pointee.store(CacheState.userHandleMagic, ordering: .releasing)
         return cache
     }
 
@@ -131,7 +132,7 @@ public struct Quarry<P: Platform> {
     /// (the malloc front's lock).
     func createCacheUnchecked(
         name: CacheName, size: Int, alignment: Int, constructor: ObjectConstructor?,
-        options: CacheOptions = CacheOptions()
+        options: CacheOptions = CacheOptions(), generation: UInt32 = 0
     ) throws(QuarryError) -> SlabCache<P> {
         let tuning = heap.pointee.tuning
         let geometry = try SlabGeometry.make(size: size, alignment: alignment, tuning: tuning,
@@ -139,13 +140,13 @@ public struct Quarry<P: Platform> {
                                              randomized: options.randomizeFreeSlots)
         let memory = try cacheOfCaches.allocateForQuarry()
         // Sound: an object of the cache of caches is `CacheState.footprint(maxCPUs:)`
-        // bytes, cache-line aligned: room for a CacheState and its per-CPU array.
+        // bytes, `CacheState.handleAlignment`-aligned: room for a CacheState and its parts.
         let state = CacheState.initialize(
             memory, maxCPUs: P.maxCPUs, sentinel: heap.pointee.sentinel,
             CacheState(name: name, size: size, geometry: geometry, constructor: constructor,
                        secret: P.entropy(), heap: heap,
                        magazineCapacity: tuning.magazineCapacity(objectSize: geometry.objectSize),
-                       isInternal: false, options: options))
+                       isInternal: false, options: options, generation: generation))
         register(state)
         return SlabCache(state: state)
     }
@@ -185,6 +186,7 @@ public struct Quarry<P: Platform> {
         unregister(state)
         state.pointee.magic.store(0, ordering: .relaxed)
         state.pointee.handleMagic.store(0, ordering: .relaxed)
+        CacheState.handleEntry(CacheState.handle(of: state)).pointee.store(0, ordering: .relaxed)
         // No `deinitialize`: the state and its parts are plain words and atomics, and
         // running Atomic's deinit through an InlineArray crashes the Embedded compiler
         // (Swift 6.3.1, "hasValidSignatureForEmbedded"). The memory goes back as is.

@@ -62,24 +62,50 @@ enum CABI {
         fail(instance == nil ? .notInitialized : .invalidCache)
     }
 
-    /// The cache of a handle on the hit paths: the magic word alone in release builds
-    /// (no load of `instance`: a handle exists only after `quarry_init`), after the
-    /// caller's CPU index (`CCaller.enter`, which `instance` would have checked; nothing
-    /// on bare metal); the full check in checked builds. nil: take the out-of-line path.
+    /// The cache of a handle on the hit paths: the handle's table entry alone in release
+    /// builds (no load of `instance`: a handle exists only after `quarry_init`); the full
+    /// check in checked builds. Only for a caller that already has its CPU index
+    /// (`CCaller.hasCPU`: always on bare metal; on the host a thread's first call takes
+    /// the out-of-line path, whose `instance` claims one). nil: take the out-of-line path.
     @inline(__always)
     static func hitCache(_ handle: OpaquePointer?) -> SlabCache<CPlatform>? {
+        guard CCaller.hasCPU else { return nil }
         #if QUARRY_CHECKED
         return cache(handle)
         #else
-        guard CCaller.enter() else { return nil }
         return SlabCache<CPlatform>(magicHandle: UnsafeRawPointer(handle))
         #endif
+    }
+
+    /// The instance on the hit paths of malloc and free: as `instance`, but a caller
+    /// without its CPU index takes the out-of-line path (which claims one) instead of
+    /// claiming it here, so that the hit path makes no call.
+    static var hitInstance: Quarry<CPlatform>? {
+        @inline(__always) get { CCaller.hasCPU ? installed : nil }
     }
 
     // The out-of-line halves of the hot entry points: each is the whole operation
     // (handle check with its reason, the checked path, the error recorded), entered
     // in tail position when the hit path could not serve, so that the hit path saves
     // no register and makes no call.
+
+    // A miss of a hit path whose handle check passed goes on with the cache alone, so
+    // the hit path keeps one register for it (the handle is the state plus its generation).
+
+    @inline(never)
+    static func cacheAllocMissSlow(_ c: SlabCache<CPlatform>) -> UnsafeMutableRawPointer? {
+        do { return try c.allocate() } catch { return pointer(.failure(error)) }
+    }
+
+    @inline(never)
+    static func cacheFreeMissSlow(_ c: SlabCache<CPlatform>, _ object: UnsafeMutableRawPointer) -> quarry_error {
+        do {
+            try c.free(object)
+            return QUARRY_OK
+        } catch {
+            return fail(error)
+        }
+    }
 
     @inline(never)
     static func cacheAllocSlow(_ handle: OpaquePointer?) -> UnsafeMutableRawPointer? {
@@ -160,14 +186,17 @@ public func quarry_cache_create(
 
 @c @implementation
 public func quarry_cache_alloc(_ cache: OpaquePointer?) -> UnsafeMutableRawPointer? {
-    if let c = CABI.hitCache(cache), let object = c.allocateIfHit() { return object }
-    return CABI.cacheAllocSlow(cache)
+    guard let c = CABI.hitCache(cache) else { return CABI.cacheAllocSlow(cache) }
+    if let object = c.allocateIfHit() { return object }
+    return CABI.cacheAllocMissSlow(c)
 }
 
 @c @implementation
 public func quarry_cache_free(_ cache: OpaquePointer?, _ object: UnsafeMutableRawPointer?) -> quarry_error {
-    if let object, let c = CABI.hitCache(cache), c.freeIfHit(object) { return QUARRY_OK }
-    return CABI.cacheFreeSlow(cache, object)
+    guard let object else { return CABI.cacheFreeSlow(cache, nil) }
+    guard let c = CABI.hitCache(cache) else { return CABI.cacheFreeSlow(cache, object) }
+    if c.freeIfHit(object) { return QUARRY_OK }
+    return CABI.cacheFreeMissSlow(c, object)
 }
 
 @c @implementation
@@ -231,14 +260,14 @@ public func quarry_cache_destroy(_ cache: OpaquePointer?) -> quarry_error {
 
 @c @implementation
 public func quarry_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
-    if let q = CABI.instance, let block = q.front.mallocIfHit(size) { return block }
+    if let q = CABI.hitInstance, let block = q.front.mallocIfHit(size) { return block }
     return CABI.mallocSlow(size)
 }
 
 @c @implementation
 public func quarry_free(_ ptr: UnsafeMutableRawPointer?) {
     guard let ptr else { return }
-    if let q = CABI.instance, q.front.freeIfHit(ptr) { return }
+    if let q = CABI.hitInstance, q.front.freeIfHit(ptr) { return }
     CABI.freeSlow(ptr)
 }
 

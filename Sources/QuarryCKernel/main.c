@@ -184,7 +184,7 @@ static void debug_cache(void) {
     /* The next cache takes the destroyed one's memory; the old handle names nothing. */
     quarry_cache *next = quarry_cache_create("next", 100, 0, NULL);
     check("handles: a new cache in the destroyed one's memory has another handle",
-          next != NULL && next != debug && ((uintptr_t)next & ~(uintptr_t)63) == ((uintptr_t)debug & ~(uintptr_t)63),
+          next != NULL && next != debug && ((uintptr_t)next & ~(uintptr_t)255) == ((uintptr_t)debug & ~(uintptr_t)255),
           "NULL, the same handle, or other memory");
     check("handles: the destroyed cache's handle is refused",
           quarry_cache_alloc(debug) == NULL && quarry_last_error() == QUARRY_ERR_INVALID_CACHE,

@@ -183,7 +183,7 @@ static void options_contracts(void) {
     CHECK(first != 0 && quarry_cache_destroy(first) == QUARRY_OK);
     quarry_cache *second = quarry_cache_create("second", 40, 0, 0);
     CHECK(second != 0 && second != first);
-    CHECK(((uintptr_t)second & ~(uintptr_t)63) == ((uintptr_t)first & ~(uintptr_t)63));   /* same memory */
+    CHECK(((uintptr_t)second & ~(uintptr_t)255) == ((uintptr_t)first & ~(uintptr_t)255));   /* same memory */
     quarry_clear_error();
     CHECK(quarry_cache_alloc(first) == 0 && quarry_last_error() == QUARRY_ERR_INVALID_CACHE);
     void *in_second = quarry_cache_alloc(second);
