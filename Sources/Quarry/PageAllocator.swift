@@ -6,7 +6,7 @@
 /// Pages `0 ..< bump` have been handed out at least once; pages `bump ..< pageCount`
 /// (the wilderness) have never been touched, so start-up costs O(1) whatever the arena's
 /// size. Runs given back are coalesced with free neighbours and kept in bins by length
-/// (exact bins for 1...16 pages, one first-fit bin for longer runs); a run that reaches
+/// (exact bins for 1...16 pages, one best-fit bin for longer runs); a run that reaches
 /// the bump pointer is given back to the wilderness instead, so once everything is
 /// freed the allocator is in its first state again (`bump == 0`).
 ///
@@ -175,16 +175,21 @@ struct PageAllocator {
                 }
             }
         }
-        // First fit among long runs.
+        // Best fit among long runs (the lowest address among equals).
+        var best = PageNumber.none
+        var bestPages = Int.max
         var p = bins[Geometry.exactRunBins]
         while p != .none {
-            if Int(map[p].pages) >= count {
-                removeRun(p)
-                return p
+            let pages = Int(map[p].pages)
+            if pages >= count && (pages < bestPages || (pages == bestPages && p < best)) {
+                best = p
+                bestPages = pages
             }
             p = map[p].next
         }
-        return nil
+        guard best != .none else { return nil }
+        removeRun(best)
+        return best
     }
 
     private mutating func insertRun(_ start: PageNumber, _ length: Int) {
