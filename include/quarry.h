@@ -140,6 +140,13 @@ typedef struct quarry_heap_statistics {
     size_t live_spans;          /* malloc blocks above 32 KiB or aligned beyond a page */
     size_t span_pages;
     uint64_t malloc_errors;     /* refused malloc-front calls counted by the front */
+    /* The per-CPU budget: all CPUs' magazines and every depot together hold at most
+     * per_cpu_budget_bytes (data bytes / 8), each magazine charged the bytes its rounds
+     * can hold plus its own size when it is made. */
+    size_t per_cpu_budget_bytes;
+    size_t per_cpu_charged_bytes;
+    size_t per_cpu_high_water_bytes;
+    uint64_t reclaims;          /* quarry_shrink calls, and allocations that would have failed */
 } quarry_heap_statistics;
 
 /* Takes over [base, base + size) as the arena; O(1), touches only its first bytes.
@@ -173,7 +180,7 @@ size_t quarry_cache_alloc_bulk(quarry_cache *cache, size_t n, void **out);
  * ptrs == NULL with n > 0 is QUARRY_ERR_INVALID_CACHE. */
 quarry_error quarry_cache_free_bulk(quarry_cache *cache, size_t n, void *const *ptrs);
 /* Releases the cache's empty slabs; returns the number of pages given back. Objects the
- * CPUs' magazines hold keep their slabs until quarry_shrink drains them. */
+ * CPUs' magazines hold keep their slabs until a reclaim (quarry_shrink) drains them. */
 size_t quarry_cache_shrink(quarry_cache *cache);
 /* QUARRY_ERR_CACHE_NOT_EMPTY (and nothing changes) while objects are allocated. */
 quarry_error quarry_cache_destroy(quarry_cache *cache);
@@ -252,10 +259,17 @@ void *quarry_aligned_alloc(size_t alignment, size_t size);
 int quarry_posix_memalign(void **out, size_t alignment, size_t size);
 /* Bytes usable at ptr (its size class or whole pages); 0 for a pointer not handed out. */
 size_t quarry_usable_size(void *ptr);
-/* Empties every CPU's magazines and every depot, then releases empty slabs and unused
- * malloc class caches. Only when no other CPU or interrupt handler is inside Quarry.
- * Returns the number of pages given back. */
+/* Gives back what Quarry can take without waiting for another CPU: the calling CPU's
+ * magazines, every depot, every empty slab; the other CPUs empty their magazines on
+ * their next slow path. Any time, on any CPU, from thread context (or a maskable
+ * interrupt handler), while other CPUs allocate and free. An allocation does the same
+ * by itself before it fails. Returns the pages in use before minus after. */
 size_t quarry_shrink(void);
+/* Only when no other CPU or interrupt handler is inside Quarry: empties every CPU's
+ * magazines and every depot, releases every empty slab and removes the malloc class
+ * caches that hold no block. After everything is freed, no page is in use. Returns
+ * the number of pages given back. */
+size_t quarry_drain_all(void);
 
 /* Statistics and diagnosis. */
 quarry_error quarry_cache_stats(quarry_cache *cache, quarry_cache_statistics *out);
@@ -301,7 +315,9 @@ quarry_error quarry_validate(quarry_validation *out);
  *
  * Makes the after-th page request from now fail as if the arena were full, once
  * (after >= 1); 0 cancels. A request is one new slab or one span (a block above 32 KiB
- * or aligned beyond a page). QUARRY_ERR_NOT_INITIALIZED before quarry_init. */
+ * or aligned beyond a page). An allocation reclaims and tries once more before it
+ * fails, so a single failed request is absorbed. QUARRY_ERR_NOT_INITIALIZED before
+ * quarry_init. */
 quarry_error quarry_test_fail_page_request(size_t after);
 /* Page requests failed by quarry_test_fail_page_request so far (0 before quarry_init). */
 size_t quarry_test_injected_failures(void);

@@ -29,6 +29,8 @@ struct LockMode: Equatable {
 /// (0 at quiescence, checked by Quarry.checkInvariants).
 struct CPUState {
     var locksHeld: UInt32 = 0
+    /// The last flush request (`ReclaimState.requests`) this CPU honoured (Quarry+Reclaim).
+    var flushSeen: UInt = 0
 
     static var stride: Int {
         (MemoryLayout<CPUState>.stride + Geometry.cacheLine - 1) & ~(Geometry.cacheLine - 1)

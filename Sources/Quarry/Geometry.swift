@@ -35,7 +35,7 @@ public enum Geometry {
 ///
 /// Relations (checked by `validate` at initialize): `maxObjectsPerSlab >= 1`,
 /// `emptySlabReserve >= 0`, `0 <= magazineSize <= maxMagazineSize`, `magazineBytes >= 1`,
-/// `depotFullLimit >= 0`, `depotEmptyLimit >= 0`.
+/// `depotFullLimit >= 0`, `depotEmptyLimit >= 0`, `perCPUShare >= 1`.
 public struct Tuning: Sendable {
     /// Upper bound on objects per slab (the natural count is used when smaller).
     public var maxObjectsPerSlab: Int
@@ -53,16 +53,22 @@ public struct Tuning: Sendable {
     public var depotFullLimit: Int
     /// Empty magazines a cache's depot keeps; beyond it they are freed.
     public var depotEmptyLimit: Int
+    /// The per-CPU layers and depots of all caches together may hold at most
+    /// `data bytes / perCPUShare` (the heap's *per-CPU budget*, HeapState.reclaim):
+    /// every magazine is charged its rounds' bytes and its own bytes when it is made,
+    /// and a magazine the budget cannot pay for is not made.
+    public var perCPUShare: Int
 
     public init(maxObjectsPerSlab: Int = Int(UInt16.max), emptySlabReserve: Int = 1,
                 magazineSize: Int = 32, magazineBytes: Int = 16 << 10,
-                depotFullLimit: Int = 4, depotEmptyLimit: Int = 4) {
+                depotFullLimit: Int = 4, depotEmptyLimit: Int = 4, perCPUShare: Int = 16) {
         self.maxObjectsPerSlab = maxObjectsPerSlab
         self.emptySlabReserve = emptySlabReserve
         self.magazineSize = magazineSize
         self.magazineBytes = magazineBytes
         self.depotFullLimit = depotFullLimit
         self.depotEmptyLimit = depotEmptyLimit
+        self.perCPUShare = perCPUShare
     }
 
     public static var standard: Tuning { Tuning() }
@@ -77,17 +83,28 @@ public struct Tuning: Sendable {
 
     /// Largest `magazineSize` (a magazine is one object of the internal magazine cache).
     public static let maxMagazineSize = 1024
+    /// No magazine's rounds hold more than `budget / budgetMagazines` bytes, so the
+    /// per-CPU budget always pays for at least this many full-size magazines (two per
+    /// CPU for 8 caches on 4 CPUs, say) and a small arena gets small magazines.
+    public static let budgetMagazines = 64
 
     var isValid: Bool {
         maxObjectsPerSlab >= 1 && emptySlabReserve >= 0 && magazineSize >= 0
             && magazineSize <= Tuning.maxMagazineSize && magazineBytes >= 1
-            && depotFullLimit >= 0 && depotEmptyLimit >= 0
+            && depotFullLimit >= 0 && depotEmptyLimit >= 0 && perCPUShare >= 1
     }
 
-    /// Objects in one magazine of a cache whose objects are `objectSize` bytes apart;
+    /// The per-CPU budget of a heap whose data pages hold `dataBytes` bytes.
+    func perCPUBudget(dataBytes: Int) -> Int { dataBytes / perCPUShare }
+
+    /// Objects in one magazine of a cache whose objects are `objectSize` bytes apart,
+    /// in a heap whose per-CPU budget is `budget` bytes:
+    ///
+    ///     min(magazineSize, min(magazineBytes, budget / budgetMagazines) / objectSize)
+    ///
     /// 0 (no per-CPU layer for that cache: every call takes the cache lock) when
-    /// magazines are off, or when one object is bigger than `magazineBytes`.
-    func magazineCapacity(objectSize: Int) -> Int {
-        min(magazineSize, magazineBytes / objectSize)
+    /// magazines are off, or when one object is bigger than that byte cap.
+    func magazineCapacity(objectSize: Int, budget: Int) -> Int {
+        min(magazineSize, min(magazineBytes, budget / Tuning.budgetMagazines) / objectSize)
     }
 }

@@ -25,6 +25,7 @@ import Synchronization
 /// - `map` and `bitmap` are handles (constant pointers) copied out of the page
 ///   allocator, so lock-free readers never touch `*pages`.
 /// - `testHook` (checked builds) is set at quiescence only.
+/// - `reclaim` is the per-CPU budget and the flush requests (atomics; Quarry+Reclaim).
 ///
 /// Header layout (each part starts on a cache line):
 ///
@@ -59,6 +60,7 @@ struct HeapState: ~Copyable {
     /// Caches created by the public `createCache` so far; the low bits are the new
     /// cache's handle generation (CacheState, "C handles").
     let cacheGenerations = Atomic<UInt32>(0)
+    let reclaim: ReclaimState
     #if QUARRY_CHECKED
     /// Called at numbered points of the allocate and free paths (tests only).
     var testHook: TestHook? = nil
@@ -69,6 +71,7 @@ struct HeapState: ~Copyable {
         self.arena = arena
         self.tuning = tuning
         self.maxCPUs = maxCPUs
+        reclaim = ReclaimState(budget: tuning.perCPUBudget(dataBytes: Int(arena.dataBytes)))
         map = PageMap(arena: arena)
         bitmap = AllocationBitmap(arena: arena)
         let base = UnsafeMutableRawPointer(bitPattern: arena.regionStart)!

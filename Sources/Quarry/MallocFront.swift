@@ -334,9 +334,19 @@ public struct MallocFront<P: Platform> {
 
     /// Creates the cache of class `index` (`malloc-<size>`) unless another CPU just did.
     /// A re-entrant call (its CPU holds a Quarry lock) cannot wait for the front's lock
-    /// and gets `.outOfMemory` when it is taken.
+    /// and gets `.outOfMemory` when it is taken. Out of memory on a CPU that holds no
+    /// Quarry lock, it reclaims (Quarry+Reclaim) and tries once more.
     @inline(never)
     func createClassCache(_ index: Int) throws(QuarryError) -> SlabCache<P> {
+        do {
+            return try createClassCacheOnce(index)
+        } catch {
+            guard error == .outOfMemory, Quarry<P>(heap: heap).reclaimBeforeFailing() else { throw error }
+            return try createClassCacheOnce(index)
+        }
+    }
+
+    private func createClassCacheOnce(_ index: Int) throws(QuarryError) -> SlabCache<P> {
         guard let saved = heap.pointee.acquire(heap.pointee.front.lock, P.self) else { throw .outOfMemory }
         defer { heap.pointee.release(heap.pointee.front.lock, P.self, saved) }
         let existing = heap.pointee.front.classes[index].load(ordering: .acquiring)
@@ -352,10 +362,16 @@ public struct MallocFront<P: Platform> {
     }
 
     /// A span of at least `size` bytes aligned to `alignment` (at least the page size).
+    /// Out of memory on a CPU that holds no Quarry lock, it reclaims (Quarry+Reclaim)
+    /// and tries once more.
     @inline(never)
     func allocateSpan(_ size: Int, alignment: Int) throws(QuarryError) -> UnsafeMutableRawPointer {
         guard size >= 0, let pages = Span<P>.pages(for: size, heap: heap) else { throw .sizeTooLarge }
-        switch Span<P>.allocate(pages: pages, alignment: alignment, heap: heap) {
+        var result = Span<P>.allocate(pages: pages, alignment: alignment, heap: heap)
+        if case .failure(.outOfMemory) = result, Quarry<P>(heap: heap).reclaimBeforeFailing() {
+            result = Span<P>.allocate(pages: pages, alignment: alignment, heap: heap)
+        }
+        switch result {
         case .success(let span):
             // Sound: the span's pages lie in the arena and were just handed to this caller.
             return UnsafeMutableRawPointer(bitPattern: span.address)!

@@ -4,16 +4,18 @@
 // Tests/Fuzz (the fuzzer's fail-next-request operation).
 
 extension Quarry {
-    /// Makes the `k`-th page request from now fail (k >= 1) as if the arena were full,
-    /// once; `k == 0` cancels. A request is one call of `PageAllocator.allocate` (a new
-    /// slab, a span; an aligned span is one request). Call at quiescence. Does nothing
+    /// Makes the `k`-th page request from now fail (k >= 1) as if the arena were full:
+    /// once, or with `repeating` that one and every later request until cancelled;
+    /// `k == 0` cancels. A request is one call of `PageAllocator.allocate` (a new slab,
+    /// a span; an aligned span is one request). Call at quiescence. Does nothing
     /// outside checked builds.
     @_spi(Testing)
-    public func failPageRequest(after k: Int) {
+    public func failPageRequest(after k: Int, repeating: Bool = false) {
         precondition(k >= 0, "Quarry: failPageRequest(after:) needs k >= 0")
         #if QUARRY_CHECKED
         let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
         heap.pointee.pages.pointee.failCountdown = k
+        heap.pointee.pages.pointee.failRepeats = repeating && k > 0
         heap.pointee.release(heap.pointee.pageLock, P.self, saved)
         #endif
     }

@@ -39,8 +39,10 @@ struct PageAllocator {
     /// page lock guards them too.
     var spans = SpanCounters()
     #if QUARRY_CHECKED
-    /// Fault injection (tests): when > 0, the request that brings it to 0 fails.
+    /// Fault injection (tests): when > 0, the request that brings it to 0 fails (and,
+    /// with `failRepeats`, every later one, as if the arena were full from there on).
     var failCountdown = 0
+    var failRepeats = false
     /// Requests failed by injection.
     var injectedFailures = 0
     #endif
@@ -68,6 +70,7 @@ struct PageAllocator {
         if failCountdown > 0 {
             failCountdown -= 1
             if failCountdown == 0 {
+                if failRepeats { failCountdown = 1 }
                 injectedFailures += 1
                 failures += 1
                 return nil

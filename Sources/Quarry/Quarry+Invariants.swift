@@ -12,7 +12,8 @@ extension Quarry {
     /// - the spans met on the page walk are exactly those counted (`SpanCounters`)
     /// - the malloc front's own invariants (see FrontState)
     /// - magazines held by all caches (CPU slots and depots) `==` objects allocated
-    ///   from the magazine cache
+    ///   from the magazine cache; the per-CPU budget's `charged ==` Σ magazines held ×
+    ///   their cache's magazine charge `<= budget` (ReclaimState)
     /// - `bumpLimit == bump`; `cacheCount ==` caches in the registry; no CPU holds a lock
     /// Quiescence only (see SlabCache.checkInvariants). Not interrupt-safe.
     public func checkInvariants() {
@@ -20,12 +21,20 @@ extension Quarry {
         var slabPages = 0
         var caches = 0
         var magazines = 0
+        var charged = 0
         forEachCache { cache in
-            magazines += cache.checkInvariantsCountingMagazines()
+            let held = cache.checkInvariantsCountingMagazines()
+            magazines += held
+            charged += held * cache.magazineCharge
             slabPages += cache.pagesHeld
             caches += 1
         }
         precondition(magazines == magazineCache.activeObjects, "Quarry: magazines held != magazines allocated")
+        precondition(charged == heap.pointee.reclaim.charged.load(ordering: .relaxed),
+                     "Quarry: per-CPU budget charged != magazines held")
+        precondition(charged <= heap.pointee.reclaim.budget
+                        && charged <= heap.pointee.reclaim.highWater.load(ordering: .relaxed),
+                     "Quarry: per-CPU budget exceeded")
         let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
         let pages = heap.pointee.pages
         let walked = pages.pointee.checkInvariants()

@@ -94,6 +94,24 @@ public struct PageStatistics: Sendable {
     public var metadataBytes: Int
 }
 
+/// A snapshot of the heap-wide per-CPU budget and of reclaims (Quarry+Reclaim).
+public struct ReclaimStatistics: Sendable {
+    /// The most bytes the per-CPU layers and depots of all caches may hold: data bytes /
+    /// `Tuning.perCPUShare`. Each magazine is charged, when it is made, the bytes its
+    /// rounds can hold (`magazineCapacity × objectSize`) plus its own size.
+    public var budgetBytes: Int
+    /// Charged now (the magazines that exist), and the most ever charged.
+    public var chargedBytes: Int
+    public var highWaterBytes: Int
+    /// Magazines not made because the budget could not pay for them.
+    public var refusedMagazines: UInt64
+    /// Reclaims run (`Quarry.shrink`, and allocations that would have failed), each
+    /// posting one flush request to every CPU.
+    public var reclaims: UInt64
+    /// Flush requests honoured on a CPU's slow path.
+    public var flushesHonoured: UInt64
+}
+
 extension SlabCache {
     /// The most objects the per-CPU layer and depot of a cache can hold (see CacheStatistics).
     static func perCPUBound(magazineCapacity: Int, tuning: Tuning) -> Int {
@@ -153,6 +171,18 @@ extension SlabCache {
 }
 
 extension Quarry {
+    /// The per-CPU budget and reclaim counters (atomics: any context, no lock).
+    public var reclaimStatistics: ReclaimStatistics {
+        let r = heap
+        return ReclaimStatistics(
+            budgetBytes: r.pointee.reclaim.budget,
+            chargedBytes: r.pointee.reclaim.charged.load(ordering: .relaxed),
+            highWaterBytes: r.pointee.reclaim.highWater.load(ordering: .relaxed),
+            refusedMagazines: UInt64(word: r.pointee.reclaim.refused.load(ordering: .relaxed)),
+            reclaims: UInt64(word: r.pointee.reclaim.requests.load(ordering: .relaxed)),
+            flushesHonoured: UInt64(word: r.pointee.reclaim.honoured.load(ordering: .relaxed)))
+    }
+
     public var pageStatistics: PageStatistics {
         let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
         let p = heap.pointee.pages.pointee
@@ -166,9 +196,10 @@ extension Quarry {
         return stats
     }
 
-    /// Writes a /proc/slabinfo-style table: one row per cache, then the page totals.
-    /// `cached` is what the per-CPU layer and depot hold now; `bound_kb` the most they
-    /// can hold (CacheStatistics.perCPUBoundBytes). Allocates nothing; safe on bare metal.
+    /// Writes a /proc/slabinfo-style table: one row per cache, then the page totals
+    /// and the per-CPU budget. `cached` is what the per-CPU layer and depot hold now;
+    /// `bound_kb` the most they can hold (CacheStatistics.perCPUBoundBytes), all caches
+    /// together never more than the budget. Allocates nothing; safe on bare metal.
     public func writeSlabinfo<S: ByteSink>(to out: inout S) {
         out.write("# name                objsize align obj/slab pg/slab colors  active  cached   total  partial full empty   allocs    frees   hits% mag  xchg bound_kb errors   hiwat refills  slabs+  slabs-\n")
         forEachCache { cache in
@@ -220,6 +251,20 @@ extension Quarry {
         out.write(" pages; malloc errors ")
         out.write(m.errors)
         out.write("\n")
+        let r = reclaimStatistics
+        out.write("# per-CPU budget: ")
+        out.write((r.chargedBytes + 1023) / 1024)
+        out.write(" KiB charged of ")
+        out.write(r.budgetBytes / 1024)
+        out.write(" KiB (high water ")
+        out.write((r.highWaterBytes + 1023) / 1024)
+        out.write(" KiB), ")
+        out.write(r.refusedMagazines)
+        out.write(" magazines refused; ")
+        out.write(r.reclaims)
+        out.write(" reclaims, ")
+        out.write(r.flushesHonoured)
+        out.write(" flush requests honoured\n")
     }
 
     /// `writeSlabinfo` through the platform's output.

@@ -114,8 +114,15 @@ public struct Quarry<P: Platform> {
         // destroyed one's memory has another, until it wraps.
         let generation = heap.pointee.cacheGenerations.wrappingAdd(1, ordering: .relaxed).newValue
             % UInt32(CacheState.generations)
-        let cache = try createCacheUnchecked(name: name, size: size, alignment: alignment, constructor: constructor,
+        let cache: SlabCache<P>
+        do {
+            cache = try createCacheUnchecked(name: name, size: size, alignment: alignment, constructor: constructor,
                                              options: options, generation: generation)
+        } catch {
+            guard error == .outOfMemory, reclaimBeforeFailing() else { throw error }
+            cache = try createCacheUnchecked(name: name, size: size, alignment: alignment, constructor: constructor,
+                                             options: options, generation: generation)
+        }
         assert(UInt(bitPattern: cache.state) % UInt(CacheState.handleAlignment) == 0, "Quarry: a cache state off its alignment")
         CacheState.handleEntry(CacheState.handle(of: cache.state)).pointee.store(CacheState.userHandleMagic, ordering: .releasing)
         return cache
@@ -145,7 +152,8 @@ public struct Quarry<P: Platform> {
             memory, maxCPUs: P.maxCPUs, sentinel: heap.pointee.sentinel,
             CacheState(name: name, size: size, geometry: geometry, constructor: constructor,
                        secret: P.entropy(), heap: heap,
-                       magazineCapacity: tuning.magazineCapacity(objectSize: geometry.objectSize),
+                       magazineCapacity: tuning.magazineCapacity(objectSize: geometry.objectSize,
+                                                                 budget: heap.pointee.reclaim.budget),
                        isInternal: false, options: options, generation: generation))
         register(state)
         return SlabCache(state: state)
@@ -180,10 +188,13 @@ public struct Quarry<P: Platform> {
             out.write(" objects still allocated\n")
             return leaked
         }
+        // Out of the registry first: a reclaim running on another CPU (Quarry+Reclaim)
+        // finishes its walk before `unregister` gets the registry lock, and no later
+        // one finds the cache.
+        unregister(state)
         cache.drainAllSlots()
         cache.releaseAllSlabs()
         precondition(cache.slabs.pointee.slabCount == 0, "Quarry: a destroyed cache still holds slabs")
-        unregister(state)
         state.pointee.magic.store(0, ordering: .relaxed)
         state.pointee.handleMagic.store(0, ordering: .relaxed)
         CacheState.handleEntry(CacheState.handle(of: state)).pointee.store(0, ordering: .relaxed)
@@ -194,16 +205,20 @@ public struct Quarry<P: Platform> {
         return 0
     }
 
-    /// Releases every empty slab of every cache (reserves included), the internal
-    /// caches too. Objects the per-CPU layer holds keep their slabs: `drainAll` first
-    /// gives them back (at quiescence). Returns the number of pages given back.
-    /// Not interrupt-safe.
+    /// Gives back everything that can be taken without waiting for another CPU (the
+    /// reclaim, Quarry+Reclaim): this CPU's magazines and reserves in every cache (the
+    /// slots it can claim), every depot, every empty slab of every cache (reserves and
+    /// internal caches included; type-stable caches keep theirs), and a flush request
+    /// that every other CPU honours on its next slow path. Callable at any time on any
+    /// CPU from thread context (or a maskable interrupt handler), while other CPUs
+    /// allocate and free; traps if the CPU holds a Quarry lock. Returns the pages in use
+    /// before minus after (what this call gave back, if no other CPU took pages meanwhile).
     @discardableResult
     public func shrink() -> Int {
         heap.pointee.requireNotReentrant(P.self)
-        var pages = 0
-        forEachCache { pages += $0.shrinkUnchecked() }
-        return pages
+        let before = pageStatistics.pagesInUse
+        reclaim(cpu: P.cpuIndex, claimed: nil)
+        return max(before - pageStatistics.pagesInUse, 0)
     }
 
     /// At quiescence (no CPU inside Quarry; see SlabCache+Drain): empties every CPU's

@@ -4,10 +4,11 @@
 // release), Quarry (drainAll, destroy).
 //
 // None of these is interrupt-safe (thread context; they trap if the CPU holds a Quarry
-// lock). `drainCPU` touches only the calling CPU's slot. Draining another CPU's slot
-// (`drainSlot`, used by `Quarry.drainAll` and `destroy`) is done only at quiescence:
-// no CPU may be inside this cache, and the caller must have a happens-before edge
-// from every CPU's last use (thread join, a lock, an IPI handshake).
+// lock). `drainCPU` touches only the calling CPU's slot, and `drainOwnSlot` (the
+// reclaim's, Quarry+Reclaim) only a slot of the calling CPU it can claim. Draining
+// another CPU's slot (`drainSlot`, used by `Quarry.drainAll` and `destroy`) is done
+// only at quiescence: no CPU may be inside this cache, and the caller must have a
+// happens-before edge from every CPU's last use (thread join, a lock, an IPI handshake).
 
 extension SlabCache {
     /// Empties this CPU's magazines and reserve of this cache into the slabs and frees
@@ -50,6 +51,21 @@ extension SlabCache {
             freeMagazine(loaded)
             freeMagazine(previous)
         }
+    }
+
+    /// CPU `index`'s slot (the calling CPU's) into the slabs, if the caller holds it
+    /// `claimed` or can claim it now; a slot claimed by code the caller interrupted
+    /// is left alone. No Quarry lock held, or only locks before the depot's in the order.
+    func drainOwnSlot(_ index: Int, claimed: Bool) {
+        let saved = P.disableInterrupts()
+        let slot = cpu(index)
+        if claimed {
+            drainSlot(index)
+        } else if slot.claim() {
+            drainSlot(index)
+            slot.unclaim()
+        }
+        P.restoreInterrupts(saved)
     }
 
     /// Every CPU's slot (quiescence), then the depot.

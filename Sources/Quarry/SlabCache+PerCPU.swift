@@ -30,6 +30,8 @@ extension SlabCache {
     /// the slot is claimed by code this call interrupted (then the nested path).
     /// Masks interrupts for its whole length and claims the slot, so a handler (an NMI,
     /// a constructor that calls Quarry) that lands inside takes the nested path.
+    /// Before it fails with `.outOfMemory` on a CPU that holds no Quarry lock, it
+    /// reclaims (Quarry+Reclaim) and tries once more.
     @inline(never)
     func allocateSlow() throws(QuarryError) -> UnsafeMutableRawPointer {
         let saved = P.disableInterrupts()
@@ -37,11 +39,13 @@ extension SlabCache {
         let slot = cpu(index)
         let nested = !slot.claim()
         let mode = heap.pointee.lockMode(cpu: index)
-        let result: Result<UInt, QuarryError>
-        if nested {
-            result = allocateNested(mode)
-        } else {
-            result = allocateMissed(index, mode)
+        var result = nested ? allocateNested(mode) : allocateMissed(index, mode)
+        if case .failure(.outOfMemory) = result, mode == .spin {
+            // A nested call leaves the interrupted code's slot alone (it cannot claim it).
+            Quarry<P>(heap: heap).reclaim(cpu: index, claimed: nested ? nil : state)
+            result = nested ? allocateNested(mode) : allocateMissed(index, mode)
+        }
+        if !nested {
             if mode == .spin { tidy(index) }
             slot.unclaim()
         }
@@ -307,10 +311,15 @@ extension SlabCache {
         return true
     }
 
-    /// A new empty magazine of this cache's capacity, from the heap's magazine cache.
+    /// A new empty magazine of this cache's capacity, from the heap's magazine cache;
+    /// nil when the per-CPU budget cannot pay its charge or no memory is left.
     func allocateMagazine(_ mode: LockMode) -> Magazine? {
+        guard heap.pointee.reclaim.charge(magazineCharge) else { return nil }
         let magazines = SlabCache(state: heap.pointee.magazineCache)
-        guard case .success(let memory) = magazines.allocateInternal(mode) else { return nil }
+        guard case .success(let memory) = magazines.allocateInternal(mode) else {
+            heap.pointee.reclaim.uncharge(magazineCharge)
+            return nil
+        }
         // Sound: an object of the magazine cache is sized for `Tuning.magazineSize >=
         // magazineCapacity` rounds and cache-line aligned.
         return Magazine.initialize(UnsafeMutableRawPointer(bitPattern: memory).unsafelyUnwrapped,
@@ -321,6 +330,7 @@ extension SlabCache {
     func freeMagazine(_ magazine: Magazine) {
         precondition(magazine.count == 0 && magazine != heap.pointee.sentinel, "Quarry: freeing a magazine that holds objects")
         SlabCache(state: heap.pointee.magazineCache).freeInternal(UInt(bitPattern: magazine.address))
+        heap.pointee.reclaim.uncharge(magazineCharge)
     }
 
     /// Allocation for Quarry's own use from a cache without magazines (the magazine
@@ -367,15 +377,17 @@ extension SlabCache {
     // MARK: Tidy
 
     /// End of every `.spin` slow path: returns objects that re-entrant frees parked in
-    /// this CPU's reserve, and trims what re-entrant calls could not (surplus empty
-    /// magazines and empty slabs). Cheap when there is nothing to do: one load of the
-    /// reserve count and one atomic load.
+    /// this CPU's reserve, trims what re-entrant calls could not (surplus empty
+    /// magazines and empty slabs), and honours a flush request (Quarry+Reclaim). Cheap
+    /// when there is nothing to do: one load of the reserve count, one atomic load, and
+    /// one load and one atomic load for the request.
     @inline(__always)
     func tidy(_ index: Int) {
         hook(.tidying)
         let slot = cpu(index)
         if slot.pointee.reserveCount > 0 { flushReserve(slot) }
         if state.pointee.atomics.trimNeeded.load(ordering: .relaxed) { trim() }
+        if flushRequested(index) { honourFlushRequest(index) }
     }
 
     @inline(never)

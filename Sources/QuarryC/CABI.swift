@@ -345,6 +345,12 @@ public func quarry_usable_size(_ ptr: UnsafeMutableRawPointer?) -> Int {
 @c @implementation
 public func quarry_shrink() -> Int {
     guard let q = CABI.instance else { return 0 }
+    return q.shrink()
+}
+
+@c @implementation
+public func quarry_drain_all() -> Int {
+    guard let q = CABI.instance else { return 0 }
     let before = q.pageStatistics.pagesInUse
     q.front.shrink()
     // At quiescence (the documented contract): every CPU's magazines and every depot too.
@@ -422,6 +428,11 @@ public func quarry_heap_stats(_ out: UnsafeMutablePointer<quarry_heap_statistics
     h.live_spans = m.liveSpans
     h.span_pages = m.spanPages
     h.malloc_errors = m.errors
+    let r = q.reclaimStatistics
+    h.per_cpu_budget_bytes = r.budgetBytes
+    h.per_cpu_charged_bytes = r.chargedBytes
+    h.per_cpu_high_water_bytes = r.highWaterBytes
+    h.reclaims = r.reclaims
     out.pointee = h
     return QUARRY_OK
 }

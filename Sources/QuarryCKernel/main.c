@@ -9,7 +9,7 @@
  * free reported through the error hook; a stale handle refused), the malloc family
  * (malloc, calloc, realloc across classes and into spans, aligned_alloc, posix_memalign,
  * bad alignment, double free), the standard names when the library has them, then every
- * page back after quarry_shrink and the slabinfo table.
+ * page back after quarry_shrink and quarry_drain_all, and the slabinfo table.
  */
 #include "quarry.h"
 #include "console.h"
@@ -375,8 +375,10 @@ void kernel_main(uint32_t magic, uint32_t info) {
     check("slabinfo: the callback received the table", slabinfo_lines >= 4, "fewer than 4 lines");
     for (int i = 0; i < 3; i++) quarry_free(live[i]);
     size_t given_back = quarry_shrink();
-    check("shrink: gives pages back", given_back > 0, "0 pages");
-    check("shrink: every page back, no span live",
+    check("shrink: a reclaim gives pages back", given_back > 0, "0 pages");
+    given_back = quarry_drain_all();
+    check("drain all: the class caches' pages come back", given_back > 0, "0 pages");
+    check("drain all: every page back, no span live",
           quarry_heap_stats(&h) == QUARRY_OK && h.pages_in_use == 0 && h.live_spans == 0
               && h.malloc_class_caches == 0,
           "pages, spans or class caches left");

@@ -69,8 +69,8 @@ extension CABITests {
         quarry_check_invariants()
         var found = quarry_validation()
         #expect(quarry_validate(&found) == QUARRY_OK && found.error == QUARRY_OK)
-        // quarry_shrink destroys the unused class cache, quarantined slab and all.
-        quarry_shrink()
+        // quarry_drain_all destroys the unused class cache, quarantined slab and all.
+        quarry_drain_all()
         var heap = quarry_heap_statistics()
         #expect(quarry_heap_stats(&heap) == QUARRY_OK && heap.pages_in_use == 0)
         quarry_check_invariants()

@@ -112,8 +112,13 @@ struct FaultInjectionTests {
         return out
     }
 
-    @Test("the k-th page request fails: .outOfMemory, invariants hold, every page comes back")
-    func everyK() throws {
+    /// `repeating: false`: only the k-th request fails, and the reclaim an allocation runs
+    /// before it fails, with its retry, absorbs it every time (no error surfaces).
+    /// `repeating: true`: the arena is full from the k-th request on: allocations fail
+    /// with `.outOfMemory` after their reclaim, frees still work.
+    @Test("the k-th page request fails: .outOfMemory, invariants hold, every page comes back",
+          arguments: [false, true])
+    func everyK(repeating: Bool) throws {
         let arena = TestArena(size: 4 << 20)
         defer { arena.release() }
         var surfaced = 0
@@ -122,7 +127,7 @@ struct FaultInjectionTests {
         while true {
             let q = try arena.quarry(tuning: .tiny)
             let start = q.pageStatistics.bump
-            q.failPageRequest(after: k)
+            q.failPageRequest(after: k, repeating: repeating)
             let out = Self.workload(q)
             let injected = q.injectedPageFailures
             q.failPageRequest(after: 0)
@@ -140,15 +145,16 @@ struct FaultInjectionTests {
                 #expect(injected.pending && out.errors == 0, "k = \(k): errors without an injected failure")
                 break
             }
-            #expect(injected.count == 1)
-            // A failed request surfaces as .outOfMemory, unless the per-CPU layer absorbed
-            // it (no magazine: it falls back to the slabs).
+            #expect(repeating ? injected.count >= 1 : injected.count == 1)
+            // A failed request surfaces as .outOfMemory, unless the reclaim and retry or
+            // the per-CPU layer absorbed it (no magazine: it falls back to the slabs).
             if out.errors > 0 { surfaced += 1 } else { absorbed += 1 }
             k += 1
             try #require(k < 5000, "the workload never completes")
         }
         #expect(k > 20, "the workload should make many page requests")
-        #expect(surfaced > 0)
-        print("fault injection: \(k - 1) failure points, \(surfaced) surfaced as .outOfMemory, \(absorbed) absorbed")
+        #expect(repeating ? surfaced > 0 : surfaced == 0, "surfaced \(surfaced) of \(k - 1)")
+        print("fault injection (\(repeating ? "full from request k on" : "request k only")): \(k - 1) failure points, "
+              + "\(surfaced) surfaced as .outOfMemory, \(absorbed) absorbed")
     }
 }

@@ -329,6 +329,9 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
         p.initializeMemory(as: UInt8.self, repeating: 0x5C, count: 1000)
         // No arena of 256 KiB holds 200 KiB twice: the move fails, p stays.
         let big = try f.realloc(p, 150_000)
+        // A refusal for lack of memory first reclaims (the emptied malloc-1024 slab goes
+        // back): start from a reclaimed heap, so the snapshot shows what the refusal changed.
+        q.shrink()
         expectRefusal(q, .outOfMemory, counted: false) { () throws(QuarryError) in _ = try f.realloc(big, 200_000) }
         var bad = 0
         for k in 0..<1000 where big.load(fromByteOffset: k, as: UInt8.self) != 0x5C { bad += 1 }

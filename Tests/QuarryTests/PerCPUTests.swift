@@ -93,17 +93,22 @@ import Testing
         #expect(q.magazineCache.activeObjects == 0)
     }
 
+    /// In a 32 MiB arena the per-CPU budget (2 MiB) caps no magazine below
+    /// `magazineBytes`; smaller arenas are in ReclaimTests.
     @Test func theBoundIsWhatStatisticsAndSlabinfoShow() throws {
-        let arena = TestArena(size: 1 << 20)
+        let arena = TestArena(size: 32 << 20)
         defer { arena.release() }
         let tuning = Tuning.standard
         let q = try arena.quarry(tuning: tuning)
         let small = try q.createCache(name: "small", size: 64)
         let big = try q.createCache(name: "big", size: 8000)
         let huge = try q.createCache(name: "huge", size: 20_000)
+        let budget = q.reclaimStatistics.budgetBytes
+        #expect(budget == q.pageStatistics.pageCount * Geometry.pageSize / tuning.perCPUShare)
+        #expect(budget / Tuning.budgetMagazines >= tuning.magazineBytes)
         for cache in [small, big, huge] {
             let s = cache.statistics
-            let m = tuning.magazineCapacity(objectSize: s.objectSize)
+            let m = tuning.magazineCapacity(objectSize: s.objectSize, budget: budget)
             #expect(s.magazineCapacity == m)
             #expect(s.perCPUBoundObjects
                     == HostPlatform.maxCPUs * (2 * m + Geometry.cpuReserve) + tuning.depotFullLimit * m)
@@ -112,7 +117,7 @@ import Testing
         #expect(small.magazineCapacity == 32 && big.magazineCapacity == 2 && huge.magazineCapacity == 0)
         var out = TextBuffer()
         q.writeSlabinfo(to: &out)
-        #expect(out.text.contains("bound_kb"))
+        #expect(out.text.contains("bound_kb") && out.text.contains("# per-CPU budget: "))
         #expect(out.text.contains("quarry_magazine"))
         let p = try huge.allocate()
         try huge.free(p)
