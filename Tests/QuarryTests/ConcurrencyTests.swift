@@ -195,26 +195,16 @@ final class StressShared: @unchecked Sendable {
         }
         nonisolated(unsafe) let workArray = work
         let cpus = 4
-        let warmedUp = SpinBarrier(parties: cpus + 1)
-        let done = SpinBarrier(parties: cpus + 1)
-        let timer = Thread(cpu: nil) {
-            warmedUp.wait()
-            ThreadPlatform.startTimer(microseconds: 100)
-            done.wait()
-            ThreadPlatform.stopTimer()
-        }
-        let interrupts = runOnCPUs(cpus) { cpu in
+        let interrupts = runOnCPUsWithTimer(cpus, microseconds: 100, warmUp: { cpu in
             let w = workArray + cpu
             w.pointee.run()  // warm up: metadata the handler needs, instantiated outside it
             w.pointee.run()
             ThreadPlatform.setInterruptBody(InterruptWork.body, context: UnsafeMutableRawPointer(w))
-            warmedUp.wait()
+        }) { cpu in
             shared.stress(cpu: cpu, operations: 150_000, seed: seed)
             ThreadPlatform.setInterruptBody(nil, context: nil)
-            w.pointee.releaseAll()
-            done.wait()
+            workArray[cpu].releaseAll()
         }
-        timer.join()
         var handlerAllocations = 0
         var handlerFailures = 0
         var handlerMismatches = 0

@@ -69,6 +69,31 @@ func runOnCPUs(_ count: Int, firstCPU: Int = 0, _ body: @escaping @Sendable (Int
     return starts.map(\.interrupts)
 }
 
+/// `runOnCPUs` with the interrupt timer (ThreadPlatform.startTimer) firing every
+/// `microseconds` while the bodies run: each CPU runs `warmUp(cpu)` first (whatever its
+/// interrupt body needs made outside a handler, and the body itself), the timer starts
+/// once every CPU is warm, and stops once every `body(cpu)` has returned.
+@discardableResult
+func runOnCPUsWithTimer(_ count: Int, microseconds: Int, warmUp: @escaping @Sendable (Int) -> Void,
+                        _ body: @escaping @Sendable (Int) -> Void) -> [UInt] {
+    let warmedUp = SpinBarrier(parties: count + 1)
+    let done = SpinBarrier(parties: count + 1)
+    let timer = Thread(cpu: nil) {
+        warmedUp.wait()
+        ThreadPlatform.startTimer(microseconds: microseconds)
+        done.wait()
+        ThreadPlatform.stopTimer()
+    }
+    let interrupts = runOnCPUs(count) { cpu in
+        warmUp(cpu)
+        warmedUp.wait()
+        body(cpu)
+        done.wait()
+    }
+    timer.join()
+    return interrupts
+}
+
 /// A bounded FIFO of objects handed from one CPU to another, behind a pthread mutex
 /// (the test harness's own synchronisation; Quarry is not used for it).
 final class Handoff: @unchecked Sendable {

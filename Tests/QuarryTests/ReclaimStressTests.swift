@@ -1,0 +1,130 @@
+// ReclaimStressTests: issue 11's acceptance test on the host: with live data at most half
+// of an 8 MiB arena, no allocation fails, for a random mix of 1 B ... 100 KB on 1, 2 and
+// 4 CPUs (threads) with cross-CPU frees and SIGALRM handlers that allocate; and past half,
+// allocations that would fail reclaim first. The workload is ReclaimScenario
+// (Tests/Scenarios), which the test kernel runs too.
+// Neighbours: ThreadPlatform (CPUs and interrupts), ThreadTestSupport (threads, barrier),
+// ConcurrencyTests (Thread, threadQuarry), Sources/QuarryKernel/ReclaimSuite.swift.
+
+import Testing
+import Synchronization
+@testable import Quarry
+import QuarryScenarios
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct ReclaimStressTests {
+    /// Operations per CPU: QUARRY_RECLAIM_OPS, else 400 000.
+    static var operationsPerCPU: Int {
+        ProcessInfoLite.environment("QUARRY_RECLAIM_OPS").flatMap { Int($0) } ?? 400_000
+    }
+    static let arenaBytes = 8 << 20
+
+    /// What one run saw.
+    struct Run {
+        var report: ReclaimScenarioReport
+        var reclaim: ReclaimStatistics
+        var pagesAfterDrain: Int
+        var seconds: Double
+        var handlerRuns: [UInt]
+        var seed: UInt64
+        /// Reclaims run by allocations (not by `shrink`, nor the warm-up's).
+        var reclaimsByAllocations: Int { Int(reclaim.reclaims) - report.shrinks - handlerRuns.count }
+
+        var summary: String {
+            "\(report.operations) operations in \(seconds) s, \(report.allocations) allocations "
+                + "(\(report.spans) spans), \(report.mailboxFrees) frees through the mailbox, "
+                + "\(report.handlerAllocations) in handlers (\(handlerRuns) handler runs), "
+                + "peak live \(report.peakLiveBytes) bytes, "
+                + "\(report.limited) refused by the limit, \(report.failures) failures, "
+                + "\(reclaimsByAllocations) reclaims by allocations and \(report.shrinks) by shrink, "
+                + "\(reclaim.flushesHonoured) flush requests honoured, per-CPU budget high water "
+                + "\(reclaim.highWaterBytes) of \(reclaim.budgetBytes) bytes, seed \(seed)"
+        }
+    }
+
+    /// Runs the scenario on `cpus` threads with the timer on, then frees, checks and drains.
+    static func run(cpus: Int, limitBytes: Int, operationsPerCPU: Int, shrinkOneIn: Int) throws -> Run {
+        let arena = TestArena(size: arenaBytes)
+        defer { arena.release() }
+        let q = try ThreadPlatform.withCPU(0) { try arena.threadQuarry(tuning: .standard) }
+        let seed = testSeeds([UInt64(UInt32.random(in: 1...UInt32.max))])[0]
+        let configuration = ReclaimScenario<ThreadPlatform>.Configuration(
+            cpus: cpus, operationsPerCPU: operationsPerCPU, limitBytes: limitBytes,
+            seed: UInt32(truncatingIfNeeded: seed), shrinkOneIn: shrinkOneIn)
+        let memory = UnsafeMutableRawPointer.allocate(
+            byteCount: ReclaimScenario<ThreadPlatform>.bytes(cpus: cpus), alignment: 64)
+        // The handler reaches the scenario through its context pointer.
+        let scenario = UnsafeMutablePointer<ReclaimScenario<ThreadPlatform>>.allocate(capacity: 1)
+        scenario.initialize(to: ReclaimScenario(quarry: q, memory: memory, configuration: configuration))
+        defer {
+            scenario.deinitialize(count: 1)
+            scenario.deallocate()
+            memory.deallocate()
+        }
+        nonisolated(unsafe) let (shared, heap) = (scenario, q)
+        let body: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
+            context!.assumingMemoryBound(to: ReclaimScenario<ThreadPlatform>.self).pointee
+                .interrupt(cpu: ThreadPlatform.cpuIndex)
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let handlerRuns = runOnCPUsWithTimer(cpus, microseconds: 100, warmUp: { cpu in
+            // What the handler runs, once outside it (generic metadata is made here).
+            for _ in 0..<8 { shared.pointee.interrupt(cpu: cpu) }
+            heap.shrink()
+            ThreadPlatform.setInterruptBody(body, context: UnsafeMutableRawPointer(shared))
+        }) { cpu in
+            shared.pointee.run(cpu: cpu)
+            ThreadPlatform.setInterruptBody(nil, context: nil)
+        }
+        let elapsed = clock.now - start
+        let report = ThreadPlatform.withCPU(0) { shared.pointee.finish() }
+        let reclaim = q.reclaimStatistics
+        let pages = ThreadPlatform.withCPU(0) { () -> Int in
+            q.checkInvariants()
+            q.front.shrink()
+            q.drainAll()
+            q.checkInvariants()
+            return q.pageStatistics.pagesInUse
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        return Run(report: report, reclaim: reclaim, pagesAfterDrain: pages, seconds: seconds,
+                   handlerRuns: handlerRuns, seed: seed)
+    }
+
+    /// Issue 11 item 2: live blocks (usable sizes) at most half the arena: no failure.
+    @Test(arguments: [1, 2, 4])
+    func noAllocationFailsWithinHalfTheArena(cpus: Int) throws {
+        let limit = Self.arenaBytes / 2
+        let run = try Self.run(cpus: cpus, limitBytes: limit, operationsPerCPU: Self.operationsPerCPU,
+                               shrinkOneIn: 20_000)
+        print("reclaim stress, \(cpus) CPUs, live <= half: \(run.summary)")
+        let r = run.report
+        #expect(r.failures == 0, "allocations failed within half the arena (seed \(run.seed))")
+        #expect(r.unexpected == 0 && r.mismatches == 0, "seed \(run.seed)")
+        #expect(r.operations == cpus * Self.operationsPerCPU)
+        #expect(r.spans > 0 && r.mailboxFrees > 0)
+        #expect(r.cpusWithHandlerAllocations == cpus, "a CPU's handler never allocated")
+        #expect(r.peakLiveBytes <= limit && r.peakLiveBytes > limit - 200_000, "the limit was never approached")
+        #expect(r.liveBytesAtEnd == 0)
+        #expect(run.reclaim.highWaterBytes <= run.reclaim.budgetBytes)
+        #expect(run.pagesAfterDrain == 0)
+    }
+
+    /// Live blocks up to 7/8 of the arena: allocations do run out of pages; each reclaims
+    /// before it fails (concurrently with the other CPUs, their handlers and their flush
+    /// requests), and nothing is lost or corrupted.
+    @Test func pastHalfTheArenaAllocationsReclaimBeforeFailing() throws {
+        let cpus = 4
+        let run = try Self.run(cpus: cpus, limitBytes: Self.arenaBytes / 8 * 7,
+                               operationsPerCPU: min(Self.operationsPerCPU, 100_000), shrinkOneIn: 0)
+        print("reclaim stress, \(cpus) CPUs, live <= 7/8: \(run.summary)")
+        let r = run.report
+        #expect(run.reclaimsByAllocations > 0 && run.reclaim.flushesHonoured > 0)
+        #expect(r.unexpected == 0 && r.mismatches == 0, "seed \(run.seed)")
+        #expect(r.cpusWithHandlerAllocations == cpus)
+        #expect(r.liveBytesAtEnd == 0 && run.pagesAfterDrain == 0)
+    }
+}
