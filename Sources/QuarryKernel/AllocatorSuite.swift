@@ -88,6 +88,7 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
 func allocatorTimerHook() {
     SMPStress.timerHook()
     NMIStorm.timerHook()
+    ReclaimSuite.timerHook()
     epochTimerHook()
 }
 

@@ -18,9 +18,12 @@ enum Kernel {
     static var arenaSize: Int { Int(quarry_arena_end() - quarry_arena_start()) }
 
     /// The arena's last 4 MiB belong to the C ABI's global instance (quarry_init), which
-    /// serves the Embedded runtime (RuntimeSuite.swift); the allocator suite splits the rest.
+    /// serves the Embedded runtime (RuntimeSuite.swift); below them, the reclaim suite's
+    /// slice (ReclaimSuite.swift); the allocator suite splits the rest.
     static let runtimeArenaBytes = 4 << 20
     static var runtimeArenaBase: UInt { quarry_arena_end() - UInt(runtimeArenaBytes) }
+    static var reclaimArenaBytes: Int { (ReclaimSuite.bytes + 4095) & ~4095 }
+    static var reclaimArenaBase: UInt { runtimeArenaBase - UInt(reclaimArenaBytes) }
 }
 
 /// Multiboot v1 information: `flags` bit 0 says mem_lower/mem_upper (KiB below
@@ -148,7 +151,8 @@ func kernelMain(_ magic: UInt32, _ info: UInt32) {
 
     // Sound: the arena is reserved by the linker script for Quarry alone.
     runAllocatorSuite(arenaBase: UnsafeMutableRawPointer(bitPattern: Kernel.arenaBase)!,
-                      arenaSize: Kernel.arenaSize - Kernel.runtimeArenaBytes)
+                      arenaSize: Kernel.arenaSize - Kernel.runtimeArenaBytes - Kernel.reclaimArenaBytes)
+    ReclaimSuite.run(base: UnsafeMutableRawPointer(bitPattern: Kernel.reclaimArenaBase)!, size: Kernel.reclaimArenaBytes)
     runRuntimeSuite(base: Kernel.runtimeArenaBase, size: Kernel.runtimeArenaBytes)
 
     TestHarness.finish()
