@@ -118,8 +118,9 @@ extension SlabCache {
     }
 
     /// A flush request is pending for CPU `index` (one load of its record, one atomic
-    /// load). Interrupts masked.
-    @inline(__always)
+    /// load). Interrupts masked. Out of line: the slow paths that inline `tidy` (the
+    /// bulk calls' loops among them) keep their register allocation.
+    @inline(never)
     func flushRequested(_ index: Int) -> Bool {
         heap.pointee.cpuState(index).pointee.flushSeen != heap.pointee.reclaim.requests.load(ordering: .relaxed)
     }

@@ -380,7 +380,7 @@ extension SlabCache {
     /// this CPU's reserve, trims what re-entrant calls could not (surplus empty
     /// magazines and empty slabs), and honours a flush request (Quarry+Reclaim). Cheap
     /// when there is nothing to do: one load of the reserve count, one atomic load, and
-    /// one load and one atomic load for the request.
+    /// a call that makes one load and one atomic load for the request.
     @inline(__always)
     func tidy(_ index: Int) {
         hook(.tidying)
