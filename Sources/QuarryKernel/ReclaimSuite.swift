@@ -12,11 +12,11 @@ enum ReclaimSuite {
     /// The heap under test: the arena size of issue 11.
     static let heapBytes = 8 << 20
     /// Operations per CPU: a quarter of the host test's 400 000, so that a 4-CPU boot
-    /// stays under a minute under TCG on this loaded 2-core host. Measured with -smp 4:
-    /// i686 100 000 in 1.5 s idle and 27 s at load 4, 200 000 in 50 s and 400 000 in
-    /// 31-70 s at load 4-5; x86_64 100 000 in 2.8 s at load 4. The i686 time goes to
-    /// vCPUs spinning on lock holders the host preempted (a quarter of the operations
-    /// take the page lock or a cache lock).
+    /// stays under a minute under TCG on this loaded 2-core host. Measured with -smp 4,
+    /// 100 000: 1.5-27 s on i686, 2.8-30 s on x86_64 depending on the host's load;
+    /// 200 000: 50 s and 400 000: 31-70 s on i686 at load 4-5. The time goes to vCPUs
+    /// spinning on lock holders the host preempted (a quarter of the operations take
+    /// the page lock or a cache lock).
     static let operationsPerCPU = 100_000
     static let seed: UInt32 = 0x11EC_1A1F
 
