@@ -327,9 +327,17 @@ struct FuzzRun {
         q.front.shrink()
         q.shrink()
         q.checkInvariants()
+        // A write after free (op 15) can land on a page that was reused by one of the
+        // two internal caches, which are never destroyed: a slab of theirs found corrupt
+        // stays quarantined for good (docs/design.md, "After a corruption").
+        var quarantined = 0
+        q.forEachCache { c in
+            let s = c.statistics
+            quarantined += s.quarantinedSlabs * s.pagesPerSlab
+        }
         let pages = q.pageStatistics
-        if pages.pagesInUse != 0 { fuzzFail("quarry-fuzz: pages still in use after freeing everything") }
-        if pages.bump != 0 { fuzzFail("quarry-fuzz: the bump pointer did not come back to 0") }
+        if pages.pagesInUse != quarantined { fuzzFail("quarry-fuzz: pages still in use after freeing everything") }
+        if quarantined == 0 && pages.bump != 0 { fuzzFail("quarry-fuzz: the bump pointer did not come back to 0") }
     }
 }
 
