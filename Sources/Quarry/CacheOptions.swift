@@ -1,10 +1,10 @@
 // CacheOptions: the per-cache hardening and debugging choices made at creation, and the
 // heap's error hook. Neighbours: Quarry.createCache (takes them), SlabGeometry (red zone,
-// carve order), SlabCache+Debug (poison, red zones, zeroing, validate), docs/safety.md.
+// carve order), SlabCache+Debug (poison, red zones, zeroing, validate), docs/design.md ("Safety").
 
 /// Options chosen when a cache is created; all off by default. What is always on
 /// (pointer validation, the allocation bitmap, encoded free links) needs no option.
-/// Costs are measured in docs/safety.md.
+/// Costs are measured in docs/design.md ("Safety").
 public struct CacheOptions: Sendable, Equatable {
     /// New slabs hand out their objects in a random permutation instead of address order.
     public var randomizeFreeSlots: Bool
@@ -21,7 +21,7 @@ public struct CacheOptions: Sendable, Equatable {
     /// Freed objects are zeroed (ignored with `typeStable`; `poison` fills instead).
     public var zeroOnFree: Bool
     /// Slabs stay with the cache until destroy and freeing writes nothing into the
-    /// caller's bytes (Linux's `SLAB_TYPESAFE_BY_RCU`; see docs/epochs.md).
+    /// caller's bytes (Linux's `SLAB_TYPESAFE_BY_RCU`; see docs/design.md ("Deferred freeing")).
     public var typeStable: Bool
 
     public static let poisonByte: UInt8 = 0x6B

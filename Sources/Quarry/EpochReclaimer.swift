@@ -2,7 +2,7 @@
 // retire (the kfree_rcu analog), epoch advance, bounded per-CPU backlogs of retired objects.
 // Neighbours: SlabCache (where a retired object is finally freed), Quarry (whose caches hold
 // the reclaimer's own state), EpochReclaimer+Statistics (snapshots, invariants),
-// LockFreeStack (its first user), docs/epochs.md (the argument and the bound).
+// LockFreeStack (its first user), docs/design.md ("Deferred freeing") (the argument and the bound).
 //
 // Concurrency and interrupt contract (the state lives here):
 //
@@ -138,7 +138,7 @@ struct ReclaimerState: ~Copyable {
 /// Linux's `kfree_rcu`). Readers bracket every access to shared objects with
 /// `enter()`/`exit()`; a writer that unlinked an object calls `retire(_:to:)` instead of
 /// `free`, and the object goes back to its cache once the global epoch has advanced
-/// twice, when no CPU can still hold a reference. See docs/epochs.md for the argument.
+/// twice, when no CPU can still hold a reference. See docs/design.md ("Deferred freeing") for the argument.
 ///
 /// The handle is one pointer; copies share the reclaimer. Generic over the platform:
 /// `P.maxCPUs` per-CPU records, `P.cpuIndex` picks one, `P.disableInterrupts` guards it.
@@ -244,7 +244,7 @@ public struct EpochReclaimer<P: Platform> {
         let current = s.pointee.epoch.load(ordering: .acquiring)
         // Pairs with the fence in `enter`: an announcement made before this point is seen
         // by the scan, and a reader that announces after it reads pointers unlinked
-        // before it no more (docs/epochs.md, "Why it is safe").
+        // before it no more (docs/design.md, "Deferred freeing").
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         let wanted = current &<< 1 | 1
         var i = 0

@@ -1,7 +1,7 @@
 // LockFreeStack: a Treiber stack of words whose nodes come from a Quarry cache and are
 // retired through an EpochReclaimer: the first lock-free structure on deferred freeing.
 // Neighbours: EpochReclaimer (critical sections, retire), SlabCache (the node cache),
-// docs/epochs.md (why it is ABA-safe).
+// docs/design.md ("Deferred freeing") (why it is ABA-safe).
 
 import Synchronization
 

@@ -79,7 +79,7 @@ public struct Quarry<P: Platform> {
     /// `typeStable` (Linux's `SLAB_TYPESAFE_BY_RCU`): the cache's slabs never go back
     /// to the page allocator until `destroy`, and freeing writes nothing into the
     /// caller's bytes, so a pointer to one of its objects always points at an object of
-    /// this cache, possibly freed and handed out again at once. See docs/epochs.md.
+    /// this cache, possibly freed and handed out again at once. See docs/design.md ("Deferred freeing").
     public func createCache(
         name: StaticString, size: Int, alignment: Int = Geometry.granule,
         constructor: ObjectConstructor? = nil, typeStable: Bool = false
@@ -96,7 +96,7 @@ public struct Quarry<P: Platform> {
                         options: CacheOptions(typeStable: typeStable))
     }
 
-    /// `createCache` with hardening and debugging options (CacheOptions, docs/safety.md).
+    /// `createCache` with hardening and debugging options (CacheOptions, docs/design.md ("Safety")).
     public func createCache(
         name: StaticString, size: Int, alignment: Int = Geometry.granule,
         constructor: ObjectConstructor? = nil, options: CacheOptions

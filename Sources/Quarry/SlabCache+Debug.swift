@@ -1,7 +1,7 @@
 // SlabCache+Debug: the per-object debug options (poison, red zones, zeroing) and
 // `validate`, the walk that counts inconsistencies instead of trapping.
 // Neighbours: CacheOptions (the choices), SlabGeometry (red-zone layout, carve order),
-// SlabCache (the fast path calls in here when `objectWork` is set), docs/safety.md.
+// SlabCache (the fast path calls in here when `objectWork` is set), docs/design.md ("Safety").
 //
 // Object layout with options (objectSize bytes):
 //

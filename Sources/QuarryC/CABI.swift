@@ -113,18 +113,14 @@ enum CABI {
             _ = refuseHandle()
             return nil
         }
-        do { return try c.allocate() } catch { return pointer(.failure(error)) }
+        return cacheAllocMissSlow(c)
     }
 
     @inline(never)
     static func cacheFreeSlow(_ handle: OpaquePointer?, _ object: UnsafeMutableRawPointer?) -> quarry_error {
         guard let c = cache(handle) else { return refuseHandle() }
-        do {
-            try c.free(object)
-            return QUARRY_OK
-        } catch {
-            return fail(error)
-        }
+        guard let object else { return QUARRY_OK }
+        return cacheFreeMissSlow(c, object)
     }
 
     @inline(never)
