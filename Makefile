@@ -16,6 +16,7 @@
 #   make header-test  include/quarry.h as strict C11 for -m32 and -m64
 #   make host-test    swift test
 #   make host-tsan    swift test --sanitize=thread (the threaded tests, no suppression)
+#   make host-release-step  the single-step test in the release build
 #   make qemu-test    boot i686 and x86_64: the Swift kernel with -smp 1 and -smp 4, the C
 #                     kernel with -smp 1; a boot passes only on exit 67 and "N passed,
 #                     0 failed" (ARCH=... on the command line: that architecture only)
@@ -136,7 +137,7 @@ QEMU_TIMEOUT ?= 150
 QEMU_PASS := 67
 QEMU_FAIL := 69
 
-.PHONY: all kernel ckernel lib host-lib run run-c test header-test host-test host-tsan qemu-test qemu-boot deps deps-test clean FORCE
+.PHONY: all kernel ckernel lib host-lib run run-c test header-test host-test host-tsan host-release-step qemu-test qemu-boot deps deps-test clean FORCE
 all: kernel ckernel
 
 lib: $(BUILD)/libquarry.a
@@ -336,11 +337,18 @@ host-tsan:
 	@echo "== host-tsan: swift test --sanitize=thread"
 	$(SWIFT) test --sanitize=thread
 
+# The single-step re-entry test in the release build the budgets measure (the plain
+# host-test runs it in the checked debug build).
+host-release-step:
+	@echo "== host-release-step: swift test -c release --filter SingleStep"
+	$(SWIFT) test -c release --filter SingleStep
+
 test: deps
 	@$(MAKE) --no-print-directory header-test
 	@$(MAKE) --no-print-directory deps-test
 	@$(MAKE) --no-print-directory host-test
 	@$(MAKE) --no-print-directory host-tsan
+	@$(MAKE) --no-print-directory host-release-step
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory qemu-test
 	@$(MAKE) --no-print-directory budgets
