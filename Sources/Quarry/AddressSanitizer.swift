@@ -61,7 +61,7 @@ enum AddressSanitizer {
 }
 
 extension SlabCache {
-    /// The object at `address` was just freed (its allocation bit cleared): poison it,
+    /// The object at `address` was just freed (it passed the double-free checks): poison it,
     /// all but its link word.
     @inline(__always)
     func poisonFreed(_ address: UInt) {

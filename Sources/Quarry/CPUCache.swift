@@ -133,7 +133,7 @@ struct CPUCounters: ~Copyable {
 /// - `loaded` and `previous` are distinct magazines of capacity `magazineCapacity`, or
 ///   both the sentinel (detached, and always for a cache without magazines)
 /// - `0 <= reserveCount <= Geometry.cpuReserve`; reserve objects are free objects of
-///   the cache, bit clear, counted in their slab's `inUse`
+///   the cache, bit set and cached mark written, counted in their slab's `inUse`
 struct CPUCache {
     var loaded: Magazine
     var previous: Magazine

@@ -9,7 +9,7 @@
 /// holder of its cache's depot lock while it sits in the depot.
 ///
 /// Invariants: `0 <= count <= capacity`; rounds `0 ..< count` are distinct free
-/// objects of the magazine's cache (bitmap bit clear, counted in their slab's `inUse`);
+/// objects of the magazine's cache (bitmap bit set: out of their slab; counted in their slab's `inUse`);
 /// `next` is meaningful only while the magazine is on a depot stack.
 struct MagazineHeader {
     var next: UnsafeMutablePointer<MagazineHeader>?

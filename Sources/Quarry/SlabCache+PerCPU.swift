@@ -3,11 +3,11 @@
 // Neighbours: SlabCache (the fast path that calls in here), CPUCache (the slot and its
 // contract), Depot, Magazine, SlabCache+Slabs (the slab layer), CPUState (lock modes).
 //
-// Every function here runs on the slot's own CPU with interrupts masked (the fast path
-// masked them and the slow path restores them last). The rule that keeps nested calls
-// (constructors, test hooks) harmless: a slot's fields are read afresh after every
-// point where a nested call may run (a hook, a lock acquisition, a slab-layer call), and
-// each read-decide-write of the slot has no such point inside it.
+// Every function here runs on the slot's own CPU with interrupts masked and the slot
+// claimed (`allocateSlow`/`freeSlow` mask, claim, and undo both last), or on the nested
+// path, which never touches the slot. A nested call (NMI, constructor, test hook) that
+// lands in here finds the slot claimed; the slot's fields are still read afresh after
+// every point where one may run (a hook, a lock acquisition, a slab-layer call).
 
 import Synchronization
 
