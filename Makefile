@@ -132,7 +132,7 @@ CKERNEL_CFLAGS  := $(CFLAGS) -std=c11 -Werror -I include -DQUARRY_LIBC_NAMES=$(Q
 
 QEMU_FLAGS := -m 128M -serial stdio -display none -no-reboot \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04
-QEMU_TIMEOUT ?= 150
+QEMU_TIMEOUT ?= 240
 # isa-debug-exit: the kernel writes 0x21 (pass) or 0x22 (fail); QEMU exits with (v << 1) | 1.
 QEMU_PASS := 67
 QEMU_FAIL := 69
