@@ -186,7 +186,7 @@ size_t quarry_cache_shrink(quarry_cache *cache);
 quarry_error quarry_cache_destroy(quarry_cache *cache);
 
 /* Cache options: the safety and debugging features of quarry_cache_create_with, all off
- * by default (docs/design.md ("Safety") measures their costs). What is always on (pointer checks,
+ * by default (docs/benchmarks.md ("Debug options") measures their costs). What is always on (pointer checks,
  * the double-free check, encoded free-list links) needs no option.
  *
  * Versioned by size: set struct_size to sizeof(quarry_cache_options) and zero what you

@@ -4,7 +4,7 @@
 
 /// Options chosen when a cache is created; all off by default. What is always on
 /// (pointer validation, the allocation bitmap, encoded free links) needs no option.
-/// Costs are measured in docs/design.md ("Safety").
+/// Costs are measured in docs/benchmarks.md ("Debug options").
 public struct CacheOptions: Sendable, Equatable {
     /// New slabs hand out their objects in a random permutation instead of address order.
     public var randomizeFreeSlots: Bool

@@ -26,7 +26,7 @@ import Testing
     }
 
     @Test func tableExcerpt() {
-        // The documented start and end of the table (docs/design.md ("Malloc front and C ABI")).
+        // The documented start and end of the table (docs/design.md ("Malloc front")).
         let first = (0..<25).map { SizeClasses.size(ofClass: $0) }
         #expect(first == [8, 16, 32, 48, 64, 80, 96, 112, 128,
                           144, 160, 176, 192, 208, 224, 240, 256,
