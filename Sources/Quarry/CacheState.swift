@@ -105,37 +105,32 @@ struct CacheAtomics: ~Copyable {
     /// slab (two frees raced past the hit path's checks): dropped, and counted as
     /// allocations so that `active` stays exact.
     let droppedDuplicates = Atomic<UInt>(0)
-    /// Refused frees and detected corruption, by kind (index: `QuarryError.rawValue - 16`,
-    /// `.outsideArena` ... `.useAfterFree`).
-    let errors: InlineArray<12, Atomic<UInt>> = InlineArray { _ in Atomic<UInt>(0) }
+    /// Refused frees and detected corruption, by kind (`QuarryError.tableIndex`).
+    let errors: ErrorTable<Atomic<UInt>> = InlineArray { _ in Atomic<UInt>(0) }
     /// Set by a `.tryOnly` slow path that left the depot with more empty magazines than
     /// `depotEmptyLimit` (it may not free them); cleared by the next trim.
     let trimNeeded = Atomic<Bool>(false)
 
-    /// Error kinds counted per cache: raw values 16 ..< 16 + kinds.
-    static let kinds = 12
-
     init() {}
 
     func count(_ error: QuarryError) {
-        let i = Int(error.rawValue) - 16
-        if i >= 0 && i < CacheAtomics.kinds { errors[i].wrappingAdd(1, ordering: .relaxed) }
+        if let i = error.tableIndex { errors[i].wrappingAdd(1, ordering: .relaxed) }
     }
 
     func errorCount(_ error: QuarryError) -> UInt64 {
-        let i = Int(error.rawValue) - 16
-        return i >= 0 && i < CacheAtomics.kinds ? UInt64(word: errors[i].load(ordering: .relaxed)) : 0
+        guard let i = error.tableIndex else { return 0 }
+        return UInt64(word: errors[i].load(ordering: .relaxed))
     }
 
-    var errorCounts: InlineArray<12, UInt64> {
-        var a = InlineArray<12, UInt64>(repeating: 0)
-        for i in 0..<CacheAtomics.kinds { a[i] = UInt64(word: errors[i].load(ordering: .relaxed)) }
+    var errorCounts: ErrorTable<UInt64> {
+        var a = ErrorTable<UInt64>(repeating: 0)
+        for i in 0..<QuarryError.countedKinds { a[i] = UInt64(word: errors[i].load(ordering: .relaxed)) }
         return a
     }
 
     var totalErrors: UInt64 {
         var sum: UInt64 = 0
-        for i in 0..<CacheAtomics.kinds { sum += UInt64(word: errors[i].load(ordering: .relaxed)) }
+        for i in 0..<QuarryError.countedKinds { sum += UInt64(word: errors[i].load(ordering: .relaxed)) }
         return sum
     }
 }

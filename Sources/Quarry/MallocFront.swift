@@ -31,9 +31,9 @@ struct FrontState: ~Copyable {
     let lock = SpinLock()
     /// One slot per size class; `InlineArray`'s count must equal `SizeClasses.count`.
     let classes: InlineArray<73, Atomic<UInt>>
-    /// Refused operations the front detected itself, by kind (index `rawValue - 16`);
+    /// Refused operations the front detected itself, by kind (`QuarryError.tableIndex`);
     /// errors on a pointer into a class cache's slab are counted by that cache.
-    let errors: InlineArray<10, Atomic<UInt>>
+    let errors: ErrorTable<Atomic<UInt>>
     /// The options every class cache is created with (`Quarry.initialize`'s
     /// `mallocOptions`): no red zone (a class's stride is its size) and not type-stable.
     let options: CacheOptions
@@ -58,12 +58,12 @@ public struct MallocStatistics: Sendable {
     public var spanFailures: UInt64
     /// Refused operations counted by the front, all kinds.
     public var errors: UInt64
-    let errorCounts: InlineArray<10, UInt64>
+    let errorCounts: ErrorTable<UInt64>
 
     /// How many times the front itself reported `error`.
     public func count(of error: QuarryError) -> UInt64 {
-        let i = Int(error.rawValue) - 16
-        return i >= 0 && i < 10 ? errorCounts[i] : 0
+        guard let i = error.tableIndex else { return 0 }
+        return errorCounts[i]
     }
 }
 
@@ -316,8 +316,7 @@ public struct MallocFront<P: Platform> {
     /// Counts an error the front detected itself (lock-free: any context).
     func record(_ error: QuarryError) {
         heap.pointee.callErrorHook(error, nil, 0)
-        let i = Int(error.rawValue) - 16
-        guard i >= 0 && i < 10 else { return }
+        guard let i = error.tableIndex else { return }
         heap.pointee.front.errors[i].wrappingAdd(1, ordering: .relaxed)
     }
 
@@ -425,9 +424,9 @@ public struct MallocFront<P: Platform> {
             if heap.pointee.front.classes[i].load(ordering: .acquiring) != 0 { classCaches += 1 }
             i += 1
         }
-        var errors = InlineArray<10, UInt64>(repeating: 0)
+        var errors = ErrorTable<UInt64>(repeating: 0)
         var total: UInt64 = 0
-        for k in 0..<10 {
+        for k in 0..<QuarryError.countedKinds {
             errors[k] = UInt64(word: heap.pointee.front.errors[k].load(ordering: .relaxed))
             total += errors[k]
         }

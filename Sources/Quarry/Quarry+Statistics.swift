@@ -66,12 +66,12 @@ public struct CacheStatistics: Sendable {
     /// can never be handed out again (docs/design.md, "After a corruption").
     public var quarantinedSlabs: Int
     public var leakedObjects: Int
-    let errorCounts: InlineArray<12, UInt64>
+    let errorCounts: ErrorTable<UInt64>
 
     /// How many times `error` was reported by this cache.
     public func count(of error: QuarryError) -> UInt64 {
-        let i = Int(error.rawValue) - 16
-        return i >= 0 && i < CacheAtomics.kinds ? errorCounts[i] : 0
+        guard let i = error.tableIndex else { return 0 }
+        return errorCounts[i]
     }
 
     public var slabs: Int { partialSlabs + fullSlabs + emptySlabs + quarantinedSlabs }

@@ -109,3 +109,23 @@ extension QuarryError {
         }
     }
 }
+
+// MARK: Counting by kind
+
+extension QuarryError {
+    /// The kinds counted one by one, per cache and by the malloc front: raw values
+    /// `firstCounted ..< firstCounted + countedKinds` (`.outsideArena` … `.accountingMismatch`).
+    /// `ErrorTable` has one entry per kind; C's `errors_by_kind` is indexed the same way.
+    public static let firstCounted = 16
+    public static let countedKinds = 13
+
+    /// This error's entry in an `ErrorTable`, or nil for a kind not counted one by one.
+    var tableIndex: Int? {
+        let i = Int(rawValue) - QuarryError.firstCounted
+        return i >= 0 && i < QuarryError.countedKinds ? i : nil
+    }
+}
+
+/// One entry per counted error kind: the count is `QuarryError.countedKinds` (an
+/// `InlineArray`'s count must be a literal; `Quarry.initialize` checks they agree).
+typealias ErrorTable<Element: ~Copyable> = InlineArray<13, Element>

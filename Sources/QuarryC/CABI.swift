@@ -398,7 +398,7 @@ public func quarry_cache_stats(_ cache: OpaquePointer?, _ out: UnsafeMutablePoin
         let words = kinds.bindMemory(to: UInt64.self)
         var i = 0
         while i < words.count {
-            if let e = QuarryError(rawValue: UInt8(16 + i)) { words[i] = s.count(of: e) }
+            if let e = QuarryError(rawValue: UInt8(QuarryError.firstCounted + i)) { words[i] = s.count(of: e) }
             i += 1
         }
     }

@@ -16,6 +16,25 @@ import Testing
 
     /// Every size from 1 byte to the largest object, at every alignment up to the page:
     /// the shape satisfies its invariants and no colour pushes an object past the end.
+    /// The error tables (per cache, per front, C's `errors_by_kind`) have one entry per
+    /// counted kind, and every kind from `.outsideArena` to `.accountingMismatch` has one.
+    @Test func errorTablesCoverEveryCountedKind() {
+        #expect(ErrorTable<UInt8>.count == QuarryError.countedKinds)
+        #expect(QuarryError.countedKinds <= 16, "quarry_cache_statistics.errors_by_kind has 16 entries")
+        var indexed = 0
+        for raw in 0...255 {
+            guard let e = QuarryError(rawValue: UInt8(raw)) else { continue }
+            if let i = e.tableIndex {
+                #expect(i == raw - QuarryError.firstCounted)
+                indexed += 1
+            } else {
+                #expect(raw < QuarryError.firstCounted || raw >= QuarryError.firstCounted + QuarryError.countedKinds)
+            }
+        }
+        #expect(indexed == QuarryError.countedKinds, "a gap or an uncounted kind in 16 ... 28")
+        #expect(QuarryError.accountingMismatch.tableIndex == QuarryError.countedKinds - 1)
+    }
+
     @Test(arguments: [Tuning.standard, Tuning.tiny])
     func everySizeHasAValidShape(tuning: Tuning) throws {
         var size = 1
