@@ -109,8 +109,8 @@ def parse_functions(disassembly):
 
 
 def short_name(demangled):
-    """`generic specialization <X> of Quarry.SlabCache.(freeLocked in _ABC)(Swift.UInt) -> ...`
-    becomes `Quarry.SlabCache.freeLocked`; `static Quarry.CABI.lastError : T` becomes
+    """`generic specialization <X> of Quarry.SlabCache.(freeSlow in _ABC)(Swift.UInt) -> ...`
+    becomes `Quarry.SlabCache.freeSlow`; `static Quarry.CABI.lastError : T` becomes
     `Quarry.CABI.lastError`."""
     s = re.sub(r"^(generic specialization <[^>]*> of |function signature specialization <[^>]*> of )+",
                "", demangled)

@@ -115,7 +115,7 @@ _start:
     jmp 3b
     .size _start, . - _start
 
-// Makes x87 and SSE usable on the calling CPU (PITFALLS.md: Swift integer code
+// Makes x87 and SSE usable on the calling CPU (Swift integer code
 // uses xmm registers for copies and x87 for some 64-bit loads):
 // CR0.EM = 0 (no emulation), CR0.TS = 0 (no lazy-switch trap), CR0.MP = 1,
 // CR0.NE = 1 (native x87 errors), fninit, CR4.OSFXSR | CR4.OSXMMEXCPT.

@@ -12,7 +12,7 @@ struct LockMode: Equatable {
     /// Spin until the lock is free: the CPU holds no Quarry lock, so nobody it waits
     /// for can be waiting for it.
     static let spin = LockMode(raw: 0)
-    /// Only `tryAcquire`: the CPU already holds a Quarry lock (the call re-entered
+    /// Only `tryAcquireMasked`: the CPU already holds a Quarry lock (the call re-entered
     /// Quarry from a constructor or a test hook). Spinning could wait for a
     /// lock this CPU holds, or close a cycle with another CPU against the lock order.
     static let tryOnly = LockMode(raw: 1)

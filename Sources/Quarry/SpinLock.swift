@@ -11,9 +11,9 @@ import Synchronization
 /// `owner == noOwner` iff the lock is free.
 ///
 /// Interrupt contract: a handler must not `acquire` a lock that its own CPU holds
-/// (it would spin forever). `tryAcquire` never spins. Quarry takes its locks only
+/// (it would spin forever). `tryAcquireMasked` never spins. Quarry takes its locks only
 /// through `HeapState.acquire` (CPUState.swift), which counts the locks each CPU holds
-/// and, for a call that re-entered Quarry while its CPU holds one, uses `tryAcquire`
+/// and, for a call that re-entered Quarry while its CPU holds one, uses `tryAcquireMasked`
 /// only. Lock order across Quarry: registry -> depot -> cache -> page (HeapState).
 struct SpinLock: ~Copyable {
     private let next = Atomic<UInt32>(0)

@@ -4,7 +4,8 @@
 // The kernel sends the process's SIGALRM to whichever thread it likes (usually the main
 // thread); the handler on a thread that is not a virtual CPU forwards it, round robin, to
 // a registered one with `pthread_kill` (so every CPU is interrupted, like a per-CPU timer).
-// Neighbours: Quarry's Platform protocol; ConcurrencyTests (stress, signals), TestThreads.
+// Neighbours: Quarry's Platform protocol; ConcurrencyTests (stress, signals),
+// ThreadTestSupport (the threads).
 //
 // Masking model (chosen: defer, like the hardware's IF flag). Each virtual CPU has a
 // nesting count `mask`: `disableInterrupts` increments it and returns the old value,
