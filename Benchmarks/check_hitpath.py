@@ -20,8 +20,8 @@ The rule that finds the hit path (no trace can run: the X86 platform's `cli` and
 CPU index need ring 0):
   1. An instruction is cold when it traps (`ud2`, `int3`), calls (or tail-calls) a function
      whose short name matches the cold list (shell-style patterns for the slow paths, error
-     reports, debug options: passed by check-budgets.sh), or references a cold symbol (`CABI.lastError`: recording an error means
-     the call is being refused).
+     reports, debug options: passed by check-budgets.sh), or references a cold symbol
+     (`CCaller.errorBytes`: recording an error means the call is being refused).
   2. A branch target is on a possible hit path when some path from it reaches a `ret` (or a
      tail call to a function that is not cold) without meeting a cold instruction.
   3. From the entry, follow the code: an unconditional jump to its target; at a conditional
@@ -110,8 +110,8 @@ def parse_functions(disassembly):
 
 def short_name(demangled):
     """`generic specialization <X> of Quarry.SlabCache.(freeSlow in _ABC)(Swift.UInt) -> ...`
-    becomes `Quarry.SlabCache.freeSlow`; `static Quarry.CABI.lastError : T` becomes
-    `Quarry.CABI.lastError`."""
+    becomes `Quarry.SlabCache.freeSlow`; `static Quarry.CCaller.errorBytes : T` becomes
+    `Quarry.CCaller.errorBytes`."""
     s = re.sub(r"^(generic specialization <[^>]*> of |function signature specialization <[^>]*> of )+",
                "", demangled)
     s = re.sub(r"^static ", "", s)
