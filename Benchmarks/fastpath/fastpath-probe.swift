@@ -1,6 +1,6 @@
 // fastpath-probe.swift: entry points that instantiate the per-CPU fast path for a concrete
-// platform, compiled into the Quarry module only by Benchmarks/fastpath/fastpath-check.sh (never part
-// of the library), so the Embedded object can be disassembled and checked.
+// platform, compiled into the Quarry module only by Benchmarks/fastpath/fastpath-disasm.sh
+// (never part of the library), so the Embedded object can be disassembled and checked.
 
 @c(quarry_probe_allocate)
 public func quarryProbeAllocate(_ state: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
