@@ -24,6 +24,8 @@
 #                     division, qemu-system-i386/-x86_64, valgrind, make); as root, install
 #                     what fails (gcc-multilib, qemu-system-x86, valgrind)
 #   make deps-test    Tests/deps-test.sh: .ci/deps against simulated missing tools
+#   make doc-references  Tests/doc-references.sh: every file and symbol that a doc, a
+#                     "Neighbours" line or a comment names exists (and its self-test)
 #   make clean
 #
 # ARCH is i686 (the default) or x86_64; every output goes under build/$(ARCH)/.
@@ -137,7 +139,7 @@ QEMU_TIMEOUT ?= 240
 QEMU_PASS := 67
 QEMU_FAIL := 69
 
-.PHONY: all kernel ckernel lib host-lib run run-c test header-test host-test host-tsan host-release-step qemu-test qemu-boot deps deps-test clean FORCE
+.PHONY: all kernel ckernel lib host-lib run run-c test header-test host-test host-tsan host-release-step qemu-test qemu-boot deps deps-test doc-references clean FORCE
 all: kernel ckernel
 
 lib: $(BUILD)/libquarry.a
@@ -351,6 +353,7 @@ host-release-step:
 test: deps
 	@$(MAKE) --no-print-directory header-test
 	@$(MAKE) --no-print-directory deps-test
+	@$(MAKE) --no-print-directory doc-references
 	@$(MAKE) --no-print-directory host-test
 	@$(MAKE) --no-print-directory host-tsan
 	@$(MAKE) --no-print-directory host-release-step
@@ -365,6 +368,14 @@ deps:
 deps-test:
 	@echo "== deps-test: Tests/deps-test.sh (.ci/deps with gcc-multilib, valgrind, QEMU missing)"
 	@GCC='$(GCC)' bash Tests/deps-test.sh
+
+# Docs, Neighbours lines and comments against the tree; first the check's own test
+# (a small tree with one broken reference of each kind). DOC_REFERENCES_SKIP='FILE ...'
+# leaves files out.
+doc-references:
+	@echo "== doc-references: Tests/doc-references-test.sh, then Tests/doc-references.sh (docs, Neighbours lines, comments)"
+	@bash Tests/doc-references-test.sh
+	@bash Tests/doc-references.sh
 
 clean:
 	@echo "== clean"
