@@ -31,7 +31,7 @@ public enum Geometry {
 }
 
 /// Runtime knobs chosen at `Quarry.initialize`. `tiny` makes every refill, release and
-/// magazine-exchange path run thousands of times in tests (shared/STYLE.md rule 13).
+/// magazine-exchange path run thousands of times in tests.
 ///
 /// Relations (checked by `validate` at initialize): `maxObjectsPerSlab >= 1`,
 /// `emptySlabReserve >= 0`, `0 <= magazineSize <= maxMagazineSize`, `magazineBytes >= 1`,

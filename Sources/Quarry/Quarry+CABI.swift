@@ -1,5 +1,5 @@
 // Quarry+CABI: the two conversions the C ABI needs between a cache and the opaque
-// `quarry_cache *` it hands to C, behind `@_spi(CABI)` (shared/STYLE.md rule 14).
+// `quarry_cache *` it hands to C, behind `@_spi(CABI)` rather than in the public API.
 // Neighbours: Sources/QuarryC/CABI.swift (the only user), SlabCache, MallocFront.
 
 import Synchronization

@@ -1,5 +1,5 @@
 // SizeClassTests: the size-class formula against linear scans, its waste bound, and
-// the relations of its table (shared/STYLE.md rule 10).
+// the relations of its table.
 
 import Testing
 @testable import Quarry
