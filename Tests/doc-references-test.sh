@@ -26,8 +26,8 @@ struct Widget<P: Platform> {
 extension Widget: Platform { static var cpuIndex: Int { 0 } }
 EOF
 cat > "$work/Sources/Quarry/Gadget.swift" << 'EOF'
-// Gadget: uses Widget.swift; see Sources/Quarry/Gone.swift. `Widget.cpuIndex` is the
-// protocol's.
+// Gadget: uses Widget.swift and Quarry/Widget.swift; see Sources/Quarry/Gone.swift and
+// Quarry/Gone.swift. `Widget.cpuIndex` is the protocol's.
 let gadgetLimit = quarry_limit
 EOF
 cat > "$work/include/quarry.h" << 'EOF'
@@ -49,6 +49,7 @@ docs/gone.md.
 EOF
 
 expected="Sources/Quarry/Gadget.swift:1: missing path Sources/Quarry/Gone.swift
+Sources/Quarry/Gadget.swift:2: missing path Quarry/Gone.swift
 Sources/Quarry/Widget.swift:11: missing member Widget.remove
 Sources/Quarry/Widget.swift:2: missing neighbour Gizmo
 docs/map.md:4: missing function Widget.place(from:)
@@ -89,7 +90,7 @@ expect "DOC_REFERENCES_SKIP leaves out the named files" 1 \
 # the check passes.
 sed -i 's|^// Gizmo (gone)\.$|// Widget.swift.|; s|, not$|.|; s|^/// `Widget.remove`\.$|/// Done.|' \
     "$work/Sources/Quarry/Widget.swift"
-sed -i 's/Gone.swift/Widget.swift/' "$work/Sources/Quarry/Gadget.swift"
+sed -i 's/Gone.swift/Widget.swift/g' "$work/Sources/Quarry/Gadget.swift"
 cat > "$work/docs/map.md" << 'EOF'
 # Map
 `Widget` lives in `Sources/Quarry/Widget.swift`; `quarry_limit`, `Widget.count`,

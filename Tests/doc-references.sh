@@ -7,6 +7,7 @@
 #              linker/, Benchmarks/, .ci/, Examples/) exists, from the root or from the
 #              citing file's folder; `$(ARCH)`, `$f`, `<arch>`, `*` and `XXXX` stand for
 #              any part of a name, `{a,b}` for either. build/ and .build/ are outputs.
+#              A relative path (`QuarryX86/X86Platform.swift`) must end some path.
 #   file       a bare file name with a source extension (`SlabCache.swift`, quarry.h, or
 #              `SlabCache+PerCPU`) exists somewhere in the tree.
 #   neighbour  each name in a "Neighbours:" sentence, outside its parentheses, is a file,
@@ -437,6 +438,13 @@ for my $f (sort keys %comments) {
             $p =~ s/[.:,;]+$//;
             next if $p =~ m{^\.?build/};
             missing($f, $ln, 'path', $p) unless path_exists($p, $f);
+        }
+        # The end of a path (`QuarryX86/X86Platform.swift`, `runner/bench.c`): some path in
+        # the tree ends so. Not <sys/mman.h>, /usr/include/..., URLs.
+        while ($text =~ m{(?<![\w./\-\$:<~])((?:[\w+\-]+/)+[\w+\-*]+\.$ext)(?![\w/])}g) {
+            my $p = $1;
+            next if $p =~ m{^(?:$top)/};
+            missing($f, $ln, 'path', $p) unless neighbour_exists($p);
         }
         # Bare file names (not part of a path).
         while ($text =~ m{(?<![\w./\-\$<*+])([A-Za-z_][\w+\-]*\.$ext)(?![\w/])}g) {
