@@ -29,8 +29,8 @@ enum FreeLink {
     /// 0 (end of list) nor the start of an object of the same slab (object 0 at
     /// `objects`, `carved` objects carved; `SlabGeometry.objectIndex`): a link that
     /// leaves the slab, points inside an object or at one never carved is corruption,
-    /// and is never followed. Slab.pop, Slab.freeListLength and `validate` read links
-    /// only through here.
+    /// and is never followed. Slab.pop, Slab.walkFreeList (the invariant walk and
+    /// `validate`) and the test hook `freeLink(of:)` read links only through here.
     @inline(__always)
     static func read(from object: UInt, _ geometry: SlabGeometry, secret: UInt, objects: UInt, carved: UInt32) -> UInt? {
         // Sound: as in `write`; the object is free and owned by this slab's list.
