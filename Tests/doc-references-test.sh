@@ -27,7 +27,9 @@ extension Widget: Platform { static var cpuIndex: Int { 0 } }
 EOF
 cat > "$work/Sources/Quarry/Gadget.swift" << 'EOF'
 // Gadget: uses Widget.swift and Quarry/Widget.swift; see Sources/Quarry/Gone.swift and
-// Quarry/Gone.swift. `Widget.cpuIndex` is the protocol's.
+// Quarry/Gone.swift. `Widget.cpuIndex` is the protocol's. Plain words too: Widget.count
+// is declared, Widget.weight is not; quarry_limit, QUARRY_* and quarry.h exist, quarry_lost
+// does not.
 let gadgetLimit = quarry_limit
 EOF
 cat > "$work/include/quarry.h" << 'EOF'
@@ -50,6 +52,8 @@ EOF
 
 expected="Sources/Quarry/Gadget.swift:1: missing path Sources/Quarry/Gone.swift
 Sources/Quarry/Gadget.swift:2: missing path Quarry/Gone.swift
+Sources/Quarry/Gadget.swift:3: missing member Widget.weight
+Sources/Quarry/Gadget.swift:3: missing symbol quarry_lost
 Sources/Quarry/Widget.swift:11: missing member Widget.remove
 Sources/Quarry/Widget.swift:2: missing neighbour Gizmo
 docs/map.md:4: missing function Widget.place(from:)
@@ -86,11 +90,12 @@ expect "every broken reference reported, none of the sound ones" 1 "$expected"
 expect "DOC_REFERENCES_SKIP leaves out the named files" 1 \
     "$(printf '%s\n' "$expected" | grep -v '^docs/map.md')" DOC_REFERENCES_SKIP=docs/map.md
 
-# Repair every reference (the neighbour Gizmo, `Widget.remove`, Gone.swift, the doc's):
-# the check passes.
+# Repair every reference (the neighbour Gizmo, `Widget.remove`, Gone.swift, Widget.weight,
+# quarry_lost, the doc's): the check passes.
 sed -i 's|^// Gizmo (gone)\.$|// Widget.swift.|; s|, not$|.|; s|^/// `Widget.remove`\.$|/// Done.|' \
     "$work/Sources/Quarry/Widget.swift"
-sed -i 's/Gone.swift/Widget.swift/g' "$work/Sources/Quarry/Gadget.swift"
+sed -i 's/Gone.swift/Widget.swift/g; s/Widget.weight/Widget.place/; s/quarry_lost/QUARRY_OK/' \
+    "$work/Sources/Quarry/Gadget.swift"
 cat > "$work/docs/map.md" << 'EOF'
 # Map
 `Widget` lives in `Sources/Quarry/Widget.swift`; `quarry_limit`, `Widget.count`,

@@ -19,7 +19,9 @@
 #              protocol it conforms to; `.member`, `name(label:)` and a lowerCamelCase
 #              `name` need a declaration (or, for C, a use in code) anywhere; labels given
 #              must match a declaration's; `quarry_*`/`QUARRY_*` must appear in code, not
-#              only in comments. Plain words and shell commands are not names.
+#              only in comments. Plain words and shell commands are not names. Without
+#              backticks too: Type.member when Type is declared here, and quarry_/QUARRY_
+#              names (`QUARRY_STUB_*`: some name starts so).
 # Each broken reference is printed as `file:line: missing <kind> <name>`; exit status 1 if
 # any. Tests/doc-references-test.sh checks this script on a small tree.
 #
@@ -453,6 +455,21 @@ for my $f (sort keys %comments) {
             missing($f, $ln, 'file', $n) unless $basename{$n};
         }
         next if $md && ($fence || $text =~ /^(?: {4}|\t)/);
+
+        # `Type.member` written without backticks, when Type is one of ours.
+        (my $plain = $text) =~ s/`[^`]*`//g;
+        while ($plain =~ m{(?<![\w.`/\$])([A-Z]\w*)\.([a-z_]\w*)(?![\w`/])}g) {
+            my ($type, $member) = ($1, $2);
+            next unless $types{$type} && !$allowed{$type} && $member !~ /^(?:$ext|$other_ext)$/;
+            missing($f, $ln, 'member', "$type.$member") unless type_has($type, $member);
+        }
+        # Our C names, with or without backticks (`QUARRY_STUB_*`: some name starts so).
+        while ($text =~ m{(?<![\w./\-])((?:quarry|QUARRY)_\w*)(\*?)}g) {
+            my ($name, $star) = ($1, $2);
+            next if substr($text, pos $text) =~ /^\.(\w+)/ && $basename{"$name.$1"};    # a file
+            next if $star ? grep { /^\Q$name\E/ } keys %words : $words{$name};
+            missing($f, $ln, 'symbol', $name . $star);
+        }
 
         # Backticked names; a span may continue on the next line.
         my $scan = $text;
