@@ -48,6 +48,13 @@ name, `.busy` a case and `Widget.swift` a file; `Gone.md` is not, nor
 docs/gone.md.
 
     `Nothing.checked` in a code block
+
+1. A list item whose continuation
+    cites `Widget.gone`.
+
+```swift
+let x = quarry_fenced(Nothing.checked)
+```
 EOF
 
 expected="Sources/Quarry/Gadget.swift:1: missing path Sources/Quarry/Gone.swift
@@ -62,13 +69,15 @@ docs/map.md:5: missing member Widget.size
 docs/map.md:5: missing member placeAll
 docs/map.md:5: missing type Doohickey
 docs/map.md:6: missing file Gone.md
-docs/map.md:7: missing path docs/gone.md"
+docs/map.md:7: missing path docs/gone.md
+docs/map.md:12: missing member Widget.gone
+docs/map.md:15: missing symbol quarry_fenced"
 
 passed=0 failed=0
 pass() { echo "PASS: $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL: $1"; failed=$((failed + 1)); }
 
-# $1 = name, $2 = expected status, $3 = expected broken references (sorted); the rest =
+# $1 = name, $2 = expected status, $3 = expected broken references; the rest =
 # environment assignments.
 expect() {
     local name=$1 status=$2 want=$3
@@ -78,6 +87,7 @@ expect() {
     got=$?
     local lines
     lines=$(printf '%s\n' "$out" | grep ': missing ' | LC_ALL=C sort)
+    want=$(printf '%s\n' "$want" | grep . | LC_ALL=C sort)
     if [ "$got" -eq "$status" ] && [ "$lines" = "$want" ]; then
         pass "$name"
     else

@@ -427,10 +427,19 @@ for my $f (sort keys %comments) {
     my $lines = $comments{$f};
     my $md = $style{$f} eq 'md';
     my $fence = 0;
+    # An indented code block starts after a blank line that does not continue a list item.
+    my ($icode, $blank, $listy) = (0, 1, 0);
     my ($open, $open_line) = (undef, 0);    # a backtick span continued on the next line
     for my $i (0 .. $#$lines) {
         my $ln = $i + 1;
         my $text = $lines->[$i];
+        if ($md) {
+            if ($text !~ /\S/) { $blank = 1; next }
+            my $indented = $text =~ /^(?: {4}|\t)/;
+            $icode = $indented && ($icode || ($blank && !$listy));
+            $listy = $text =~ /^\s*(?:[-*+]|\d+\.)\s/ || ($listy && ($indented || !$blank));
+            $blank = 0;
+        }
         next if $text eq '';
         if ($md && $text =~ /^\s*(```|~~~)/) { $fence = !$fence; next }
 
@@ -454,7 +463,15 @@ for my $f (sort keys %comments) {
             next if $allowed{$n};
             missing($f, $ln, 'file', $n) unless $basename{$n};
         }
-        next if $md && ($fence || $text =~ /^(?: {4}|\t)/);
+        # Our C names, with or without backticks, in code blocks too (`QUARRY_STUB_*`: some
+        # name starts so).
+        while ($text =~ m{(?<![\w./\-])((?:quarry|QUARRY)_\w*)(\*?)}g) {
+            my ($name, $star) = ($1, $2);
+            next if substr($text, pos $text) =~ /^\.(\w+)/ && $basename{"$name.$1"};    # a file
+            next if $star ? grep { /^\Q$name\E/ } keys %words : $words{$name};
+            missing($f, $ln, 'symbol', $name . $star);
+        }
+        next if $md && ($fence || $icode);
 
         # `Type.member` written without backticks, when Type is one of ours.
         (my $plain = $text) =~ s/`[^`]*`//g;
@@ -462,13 +479,6 @@ for my $f (sort keys %comments) {
             my ($type, $member) = ($1, $2);
             next unless $types{$type} && !$allowed{$type} && $member !~ /^(?:$ext|$other_ext)$/;
             missing($f, $ln, 'member', "$type.$member") unless type_has($type, $member);
-        }
-        # Our C names, with or without backticks (`QUARRY_STUB_*`: some name starts so).
-        while ($text =~ m{(?<![\w./\-])((?:quarry|QUARRY)_\w*)(\*?)}g) {
-            my ($name, $star) = ($1, $2);
-            next if substr($text, pos $text) =~ /^\.(\w+)/ && $basename{"$name.$1"};    # a file
-            next if $star ? grep { /^\Q$name\E/ } keys %words : $words{$name};
-            missing($f, $ln, 'symbol', $name . $star);
         }
 
         # Backticked names; a span may continue on the next line.
