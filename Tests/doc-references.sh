@@ -474,7 +474,7 @@ for my $f (sort keys %comments) {
         next if $md && ($fence || $icode);
 
         # `Type.member` written without backticks, when Type is one of ours.
-        (my $plain = $text) =~ s/`[^`]*`//g;
+        (my $plain = $text) =~ s/`[^`]*`/ /g;
         while ($plain =~ m{(?<![\w.`/\$])([A-Z]\w*)\.([a-z_]\w*)(?![\w`/])}g) {
             my ($type, $member) = ($1, $2);
             next unless $types{$type} && !$allowed{$type} && $member !~ /^(?:$ext|$other_ext)$/;
