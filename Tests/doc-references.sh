@@ -28,11 +28,11 @@
 #   Tests/doc-references.sh [ROOT]           check the tree at ROOT (default: this repository)
 #   DOC_REFERENCES_SKIP="docs/design.md"     skip these files (space-separated, from ROOT)
 set -euo pipefail
-root=${1:-$(dirname "$0")/..}
-cd "$root"
-exec perl -x "$0"
+script=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+cd "${1:-$(dirname "$script")/..}"
+exec perl -x "$script"
 #!perl
-#line 33
+#line 36
 use strict;
 use warnings;
 
@@ -186,13 +186,6 @@ for my $f (keys %code) {
     $members{$1} = 1 while $text =~ /\b(?:func|var|let)\s+`?(\w+)/g;
     $members{$1} = 1 while $text =~ /\b(?:func)\s+([^\s(<]+)/g;    # operators
     $members{'init'} = 1, $members{'subscript'} = 1, $members{'deinit'} = 1;
-    # Enum cases: `case a, b(Int), c = 3` (not `case .x:` or `case let`).
-    while ($text =~ /^\s*(?:indirect\s+)?case\s+([a-zA-Z_][^:\n{}]*)/mg) {
-        my $list = $1;
-        next if $list =~ /^(?:let|var)\b/;
-        1 while $list =~ s/\([^()]*\)//g;
-        $members{$1} = 1 while $list =~ /(?:^|,)\s*`?(\w+)/g;
-    }
     # Which type declares which member: the names declared directly in a type's body or in
     # one of its extensions ("Type" -> { member }), what each type conforms to, and what
     # each typealias stands for. `extension UnsafeMutablePointer where Pointee == CPUCache`
@@ -269,7 +262,7 @@ for my $f (keys %code) {
     }
 }
 
-# What a type declares is declared somewhere (`enum State { case idle, busy }` on one line).
+# What a type declares (enum cases among it) counts as declared anywhere.
 for my $t (keys %type_members) { $members{$_} = 1 for keys %{ $type_members{$t} } }
 
 my (@broken, %reported);
