@@ -268,8 +268,8 @@ for my $t (keys %type_members) { $members{$_} = 1 for keys %{ $type_members{$t} 
 my (@broken, %reported);
 sub missing {
     my ($f, $line, $kind, $name) = @_;
-    my $report = "$f:$line: missing $kind $name";
-    push @broken, $report unless $reported{$report}++;
+    # One report per name and line, though two checks may find it.
+    push @broken, "$f:$line: missing $kind $name" unless $reported{"$f:$line:$name"}++;
 }
 
 # A path or name with placeholders as a regex: `$(ARCH)`, `$f`, `<arch>`, `*` and `XXXX`
