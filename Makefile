@@ -1,4 +1,5 @@
 # Quarry: host tests with SwiftPM, the Embedded library and test kernel (i686 and x86_64) with swiftc.
+# The Embedded flags come from toolset.json, which `swift build --toolset` reads too.
 #
 #   make run          boot the i686 test kernel in QEMU (-smp 4) and show its output
 #   make run ARCH=x86_64                 the same for the x86_64 kernel
@@ -13,6 +14,7 @@
 #                     X86Platform, in build/$(ARCH)-single-cpu/: no privileged instruction, so
 #                     it runs in user space (make budgets counts its instructions)
 #   make host-lib     build/host/libquarry.so: the C ABI for Linux programs (make bench, budgets)
+#   make toolset-options [TOOL=cCompiler]  toolset.json's swiftc (clang) options
 #   make header-test  include/quarry.h as strict C11 for -m32 and -m64
 #   make host-test    swift test
 #   make host-tsan    swift test --sanitize=thread (the threaded tests, no suppression)
@@ -88,12 +90,27 @@ QEMU ?= $(QEMU_DEFAULT)
 LINKER_SCRIPT := linker/$(ARCH).ld
 CIMAGE := $(patsubst $(BUILD)/kernel.%,$(BUILD)/ckernel.%,$(IMAGE))
 
-EMBEDDED_FLAGS := -target $(TRIPLE) \
-	-enable-experimental-feature Embedded -enable-experimental-feature Extern \
-	-wmo -parse-as-library -Osize \
-	-Xfrontend -disable-stack-protector -Xfrontend -function-sections \
-	-Xcc -mno-red-zone \
-	-I Sources/CQuarrySupport/include
+# The Embedded flags live in one place, toolset.json (SwiftPM's --toolset format, which
+# `swift build --triple $(TRIPLE) --toolset toolset.json` reads as it is): its
+# swiftCompiler options for swiftc, its cCompiler options for clang. (SwiftPM also hands
+# the cCompiler options to swiftc's C importer; here they are not, which keeps Quarry.o
+# as it was: -ffreestanding changes the runtime's weak helpers, nothing of Quarry's.)
+# toolset_options reads one tool's extraCLIOptions: one JSON array, options without
+# quotes or spaces.
+TOOLSET := toolset.json
+toolset_options = $(shell awk -v tool='"$(1)"' 'index($$0, tool) { found = 1 } \
+	found && /extraCLIOptions/ { list = 1 } \
+	list { line = $$0; sub(/.*extraCLIOptions"[ \t]*:/, "", line); \
+		while (match(line, /"[^"]*"/)) { printf "%s ", substr(line, RSTART + 1, RLENGTH - 2); \
+			line = substr(line, RSTART + RLENGTH) } } \
+	list && /\]/ { exit }' $(TOOLSET))
+TOOLSET_SWIFT_FLAGS := $(strip $(call toolset_options,swiftCompiler))
+TOOLSET_C_FLAGS := $(strip $(call toolset_options,cCompiler))
+ifeq ($(TOOLSET_SWIFT_FLAGS),)
+$(error no swiftCompiler extraCLIOptions read from $(TOOLSET))
+endif
+
+EMBEDDED_FLAGS := -target $(TRIPLE) $(TOOLSET_SWIFT_FLAGS) -I Sources/CQuarrySupport/include
 # The allocator itself must never allocate through the Swift runtime. `-I include`: the
 # C ABI (Sources/QuarryC) implements include/quarry.h with @c @implementation.
 LIB_FLAGS := $(EMBEDDED_FLAGS) -Xfrontend -no-allocations -I include $(PLATFORM_FLAGS)
@@ -109,8 +126,7 @@ ifeq ($(filter $(QUARRY_LIBC_NAMES),0 1),)
 $(error QUARRY_LIBC_NAMES must be 0 or 1)
 endif
 
-CFLAGS := --target=$(TRIPLE) $(ARCH_CFLAGS) -ffreestanding -fno-builtin -nostdlib \
-	-mno-red-zone -Os -Wall -Wextra -ffunction-sections -fno-pic -fno-stack-protector
+CFLAGS := --target=$(TRIPLE) $(ARCH_CFLAGS) $(TOOLSET_C_FLAGS) -nostdlib -Os -Wall -Wextra -fno-pic
 ASFLAGS := --target=$(TRIPLE) $(ARCH_ASFLAGS) -Iboot -ISources/CQuarrySupport/include
 
 LIB_SOURCES    := $(wildcard Sources/Quarry/*.swift) $(wildcard Sources/QuarryX86/*.swift) \
@@ -139,14 +155,21 @@ QEMU_TIMEOUT ?= 240
 QEMU_PASS := 67
 QEMU_FAIL := 69
 
-.PHONY: all kernel ckernel lib host-lib run run-c test header-test host-test host-tsan host-release-step qemu-test qemu-boot deps deps-test doc-references clean FORCE
+.PHONY: all kernel ckernel lib host-lib toolset-options run run-c test header-test host-test host-tsan host-release-step qemu-test qemu-boot deps deps-test doc-references clean FORCE
 all: kernel ckernel
 
 lib: $(BUILD)/libquarry.a
 kernel: $(IMAGE)
 ckernel: $(CIMAGE)
 
-$(BUILD)/Quarry.o: $(LIB_SOURCES) $(LIB_HEADERS) $(SUPPORT_HEADERS) Makefile
+# `make -s toolset-options [TOOL=cCompiler]`: one tool's options from toolset.json, as this
+# Makefile reads them (for scripts and docs/integration.md; EmbeddedBuildTests compares
+# them with the JSON).
+TOOL ?= swiftCompiler
+toolset-options:
+	@echo $(call toolset_options,$(TOOL))
+
+$(BUILD)/Quarry.o: $(LIB_SOURCES) $(LIB_HEADERS) $(SUPPORT_HEADERS) Makefile $(TOOLSET)
 	@echo "== lib: swiftc (Embedded $(ARCH), -no-allocations) Sources/Quarry + QuarryX86 + QuarryC -> module Quarry"
 	@mkdir -p $(BUILD)
 	$(SWIFTC) $(LIB_FLAGS) -module-name Quarry \
@@ -174,7 +197,7 @@ $(HOST_LIB): $(HOST_LIB_SOURCES) $(HOST_LIB_C) $(wildcard Sources/CQuarryHost/in
 	$(SWIFTC) -O -wmo -parse-as-library -suppress-warnings -module-name Quarry -I include \
 		-I Sources/CQuarryHost/include -emit-library -o $@ $(HOST_LIB_SOURCES) build/host/quarry_host.o
 
-$(BUILD)/quarry_libc.o: Sources/QuarryLibc/quarry_libc.c $(LIB_HEADERS) Makefile
+$(BUILD)/quarry_libc.o: Sources/QuarryLibc/quarry_libc.c $(LIB_HEADERS) Makefile $(TOOLSET)
 	@echo "== lib: compile $< (freestanding, the standard names)"
 	@mkdir -p $(BUILD)
 	$(CLANG) $(CFLAGS) -std=c11 -DQUARRY_EXPORT_LIBC_NAMES -I include -c -o $@ $<
@@ -197,7 +220,7 @@ $(BUILD)/libquarry.a: $(LIB_OBJECTS) $(BUILD)/lib.options
 	@rm -f $(BUILD)/libquarry.defined
 	@tr '\n' ' ' < $(BUILD)/libquarry.needs; echo
 
-$(BUILD)/QuarryKernel.o: $(KERNEL_SOURCES) $(BUILD)/libquarry.a $(SUPPORT_HEADERS) Makefile
+$(BUILD)/QuarryKernel.o: $(KERNEL_SOURCES) $(BUILD)/libquarry.a $(SUPPORT_HEADERS) Makefile $(TOOLSET)
 	@echo "== kernel: swiftc (Embedded $(ARCH)) Sources/QuarryKernel, importing Quarry"
 	$(SWIFTC) $(KERNEL_FLAGS) -module-name QuarryKernel -c -o $@ $(KERNEL_SOURCES)
 
@@ -206,7 +229,7 @@ $(BUILD)/boot/%.o: boot/%.S $(wildcard boot/*.h) $(SUPPORT_HEADERS) Makefile
 	@mkdir -p $(dir $@)
 	$(CLANG) $(ASFLAGS) -c -o $@ $<
 
-$(BUILD)/c/%.o: Sources/QuarryKernel/%.c Makefile
+$(BUILD)/c/%.o: Sources/QuarryKernel/%.c Makefile $(TOOLSET)
 	@echo "== c: compile $< (freestanding)"
 	@mkdir -p $(dir $@)
 	$(CLANG) $(CFLAGS) -c -o $@ $<
@@ -224,7 +247,7 @@ ifeq ($(ARCH),i686)
 	@$(call check_multiboot,$@)
 endif
 
-$(BUILD)/ckernel/%.o: Sources/QuarryCKernel/%.c $(CKERNEL_HEADERS) $(LIB_HEADERS) $(BUILD)/lib.options Makefile
+$(BUILD)/ckernel/%.o: Sources/QuarryCKernel/%.c $(CKERNEL_HEADERS) $(LIB_HEADERS) $(BUILD)/lib.options Makefile $(TOOLSET)
 	@echo "== ckernel: compile $< (freestanding)"
 	@mkdir -p $(dir $@)
 	$(CLANG) $(CKERNEL_CFLAGS) -c -o $@ $<

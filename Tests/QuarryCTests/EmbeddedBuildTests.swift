@@ -1,6 +1,8 @@
 // EmbeddedBuildTests: the bare-metal library (core + X86Platform + C ABI, one Embedded
 // module) compiles with -no-allocations for i686 and x86_64, defines every function of
-// quarry.h, and needs from the image only the symbols docs/integration.md lists.
+// quarry.h, and needs from the image only the symbols docs/integration.md lists. The flags
+// are toolset.json's (as `make lib` and `swift build --toolset` use them) plus the library's
+// own: -no-allocations and the include directories.
 
 import Foundation
 import Testing
@@ -19,7 +21,30 @@ let allowedUndefined: Set<String> = [
     "_GLOBAL_OFFSET_TABLE_",
 ]
 
+/// One tool's `extraCLIOptions` in toolset.json ("swiftCompiler", "cCompiler").
+func toolsetOptions(_ tool: String) throws -> [String] {
+    let data = try Data(contentsOf: packageRoot.appendingPathComponent("toolset.json"))
+    let toolset = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+    let options = (toolset?[tool] as? [String: Any])?["extraCLIOptions"] as? [String]
+    return try #require(options, "toolset.json has no \(tool).extraCLIOptions")
+}
+
+let makeAvailable = (try? run("make", ["--version"]).status) == 0
+
 @Suite struct EmbeddedBuildTests {
+    /// The Makefile reads toolset.json with awk (no JSON parser): it must see the options a
+    /// JSON parser sees, in order, or `make lib` and `swift build --toolset` would differ.
+    @Test(.enabled(if: makeAvailable), arguments: ["swiftCompiler", "cCompiler"])
+    func makefileReadsTheToolset(tool: String) throws {
+        let (status, output) = try run("make", [
+            "-s", "--no-print-directory", "-C", packageRoot.path, "toolset-options", "TOOL=\(tool)",
+        ])
+        #expect(status == 0, "make toolset-options: \(output)")
+        let options = try toolsetOptions(tool)
+        #expect(!options.isEmpty)
+        #expect(output.split(whereSeparator: \.isWhitespace).map(String.init) == options)
+    }
+
     @Test(.enabled(if: embeddedAvailable && nmAvailable), arguments: ["i686", "x86_64"])
     func libraryBuildsWithoutAllocations(arch: String) throws {
         let root = packageRoot.path
@@ -30,15 +55,12 @@ let allowedUndefined: Set<String> = [
         let sources = try swiftFiles("Sources/Quarry") + swiftFiles("Sources/QuarryX86") + swiftFiles("Sources/QuarryC")
         let object = FileManager.default.temporaryDirectory.appendingPathComponent("quarry-\(arch)-\(getpid()).o").path
         defer { try? FileManager.default.removeItem(atPath: object) }
-        let (status, output) = try run(swiftBin + "/swiftc", [
-            "-target", "\(arch)-unknown-none-elf",
-            "-enable-experimental-feature", "Embedded", "-enable-experimental-feature", "Extern",
-            "-wmo", "-parse-as-library", "-Osize",
-            "-Xfrontend", "-disable-stack-protector", "-Xfrontend", "-function-sections",
-            "-Xcc", "-mno-red-zone", "-Xfrontend", "-no-allocations",
-            "-I", root + "/Sources/CQuarrySupport/include", "-I", root + "/include",
-            "-module-name", "Quarry", "-c", "-o", object,
-        ] + sources)
+        let (status, output) = try run(swiftBin + "/swiftc", ["-target", "\(arch)-unknown-none-elf"]
+            + toolsetOptions("swiftCompiler") + [
+                "-Xfrontend", "-no-allocations",
+                "-I", root + "/Sources/CQuarrySupport/include", "-I", root + "/include",
+                "-module-name", "Quarry", "-c", "-o", object,
+            ] + sources)
         #expect(status == 0, "swiftc \(arch): \(output)")
         guard status == 0 else { return }
         let defined = try definedSymbols([object])
