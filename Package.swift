@@ -1,7 +1,11 @@
 // swift-tools-version: 6.1
 // Quarry: a freestanding slab allocator in Embedded Swift.
-// This manifest is the host build (tests). The Embedded images for
-// i686/x86_64-unknown-none-elf are built from the same sources by the Makefile.
+// The host build (tests) and, with toolset.json's Embedded flags, the bare-metal build of
+// the Swift API, the targets Quarry and QuarryX86 (what a dependent package uses):
+//   swift build -c release --triple i686-unknown-none-elf --toolset toolset.json --target QuarryX86
+// The other targets are host-only (QuarryC is bare metal only inside the Makefile's one
+// module). The Makefile compiles the same sources, with the same toolset.json, into
+// libquarry.a (one module with the C ABI) and the test kernels.
 import PackageDescription
 
 // QUARRY_ASAN=1 (make test-asan, with --sanitize=address): Quarry poisons free objects
@@ -18,12 +22,17 @@ let package = Package(
     name: "Quarry",
     products: [
         .library(name: "Quarry", targets: ["Quarry"]),
+        // X86Platform: Quarry's Platform on bare-metal x86 (a kernel booted by boot/).
+        .library(name: "QuarryX86", targets: ["QuarryX86"]),
         // The C ABI of include/quarry.h over one global instance (host build, for tests;
         // the bare-metal libquarry.a compiles Sources/QuarryC into module Quarry).
         .library(name: "QuarryC", targets: ["QuarryC"]),
     ],
     targets: [
         .target(name: "Quarry", dependencies: asan ? ["CQuarryASan"] : [], swiftSettings: checked),
+        .target(name: "QuarryX86", dependencies: ["Quarry", "CQuarrySupport"]),
+        // The instructions Swift cannot say (port I/O, flags, CPU index): static inline asm.
+        .systemLibrary(name: "CQuarrySupport", path: "Sources/CQuarrySupport/include"),
         // include/quarry.h as a Clang module, so the C ABI implements it with @c @implementation.
         .systemLibrary(name: "CQuarryHeader", path: "include"),
         .target(name: "QuarryC", dependencies: ["Quarry", "CQuarryHeader", "CQuarryHost"], swiftSettings: checked),
