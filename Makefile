@@ -4,7 +4,7 @@
 #   make run          boot the i686 test kernel in QEMU (-smp 4) and show its output
 #   make run ARCH=x86_64                 the same for the x86_64 kernel
 #   make run-c        boot the C example kernel (Sources/QuarryCKernel) in QEMU (-smp 1)
-#   make test         deps, header test, host tests, then the kernels under QEMU
+#   make test         deps, header test, host tests, then the kernels and the example under QEMU
 #   make kernel       build/$(ARCH)/kernel.elf (+ kernel.map, kernel.dis; kernel.bin on x86_64)
 #   make ckernel      build/$(ARCH)/ckernel.elf (+ ckernel.map; ckernel.bin on x86_64): C,
 #                     boot/multiboot_$(ARCH).S and libquarry.a only
@@ -14,6 +14,9 @@
 #                     X86Platform, in build/$(ARCH)-single-cpu/: no privileged instruction, so
 #                     it runs in user space (make budgets counts its instructions)
 #   make host-lib     build/host/libquarry.so: the C ABI for Linux programs (make bench, budgets)
+#   make example      Examples/KernelPackage (Quarry as a SwiftPM dependency): swift build
+#                     --triple --toolset toolset.json, link build/$(ARCH)/example.elf, boot it
+#                     (-smp 1) and check it as qemu-test does
 #   make toolset-options [TOOL=cCompiler]  toolset.json's swiftc (clang) options
 #   make header-test  include/quarry.h as strict C11 for -m32 and -m64
 #   make host-test    swift test
@@ -155,7 +158,7 @@ QEMU_TIMEOUT ?= 240
 QEMU_PASS := 67
 QEMU_FAIL := 69
 
-.PHONY: all kernel ckernel lib host-lib toolset-options run run-c test header-test host-test host-tsan host-release-step qemu-test qemu-boot deps deps-test doc-references clean FORCE
+.PHONY: all kernel ckernel lib host-lib example toolset-options run run-c test header-test host-test host-tsan host-release-step qemu-test qemu-boot deps deps-test doc-references clean FORCE
 all: kernel ckernel
 
 lib: $(BUILD)/libquarry.a
@@ -310,17 +313,14 @@ qemu-test:
 	if [ -n "$$failed" ]; then echo "== qemu-test: FAILED:$$failed"; exit 1; fi; \
 	echo "== qemu-test: all boots passed ($(QEMU_ARCHES); Swift kernel -smp $(QEMU_SMP), C kernel -smp $(QEMU_C_SMP))"
 
-# Boots $(ARCH)'s Swift kernel once per CPU count in QEMU_SMP and the C kernel once per
-# count in QEMU_C_SMP (one CPU: it starts no APs). A boot passes only if QEMU exits with
-# 67 and its log has a line "N passed, 0 failed" with N > 0; every boot runs, then each
-# failure is named with its reason.
-QEMU_SMP ?= 1 4
-QEMU_C_SMP ?= 1
-qemu-boot: kernel ckernel
-	@failed=""; \
-	boot() { \
+# qemu_boot defines the shell function `boot NAME IMAGE SMP` for a recipe ($(1) names the
+# step in its messages): boots IMAGE under QEMU with -smp SMP, log in
+# $(BUILD)/qemu-NAME-smpSMP.log; it passes only if QEMU exits with 67 and the log has a
+# line "N passed, 0 failed" with N > 0; otherwise it names the reason and adds NAME/-smpSMP
+# to $$failed.
+qemu_boot = boot() { \
 		name=$$1; image=$$2; smp=$$3; log=$(BUILD)/qemu-$$name-smp$$smp.log; \
-		echo "== qemu-test: $(ARCH) $$name -smp $$smp (timeout $(QEMU_TIMEOUT) s), log $$log"; \
+		echo "== $(1): $(ARCH) $$name -smp $$smp (timeout $(QEMU_TIMEOUT) s), log $$log"; \
 		timeout $(QEMU_TIMEOUT) $(QEMU) -kernel $$image -smp $$smp $(QEMU_FLAGS) \
 			< /dev/null > $$log 2>&1; status=$$?; \
 		cat $$log; \
@@ -338,15 +338,54 @@ qemu-boot: kernel ckernel
 			elif ! echo "$$summary" | grep -qE '^[1-9][0-9]* passed, 0 failed$$'; then why="exit 67 but the summary says: $$summary"; fi; \
 		fi; \
 		if [ -n "$$why" ]; then \
-			echo "== qemu-test: $(ARCH) $$name -smp $$smp FAILED: $$why"; failed="$$failed $$name/-smp$$smp"; \
+			echo "== $(1): $(ARCH) $$name -smp $$smp FAILED: $$why"; failed="$$failed $$name/-smp$$smp"; \
 		else \
-			echo "== qemu-test: $(ARCH) $$name -smp $$smp passed ($$summary)"; \
+			echo "== $(1): $(ARCH) $$name -smp $$smp passed ($$summary)"; \
 		fi; \
 	}; \
+
+# Boots $(ARCH)'s Swift kernel once per CPU count in QEMU_SMP and the C kernel once per
+# count in QEMU_C_SMP (one CPU: it starts no APs); every boot runs, then each failure is
+# named with its reason.
+QEMU_SMP ?= 1 4
+QEMU_C_SMP ?= 1
+qemu-boot: kernel ckernel
+	@failed=""; \
+	$(call qemu_boot,qemu-test) \
 	for smp in $(QEMU_SMP); do boot kernel $(IMAGE) $$smp; done; \
 	for smp in $(QEMU_C_SMP); do boot ckernel $(CIMAGE) $$smp; done; \
 	if [ -n "$$failed" ]; then echo "== qemu-test: $(ARCH) FAILED:$$failed"; exit 1; fi; \
 	echo "== qemu-test: $(ARCH) boots passed"
+
+# The example package (Examples/KernelPackage): Quarry as a SwiftPM dependency, built by
+# `swift build` with toolset.json for $(TRIPLE) into one archive (the example, its support
+# C, Quarry and QuarryX86), linked with the multiboot entry and the C kernel's layout (one
+# CPU, the arena), booted and checked as qemu-boot checks a kernel.
+EXAMPLE_DIR   := Examples/KernelPackage
+EXAMPLE_BUILD := $(BUILD)/example
+EXAMPLE_LIB   := $(EXAMPLE_BUILD)/$(TRIPLE)/release/libKernel.a
+EXAMPLE_IMAGE := $(patsubst $(BUILD)/kernel.%,$(BUILD)/example.%,$(IMAGE))
+
+example: $(EXAMPLE_IMAGE)
+	@failed=""; \
+	$(call qemu_boot,example) \
+	boot example $(EXAMPLE_IMAGE) 1; \
+	[ -z "$$failed" ]
+
+# swift build decides what is out of date; the archive changes only when its inputs do.
+$(EXAMPLE_LIB): FORCE
+	@echo "== example: swift build -c release --triple $(TRIPLE) --toolset $(TOOLSET) ($(EXAMPLE_DIR), Quarry by path)"
+	$(SWIFT) build -c release --package-path $(EXAMPLE_DIR) --triple $(TRIPLE) \
+		--toolset $(TOOLSET) --scratch-path $(EXAMPLE_BUILD)
+
+$(BUILD)/example.elf: $(CKERNEL_BOOT) $(EXAMPLE_LIB) $(CKERNEL_SCRIPT)
+	@echo "== example: link ld.lld -T $(CKERNEL_SCRIPT) --gc-sections -> $@"
+	@test -z "$(LIBGCC)" -o -f "$(LIBGCC)" || { echo "32-bit libgcc not found: run 'make deps'"; exit 1; }
+	$(LD) -m $(LD_EMULATION) -T $(CKERNEL_SCRIPT) --gc-sections -static -nostdlib \
+		-Map $(BUILD)/example.map -o $@ $(CKERNEL_BOOT) $(EXAMPLE_LIB) $(LIBGCC)
+ifeq ($(ARCH),i686)
+	@$(call check_multiboot,$@)
+endif
 
 # include/quarry.h as a user's compiler sees it: strict C11, 32- and 64-bit.
 header-test:
@@ -382,6 +421,7 @@ test: deps
 	@$(MAKE) --no-print-directory host-release-step
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory qemu-test
+	@$(MAKE) --no-print-directory example
 	@$(MAKE) --no-print-directory budgets
 
 # The one dependency check (also run by .ci/run); GCC as for the build.
