@@ -3,23 +3,28 @@
 
 /// Anything that accepts bytes of text: the serial port, a test's buffer.
 public protocol ByteSink {
+    /// Accepts one byte of text. Must not allocate (slabinfo writes with Quarry's locks held).
     mutating func write(_ byte: UInt8)
 }
 
 extension ByteSink {
+    /// Writes the UTF-8 bytes of `text`.
     public mutating func write(_ text: StaticString) {
         text.withUTF8Buffer { for b in $0 { write(b) } }
     }
 
+    /// Writes the bytes of `name`.
     public mutating func write(_ name: CacheName) {
         name.forEachByte { write($0) }
     }
 
+    /// Writes `value` in decimal, with a leading `-` when negative.
     public mutating func write(_ value: Int) {
         if value < 0 { write(UInt8(ascii: "-")) }
         write(UInt64(word: value.magnitude))
     }
 
+    /// Writes `value` in decimal (at most 20 digits, from a fixed buffer: no allocation).
     public mutating func write(_ value: UInt64) {
         var digits = InlineArray<20, UInt8>(repeating: 0)
         var n = 0
@@ -44,6 +49,7 @@ extension ByteSink {
         write(value)
     }
 
+    /// Writes `value` right-aligned in `width` columns; a negative value is written as 0.
     public mutating func write(_ value: Int, width: Int) {
         write(UInt64(word: UInt(max(value, 0))), width: width)
     }
@@ -54,6 +60,7 @@ extension ByteSink {
         pad(width - name.count)
     }
 
+    /// Writes `count` spaces (none when `count <= 0`).
     public mutating func pad(_ count: Int) {
         var i = 0
         while i < count { write(UInt8(ascii: " ")); i += 1 }
@@ -62,7 +69,9 @@ extension ByteSink {
 
 /// Writes through `P.write` (the serial port on bare metal).
 public struct PlatformOutput<P: Platform>: ByteSink {
+    /// An output over `P`; it holds no state.
     public init() {}
+    /// Writes `byte` with `P.write(_:)`.
     @inline(__always) public mutating func write(_ byte: UInt8) { P.write(byte) }
 }
 

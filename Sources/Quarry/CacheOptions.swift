@@ -24,9 +24,13 @@ public struct CacheOptions: Sendable, Equatable {
     /// caller's bytes (Linux's `SLAB_TYPESAFE_BY_RCU`; see docs/design.md ("Deferred freeing")).
     public var typeStable: Bool
 
+    /// The byte `poison` fills freed objects with (Linux's `POISON_FREE`).
     public static let poisonByte: UInt8 = 0x6B
+    /// The byte red zones are filled with when a slab is carved, checked on free.
     public static let redZoneByte: UInt8 = 0xBB
 
+    /// Options with the given choices; every one is off by default, so `CacheOptions()`
+    /// is a plain cache.
     public init(randomizeFreeSlots: Bool = false, poison: Bool = false, redZone: Int = 0,
                 zeroOnAllocate: Bool = false, zeroOnFree: Bool = false, typeStable: Bool = false) {
         self.randomizeFreeSlots = randomizeFreeSlots

@@ -19,6 +19,7 @@ public struct CacheName: Sendable {
     var bytes = InlineArray<32, UInt8>(repeating: 0)
     var count = 0
 
+    /// Copies at most 31 bytes of `name`.
     public init(_ name: StaticString) {
         self.init(utf8: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
     }
@@ -42,6 +43,7 @@ public struct CacheName: Sendable {
         }
     }
 
+    /// True when this name has exactly the bytes of `name` (no allocation, no Unicode tables).
     public func equals(_ name: StaticString) -> Bool {
         name.withUTF8Buffer { other in
             guard other.count == count else { return false }
@@ -57,6 +59,7 @@ public struct CacheName: Sendable {
 
 /// Appending to a name (e.g. `malloc-` then a size) truncates at 31 bytes.
 extension CacheName: ByteSink {
+    /// Appends `byte`, unless the name already has 31 bytes.
     public mutating func write(_ byte: UInt8) {
         guard count < 31 else { return }
         bytes[count] = byte

@@ -20,25 +20,36 @@ public struct ReclaimerCPUStatistics: Sendable {
     public var blockedAdvances: UInt
     /// Frees of retired objects the cache refused (an object retired twice).
     public var freeErrors: UInt
-    /// Whether the CPU is inside a critical section, and the epoch it announced.
+    /// Whether the CPU is inside a critical section.
     public var inside: Bool
+    /// The epoch the CPU announced when it entered its outermost critical section
+    /// (0 when it is not inside one).
     public var announcedEpoch: UInt
 }
 
 /// The reclaimer's totals.
 public struct ReclaimerStatistics: Sendable {
+    /// The global epoch.
     public var epoch: UInt
+    /// Times the global epoch advanced since the reclaimer was created.
     public var advances: UInt
     /// Retired objects each CPU may hold; `cpus × capacity` is the bound on all of them.
     public var capacity: Int
+    /// CPUs with a backlog (`P.maxCPUs`).
     public var cpus: Int
+    /// Objects retired, all CPUs, ever (the sum of ``ReclaimerCPUStatistics/retired``).
     public var retired: UInt
+    /// Retired objects freed back to their caches, all CPUs, ever.
     public var freed: UInt
+    /// Retired objects waiting now, all CPUs (`retired - freed`).
     public var pending: Int
     /// Largest per-CPU high-water mark.
     public var highWater: Int
+    /// Retires and reservations refused with `.reclaimStalled`, all CPUs.
     public var refused: UInt
+    /// `tryAdvance` calls that a critical section blocked, all CPUs.
     public var blockedAdvances: UInt
+    /// Frees of retired objects the cache refused (an object retired twice), all CPUs.
     public var freeErrors: UInt
     /// Stall reports (each refused retire or reservation is one).
     public var stalls: UInt
@@ -61,6 +72,9 @@ extension EpochReclaimer {
             inside: announced != 0, announcedEpoch: announced >> 1)
     }
 
+    /// The totals: the global figures and the sum (or, for `highWater`, the maximum) of
+    /// every CPU's ``statistics(cpu:)``. Any context; each counter is exact, the set is
+    /// not one instant.
     public var statistics: ReclaimerStatistics {
         var s = ReclaimerStatistics(
             epoch: epoch, advances: state.pointee.advances.load(ordering: .relaxed),

@@ -9,15 +9,18 @@
 public enum Geometry {
     /// log2 of the hardware page ("page" is always this 4 KiB unit).
     public static let pageShift = 12
+    /// The hardware page, 4 KiB: the page allocator's unit.
     public static let pageSize = 1 << pageShift
     /// Slab colours rotate in steps of one cache line (Bonwick 1994).
     public static let cacheLine = 64
     /// Smallest object and alignment: a free object must hold one encoded link word,
     /// and objects start on granule boundaries so one bit per granule marks them.
     public static let granule = 8
+    /// log2 of `granule`.
     public static let granuleShift = 3
     /// Largest slab, in pages. Objects up to `maxObjectSize` come from slabs.
     public static let maxSlabPages = 16
+    /// The largest object a cache can be created for (64 KiB): one object fills the largest slab.
     public static let maxObjectSize = maxSlabPages * pageSize
     /// A slab wastes at most 1/wasteDivisor of its bytes when the object size allows.
     public static let wasteDivisor = 8
@@ -33,7 +36,7 @@ public enum Geometry {
 /// Runtime knobs chosen at `Quarry.initialize`. `tiny` makes every refill, release and
 /// magazine-exchange path run thousands of times in tests.
 ///
-/// Relations (checked by `validate` at initialize): `maxObjectsPerSlab >= 1`,
+/// Relations (checked when `Quarry.initialize` starts: a tuning that breaks one traps): `maxObjectsPerSlab >= 1`,
 /// `emptySlabReserve >= 0`, `0 <= magazineSize <= maxMagazineSize`, `magazineBytes >= 1`,
 /// `depotFullLimit >= 0`, `depotEmptyLimit >= 0`, `perCPUShare >= 1`.
 public struct Tuning: Sendable {
@@ -59,6 +62,9 @@ public struct Tuning: Sendable {
     /// and a magazine the budget cannot pay for is not made.
     public var perCPUShare: Int
 
+    /// A tuning with the given knobs; the defaults are ``standard``: slabs of as many
+    /// objects as fit, one empty slab kept, magazines of 32 objects and at most 16 KiB,
+    /// a depot of 4 full and 4 empty magazines, a per-CPU budget of 1/16 of the data bytes.
     public init(maxObjectsPerSlab: Int = Int(UInt16.max), emptySlabReserve: Int = 1,
                 magazineSize: Int = 32, magazineBytes: Int = 16 << 10,
                 depotFullLimit: Int = 4, depotEmptyLimit: Int = 4, perCPUShare: Int = 16) {
@@ -71,6 +77,8 @@ public struct Tuning: Sendable {
         self.perCPUShare = perCPUShare
     }
 
+    /// The defaults of ``init(maxObjectsPerSlab:emptySlabReserve:magazineSize:magazineBytes:depotFullLimit:depotEmptyLimit:perCPUShare:)``:
+    /// what a kernel uses.
     public static var standard: Tuning { Tuning() }
     /// Slabs of at most 3 objects, no empty-slab reserve, magazines of 2 objects and a
     /// depot of one full and one empty magazine: every exchange path runs constantly.

@@ -53,6 +53,8 @@ public struct LockFreeStack<P: Platform> {
     let anchor: UnsafeMutablePointer<StackNode>
     /// Where nodes come from and go back to (through the reclaimer).
     public let nodes: SlabCache<P>
+    /// The reclaimer popped nodes are retired through: readers inside its critical
+    /// sections may still read a popped node until it is freed.
     public let reclaimer: EpochReclaimer<P>
 
     /// Creates an empty stack with its own node cache in `quarry`, retiring through `reclaimer`.

@@ -50,9 +50,13 @@ struct FrontState: ~Copyable {
 public struct MallocStatistics: Sendable {
     /// Class caches created so far (and not removed by `shrink`).
     public var classCaches: Int
+    /// Spans (blocks above `SizeClasses.largest`, or aligned beyond a page) allocated and not freed.
     public var liveSpans: Int
+    /// Pages the live spans hold.
     public var spanPages: Int
+    /// Spans allocated, ever.
     public var spanAllocations: UInt64
+    /// Spans freed, ever.
     public var spanFrees: UInt64
     /// Span allocations refused for lack of memory.
     public var spanFailures: UInt64
@@ -417,6 +421,8 @@ public struct MallocFront<P: Platform> {
         return before - quarry.pageStatistics.pagesInUse
     }
 
+    /// A snapshot of the front (see ``MallocStatistics``); the span counters are read under
+    /// the page lock. Thread context only, not interrupt-safe.
     public var statistics: MallocStatistics {
         var classCaches = 0
         var i = 0

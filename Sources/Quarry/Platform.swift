@@ -42,18 +42,27 @@ public protocol Platform {
 
 /// Opaque saved interrupt state (the flags register on x86).
 public struct InterruptState: Sendable {
+    /// The saved word, meaningful only to the platform that saved it.
     public var raw: UInt
+    /// Wraps a platform's saved word (for `Platform.disableInterrupts()` implementations).
     @inline(__always) public init(raw: UInt) { self.raw = raw }
 }
 
 /// A platform for code that runs on one CPU with no interrupts: tests of the
 /// single-threaded core and the kernel before SMP is up.
 public enum SingleCPUPlatform: Platform {
+    /// One CPU.
     public static var maxCPUs: Int { 1 }
+    /// Always 0.
     public static var cpuIndex: Int { 0 }
+    /// Does nothing (there are no interrupts to mask) and returns a zero state.
     @inline(__always) public static func disableInterrupts() -> InterruptState { InterruptState(raw: 0) }
+    /// Does nothing.
     @inline(__always) public static func restoreInterrupts(_ state: InterruptState) {}
+    /// Does nothing (one CPU never waits for another).
     @inline(__always) public static func pause() {}
+    /// Discards the byte: this platform has no output.
     public static func write(_ byte: UInt8) {}
+    /// A fixed word: no hardening secret is unpredictable on this platform.
     public static func entropy() -> UInt { 0x9E37_79B9 }
 }

@@ -60,8 +60,12 @@ extension Quarry {
 /// corruption kind, or `.accountingMismatch` for a broken invariant), where (see
 /// ValidationFinding), and in which cache (empty for the heap's own page count).
 public struct ValidationFailure: Sendable {
+    /// The kind of damage (see ``ValidationReport`` for what each kind means).
     public var error: QuarryError
+    /// Where: as ``ValidationFinding/address``, or the arena's first data byte for the
+    /// heap's page count.
     public var address: UInt
+    /// The cache the finding is in (an empty name for the heap's page count).
     public var cache: CacheName
 }
 

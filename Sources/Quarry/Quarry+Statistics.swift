@@ -7,13 +7,19 @@ import Synchronization
 /// counters are summed from their atomic words (exact at quiescence, and never more
 /// than a few operations stale otherwise).
 public struct CacheStatistics: Sendable {
+    /// The cache's name (`malloc-<size>` for a malloc class cache).
     public var name: CacheName
-    /// Size the cache was created with, and the stride objects are laid out at.
+    /// Size the cache was created with.
     public var requestedSize: Int
+    /// The stride objects are laid out at (the size rounded up to the alignment).
     public var objectSize: Int
+    /// Every object's address is a multiple of this.
     public var alignment: Int
+    /// Objects one slab holds.
     public var objectsPerSlab: Int
+    /// Pages one slab spans.
     public var pagesPerSlab: Int
+    /// Slab colours: distinct cache-line offsets of a slab's first object (Bonwick 1994).
     public var colors: Int
     /// Objects handed out and not freed.
     public var activeObjects: Int
@@ -24,24 +30,36 @@ public struct CacheStatistics: Sendable {
     public var totalObjects: Int
     /// Most objects out of the slabs at once (handed out or cached).
     public var highWaterObjects: Int
+    /// Slabs with some objects out and some free.
     public var partialSlabs: Int
+    /// Slabs with every object out of the slab.
     public var fullSlabs: Int
+    /// Slabs with no object out, kept for reuse (at most `Tuning.emptySlabReserve`
+    /// after a free; `shrink` releases them).
     public var emptySlabs: Int
+    /// Pages held by the cache's slabs (quarantined ones included).
     public var pages: Int
-    /// Successful allocations and frees (hits + misses).
+    /// Successful allocations (hits + misses).
     public var allocations: UInt64
+    /// Successful frees (hits + misses).
     public var frees: UInt64
-    /// Served by the fast path (the loaded magazine), and by the slow path.
+    /// Allocations served by the fast path (the loaded magazine).
     public var allocationHits: UInt64
+    /// Allocations served by the slow path (and by the nested path).
     public var allocationMisses: UInt64
+    /// Frees taken by the fast path (pushed onto the loaded magazine).
     public var freeHits: UInt64
+    /// Frees taken by the slow path (and by the nested path, or parked in a reserve).
     public var freeMisses: UInt64
     /// Magazines exchanged between CPUs and the depot.
     public var depotExchanges: UInt64
+    /// Full magazines in the depot now.
     public var depotFullMagazines: Int
+    /// Empty magazines in the depot now.
     public var depotEmptyMagazines: Int
-    /// Magazines filled from the slabs, and magazines or reserves emptied into them.
+    /// Magazines filled from the slabs.
     public var refills: UInt64
+    /// Magazines or reserves emptied into the slabs.
     public var flushes: UInt64
     /// Rounds per magazine (0: no per-CPU layer).
     public var magazineCapacity: Int
@@ -52,10 +70,14 @@ public struct CacheStatistics: Sendable {
     public var perCPUBoundBytes: Int
     /// Allocations refused for lack of memory (or corruption).
     public var failures: UInt64
-    /// Re-entrant calls refused (allocate: `.outOfMemory`; free: `.busy`), and frees parked.
+    /// Re-entrant calls refused (allocate: `.outOfMemory`; free: `.busy`).
     public var nolockRefusals: UInt64
+    /// Re-entrant frees parked in their CPU's reserve (`Geometry.cpuReserve` objects)
+    /// because the cache lock could not be taken.
     public var nolockParked: UInt64
+    /// Slabs carved from new pages, ever.
     public var slabsCreated: UInt64
+    /// Slabs whose pages went back to the page allocator, ever.
     public var slabsReleased: UInt64
     /// Refused frees and detected corruption, all kinds.
     public var errors: UInt64
@@ -65,6 +87,7 @@ public struct CacheStatistics: Sendable {
     /// until destroy, counted in `slabs` and `pages`), and the objects in them that
     /// can never be handed out again (docs/design.md, "After a corruption").
     public var quarantinedSlabs: Int
+    /// Objects of quarantined slabs that can never be handed out again.
     public var leakedObjects: Int
     let errorCounts: ErrorTable<UInt64>
 
@@ -74,11 +97,13 @@ public struct CacheStatistics: Sendable {
         return errorCounts[i]
     }
 
+    /// Every slab the cache holds: partial, full, empty and quarantined.
     public var slabs: Int { partialSlabs + fullSlabs + emptySlabs + quarantinedSlabs }
 }
 
 /// A snapshot of the page allocator.
 public struct PageStatistics: Sendable {
+    /// Data pages in the arena (the pages after the metadata).
     public var pageCount: Int
     /// Pages handed out (slabs, spans) and not given back.
     public var pagesInUse: Int
@@ -86,9 +111,13 @@ public struct PageStatistics: Sendable {
     public var freeRunPages: Int
     /// The bump pointer: pages `0 ..< bump` have been used at least once.
     public var bump: Int
+    /// The highest `bump` ever reached.
     public var highWater: Int
+    /// Runs of pages handed out (each slab and each span is one), ever.
     public var runsAllocated: Int
+    /// Runs given back, ever (an aligned request's unused lead and trail count too).
     public var runsFreed: Int
+    /// Page requests refused because no run of the length asked for was free.
     public var failures: Int
     /// Bytes of metadata: header, page descriptors and allocation bitmap.
     public var metadataBytes: Int
@@ -100,8 +129,9 @@ public struct ReclaimStatistics: Sendable {
     /// `Tuning.perCPUShare`. Each magazine is charged, when it is made, the bytes its
     /// rounds can hold (`magazineCapacity × objectSize`) plus its own size.
     public var budgetBytes: Int
-    /// Charged now (the magazines that exist), and the most ever charged.
+    /// Charged now (the magazines that exist).
     public var chargedBytes: Int
+    /// The most bytes ever charged at once.
     public var highWaterBytes: Int
     /// Magazines not made because the budget could not pay for them.
     public var refusedMagazines: UInt64
@@ -118,6 +148,8 @@ extension SlabCache {
         P.maxCPUs * (2 * magazineCapacity + Geometry.cpuReserve) + tuning.depotFullLimit * magazineCapacity
     }
 
+    /// A snapshot of this cache (see ``CacheStatistics``), taken under the cache's depot
+    /// and cache locks: thread context only, not interrupt-safe.
     public var statistics: CacheStatistics {
         var hitsA: UInt64 = 0, missesA: UInt64 = 0, hitsF: UInt64 = 0, missesF: UInt64 = 0, exchanges: UInt64 = 0
         var i = 0
@@ -183,6 +215,7 @@ extension Quarry {
             flushesHonoured: UInt64(word: r.pointee.reclaim.honoured.load(ordering: .relaxed)))
     }
 
+    /// A snapshot of the page allocator (see ``PageStatistics``), taken under the page lock.
     public var pageStatistics: PageStatistics {
         let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
         let p = heap.pointee.pages.pointee

@@ -88,6 +88,8 @@ public struct Quarry<P: Platform> {
                         options: CacheOptions(typeStable: typeStable))
     }
 
+    /// `createCache` with a name built at run time (``CacheName``, e.g. written through
+    /// ``ByteSink``) instead of a string literal.
     public func createCache(
         name: CacheName, size: Int, alignment: Int = Geometry.granule,
         constructor: ObjectConstructor? = nil, typeStable: Bool = false
@@ -105,6 +107,10 @@ public struct Quarry<P: Platform> {
                         options: options)
     }
 
+    /// `createCache` with a run-time ``CacheName`` and ``CacheOptions``: the one the
+    /// others call. Not interrupt-safe. Throws `.zeroSize`, `.sizeTooLarge`,
+    /// `.badAlignment`, or `.outOfMemory` (after a reclaim) when no page is left for
+    /// the cache's state.
     public func createCache(
         name: CacheName, size: Int, alignment: Int = Geometry.granule,
         constructor: ObjectConstructor? = nil, options: CacheOptions

@@ -34,12 +34,16 @@
 public enum SizeClasses {
     /// log2 of the classes per power of two above `linearLimit`.
     public static let perDoublingShift = 3
+    /// Classes per power of two above `linearLimit` (8: a request above 128 bytes loses less than 1/8 to rounding).
     public static let perDoubling = 1 << perDoublingShift
     /// Step of the classes up to `linearLimit` (after the one granule-sized class), and
     /// the alignment of every class but the first.
     public static let quantumShift = 4
+    /// 16 bytes: the step of the linear classes (see `quantumShift`).
     public static let quantum = 1 << quantumShift
+    /// log2 of `linearLimit`.
     public static let linearShift = 7
+    /// The largest linear class (128 bytes); above it classes grow geometrically.
     public static let linearLimit = 1 << linearShift
     /// The granule class plus `linearLimit / quantum` quantum steps.
     public static let linearCount = 1 + linearLimit / quantum

@@ -17,9 +17,12 @@ import Synchronization
 /// One finding of `validate`: the error it stands for, and where (the object, the
 /// slab's first byte, or the cache's handle for the cache's own counters).
 public struct ValidationFinding: Sendable, Equatable {
+    /// The kind of damage.
     public var error: QuarryError
+    /// The object, the slab's first byte, or the cache's handle.
     public var address: UInt
 
+    /// A finding of `error` at `address` (tests build the findings they expect).
     public init(error: QuarryError, address: UInt) {
         self.error = error
         self.address = address
@@ -47,8 +50,10 @@ public struct ValidationReport: Sendable, Equatable {
     /// empty and quarantined slabs; the cache's counters).
     public var first: ValidationFinding? = nil
 
+    /// An empty report: nothing found.
     public init() {}
 
+    /// Findings of every kind together (0 for a healthy cache).
     public var total: Int { corruptFreeLists + poisonDamaged + redZoneDamaged + accountingMismatches }
 
     mutating func note(_ error: QuarryError, _ address: UInt) {

@@ -28,6 +28,7 @@ public struct SlabCache<P: Platform> {
     @inline(__always) var heap: UnsafeMutablePointer<HeapState> { state.pointee.heap }
     @inline(__always) var geometry: SlabGeometry { state.pointee.geometry }
 
+    /// The name given to `createCache` (at most 31 bytes), as slabinfo prints it.
     public var name: CacheName { state.pointee.name }
     /// Bytes between consecutive objects (the size rounded up to the alignment).
     public var objectSize: Int { state.pointee.geometry.objectSize }
