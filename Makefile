@@ -31,6 +31,8 @@
 #   make deps-test    Tests/deps-test.sh: .ci/deps against simulated missing tools
 #   make doc-references  Tests/doc-references.sh: every file and symbol that a doc, a
 #                     "Neighbours" line or a comment names exists (and its self-test)
+#   make docs         the DocC catalogue Sources/Quarry/Quarry.docc -> build/docs; fails on an
+#                     undocumented public symbol or a broken link (docs/Makefile.inc)
 #   make clean
 #
 # ARCH is i686 (the default) or x86_64; every output goes under build/$(ARCH)/.
@@ -416,6 +418,7 @@ test: deps
 	@$(MAKE) --no-print-directory header-test
 	@$(MAKE) --no-print-directory deps-test
 	@$(MAKE) --no-print-directory doc-references
+	@$(MAKE) --no-print-directory docs
 	@$(MAKE) --no-print-directory host-test
 	@$(MAKE) --no-print-directory host-tsan
 	@$(MAKE) --no-print-directory host-release-step
@@ -448,3 +451,5 @@ clean:
 include Benchmarks/Makefile.inc
 # make fuzz, fuzz-smoke, test-asan (Tests/Makefile.inc; fuzz-smoke also runs in make test).
 include Tests/Makefile.inc
+# make docs (docs/Makefile.inc; also run by make test).
+include docs/Makefile.inc
