@@ -33,6 +33,8 @@
 #                     "Neighbours" line or a comment names exists (and its self-test)
 #   make docs         the DocC catalogue Sources/Quarry/Quarry.docc -> build/docs; fails on an
 #                     undocumented public symbol or a broken link (docs/Makefile.inc)
+#   make coverage     swift test with code coverage, then line coverage of Sources/Quarry
+#                     per file and in total (Tests/Makefile.inc)
 #   make clean
 #
 # ARCH is i686 (the default) or x86_64; every output goes under build/$(ARCH)/.
@@ -449,7 +451,7 @@ clean:
 
 # make bench, make budgets (Benchmarks/Makefile.inc; budgets also run in make test).
 include Benchmarks/Makefile.inc
-# make fuzz, fuzz-smoke, test-asan (Tests/Makefile.inc; fuzz-smoke also runs in make test).
+# make fuzz, fuzz-smoke, test-asan, coverage (Tests/Makefile.inc; fuzz-smoke also runs in make test).
 include Tests/Makefile.inc
 # make docs (docs/Makefile.inc; also run by make test).
 include docs/Makefile.inc
