@@ -65,7 +65,8 @@ sub walk {
     opendir(my $dh, $dir eq '' ? '.' : $dir) or return;
     for my $name (sort grep { $_ ne '.' && $_ ne '..' } readdir $dh) {
         my $path = $dir eq '' ? $name : "$dir/$name";
-        next if $path eq '.git' || $path eq 'build' || $path eq '.build';
+        # .build* anywhere (SwiftPM scratch folders: .build, .build-asan, an example's .build).
+        next if $path eq '.git' || $path eq 'build' || $name =~ /^\.build/ || $name eq '.swiftpm';
         $exists{$path} = 1;
         $basename{$name} = 1;
         (my $s = $name) =~ s/\.[^.]*$//;

@@ -4,10 +4,10 @@
 //     swift Tests/undocumented-symbols.swift DIR
 //
 // DIR holds the symbol graphs swiftc wrote for module Quarry (`-emit-symbol-graph`:
-// Quarry.symbols.json and Quarry@<Module>.symbols.json for extensions of other modules'
-// types), public symbols only. Every symbol with a source location must carry a doc
-// comment. Symbols without a location are the compiler's (`init(rawValue:)`, `hashValue`
-// of a raw-value enum): there is no line to document. A protocol extension's method is
+// the module's symbols file, and one per other module whose types it extends, with
+// public symbols only). Every symbol with a source location must carry a doc
+// comment. Symbols without a location are the compiler's (a raw-value enum's initialiser
+// and hash value): there is no line to document. A protocol extension's method is
 // listed once per conforming type with the extension's location; it is reported once.
 // Prints `file:line: kind name` per undocumented symbol and exits 1 if there is any.
 

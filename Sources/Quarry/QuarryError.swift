@@ -117,6 +117,7 @@ extension QuarryError {
     /// `firstCounted ..< firstCounted + countedKinds` (`.outsideArena` … `.accountingMismatch`).
     /// `ErrorTable` has one entry per kind; C's `errors_by_kind` is indexed the same way.
     public static let firstCounted = 16
+    /// How many kinds are counted one by one, from `firstCounted` on.
     public static let countedKinds = 13
 
     /// This error's entry in an `ErrorTable`, or nil for a kind not counted one by one.
