@@ -35,6 +35,8 @@
 #                     undocumented public symbol or a broken link (docs/Makefile.inc)
 #   make coverage     swift test with code coverage, then line coverage of Sources/Quarry
 #                     per file and in total (Tests/Makefile.inc)
+#   make format       swift format (the toolchain's) in place over every Swift file, with .swift-format
+#   make format-lint  swift format lint --strict: fails on any file the formatter would change
 #   make clean
 #
 # ARCH is i686 (the default) or x86_64; every output goes under build/$(ARCH)/.
@@ -162,7 +164,7 @@ QEMU_TIMEOUT ?= 240
 QEMU_PASS := 67
 QEMU_FAIL := 69
 
-.PHONY: all kernel ckernel lib host-lib example toolset-options run run-c test header-test host-test host-tsan host-release-step qemu-test qemu-boot deps deps-test doc-references clean FORCE
+.PHONY: all kernel ckernel lib host-lib example toolset-options run run-c test header-test host-test host-tsan host-release-step qemu-test qemu-boot deps deps-test doc-references format format-lint clean FORCE
 all: kernel ckernel
 
 lib: $(BUILD)/libquarry.a
@@ -440,6 +442,18 @@ deps-test:
 # Docs, Neighbours lines and comments against the tree; first the check's own test
 # (a small tree with one broken reference of each kind). DOC_REFERENCES_SKIP='FILE ...'
 # leaves files out.
+# Every Swift file the repository holds, for the formatter (SwiftPM scratch folders and
+# build outputs excluded).
+FORMAT_FILES = $(shell git ls-files '*.swift' 2>/dev/null || find . -name '*.swift' -not -path '*/.build*' -not -path './build/*')
+
+format:
+	@echo "== format: swift format -i with .swift-format"
+	$(SWIFT) format format -i --configuration .swift-format $(FORMAT_FILES)
+
+format-lint:
+	@echo "== format-lint: swift format lint --strict with .swift-format ($(words $(FORMAT_FILES)) files)"
+	@$(SWIFT) format lint --strict --configuration .swift-format $(FORMAT_FILES)
+
 doc-references:
 	@echo "== doc-references: Tests/doc-references-test.sh, then Tests/doc-references.sh (docs, Neighbours lines, comments)"
 	@bash Tests/doc-references-test.sh
