@@ -21,6 +21,9 @@ import Synchronization
 /// - `registryLock` guards `*registry` and every cache's CacheLinks.
 /// - `bumpLimit` mirrors `pages.bump` for lock-free readers (pointer validation):
 ///   written under `pageLock` with release ordering, read with acquire ordering.
+/// - `usedLimit` mirrors `pages.highWater` the same way (written where the bump pointer
+///   grows): pages below it were handed out at least once, so a free of an address in
+///   one that nothing owns now is a double free, not a pointer into a never-used page.
 /// - The per-CPU records (`cpuStates`) belong to their CPU (CPUState).
 /// - `map` and `bitmap` are handles (constant pointers) copied out of the page
 ///   allocator, so lock-free readers never touch `*pages`.
@@ -32,13 +35,15 @@ import Synchronization
 ///     | HeapState | CPUState x maxCPUs | empty sentinel magazine | PageAllocator | Registry |
 ///     | cache of caches: CacheState ... CPU slots | magazine cache: CacheState ... CPU slots |
 ///
-/// Invariants: `bumpLimit == pages.bump` whenever `pageLock` is free;
+/// Invariants: `bumpLimit == pages.bump` and `usedLimit == pages.highWater` whenever
+/// `pageLock` is free;
 /// `registry.count ==` number of caches reachable from `registry.first`; the sentinel
 /// has `count == capacity == 0`.
 struct HeapState: ~Copyable {
     let pageLock = SpinLock()
     let registryLock = SpinLock()
     let bumpLimit = Atomic<UInt32>(0)
+    let usedLimit = Atomic<UInt32>(0)
     let arena: Arena
     let map: PageMap
     let bitmap: AllocationBitmap

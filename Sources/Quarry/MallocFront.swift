@@ -285,7 +285,13 @@ public struct MallocFront<P: Platform> {
         case .page(let p): page = p
         }
         let limit = PageNumber(h.pointee.bumpLimit.load(ordering: .acquiring))
-        guard let head = h.pointee.map.owner(of: page, limit: limit) else { return try refuse(.freePage) }
+        guard let head = h.pointee.map.owner(of: page, limit: limit) else {
+            // Nothing owns the page. Below the high-water mark it held a block once, whose
+            // pages were given back when it was freed (a span, or a slab emptied by its last
+            // free): freed twice, whatever the block's size. Above it: never used.
+            let used = page.raw < h.pointee.usedLimit.load(ordering: .acquiring)
+            return try refuse(used ? .doubleFree : .freePage)
+        }
         let d = h.pointee.map[head]
         if d.kind == .span {
             guard address == h.pointee.arena.address(of: head) else { return try refuse(.interiorPointer) }

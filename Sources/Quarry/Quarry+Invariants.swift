@@ -41,6 +41,8 @@ extension Quarry {
         let spans = pages.pointee.spans
         precondition(heap.pointee.bumpLimit.load(ordering: .relaxed) == pages.pointee.bump.raw,
                      "Quarry: published bump disagrees")
+        precondition(heap.pointee.usedLimit.load(ordering: .relaxed) == pages.pointee.highWater.raw,
+                     "Quarry: published high-water mark disagrees")
         precondition(walked.spans == spans.live && walked.spanPages == spans.pages,
                      "Quarry: spans on the page walk != span counters")
         precondition(pages.pointee.pagesInUse == slabPages + spans.pages,

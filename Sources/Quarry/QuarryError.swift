@@ -38,7 +38,10 @@ public enum QuarryError: UInt8, Error, Sendable {
     case outsideArena = 16
     /// The pointer lies in the arena's metadata (page map, bitmap).
     case metadataPointer = 17
-    /// The pointer lies in a page that no slab owns (free, or never used).
+    /// The pointer lies in a page that no slab or span owns. The malloc front reports
+    /// this only for pages never used (above the high-water mark); a page that held a
+    /// block once is `.doubleFree` there. A cache reports it for any such page: it
+    /// cannot tell whether the page ever held one of its objects.
     case freePage = 18
     /// The pointer lies inside a slab but not at the start of an object.
     case interiorPointer = 19

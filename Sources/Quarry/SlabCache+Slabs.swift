@@ -223,6 +223,7 @@ extension SlabCache {
         let pages = h.pointee.pages
         let page = pages.pointee.allocate(g.slabPages)
         h.pointee.bumpLimit.store(pages.pointee.bump.raw, ordering: .releasing)
+        h.pointee.usedLimit.store(pages.pointee.highWater.raw, ordering: .releasing)
         h.pointee.release(h.pointee.pageLock, P.self, saved)
         guard let page else { return nil }
         AddressSanitizer.unpoison(h.pointee.arena.address(of: page), g.slabPages << Geometry.pageShift)

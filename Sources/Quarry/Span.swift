@@ -71,6 +71,7 @@ struct Span<P: Platform> {
             allocator.pointee.spans.failures += 1
         }
         heap.pointee.bumpLimit.store(allocator.pointee.bump.raw, ordering: .releasing)
+        heap.pointee.usedLimit.store(allocator.pointee.highWater.raw, ordering: .releasing)
         heap.pointee.release(heap.pointee.pageLock, P.self, saved)
         guard let page else { return .failure(.outOfMemory) }
         AddressSanitizer.unpoison(heap.pointee.arena.address(of: page), pages << Geometry.pageShift)
@@ -79,13 +80,14 @@ struct Span<P: Platform> {
 
     /// Gives the whole span back to the page allocator; the handle becomes invalid.
     /// Re-checks under the page lock that the head is still a span, so that two
-    /// racing frees of one span give back its pages once (the loser gets `.freePage`).
+    /// racing frees of one span give back its pages once (the loser gets `.doubleFree`).
     /// A re-entrant call that finds the page lock held gets `.busy` (nothing changed).
     func free() -> QuarryError? {
         guard let saved = heap.pointee.acquire(heap.pointee.pageLock, P.self) else { return .busy }
         guard heap.pointee.map[page].kind == .span else {
+            // Another CPU freed it since the caller resolved it: freed twice.
             heap.pointee.release(heap.pointee.pageLock, P.self, saved)
-            return .freePage
+            return .doubleFree
         }
         let n = pages
         AddressSanitizer.poison(heap.pointee.arena.address(of: page), n << Geometry.pageShift)

@@ -103,9 +103,10 @@ struct FuzzRun {
         if got != want { fuzzFail("quarry-fuzz: a bad free got another error than the model's") }
     }
 
+    /// The malloc front: always `.doubleFree` (the page held a block once). A cache:
     /// `.doubleFree` while a slab still holds the address, `.freePage` once its page is free.
-    func doubleFreeError(_ p: UnsafeMutableRawPointer) -> QuarryError {
-        q.cache(owning: p) != nil ? .doubleFree : .freePage
+    func doubleFreeError(_ owner: Int, _ p: UnsafeMutableRawPointer) -> QuarryError {
+        owner < 0 || q.cache(owning: p) != nil ? .doubleFree : .freePage
     }
 
     func freeInto(_ owner: Int, _ p: UnsafeMutableRawPointer) -> QuarryError? {
@@ -234,9 +235,9 @@ struct FuzzRun {
                 let region = UnsafeMutableRawPointer(bitPattern: q.heap.pointee.arena.regionStart)!
                 expect(freeInto(b.owner, region - 4096), .outsideArena)
                 expect(freeInto(b.owner, region + 64), .metadataPointer)
-            default:  // a never-used page (above the bump pointer)
+            default:  // a never-used page (above the high-water mark)
                 let pages = q.pageStatistics
-                if pages.bump < pages.pageCount {
+                if pages.highWater < pages.pageCount {
                     let end = UnsafeMutableRawPointer(bitPattern: q.heap.pointee.arena.end)!
                     expect(freeInto(b.owner, end - Geometry.pageSize), .freePage)
                 }
@@ -247,7 +248,7 @@ struct FuzzRun {
             guard !live.isEmpty else { return true }
             let b = live.remove(at: Int(i) % live.count)
             freeLive(b)
-            expect(freeInto(b.owner, b.pointer), doubleFreeError(b.pointer))
+            expect(freeInto(b.owner, b.pointer), doubleFreeError(b.owner, b.pointer))
         case 7, 8:  // malloc (spans too)
             guard let s = input.u16() else { return false }
             guard live.count < maxLive else { return true }

@@ -374,7 +374,19 @@ int quarry_c_scenario(void *arena, size_t size, void (*log)(const char *message)
     for (int i = 0; i < 100; i++) CHECK(c[i] == (char)i);
     CHECK(quarry_free_sized(c, 50) == QUARRY_ERR_SIZE_MISMATCH);
     CHECK(quarry_free_sized(c, 100000) == QUARRY_OK);
-    CHECK(quarry_free_sized(c, 100000) == QUARRY_ERR_FREE_PAGE);
+    CHECK(quarry_free_sized(c, 100000) == QUARRY_ERR_DOUBLE_FREE);
+    /* A double free reports QUARRY_ERR_DOUBLE_FREE whatever the block's size: spans
+       (pages given back to the wilderness or to a free run) and class blocks alike. */
+    void *span = quarry_malloc(40000), *guard = quarry_malloc(40000);
+    quarry_free(span);
+    quarry_clear_error();
+    quarry_free(span);
+    CHECK(quarry_last_error() == QUARRY_ERR_DOUBLE_FREE);
+    quarry_free(guard);
+    quarry_clear_error();
+    quarry_free(guard);
+    CHECK(quarry_last_error() == QUARRY_ERR_DOUBLE_FREE);
+    CHECK(quarry_usable_size(span) == 0 && quarry_last_error() == QUARRY_ERR_DOUBLE_FREE);
 
     void *z1 = quarry_malloc(0), *z2 = quarry_malloc(0);
     CHECK(z1 != 0 && z2 != 0 && z1 != z2);

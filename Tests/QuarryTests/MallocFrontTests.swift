@@ -136,8 +136,44 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
         try f.free(p)
         #expect(q.pageStatistics.pagesInUse == 0)
         #expect(f.statistics.liveSpans == 0)
-        // A span's pages are free once it is freed: a second free is a free page.
-        expectRefusal(q, .freePage) { () throws(QuarryError) in try f.free(p) }
+        // A span's pages are free once it is freed, but they held a block: a second
+        // free is a double free (issue 15), as for a block of a size class.
+        expectRefusal(q, .doubleFree) { () throws(QuarryError) in try f.free(p) }
+        q.checkInvariants()
+    }
+
+    /// One rule for a double free through the front (issue 15): `.doubleFree` whatever
+    /// the block's size: a class block whose slab lives, one whose slab was released by
+    /// the first free, a span whose pages went back to the wilderness, and one whose
+    /// pages went to a free run; through `free`, the sized free and `usableSize`. A page
+    /// never used stays `.freePage`.
+    @Test(arguments: [Tuning.standard, Tuning.tiny])
+    func doubleFreeIsReportedWhateverTheSize(tuning: Tuning) throws {
+        let arena = TestArena(size: 8 << 20)
+        defer { arena.release() }
+        let q = try arena.quarry(tuning: tuning)
+        let f = q.front
+        for size in [16, 1000, SizeClasses.largest, SizeClasses.largest + 1, 300_000] {
+            let block = try f.malloc(size)
+            let guardBlock = try f.malloc(size)     // above it: block's pages go to a free run
+            try f.free(block)
+            _ = f.shrink()
+            _ = q.drainAll()                            // class blocks: the slab is released too
+            expectRefusal(q, .doubleFree) { () throws(QuarryError) in try f.free(block) }
+            expectRefusal(q, .doubleFree) { () throws(QuarryError) in try f.free(block, size: size) }
+            expectRefusal(q, .doubleFree) { () throws(QuarryError) in _ = try f.usableSize(block) }
+            try f.free(guardBlock)                  // the top: its pages go back to the wilderness
+            _ = f.shrink()
+            _ = q.drainAll()
+            expectRefusal(q, .doubleFree) { () throws(QuarryError) in try f.free(guardBlock) }
+            #expect(q.pageStatistics.pagesInUse == 0)
+        }
+        let aligned = try f.alignedAlloc(alignment: 4 * Geometry.pageSize, size: 100)
+        try f.free(aligned)
+        expectRefusal(q, .doubleFree) { () throws(QuarryError) in try f.free(aligned) }
+        let neverUsed = UnsafeMutableRawPointer(
+            bitPattern: q.heap.pointee.arena.address(of: PageNumber(q.pageStatistics.pageCount - 1)))!
+        expectRefusal(q, .freePage) { () throws(QuarryError) in try f.free(neverUsed) }
         q.checkInvariants()
     }
 
