@@ -54,18 +54,20 @@ typedef enum quarry_error {
     /* Free (the pointer is left alone). */
     QUARRY_ERR_OUTSIDE_ARENA = 16,   /* not in the arena */
     QUARRY_ERR_METADATA_POINTER = 17,/* in the arena's page map or bitmap */
-    QUARRY_ERR_FREE_PAGE = 18,       /* in a page nothing owns (never used, or freed) */
+    QUARRY_ERR_FREE_PAGE = 18,       /* in a page nothing owns: quarry_free, never used;
+                                        quarry_cache_free, never used or given back */
     QUARRY_ERR_INTERIOR_POINTER = 19,/* inside a block, not at its start */
     QUARRY_ERR_MISALIGNED = 20,      /* not a multiple of 8 */
     QUARRY_ERR_WRONG_CACHE = 21,     /* another cache's object */
-    QUARRY_ERR_DOUBLE_FREE = 22,     /* not allocated: freed twice or never handed out */
+    QUARRY_ERR_DOUBLE_FREE = 22,     /* not allocated: freed twice or never handed out
+                                        (quarry_free: whatever the block's size) */
     QUARRY_ERR_CORRUPT_FREE_LIST = 23,/* a free-list link was overwritten */
     QUARRY_ERR_CACHE_NOT_EMPTY = 24, /* quarry_cache_destroy: objects still allocated */
     QUARRY_ERR_SIZE_MISMATCH = 25,   /* quarry_free_sized: the size names another class */
     QUARRY_ERR_RED_ZONE = 26,        /* (debug caches) bytes past an object were overwritten */
     QUARRY_ERR_USE_AFTER_FREE = 27,  /* (debug caches) a freed object's poison was overwritten */
     QUARRY_ERR_ACCOUNTING_MISMATCH = 28,/* (quarry_validate) Quarry's own records disagree */
-    QUARRY_ERR_RECLAIM_STALLED = 32  /* (Swift EpochReclaimer) retire refused: a CPU stays in a read section */
+    QUARRY_ERR_RECLAIM_STALLED = 32  /* quarry_epoch_retire*: refused, a CPU stays in a read section */
 } quarry_error;
 
 /* errno values returned by quarry_posix_memalign (the Linux numbers). */
@@ -122,9 +124,14 @@ typedef struct quarry_cache_statistics {
     size_t leaked_objects;
 } quarry_cache_statistics;
 
-/* Called on every misuse or corruption a cache detects: the error, the cache (NULL for
- * the malloc front's own refusals) and the address. May run on any CPU with interrupts
- * masked and Quarry locks held: it must not allocate or call Quarry. */
+/* Called on every misuse or corruption Quarry detects: the error, the cache and the
+ * address. `cache` is the handle of a cache made by quarry_cache_create(_with); for a
+ * malloc block it is the block's size-class cache, a pointer no quarry_cache_* call
+ * accepts (they refuse it with QUARRY_ERR_INVALID_CACHE: compare it, do not use it); it
+ * is NULL, with address 0, when the malloc front refused the pointer itself (outside the
+ * arena, metadata, a free page, a double free of a span, an interior pointer of a span,
+ * another cache's object, a size mismatch). May run on any CPU with interrupts masked
+ * and Quarry locks held: it must not allocate or call Quarry. */
 typedef void (*quarry_error_hook)(uint8_t error, quarry_cache *cache, uintptr_t address);
 
 /* A snapshot of the whole heap (quarry_heap_stats). */
@@ -160,6 +167,10 @@ quarry_error quarry_init(void *base, size_t size);
  * again name a cache created exactly 64 * k caches later in the same memory). */
 quarry_cache *quarry_cache_create(const char *name, size_t size, size_t align, quarry_ctor ctor);
 void *quarry_cache_alloc(quarry_cache *cache);
+/* Refuses (nothing changes) a pointer that is not an object the cache handed out, with
+ * the reason; a second free of an object is QUARRY_ERR_DOUBLE_FREE while its slab is
+ * the cache's, QUARRY_ERR_FREE_PAGE once the slab was released (the cache then cannot
+ * tell its own old object from an address it never owned). */
 quarry_error quarry_cache_free(quarry_cache *cache, void *object);
 /* Bulk (SLUB's kmem_cache_alloc_bulk / kmem_cache_free_bulk). Interrupt-safe as
  * quarry_cache_alloc and quarry_cache_free; the slot of the calling CPU is claimed once
@@ -235,13 +246,22 @@ quarry_error quarry_init_with(void *base, size_t size, const quarry_cache_option
 
 /* malloc family. Size 0 gives a unique smallest object (never NULL on success).
  * Blocks are 16-byte aligned (8 for requests of at most 8 bytes): the largest power
- * of two dividing their size class. Requests above 32 KiB are whole pages. */
+ * of two dividing their size class. Requests above 32 KiB are spans: whole pages,
+ * page-aligned (4096), their usable size rounded up to pages. */
 void *quarry_malloc(size_t size);
 /* Frees a block from any function below; NULL is a no-op. A pointer Quarry did not
- * hand out is refused: nothing changes and quarry_last_error says why. */
+ * hand out is refused: nothing changes and quarry_last_error says why. A block freed
+ * twice is QUARRY_ERR_DOUBLE_FREE whatever its size (unless its memory was handed out
+ * again in between: then the second free frees the new block, as with any allocator).
+ * An object of a cache from quarry_cache_create is refused with QUARRY_ERR_WRONG_CACHE
+ * (free it with quarry_cache_free). */
 void quarry_free(void *ptr);
 /* C23 free_sized / free_aligned_sized: the size (and alignment) the block was
- * allocated with; a hint naming another size class is QUARRY_ERR_SIZE_MISMATCH. */
+ * allocated with. A hint naming another size class or span length than the block's
+ * is QUARRY_ERR_SIZE_MISMATCH, and the block is not freed; an alignment that is not a
+ * power of two is QUARRY_ERR_BAD_ALIGNMENT (not freed). An alignment that is a power
+ * of two but not the one allocated with is a mismatch only when, with the size, it
+ * names another class (a smaller one often names the same class: then it frees). */
 quarry_error quarry_free_sized(void *ptr, size_t size);
 quarry_error quarry_free_aligned_sized(void *ptr, size_t alignment, size_t size);
 /* count * size zeroed bytes; NULL with QUARRY_ERR_SIZE_TOO_LARGE when the product
@@ -307,6 +327,93 @@ typedef struct quarry_validation {
  * corruption are not findings. Changes nothing; only when no other CPU or interrupt
  * handler is inside Quarry. QUARRY_ERR_NOT_INITIALIZED before quarry_init. */
 quarry_error quarry_validate(quarry_validation *out);
+
+/* Deferred freeing (epoch-based reclamation; Swift: EpochReclaimer). For lock-free
+ * structures whose readers take no lock: a reader brackets every access to shared
+ * objects with quarry_epoch_enter / quarry_epoch_exit (a read section); a writer that
+ * unlinked an object retires it instead of freeing it, and Quarry frees it once every
+ * CPU that could have seen it has left its read section (the global epoch has
+ * advanced twice). Nothing is written into a retired object until then.
+ *
+ * One reclaimer per instance, made by quarry_epoch_init; quarry_init abandons it with
+ * the old instance. Each CPU's backlog holds at most retired_per_cpu objects (all CPUs
+ * together at most 16 x retired_per_cpu on bare metal, 64 x on the host). A retire
+ * that finds its CPU's backlog full tries to advance the epoch and free; if a CPU stays
+ * inside a read section it is refused with QUARRY_ERR_RECLAIM_STALLED (the caller
+ * keeps the object: free it later or retry), counted, and the stall hook runs.
+ *
+ * Who may call: enter, exit, retire, retire_block, poll and stats on any CPU, also in a
+ * maskable interrupt handler (a handler's read section nests inside the interrupted
+ * code's); never in an NMI. quarry_epoch_synchronize waits for other CPUs: thread
+ * context only, outside any read section. quarry_epoch_init and quarry_epoch_destroy:
+ * at quiescence (no other CPU or handler in Quarry). Inside a read section a CPU must
+ * not wait for another CPU's progress (a section that never ends stalls every retire). */
+
+/* Called on every stall report: `cpu` is the CPU inside an old read section (-1 when it
+ * left just before the scan), `epoch` the global epoch. Runs on the refusing CPU,
+ * possibly in an interrupt handler: it must not allocate, wait or call Quarry. */
+typedef void (*quarry_epoch_stall_hook)(intptr_t cpu, uintptr_t epoch);
+
+/* A snapshot of the reclaimer (quarry_epoch_stats). Counters are read one by one while
+ * other CPUs run: each is exact, the set is not one instant. */
+typedef struct quarry_epoch_statistics {
+    uint64_t epoch;             /* the global epoch */
+    uint64_t advances;          /* times it moved */
+    uint64_t retired;           /* objects retired, ever */
+    uint64_t freed;             /* retired objects freed back, ever */
+    uint64_t refused;           /* retires refused with QUARRY_ERR_RECLAIM_STALLED */
+    uint64_t blocked_advances;  /* attempts to advance that a read section blocked */
+    uint64_t free_errors;       /* frees of retired objects refused (retired twice) */
+    uint64_t stalls;            /* stall reports (one per refused retire) */
+    size_t capacity;            /* retired objects each CPU may hold */
+    size_t cpus;                /* CPU records (16 bare metal, 64 host) */
+    size_t pending;             /* retired, not yet freed (retired - freed) */
+    size_t high_water;          /* most objects one CPU held at once */
+    intptr_t last_stalling_cpu; /* the CPU the last stall report named; -1: none */
+} quarry_epoch_statistics;
+
+/* Makes the instance's reclaimer: retired_per_cpu (at least 4, at most 4096 on 64-bit,
+ * 8192 on 32-bit targets; 0 means 256) and the stall hook (NULL: none). Its state comes
+ * from two caches of the arena ("quarry_ebr", "quarry_ebr_retired"). QUARRY_ERR_ZERO_SIZE
+ * (1 to 3) or QUARRY_ERR_SIZE_TOO_LARGE for the bound, QUARRY_ERR_OUT_OF_MEMORY,
+ * QUARRY_ERR_NOT_INITIALIZED before quarry_init, QUARRY_ERR_BUSY when it exists already
+ * (quarry_epoch_destroy it first). */
+quarry_error quarry_epoch_init(size_t retired_per_cpu, quarry_epoch_stall_hook stall_hook);
+/* Enters a read section on the calling CPU: objects retired from now on are not freed
+ * before the matching exit. Nests (only the outermost enter announces). Never waits;
+ * one locked instruction (xchg), interrupts masked for a few instructions. Returns
+ * QUARRY_OK, or QUARRY_ERR_NOT_INITIALIZED without a reclaimer (and the caller is not
+ * in a section: it must not call exit); on the host QUARRY_ERR_TOO_MANY_THREADS too. */
+quarry_error quarry_epoch_enter(void);
+/* Leaves the section the last successful quarry_epoch_enter of this CPU opened, on the
+ * same CPU (no migration in between). An exit without an enter traps (ud2). */
+void quarry_epoch_exit(void);
+/* Retires an object of `cache`, already unlinked from every shared structure: it goes
+ * back to the cache (as quarry_cache_free) once no read section can still see it, and
+ * stays allocated until then. QUARRY_OK; QUARRY_ERR_RECLAIM_STALLED (kept by the caller);
+ * QUARRY_ERR_INVALID_CACHE; for an object the cache did not hand out or already took
+ * back, the reason quarry_cache_free would give (nothing retired). Retiring an object
+ * twice is a double free: the second free is refused when it comes due (free_errors). */
+quarry_error quarry_epoch_retire(quarry_cache *cache, void *object);
+/* The same for a malloc block of any size (quarry_malloc & co.): it is freed as
+ * quarry_free frees it. NULL is QUARRY_OK and retires nothing. */
+quarry_error quarry_epoch_retire_block(void *block);
+/* The periodic poll (a timer tick, an idle loop): tries once to advance the epoch and
+ * frees the calling CPU's retired objects that are due. Never waits. Returns how many
+ * it freed (0 without a reclaimer). */
+size_t quarry_epoch_poll(void);
+/* The barrier (synchronize_rcu, then the callbacks): returns once every object the
+ * calling CPU retired before the call has been freed. Spins while another CPU stays in
+ * a read section. Thread context, outside a read section (traps inside one); a no-op
+ * without a reclaimer. Objects other CPUs retired are freed by their own CPUs (their
+ * retires, polls and barriers). */
+void quarry_epoch_synchronize(void);
+/* QUARRY_ERR_NOT_INITIALIZED without a reclaimer; QUARRY_ERR_INVALID_CACHE when out is NULL. */
+quarry_error quarry_epoch_stats(quarry_epoch_statistics *out);
+/* At quiescence, no CPU in a read section: frees every retired object of every CPU,
+ * then the reclaimer's own memory and caches. QUARRY_ERR_NOT_INITIALIZED without one;
+ * QUARRY_ERR_BUSY (nothing changed) while a CPU is inside a read section. */
+quarry_error quarry_epoch_destroy(void);
 
 #ifdef QUARRY_TESTING
 /* Test hooks: defined only by a library built with QUARRY_CHECKED (swiftc -D QUARRY_CHECKED;

@@ -69,7 +69,7 @@ extension EpochReclaimer {
             refused: c.pointee.refused.load(ordering: .relaxed),
             blockedAdvances: c.pointee.blockedAdvances.load(ordering: .relaxed),
             freeErrors: c.pointee.freeErrors.load(ordering: .relaxed),
-            inside: announced != 0, announcedEpoch: announced >> 1)
+            inside: announced != 0, announcedEpoch: announced &>> 1)
     }
 
     /// The totals: the global figures and the sum (or, for `highWater`, the maximum) of
@@ -102,7 +102,7 @@ extension EpochReclaimer {
     /// - `Σ bucketCount == count`; a non-empty bucket `b` holds an epoch `≡ b (mod 3)`,
     ///   not after the global epoch
     /// - `depth == 0` iff the CPU announces nothing
-    /// - every waiting object is still allocated in a live cache
+    /// - every waiting object is still allocated in a live cache (a malloc span: live)
     /// Requires quiescence (it reads every CPU's private fields). O(cpus × capacity).
     public func checkInvariants() {
         precondition(state.pointee.magic == ReclaimerState.liveMagic, "EpochReclaimer: dead reclaimer")
@@ -131,10 +131,15 @@ extension EpochReclaimer {
                 var slot = c.pointee.head + k
                 if slot >= capacity { slot -= capacity }
                 let entry = c.pointee.ring[slot]
-                precondition(entry.cache.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic,
-                             "EpochReclaimer: retired into a dead cache")
-                precondition(entry.cache.pointee.heap.pointee.bitmap.isAllocated(entry.object),
-                             "EpochReclaimer: a waiting object is not allocated")
+                if let cache = entry.cache {
+                    precondition(cache.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic,
+                                 "EpochReclaimer: retired into a dead cache")
+                    precondition(cache.pointee.heap.pointee.bitmap.isAllocated(entry.object),
+                                 "EpochReclaimer: a waiting object is not allocated")
+                } else {
+                    precondition(MallocFront<P>(heap: state.pointee.heap).liveSpan(at: entry.object),
+                                 "EpochReclaimer: a waiting malloc span is not live")
+                }
                 k += 1
             }
             i += 1

@@ -2,6 +2,7 @@
 // retire (the kfree_rcu analog), epoch advance, bounded per-CPU backlogs of retired objects.
 // Neighbours: SlabCache (where a retired object is finally freed), Quarry (whose caches hold
 // the reclaimer's own state), EpochReclaimer+Statistics (snapshots, invariants),
+// EpochReclaimer+Malloc (retiring malloc blocks, spans included), Sources/QuarryC (the C ABI),
 // LockFreeStack (its first user), docs/design.md ("Deferred freeing") (the argument and the bound).
 //
 // Concurrency and interrupt contract (the state lives here):
@@ -43,12 +44,13 @@ public enum EpochAdvance: Equatable, Sendable {
     case blocked(by: Int)
 }
 
-/// One retired object: its address and the cache it goes back to. Kept in the
-/// reclaimer's own arrays: nothing is ever written into a retired object, which
-/// readers may still be reading.
+/// One retired object: its address and the cache it goes back to, or nil for a malloc
+/// span (a block above the largest size class, EpochReclaimer+Malloc), which goes back
+/// through the malloc front. Kept in the reclaimer's own arrays: nothing is ever written
+/// into a retired object, which readers may still be reading.
 struct RetiredObject {
     var object: UInt
-    var cache: UnsafeMutablePointer<CacheState>
+    var cache: UnsafeMutablePointer<CacheState>?
 }
 
 /// One CPU's reclaimer state. Cache-line aligned and padded (`ReclaimerState.cpuStride`)
@@ -368,7 +370,12 @@ public struct EpochReclaimer<P: Platform> {
                        using reservation: consuming Reservation) throws(QuarryError) {
         let address = UInt(bitPattern: object)
         if let error = cache.allocatedObjectError(address) { throw error }
-        let index = reservation.take()
+        enqueue(address, cache: cache.state, cpu: reservation.take())
+    }
+
+    /// Puts a checked object into CPU `index`'s backlog, in the slot reserved for it,
+    /// then frees what is ready. `cache` nil: a malloc span (EpochReclaimer+Malloc).
+    func enqueue(_ address: UInt, cache: UnsafeMutablePointer<CacheState>?, cpu index: Int) {
         // The caller unlinked `object` before this call; the tag must be an epoch read
         // after the unlink (on x86 a later load may pass an earlier plain store).
         atomicMemoryFence(ordering: .sequentiallyConsistent)
@@ -391,7 +398,7 @@ public struct EpochReclaimer<P: Platform> {
             let capacity = state.pointee.capacity
             var slot = me.pointee.head + n
             if slot >= capacity { slot -= capacity }
-            me.pointee.ring.advanced(by: slot).initialize(to: RetiredObject(object: address, cache: cache.state))
+            me.pointee.ring.advanced(by: slot).initialize(to: RetiredObject(object: address, cache: cache))
             me.pointee.count.store(n + 1, ordering: .relaxed)
             me.pointee.reserved -= 1
             me.pointee.bucketEpoch[b] = e
@@ -457,7 +464,11 @@ public struct EpochReclaimer<P: Platform> {
 
     private func freeRetired(_ entry: RetiredObject) {
         do throws(QuarryError) {
-            try SlabCache<P>(state: entry.cache).free(UnsafeMutableRawPointer(bitPattern: entry.object))
+            if let cache = entry.cache {
+                try SlabCache<P>(state: cache).free(UnsafeMutableRawPointer(bitPattern: entry.object))
+            } else {
+                try MallocFront<P>(heap: state.pointee.heap).free(UnsafeMutableRawPointer(bitPattern: entry.object))
+            }
         } catch {
             let saved = P.disableInterrupts()
             let me = cpu(P.cpuIndex)

@@ -25,6 +25,10 @@ import Synchronization
 /// on the host): a diagnosis of its most recent refusal.
 enum CABI {
     nonisolated(unsafe) static var installed: Quarry<CPlatform>? = nil
+    /// The instance's epoch reclaimer (the quarry_epoch_* functions): written only by
+    /// `quarry_epoch_init`, `quarry_epoch_destroy` and `quarry_init` (which abandons it
+    /// with the old instance), all at quiescence; afterwards only read.
+    nonisolated(unsafe) static var installedReclaimer: EpochReclaimer<CPlatform>? = nil
 
     /// The instance, for a caller with a CPU index (`CCaller.enter`: on the host, the
     /// calling thread's, claimed on its first call); nil before `quarry_init` or for a
@@ -531,6 +535,7 @@ extension CABI {
         guard CCaller.enter() else { return fail(.tooManyThreads) }
         do {
             // A size_t above Int.max: the arena ends at the top of the address space.
+            installedReclaimer = nil
             instance = try Quarry<CPlatform>.initialize(base: base, size: size < 0 ? Int.max : size,
                                                         mallocOptions: mallocOptions.get())
             return QUARRY_OK
@@ -622,6 +627,135 @@ public func quarry_cache_create_with(
 @c @implementation
 public func quarry_clear_error() {
     CCaller.setLastError(0)
+}
+
+// MARK: Deferred freeing (EpochReclaimer)
+
+extension CABI {
+    /// The reclaimer, for a caller with a CPU index (claimed here on the host, as
+    /// `instance` does); nil without one or before `quarry_epoch_init` (then
+    /// `fail(.notInitialized)` reports `.tooManyThreads` for a caller without an index).
+    static var reclaimer: EpochReclaimer<CPlatform>? {
+        @inline(__always) get { CCaller.enter() && installed != nil ? installedReclaimer : nil }
+    }
+}
+
+@c @implementation
+public func quarry_epoch_init(_ retiredPerCPU: Int, _ stallHook: quarry_epoch_stall_hook?) -> quarry_error {
+    guard let q = CABI.instance else { return CABI.fail(.notInitialized) }
+    guard CABI.installedReclaimer == nil else { return CABI.fail(.busy) }
+    // A size_t above Int.max arrives negative: beyond any bound.
+    guard retiredPerCPU >= 0 else { return CABI.fail(.sizeTooLarge) }
+    // quarry_epoch_stall_hook imports as EpochStallHook's type: @convention(c) (Int, UInt) -> Void.
+    do {
+        CABI.installedReclaimer = try q.createReclaimer(retiredPerCPU: retiredPerCPU == 0 ? 256 : retiredPerCPU,
+                                                        stallHook: stallHook)
+        return QUARRY_OK
+    } catch {
+        return CABI.fail(error)
+    }
+}
+
+// enter and exit inline the reclaimer's own enter and exit (EpochReclaimer: about 20
+// instructions, one locked one); only a caller without a reclaimer (or, on the host,
+// without its CPU index yet) goes out of line.
+
+@c @implementation
+public func quarry_epoch_enter() -> quarry_error {
+    guard CCaller.hasCPU, let r = CABI.installedReclaimer else { return CABI.epochEnterSlow() }
+    r.enter()
+    return QUARRY_OK
+}
+
+@c @implementation
+public func quarry_epoch_exit() {
+    guard CCaller.hasCPU, let r = CABI.installedReclaimer else {
+        preconditionFailure("quarry_epoch_exit without quarry_epoch_enter")
+    }
+    r.exit()
+}
+
+extension CABI {
+    @inline(never)
+    static func epochEnterSlow() -> quarry_error {
+        guard let r = reclaimer else { return fail(.notInitialized) }
+        r.enter()
+        return QUARRY_OK
+    }
+}
+
+@c @implementation
+public func quarry_epoch_retire(_ cache: OpaquePointer?, _ object: UnsafeMutableRawPointer?) -> quarry_error {
+    guard let r = CABI.reclaimer else { return CABI.fail(.notInitialized) }
+    guard let c = CABI.cache(cache) else { return CABI.refuseHandle() }
+    guard let object else { return QUARRY_OK }
+    do {
+        try r.retire(object, to: c)
+        return QUARRY_OK
+    } catch {
+        return CABI.fail(error)
+    }
+}
+
+@c @implementation
+public func quarry_epoch_retire_block(_ block: UnsafeMutableRawPointer?) -> quarry_error {
+    guard let r = CABI.reclaimer, let q = CABI.installed else { return CABI.fail(.notInitialized) }
+    guard let block else { return QUARRY_OK }
+    do {
+        try r.retire(block: block, from: q.front)
+        return QUARRY_OK
+    } catch {
+        return CABI.fail(error)
+    }
+}
+
+@c @implementation
+public func quarry_epoch_poll() -> Int {
+    CABI.reclaimer?.poll() ?? 0
+}
+
+@c @implementation
+public func quarry_epoch_synchronize() {
+    CABI.reclaimer?.synchronize()
+}
+
+@c @implementation
+public func quarry_epoch_stats(_ out: UnsafeMutablePointer<quarry_epoch_statistics>?) -> quarry_error {
+    guard let r = CABI.reclaimer else { return CABI.fail(.notInitialized) }
+    guard let out else { return CABI.fail(.invalidCache) }
+    let s = r.statistics
+    // UInt64(word:): the generic conversions of a 32-bit UInt go through `words`, an
+    // Array, which the library's -no-allocations build refuses.
+    var e = quarry_epoch_statistics()
+    e.epoch = UInt64(word: s.epoch)
+    e.advances = UInt64(word: s.advances)
+    e.retired = UInt64(word: s.retired)
+    e.freed = UInt64(word: s.freed)
+    e.refused = UInt64(word: s.refused)
+    e.blocked_advances = UInt64(word: s.blockedAdvances)
+    e.free_errors = UInt64(word: s.freeErrors)
+    e.stalls = UInt64(word: s.stalls)
+    e.capacity = s.capacity
+    e.cpus = s.cpus
+    e.pending = s.pending
+    e.high_water = s.highWater
+    e.last_stalling_cpu = s.lastStallingCPU
+    out.pointee = e
+    return QUARRY_OK
+}
+
+@c @implementation
+public func quarry_epoch_destroy() -> quarry_error {
+    guard let r = CABI.reclaimer else { return CABI.fail(.notInitialized) }
+    let cpus = r.statistics.cpus
+    var i = 0
+    while i < cpus {
+        if r.statistics(cpu: i).inside { return CABI.fail(.busy) }
+        i += 1
+    }
+    r.destroy()
+    CABI.installedReclaimer = nil
+    return QUARRY_OK
 }
 
 #if QUARRY_CHECKED

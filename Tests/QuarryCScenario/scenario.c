@@ -18,6 +18,9 @@ const void *const quarry_c_functions[] = {
     F(quarry_error_name), F(quarry_check_invariants), F(quarry_set_error_hook), F(quarry_validate),
     F(quarry_cache_alloc_bulk), F(quarry_cache_free_bulk),
     F(quarry_cache_create_with), F(quarry_clear_error), F(quarry_init_with),
+    F(quarry_epoch_init), F(quarry_epoch_enter), F(quarry_epoch_exit), F(quarry_epoch_retire),
+    F(quarry_epoch_retire_block), F(quarry_epoch_poll), F(quarry_epoch_synchronize),
+    F(quarry_epoch_stats), F(quarry_epoch_destroy),
 #ifdef QUARRY_TESTING
     F(quarry_test_fail_page_request), F(quarry_test_injected_failures),
 #endif
@@ -285,6 +288,105 @@ static void malloc_options(void *arena, size_t size) {
     CHECK(plain[50] == 0xee);                                    /* not poisoned */
 }
 
+/* ---- Deferred freeing (issue 15): one thread, so its own read section is the one
+ * that blocks the epoch. ---- */
+
+static intptr_t stall_cpu = -2;
+static uintptr_t stall_epoch;
+static int stall_calls;
+static void record_stall(intptr_t cpu, uintptr_t epoch) {
+    stall_calls++;
+    stall_cpu = cpu;
+    stall_epoch = epoch;
+}
+
+static void epochs(void) {
+    quarry_epoch_statistics es;
+    CHECK(quarry_epoch_enter() == QUARRY_ERR_NOT_INITIALIZED);
+    CHECK(quarry_epoch_retire_block(0) == QUARRY_ERR_NOT_INITIALIZED);
+    CHECK(quarry_epoch_stats(&es) == QUARRY_ERR_NOT_INITIALIZED);
+    CHECK(quarry_epoch_poll() == 0);
+    quarry_epoch_synchronize();                                  /* no reclaimer: no-op */
+    CHECK(quarry_epoch_init(3, 0) == QUARRY_ERR_ZERO_SIZE);
+    CHECK(quarry_epoch_init(1 << 20, 0) == QUARRY_ERR_SIZE_TOO_LARGE);
+    CHECK(quarry_epoch_init(SIZE_MAX, 0) == QUARRY_ERR_SIZE_TOO_LARGE);
+    CHECK(quarry_epoch_init(8, record_stall) == QUARRY_OK);
+    CHECK(quarry_epoch_init(8, 0) == QUARRY_ERR_BUSY);
+    CHECK(quarry_epoch_stats(&es) == QUARRY_OK && es.capacity == 8 && es.cpus >= 1 && es.pending == 0
+          && es.last_stalling_cpu == -1);
+    CHECK(quarry_epoch_stats(0) == QUARRY_ERR_INVALID_CACHE);
+
+    /* A cache object and malloc blocks (a class block and a span), retired while this
+       CPU reads: still allocated until it leaves and the epoch moves twice. */
+    quarry_cache *nodes = quarry_cache_create("c-nodes", 32, 0, 0);
+    CHECK(nodes != 0);
+    unsigned char *node = quarry_cache_alloc(nodes);
+    unsigned char *small = quarry_malloc(100), *large = quarry_malloc(50000);
+    CHECK(node != 0 && small != 0 && large != 0);
+    node[0] = 0x5a;
+    small[0] = 0x5b;
+    large[49999] = 0x5c;
+    CHECK(quarry_epoch_enter() == QUARRY_OK);
+    CHECK(quarry_epoch_enter() == QUARRY_OK);                    /* nests */
+    CHECK(quarry_epoch_retire(nodes, node) == QUARRY_OK);
+    CHECK(quarry_epoch_retire_block(small) == QUARRY_OK);
+    CHECK(quarry_epoch_retire_block(large) == QUARRY_OK);
+    CHECK(quarry_epoch_retire(nodes, 0) == QUARRY_OK && quarry_epoch_retire_block(0) == QUARRY_OK);
+    CHECK(quarry_epoch_poll() == 0);
+    CHECK(node[0] == 0x5a && small[0] == 0x5b && large[49999] == 0x5c);   /* untouched */
+    quarry_cache_statistics cs;
+    CHECK(quarry_cache_stats(nodes, &cs) == QUARRY_OK && cs.active_objects == 1);
+    CHECK(quarry_usable_size(large) == 50000 / 4096 * 4096 + 4096);       /* still live */
+    CHECK(quarry_epoch_stats(&es) == QUARRY_OK && es.retired == 3 && es.pending == 3 && es.freed == 0);
+    /* Bad retires: nothing retired, the reason as a free would give it. */
+    CHECK(quarry_epoch_retire(nodes, node + 8) == QUARRY_ERR_INTERIOR_POINTER);
+    CHECK(quarry_epoch_retire(0, node) == QUARRY_ERR_INVALID_CACHE);
+    CHECK(quarry_epoch_retire_block(large + 4096) == QUARRY_ERR_INTERIOR_POINTER);
+    quarry_epoch_exit();
+    quarry_epoch_exit();
+    quarry_epoch_synchronize();
+    CHECK(quarry_epoch_stats(&es) == QUARRY_OK && es.retired == 3 && es.freed == 3 && es.pending == 0
+          && es.advances >= 2 && es.free_errors == 0);
+    CHECK(quarry_cache_stats(nodes, &cs) == QUARRY_OK && cs.active_objects == 0);
+    CHECK(quarry_usable_size(large) == 0);
+    /* Retiring what was freed is a double free; retired twice, the second free is refused. */
+    CHECK(quarry_epoch_retire(nodes, node) == QUARRY_ERR_DOUBLE_FREE);
+    CHECK(quarry_epoch_retire_block(small) == QUARRY_ERR_DOUBLE_FREE);
+    CHECK(quarry_epoch_retire_block(large) == QUARRY_ERR_DOUBLE_FREE);
+    node = quarry_cache_alloc(nodes);
+    CHECK(quarry_epoch_retire(nodes, node) == QUARRY_OK && quarry_epoch_retire(nodes, node) == QUARRY_OK);
+    quarry_epoch_synchronize();
+    CHECK(quarry_epoch_stats(&es) == QUARRY_OK && es.free_errors == 1 && es.pending == 0);
+
+    /* The stall: inside its own read section this CPU blocks the epoch, so once its
+       backlog (8) is full a retire is refused, reported and the object kept. */
+    enum { N = 12 };
+    void *held[N];
+    int stalled = -1;
+    CHECK(quarry_epoch_enter() == QUARRY_OK);
+    for (int i = 0; i < N; i++) {
+        held[i] = quarry_cache_alloc(nodes);
+        quarry_error e = quarry_epoch_retire(nodes, held[i]);
+        if (e == QUARRY_ERR_RECLAIM_STALLED && stalled < 0) stalled = i;
+        CHECK(e == QUARRY_OK || e == QUARRY_ERR_RECLAIM_STALLED);
+        if (e == QUARRY_OK) held[i] = 0;      /* retired; a refused one stays the caller's */
+    }
+    CHECK(stalled >= 8 && stalled < N && quarry_last_error() == QUARRY_ERR_RECLAIM_STALLED);
+    CHECK(stall_calls == N - stalled && stall_cpu >= 0);
+    CHECK(quarry_epoch_stats(&es) == QUARRY_OK && es.refused == (uint64_t)(N - stalled) && es.stalls == es.refused
+          && es.last_stalling_cpu == stall_cpu && es.pending == 8 && es.high_water == 8);
+    CHECK(quarry_epoch_destroy() == QUARRY_ERR_BUSY);
+    quarry_epoch_exit();
+    for (int i = 0; i < N; i++) if (held[i]) CHECK(quarry_cache_free(nodes, held[i]) == QUARRY_OK);
+    /* destroy frees what is still retired, then the reclaimer's own caches. */
+    CHECK(quarry_epoch_destroy() == QUARRY_OK);
+    CHECK(quarry_cache_stats(nodes, &cs) == QUARRY_OK && cs.active_objects == 0);
+    CHECK(quarry_epoch_stats(&es) == QUARRY_ERR_NOT_INITIALIZED);
+    CHECK(quarry_epoch_destroy() == QUARRY_ERR_NOT_INITIALIZED);
+    CHECK(quarry_cache_destroy(nodes) == QUARRY_OK);
+    quarry_check_invariants();
+}
+
 int quarry_c_scenario(void *arena, size_t size, void (*log)(const char *message)) {
     failures = 0;
     logger = log;
@@ -456,6 +558,7 @@ int quarry_c_scenario(void *arena, size_t size, void (*log)(const char *message)
 
     options_contracts();
     quarry_check_invariants();
+    epochs();
 
     /* Everything freed: a reclaim gives pages back; after draining all, none is in use. */
     CHECK(quarry_shrink() > 0);

@@ -42,6 +42,40 @@ extension SlabCache {
 }
 
 @Suite struct EpochReclaimerTests {
+    /// Malloc blocks (issue 15, the C ABI's quarry_epoch_retire_block): a class block goes
+    /// back to its class cache, a span through the front, both only after two advances
+    /// past a reader; the invariant walk checks the waiting span; bad blocks are refused
+    /// with the reason `free` gives, nothing retired.
+    @Test func mallocBlocksOfEverySizeAreRetired() throws {
+        try withEpochHeap { q in
+            let r = try q.createReclaimer(retiredPerCPU: 8)
+            let f = q.front
+            let small = try f.malloc(100)
+            let span = try f.malloc(SizeClasses.largest + 1)
+            let aligned = try f.alignedAlloc(alignment: 2 * Geometry.pageSize, size: 10)
+            r.enter()
+            try r.retire(block: small, from: f)
+            try r.retire(block: span, from: f)
+            try r.retire(block: aligned, from: f)
+            #expect(throws: QuarryError.interiorPointer) { try r.retire(block: span + Geometry.pageSize, from: f) }
+            r.checkInvariants()
+            #expect(r.poll() == 0)
+            #expect(try f.usableSize(span) == 9 * Geometry.pageSize, "still live while a reader may see it")
+            #expect(f.statistics.liveSpans == 2)
+            r.exit()
+            r.synchronize()
+            #expect(r.statistics.freed == 3 && r.statistics.pending == 0 && r.statistics.freeErrors == 0)
+            #expect(f.statistics.liveSpans == 0)
+            #expect(throws: QuarryError.doubleFree) { try r.retire(block: span, from: f) }
+            #expect(throws: QuarryError.doubleFree) { try r.retire(block: small, from: f) }
+            #expect(r.statistics(cpu: 0).pending == 0)
+            r.checkInvariants()
+            r.destroy()
+            _ = f.shrink()       // the class cache of the 100-byte block
+            _ = q.drainAll()
+        }
+    }
+
     @Test func criticalSectionsNestAndAnnounceOnce() throws {
         try withEpochHeap { q in
             let r = try q.createReclaimer(retiredPerCPU: 8)
