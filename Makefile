@@ -3,11 +3,11 @@
 #
 #   make run          boot the i686 test kernel in QEMU (-smp 4) and show its output
 #   make run ARCH=x86_64                 the same for the x86_64 kernel
-#   make run-c        boot the C example kernel (Sources/QuarryCKernel) in QEMU (-smp 1)
+#   make run-c        boot the C example kernel (Sources/QuarryCKernel) in QEMU (-smp 4)
 #   make test         deps, header test, host tests, then the kernels and the example under QEMU
 #   make kernel       build/$(ARCH)/kernel.elf (+ kernel.map, kernel.dis; kernel.bin on x86_64)
 #   make ckernel      build/$(ARCH)/ckernel.elf (+ ckernel.map; ckernel.bin on x86_64): C,
-#                     boot/multiboot_$(ARCH).S and libquarry.a only
+#                     its own entry (Sources/QuarryCKernel/entry_$(ARCH).S) and libquarry.a only
 #   make lib          build/$(ARCH)/libquarry.a: module Quarry (Sources/Quarry + QuarryX86 +
 #                     QuarryC, -no-allocations) + quarry_libc.o (QUARRY_LIBC_NAMES=1, default)
 #   make lib QUARRY_PLATFORM=single-cpu   the same library over SingleCPUPlatform instead of
@@ -22,8 +22,8 @@
 #   make host-test    swift test
 #   make host-tsan    swift test --sanitize=thread (the threaded tests, no suppression)
 #   make host-release-step  the single-step test in the release build
-#   make qemu-test    boot i686 and x86_64: the Swift kernel with -smp 1 and -smp 4, the C
-#                     kernel with -smp 1; a boot passes only on exit 67 and "N passed,
+#   make qemu-test    boot i686 and x86_64: the Swift kernel and the C kernel, each with
+#                     -smp 1 and -smp 4; a boot passes only on exit 67 and "N passed,
 #                     0 failed" (ARCH=... on the command line: that architecture only)
 #   make deps         .ci/deps: check each tool by using it (gcc -m32 builds and runs a 64-bit
 #                     division, qemu-system-i386/-x86_64, valgrind, make); as root, install
@@ -149,11 +149,12 @@ BOOT_OBJECTS   := $(patsubst boot/%.S,$(BUILD)/boot/%.o,$(BOOT_SOURCES))
 C_SOURCES      := $(wildcard Sources/QuarryKernel/*.c)
 C_OBJECTS      := $(patsubst Sources/QuarryKernel/%.c,$(BUILD)/c/%.o,$(C_SOURCES))
 
-# The C example kernel: the Swift kernel's multiboot entry, its own C, libquarry.a.
+# The C example kernel: its own entry (boot CPU and APs, docs/integration.md "The entry
+# contract"), its own C, libquarry.a.
 CKERNEL_SOURCES := $(wildcard Sources/QuarryCKernel/*.c)
 CKERNEL_HEADERS := $(wildcard Sources/QuarryCKernel/*.h)
 CKERNEL_OBJECTS := $(patsubst Sources/QuarryCKernel/%.c,$(BUILD)/ckernel/%.o,$(CKERNEL_SOURCES))
-CKERNEL_BOOT    := $(BUILD)/boot/multiboot_$(ARCH).o
+CKERNEL_BOOT    := $(BUILD)/ckernel/entry_$(ARCH).o
 CKERNEL_SCRIPT  := Sources/QuarryCKernel/$(ARCH).ld
 CKERNEL_CFLAGS  := $(CFLAGS) -std=c11 -Werror -I include -DQUARRY_LIBC_NAMES=$(QUARRY_LIBC_NAMES)
 
@@ -261,7 +262,12 @@ $(BUILD)/ckernel/%.o: Sources/QuarryCKernel/%.c $(CKERNEL_HEADERS) $(LIB_HEADERS
 	@mkdir -p $(dir $@)
 	$(CLANG) $(CKERNEL_CFLAGS) -c -o $@ $<
 
-# The C kernel links its own objects, the multiboot entry and libquarry.a, nothing else
+$(BUILD)/ckernel/entry_$(ARCH).o: Sources/QuarryCKernel/entry_$(ARCH).S Makefile
+	@echo "== ckernel: assemble $<"
+	@mkdir -p $(dir $@)
+	$(CLANG) --target=$(TRIPLE) $(ARCH_ASFLAGS) -c -o $@ $<
+
+# The C kernel links its own objects, its entry and libquarry.a, nothing else
 # (and libgcc on i686, for the library's 64-bit division).
 $(BUILD)/ckernel.elf: $(CKERNEL_BOOT) $(CKERNEL_OBJECTS) $(BUILD)/libquarry.a $(CKERNEL_SCRIPT)
 	@echo "== ckernel: link ld.lld -T $(CKERNEL_SCRIPT) --gc-sections -> $@"
@@ -298,8 +304,8 @@ run: deps kernel
 		case $$status in $(QEMU_PASS)) exit 0;; *) exit 1;; esac
 
 run-c: deps ckernel
-	@echo "== run-c: $(ARCH) C kernel, QEMU -smp 1 (timeout $(QEMU_TIMEOUT) s)"
-	timeout $(QEMU_TIMEOUT) $(QEMU) -kernel $(CIMAGE) -smp 1 $(QEMU_FLAGS); \
+	@echo "== run-c: $(ARCH) C kernel, QEMU -smp 4 (timeout $(QEMU_TIMEOUT) s)"
+	timeout $(QEMU_TIMEOUT) $(QEMU) -kernel $(CIMAGE) -smp 4 $(QEMU_FLAGS); \
 		status=$$?; echo "== run-c: QEMU exit status $$status"; \
 		case $$status in $(QEMU_PASS)) exit 0;; *) exit 1;; esac
 
@@ -351,10 +357,10 @@ qemu_boot = boot() { \
 	}; \
 
 # Boots $(ARCH)'s Swift kernel once per CPU count in QEMU_SMP and the C kernel once per
-# count in QEMU_C_SMP (one CPU: it starts no APs); every boot runs, then each failure is
-# named with its reason.
+# count in QEMU_C_SMP (each starts the APs QEMU's fw_cfg reports); every boot runs, then
+# each failure is named with its reason.
 QEMU_SMP ?= 1 4
-QEMU_C_SMP ?= 1
+QEMU_C_SMP ?= 1 4
 qemu-boot: kernel ckernel
 	@failed=""; \
 	$(call qemu_boot,qemu-test) \

@@ -1,8 +1,9 @@
 /* console.c: COM1 output, the check counters and the exit through isa-debug-exit.
  * Neighbours: console.h (the contract), main.c (the checks).
- * One CPU, interrupts off: no locking.
+ * Only the boot CPU prints and checks (the APs report through epochs.c's results).
  */
 #include "console.h"
+#include "ports.h"
 
 #define COM1 0x3F8
 #define LINE_STATUS_TRANSMIT_EMPTY 0x20
@@ -13,15 +14,6 @@
 
 static unsigned checks_passed, checks_failed;
 
-static inline void outb(uint16_t port, uint8_t value) {
-    __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port) : "memory");
-}
-
-static inline uint8_t inb(uint16_t port) {
-    uint8_t value;
-    __asm__ volatile("inb %1, %0" : "=a"(value) : "Nd"(port) : "memory");
-    return value;
-}
 
 void console_init(void) {
     outb(COM1 + 1, 0x00); /* no UART interrupts */

@@ -1,18 +1,23 @@
 /* main.c: the C example kernel: Quarry used from C through libquarry.a and quarry.h only.
- * Neighbours: boot/multiboot_<arch>.S (the entry: GDT, %fs or GS_BASE on CPU 0's per-CPU
- * slot, FPU/SSE, then kernel_main), i686.ld / x86_64.ld (the arena), console.c (output,
- * checks, exit), libc.c (memset & co for the library), docs/integration.md (how to build it).
+ * Neighbours: entry_<arch>.S (the entry: GDT, %fs or GS_BASE on each CPU's per-CPU word,
+ * FPU/SSE, a stack, then kernel_main or kernel_ap_main; docs/integration.md, "The entry
+ * contract"), i686.ld / x86_64.ld (the arena), console.c (output, checks, exit), libc.c
+ * (memset & co for the library), smp.c (the APs), epochs.c (deferred freeing on every CPU).
  *
- * One CPU, interrupts never enabled. The checks: calls before quarry_init are refused,
+ * Interrupts are never enabled. First on the boot CPU alone: calls before quarry_init are refused,
  * caches (constructor, alignment, statistics, bad frees, destroy), a debug cache made
  * with quarry_cache_create_with (poison and a red zone: an overflow and a write after
  * free reported through the error hook; a stale handle refused), the malloc family
  * (malloc, calloc, realloc across classes and into spans, aligned_alloc, posix_memalign,
  * bad alignment, double free), the standard names when the library has them, then every
- * page back after quarry_shrink and quarry_drain_all, and the slabinfo table.
+ * page back after quarry_shrink and quarry_drain_all, and the slabinfo table. Then every
+ * CPU QEMU gave (fw_cfg; -smp 4 in make qemu-test) runs epochs.c at once: lock-free tables
+ * read in read sections while all CPUs retire what they replace.
  */
 #include "quarry.h"
 #include "console.h"
+#include "epochs.h"
+#include "smp.h"
 
 /* The linker script's arena: page-aligned, [__quarry_arena_start, __quarry_arena_end). */
 extern char __quarry_arena_start[];
@@ -336,6 +341,31 @@ static void to_console(const char *text, size_t length, void *context) {
     if (length > 0 && text[length - 1] == '\n') slabinfo_lines++;
 }
 
+/* The phase every CPU runs (epochs.c): the APs wait for `go`, run, and count `done`. */
+static uint32_t aps_online, go, aps_done;
+
+/* An AP's C entry (entry_<arch>.S: its stack, per-CPU word, FPU/SSE in place, interrupts off). */
+void kernel_ap_main(uint32_t index);
+void kernel_ap_main(uint32_t index) {
+    __atomic_add_fetch(&aps_online, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&go, __ATOMIC_ACQUIRE)) cpu_pause();
+    epochs_run(index);
+    __atomic_add_fetch(&aps_done, 1, __ATOMIC_RELEASE);
+    for (;;) __asm__ volatile("cli; hlt");
+}
+
+static void all_cpus(void) {
+    unsigned expected = smp_firmware_cpu_count();
+    unsigned started = smp_start_aps(expected);
+    check_equal("smp: every CPU QEMU gave came up (fw_cfg count - 1 APs)", started, expected - 1);
+    while (__atomic_load_n(&aps_online, __ATOMIC_ACQUIRE) < started) cpu_pause();
+    epochs_prepare();
+    __atomic_store_n(&go, 1, __ATOMIC_RELEASE);
+    epochs_run(0);
+    while (__atomic_load_n(&aps_done, __ATOMIC_ACQUIRE) < started) cpu_pause();
+    epochs_check(1 + started);
+}
+
 void kernel_main(uint32_t magic, uint32_t info) {
     (void)info;
     console_init();
@@ -385,5 +415,6 @@ void kernel_main(uint32_t magic, uint32_t info) {
     console_print("refusals counted by the malloc front itself (the others are in the caches' errors column): ");
     console_decimal(h.malloc_errors);
     console_putc('\n');
+    all_cpus();
     finish();
 }
