@@ -19,6 +19,9 @@
 #                     (-smp 1) and check it as qemu-test does
 #   make toolset-options [TOOL=cCompiler]  toolset.json's swiftc (clang) options
 #   make header-test  include/quarry.h as strict C11 for -m32 and -m64
+#   make doc-test     Tests/doc-test.sh: every ```c block of docs/integration.md compiles
+#                     against quarry.h (-m32, -m64); its list of provided symbols is what
+#                     llvm-nm finds in build/$(ARCH)/libquarry.a
 #   make host-test    swift test
 #   make host-tsan    swift test --sanitize=thread (the threaded tests, no suppression)
 #   make host-release-step  the single-step test in the release build
@@ -165,7 +168,7 @@ QEMU_TIMEOUT ?= 240
 QEMU_PASS := 67
 QEMU_FAIL := 69
 
-.PHONY: all kernel ckernel lib host-lib example toolset-options run run-c test header-test host-test host-tsan host-release-step qemu-test qemu-boot deps deps-test doc-references format format-lint clean FORCE
+.PHONY: all kernel ckernel lib host-lib example toolset-options run run-c test header-test doc-test host-test host-tsan host-release-step qemu-test qemu-boot deps deps-test doc-references format format-lint clean FORCE
 all: kernel ckernel
 
 lib: $(BUILD)/libquarry.a
@@ -405,6 +408,12 @@ header-test:
 	$(GCC) -x c -std=c11 -Wall -Wextra -Werror -pedantic -fsyntax-only -m32 include/quarry.h
 	$(GCC) -x c -std=c11 -Wall -Wextra -Werror -pedantic -fsyntax-only -m64 include/quarry.h
 
+# The integration guide against the code: its C blocks against the header, its symbol
+# list against the archive.
+doc-test: $(BUILD)/libquarry.a
+	@echo "== doc-test: Tests/doc-test.sh docs/integration.md $(BUILD)/libquarry.a"
+	@CC='$(GCC)' NM='$(NM)' bash Tests/doc-test.sh docs/integration.md $(BUILD)/libquarry.a
+
 # Swift Testing's hook that captures a backtrace for every thrown error takes a lock: a
 # test's signal "interrupt" that throws (a refused allocation in a handler) while its
 # thread was inside that hook deadlocks the run. The tests check every error themselves.
@@ -426,6 +435,7 @@ host-release-step:
 
 test: deps
 	@$(MAKE) --no-print-directory header-test
+	@$(MAKE) --no-print-directory doc-test
 	@$(MAKE) --no-print-directory deps-test
 	@$(MAKE) --no-print-directory doc-references
 	@$(MAKE) --no-print-directory docs
