@@ -157,7 +157,8 @@ C_OBJECTS      := $(patsubst Sources/QuarryKernel/%.c,$(BUILD)/c/%.o,$(C_SOURCES
 CKERNEL_SOURCES := $(wildcard Sources/QuarryCKernel/*.c)
 CKERNEL_HEADERS := $(wildcard Sources/QuarryCKernel/*.h)
 CKERNEL_OBJECTS := $(patsubst Sources/QuarryCKernel/%.c,$(BUILD)/ckernel/%.o,$(CKERNEL_SOURCES))
-CKERNEL_BOOT    := $(BUILD)/ckernel/entry_$(ARCH).o
+CKERNEL_ASM     := $(wildcard Sources/QuarryCKernel/*_$(ARCH).S)
+CKERNEL_BOOT    := $(patsubst Sources/QuarryCKernel/%.S,$(BUILD)/ckernel/%.o,$(CKERNEL_ASM))
 CKERNEL_SCRIPT  := Sources/QuarryCKernel/$(ARCH).ld
 CKERNEL_CFLAGS  := $(CFLAGS) -std=c11 -Werror -I include -DQUARRY_LIBC_NAMES=$(QUARRY_LIBC_NAMES)
 
@@ -265,7 +266,7 @@ $(BUILD)/ckernel/%.o: Sources/QuarryCKernel/%.c $(CKERNEL_HEADERS) $(LIB_HEADERS
 	@mkdir -p $(dir $@)
 	$(CLANG) $(CKERNEL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/ckernel/entry_$(ARCH).o: Sources/QuarryCKernel/entry_$(ARCH).S Makefile
+$(BUILD)/ckernel/%.o: Sources/QuarryCKernel/%.S Makefile
 	@echo "== ckernel: assemble $<"
 	@mkdir -p $(dir $@)
 	$(CLANG) --target=$(TRIPLE) $(ARCH_ASFLAGS) -c -o $@ $<

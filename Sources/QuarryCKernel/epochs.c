@@ -6,11 +6,18 @@
  * fields disagree, or whose value changed while it lingered, saw memory freed under it
  * (poisoned, a free-list link written, or handed out again). Freeing at once instead of
  * retiring makes this fail on -smp 4 (measured: the reads see freed nodes).
- * Neighbours: main.c (the phases), smp.c, include/quarry.h (the contract).
+ *
+ * Interrupt context: each CPU's LAPIC timer runs epochs_tick while the CPU works, so a
+ * handler's read section nests inside the interrupted code's (or opens its own), and
+ * the handler replaces entries of a third table and retires the old node itself. A
+ * retire a handler cannot make (the backlog full behind a read section: the handler
+ * must not wait) is handed to the interrupted CPU's thread loop, which retires it.
+ * Neighbours: main.c (the phases), smp.c, interrupts.c (the timer), include/quarry.h.
  */
 #include "epochs.h"
 
 #include "console.h"
+#include "interrupts.h"
 #include "quarry.h"
 #include "smp.h"
 
@@ -36,8 +43,15 @@ struct cpu_result {
 
 static struct node *cache_slots[SLOTS];
 static struct node *block_slots[SLOTS];
+static struct node *irq_slots[SLOTS];   /* replaced by timer handlers */
 static quarry_cache *nodes;
 static struct cpu_result results[MAX_CPUS];
+static struct cpu_result irq_results[MAX_CPUS];
+/* Nodes a handler took out of irq_slots but could not retire (a stall): its CPU's thread
+ * loop retires them. Touched with interrupts off on their own CPU only. */
+#define KEPT 8
+static struct node *kept[MAX_CPUS][KEPT];
+static unsigned kept_count[MAX_CPUS];
 static uint32_t stall_reports;  /* atomic: the stall hook may run on any CPU */
 
 static void count_stall(intptr_t cpu, uintptr_t epoch) {
@@ -79,8 +93,10 @@ void epochs_prepare(void) {
     uint32_t seed = 12345;
     for (int i = 0; i < SLOTS; i++) {
         cache_slots[i] = quarry_cache_alloc(nodes);
+        irq_slots[i] = quarry_cache_alloc(nodes);
         block_slots[i] = new_block(next_random(&seed));
         if (cache_slots[i] != NULL) make_node(cache_slots[i], (uint32_t)i, 0);
+        if (irq_slots[i] != NULL) make_node(irq_slots[i], (uint32_t)i, 0);
         if (block_slots[i] != NULL) make_node(block_slots[i], (uint32_t)i, 0);
     }
 }
@@ -114,11 +130,56 @@ static void read_slot(struct cpu_result *r, struct node **slot) {
     if (!node_ok((const struct node *)n) || n->value != value) r->bad_reads++;
 }
 
+/* The timer handler's work (interrupts off, SSE state saved by the stub). */
+void epochs_tick(unsigned cpu) {
+    if (cpu >= MAX_CPUS) return;
+    struct cpu_result *r = &irq_results[cpu];
+    uint32_t tick = (uint32_t)r->reads;
+    if (quarry_epoch_enter() != QUARRY_OK) {
+        r->enter_errors++;
+        return;
+    }
+    read_slot(r, &cache_slots[(tick * 7 + cpu) % SLOTS]);
+    read_slot(r, &irq_slots[(tick * 3 + cpu) % SLOTS]);
+    quarry_epoch_exit();
+    if (kept_count[cpu] == KEPT) return;
+    struct node *n = quarry_cache_alloc(nodes);
+    if (n == NULL) {
+        r->alloc_failures++;
+        return;
+    }
+    make_node(n, tick, cpu);
+    struct node *old = __atomic_exchange_n(&irq_slots[(tick * 5 + cpu) % SLOTS], n, __ATOMIC_ACQ_REL);
+    quarry_error e = quarry_epoch_retire(nodes, old);
+    if (e == QUARRY_OK) {
+        r->replaced++;
+    } else if (e == QUARRY_ERR_RECLAIM_STALLED) {
+        r->stalls++;
+        kept[cpu][kept_count[cpu]++] = old;
+    } else {
+        r->retire_errors++;
+    }
+}
+
+/* Retires what this CPU's handler could not (thread context: it may wait). */
+static void retire_kept(struct cpu_result *r, unsigned cpu) {
+    for (;;) {
+        uintptr_t flags = irq_save();
+        struct node *old = kept_count[cpu] > 0 ? kept[cpu][--kept_count[cpu]] : NULL;
+        irq_restore(flags);
+        if (old == NULL) return;
+        retire(r, nodes, old);
+        r->replaced++;
+    }
+}
+
 void epochs_run(unsigned cpu) {
     struct cpu_result *r = &results[cpu];
     uint32_t rng = 0x9E3779B9u * (cpu + 1);
+    interrupts_start_cpu();
     for (unsigned i = 0; i < ROUNDS; i++) {
         uint32_t x = next_random(&rng);
+        retire_kept(r, cpu);
         /* Read a few entries of both tables inside one section, a nested one sometimes. */
         if (quarry_epoch_enter() != QUARRY_OK) {
             r->enter_errors++;
@@ -154,22 +215,30 @@ void epochs_run(unsigned cpu) {
         r->replaced += 2;
         if (i % 256 == 0) quarry_epoch_poll();
     }
+    interrupts_stop_cpu();
+    retire_kept(r, cpu);
     /* Everything this CPU retired is freed before it reports back. */
     quarry_epoch_synchronize();
 }
 
+static void add(struct cpu_result *sum, const struct cpu_result *r) {
+    sum->reads += r->reads;
+    sum->bad_reads += r->bad_reads;
+    sum->replaced += r->replaced;
+    sum->stalls += r->stalls;
+    sum->retire_errors += r->retire_errors;
+    sum->alloc_failures += r->alloc_failures;
+    sum->enter_errors += r->enter_errors;
+}
+
 void epochs_check(unsigned cpus) {
-    struct cpu_result total = {0, 0, 0, 0, 0, 0, 0};
-    int every_cpu = 1;
+    struct cpu_result total = {0, 0, 0, 0, 0, 0, 0}, irq = {0, 0, 0, 0, 0, 0, 0};
+    int every_cpu = 1, every_cpu_ticked = 1;
     for (unsigned c = 0; c < cpus; c++) {
-        total.reads += results[c].reads;
-        total.bad_reads += results[c].bad_reads;
-        total.replaced += results[c].replaced;
-        total.stalls += results[c].stalls;
-        total.retire_errors += results[c].retire_errors;
-        total.alloc_failures += results[c].alloc_failures;
-        total.enter_errors += results[c].enter_errors;
+        add(&total, &results[c]);
+        add(&irq, &irq_results[c]);
         if (results[c].replaced == 0) every_cpu = 0;
+        if (irq_results[c].reads == 0) every_cpu_ticked = 0;
     }
     console_print("epoch: ");
     console_decimal(cpus);
@@ -179,15 +248,26 @@ void epochs_check(unsigned cpus) {
     console_decimal(total.replaced);
     console_print(" retired, ");
     console_decimal(total.stalls);
-    console_print(" stalls waited out\n");
+    console_print(" stalls waited out; in timer handlers: ");
+    console_decimal(irq.reads);
+    console_print(" reads, ");
+    console_decimal(irq.replaced);
+    console_print(" retired, ");
+    console_decimal(irq.stalls);
+    console_print(" handed to thread context\n");
     check("epoch: every CPU read and retired", every_cpu && total.reads > 0, "a CPU did nothing");
     check_equal("epoch: no reader saw a freed node (fields intact)", total.bad_reads, 0);
     check_equal("epoch: no enter refused", total.enter_errors, 0);
     check_equal("epoch: no retire refused but for stalls", total.retire_errors, 0);
     check_equal("epoch: no allocation failed", total.alloc_failures, 0);
+    check("epoch: every CPU's timer handler read and retired", every_cpu_ticked && irq.replaced > 0,
+          "a CPU took no tick, or no handler retired");
+    check_equal("epoch: no handler saw a freed node", irq.bad_reads, 0);
+    check_equal("epoch: no handler's enter, retire or allocation refused (but for stalls)",
+                irq.enter_errors + irq.retire_errors + irq.alloc_failures, 0);
     quarry_epoch_statistics s;
     check("epoch: statistics: every retired object freed by its CPU's barrier",
-          quarry_epoch_stats(&s) == QUARRY_OK && s.retired == total.replaced && s.freed == s.retired
+          quarry_epoch_stats(&s) == QUARRY_OK && s.retired == total.replaced + irq.replaced && s.freed == s.retired
               && s.pending == 0 && s.free_errors == 0,
           "retired, freed, pending or free_errors wrong");
     check("epoch: the bound held (at most 64 waiting per CPU) and the epoch moved",
@@ -199,6 +279,7 @@ void epochs_check(unsigned cpus) {
     /* Quiescence: the tables' last nodes go back directly, then the reclaimer and the cache. */
     for (int i = 0; i < SLOTS; i++) {
         quarry_cache_free(nodes, cache_slots[i]);
+        quarry_cache_free(nodes, irq_slots[i]);
         quarry_free(block_slots[i]);
     }
     check_equal("epoch: quarry_epoch_destroy", quarry_epoch_destroy(), QUARRY_OK);

@@ -8,6 +8,8 @@
 void epochs_prepare(void);
 /* Every CPU at once (cpu: its index): reads in read sections, replaces and retires. */
 void epochs_run(unsigned cpu);
+/* The LAPIC timer's work on CPU `cpu` (interrupts.c; interrupts off). */
+void epochs_tick(unsigned cpu);
 /* Boot CPU, after every CPU returned from epochs_run: the checks, then everything freed. */
 void epochs_check(unsigned cpus);
 

@@ -2,21 +2,24 @@
  * Neighbours: entry_<arch>.S (the entry: GDT, %fs or GS_BASE on each CPU's per-CPU word,
  * FPU/SSE, a stack, then kernel_main or kernel_ap_main; docs/integration.md, "The entry
  * contract"), i686.ld / x86_64.ld (the arena), console.c (output, checks, exit), libc.c
- * (memset & co for the library), smp.c (the APs), epochs.c (deferred freeing on every CPU).
+ * (memset & co for the library), smp.c (the APs), interrupts.c (IDT, LAPIC timer), epochs.c
+ * (deferred freeing on every CPU).
  *
- * Interrupts are never enabled. First on the boot CPU alone: calls before quarry_init are refused,
- * caches (constructor, alignment, statistics, bad frees, destroy), a debug cache made
+ * Interrupts are off but for the epoch phase. First on the boot CPU alone: calls before
+ * quarry_init are refused, caches (constructor, alignment, statistics, bad frees, destroy), a debug cache made
  * with quarry_cache_create_with (poison and a red zone: an overflow and a write after
  * free reported through the error hook; a stale handle refused), the malloc family
  * (malloc, calloc, realloc across classes and into spans, aligned_alloc, posix_memalign,
  * bad alignment, double free), the standard names when the library has them, then every
  * page back after quarry_shrink and quarry_drain_all, and the slabinfo table. Then every
- * CPU QEMU gave (fw_cfg; -smp 4 in make qemu-test) runs epochs.c at once: lock-free tables
- * read in read sections while all CPUs retire what they replace.
+ * CPU QEMU gave (fw_cfg; -smp 4 in make qemu-test) runs epochs.c at once, with its LAPIC
+ * timer on (interrupts.c): lock-free tables read in read sections, in thread context and
+ * in the timer handler, while all CPUs retire what they replace.
  */
 #include "quarry.h"
 #include "console.h"
 #include "epochs.h"
+#include "interrupts.h"
 #include "smp.h"
 
 /* The linker script's arena: page-aligned, [__quarry_arena_start, __quarry_arena_end). */
@@ -359,6 +362,7 @@ static void all_cpus(void) {
     unsigned started = smp_start_aps(expected);
     check_equal("smp: every CPU QEMU gave came up (fw_cfg count - 1 APs)", started, expected - 1);
     while (__atomic_load_n(&aps_online, __ATOMIC_ACQUIRE) < started) cpu_pause();
+    interrupts_init();
     epochs_prepare();
     __atomic_store_n(&go, 1, __ATOMIC_RELEASE);
     epochs_run(0);
