@@ -36,7 +36,11 @@ enum CABI {
     /// Every C function reaches the heap through here, so no call runs without an index.
     static var instance: Quarry<CPlatform>? {
         @inline(__always) get { CCaller.enter() ? installed : nil }
-        set { installed = newValue }
+        set {
+            // A new (or no) instance abandons the old one's reclaimer.
+            installedReclaimer = nil
+            installed = newValue
+        }
     }
 
     /// Records `error` for `quarry_last_error` and returns its C value (out of line:
@@ -535,7 +539,6 @@ extension CABI {
         guard CCaller.enter() else { return fail(.tooManyThreads) }
         do {
             // A size_t above Int.max: the arena ends at the top of the address space.
-            installedReclaimer = nil
             instance = try Quarry<CPlatform>.initialize(base: base, size: size < 0 ? Int.max : size,
                                                         mallocOptions: mallocOptions.get())
             return QUARRY_OK
