@@ -375,12 +375,15 @@ qemu-boot: kernel ckernel
 
 # The example package (Examples/KernelPackage): Quarry as a SwiftPM dependency, built by
 # `swift build` with toolset.json for $(TRIPLE) into one archive (the example, its support
-# C, Quarry and QuarryX86), linked with the multiboot entry and the C kernel's layout (one
+# C, Quarry and QuarryX86), linked with boot/'s multiboot entry and its own layout (one
 # CPU, the arena), booted and checked as qemu-boot checks a kernel.
 EXAMPLE_DIR   := Examples/KernelPackage
 EXAMPLE_BUILD := $(BUILD)/example
 EXAMPLE_LIB   := $(EXAMPLE_BUILD)/$(TRIPLE)/release/libKernel.a
 EXAMPLE_IMAGE := $(patsubst $(BUILD)/kernel.%,$(BUILD)/example.%,$(IMAGE))
+# The Swift test kernel's multiboot entry (boot/), one CPU.
+EXAMPLE_BOOT  := $(BUILD)/boot/multiboot_$(ARCH).o
+EXAMPLE_SCRIPT := $(EXAMPLE_DIR)/linker/$(ARCH).ld
 
 example: $(EXAMPLE_IMAGE)
 	@failed=""; \
@@ -394,11 +397,11 @@ $(EXAMPLE_LIB): FORCE
 	$(SWIFT) build -c release --package-path $(EXAMPLE_DIR) --triple $(TRIPLE) \
 		--toolset $(TOOLSET) --scratch-path $(EXAMPLE_BUILD)
 
-$(BUILD)/example.elf: $(CKERNEL_BOOT) $(EXAMPLE_LIB) $(CKERNEL_SCRIPT)
-	@echo "== example: link ld.lld -T $(CKERNEL_SCRIPT) --gc-sections -> $@"
+$(BUILD)/example.elf: $(EXAMPLE_BOOT) $(EXAMPLE_LIB) $(EXAMPLE_SCRIPT)
+	@echo "== example: link ld.lld -T $(EXAMPLE_SCRIPT) --gc-sections -> $@"
 	@test -z "$(LIBGCC)" -o -f "$(LIBGCC)" || { echo "32-bit libgcc not found: run 'make deps'"; exit 1; }
-	$(LD) -m $(LD_EMULATION) -T $(CKERNEL_SCRIPT) --gc-sections -static -nostdlib \
-		-Map $(BUILD)/example.map -o $@ $(CKERNEL_BOOT) $(EXAMPLE_LIB) $(LIBGCC)
+	$(LD) -m $(LD_EMULATION) -T $(EXAMPLE_SCRIPT) --gc-sections -static -nostdlib \
+		-Map $(BUILD)/example.map -o $@ $(EXAMPLE_BOOT) $(EXAMPLE_LIB) $(LIBGCC)
 ifeq ($(ARCH),i686)
 	@$(call check_multiboot,$@)
 endif

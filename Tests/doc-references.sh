@@ -47,8 +47,10 @@ my %allowed = map { $_ => 1 } (
        UnsafeMutablePointer Process max pointee rawValue),
     # C standard headers that quarry.h includes.
     qw(stddef.h stdint.h),
-    # An ELF section (the linker scripts' `.bss`) and the LLVM linker's name.
-    qw(.bss ld.lld),
+    # ELF sections (the linker scripts', and those integration.md says what to do with)
+    # and the LLVM linker's name.
+    qw(.bss .data .rodata .text .got .got.plt .eh_frame .swift_modhash
+       .swift1_autolink_entries .linker-options ld.lld),
 );
 # Other allocators' names the docs compare with: mimalloc (mi_), Linux SLUB (kmem_).
 my $foreign_prefix = qr/^(?:mi_|kmem_)/;

@@ -3,7 +3,7 @@
 // `N passed, M failed` and QEMU's exit (status 67 when everything passed).
 // Neighbours: Support (arena symbols, exit, memset & co.), Console.swift (output); in the
 // Quarry repository boot/multiboot_<arch>.S (calls kernel_main: CPU 0's per-CPU slot set,
-// FPU/SSE on) and Sources/QuarryCKernel/<arch>.ld (the layout and the arena).
+// FPU/SSE on) and Examples/KernelPackage/linker/<arch>.ld (the layout and the arena).
 
 import Quarry
 import QuarryX86

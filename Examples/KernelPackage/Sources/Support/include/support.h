@@ -1,6 +1,6 @@
 // support.h: what the example kernel's Swift cannot say: the arena the linker script
 // reserves, QEMU's exit port, and the C library functions Quarry's code calls.
-// Neighbours: support.c, Kernel/Kernel.swift, Sources/QuarryCKernel/i686.ld (the arena
+// Neighbours: support.c, Kernel/Kernel.swift, Examples/KernelPackage/linker/i686.ld (the arena
 // symbols) in the Quarry repository.
 #ifndef KERNEL_SUPPORT_H
 #define KERNEL_SUPPORT_H
