@@ -60,7 +60,7 @@ BURST_GOAL_FACTOR=2
 # its class cache's slab head page, the first use of a class, spans above 32 KiB. And the
 # error a refused call records (HITPATH_COLD_SYMBOLS). A slow path under a new name must be
 # added here, or the check follows it and reports its call.
-HITPATH_COLD_CALLS="*Slow *.refuse* Quarry.SlabCache.handOutCorrupt Quarry.SlabCache.locateHead \
+HITPATH_COLD_CALLS="*Slow *.refuse* Quarry.SlabCache.handOutCorrupt Quarry.PageMap.lookupMiss \
 Quarry.SlabCache.checkOnAllocate Quarry.SlabCache.checkOnFree <indirect> Quarry.MallocFront.resolve \
 Quarry.MallocFront.createClassCache Quarry.MallocFront.allocateSpan Quarry.MallocFront.record Quarry.Span.free"
 HITPATH_COLD_SYMBOLS="Quarry.CCaller.errorBytes"

@@ -196,17 +196,19 @@ public struct MallocFront<P: Platform> {
         return cache.freeLocatedHit(address)
     }
 
-    /// `free` when the hit path did not take the block: the same door, then the
-    /// cache's checked path, or the page map's full resolve (tail pages, spans, errors).
+    /// `free` when the hit path did not take the block: the same first step, then the
+    /// cache's checked path; else the whole door (`PageMap.lookup`: tail pages, spans,
+    /// errors), whose owner `resolve` and the cache's checked path are handed.
     @inline(never)
     func freeChecked(_ address: UInt) throws(QuarryError) {
         if let cache = classCacheOfSlabHead(address) {
             try cache.freeLocated(address)
             return
         }
-        switch try resolve(address, live: false) {
+        let owner = try lookup(address)
+        switch try resolve(address, owner, live: false) {
         case .object(let cache, _):
-            try cache.freeChecked(address)
+            try cache.freeChecked(address, in: owner)
         case .span(let span):
             if let error = span.free() {
                 record(error)
@@ -276,37 +278,49 @@ public struct MallocFront<P: Platform> {
     /// `SlabCache.free` checks that). Every refusal is counted: by the class cache when
     /// the address lies in one of its slabs, else by the front. O(1).
     func resolve(_ address: UInt, live: Bool) throws(QuarryError) -> Block {
-        let h = heap
-        guard address & UInt(Geometry.granule - 1) == 0 else { return try refuse(.misaligned) }
-        let page: PageNumber
-        switch h.pointee.arena.classify(address) {
-        case .outside: return try refuse(.outsideArena)
-        case .metadata: return try refuse(.metadataPointer)
-        case .page(let p): page = p
-        }
-        let limit = PageNumber(h.pointee.bumpLimit.load(ordering: .acquiring))
-        guard let head = h.pointee.map.owner(of: page, limit: limit) else {
+        try resolve(address, lookup(address), live: live)
+    }
+
+    /// The owner of `address` by the door (`PageMap.lookup`); a refusal is counted by the front.
+    @inline(__always)
+    func lookup(_ address: UInt) throws(QuarryError) -> PageOwner {
+        switch PageMap.lookup(address, in: heap) {
+        case .success(let owner): return owner
+        case .failure(var error):
             // Nothing owns the page. Below the high-water mark it held a block once, whose
             // pages were given back when it was freed (a span, or a slab emptied by its last
             // free): freed twice, whatever the block's size. Above it: never used.
-            let used = page.raw < h.pointee.usedLimit.load(ordering: .acquiring)
-            return try refuse(used ? .doubleFree : .freePage)
+            if error == .freePage, case .page(let page) = heap.pointee.arena.classify(address),
+               page.raw < heap.pointee.usedLimit.load(ordering: .acquiring) {
+                error = .doubleFree
+            }
+            record(error)
+            throw error
         }
-        let d = h.pointee.map[head]
-        if d.kind == .span {
-            guard address == h.pointee.arena.address(of: head) else { return try refuse(.interiorPointer) }
-            return .span(Span(heap: h, page: head))
+    }
+
+    /// `resolve` for an address whose owner the door already named.
+    func resolve(_ address: UInt, _ owner: PageOwner, live: Bool) throws(QuarryError) -> Block {
+        let h = heap
+        let head: SlabHead
+        switch owner {
+        case .span(let page):
+            guard address == h.pointee.arena.address(of: page) else { return try refuse(.interiorPointer) }
+            return .span(Span(heap: h, page: page))
+        case .slab(let slab):
+            head = slab
         }
         // A slab: it must be one of the class caches' (its object size names the slot).
         // Sound: a live slab's descriptor names its live cache's state.
-        guard let state = UnsafeMutablePointer<CacheState>(bitPattern: d.cache) else { return try refuse(.wrongCache) }
+        let word = head.entry.cache
+        guard let state = UnsafeMutablePointer<CacheState>(bitPattern: word) else { return try refuse(.wrongCache) }
         let size = state.pointee.geometry.objectSize
         guard size <= SizeClasses.largest else { return try refuse(.wrongCache) }
         let index = SizeClasses.index(forSize: size)
-        guard h.pointee.front.classes[index].load(ordering: .acquiring) == d.cache else { return try refuse(.wrongCache) }
+        guard h.pointee.front.classes[index].load(ordering: .acquiring) == word else { return try refuse(.wrongCache) }
         let cache = SlabCache<P>(state: state)
         if live {
-            if case .failure(let error) = cache.locate(address) {
+            if case .failure(let error) = cache.locate(address, in: owner) {
                 cache.record(error)
                 throw error
             }

@@ -1,6 +1,7 @@
 // PageMap: one PageDescriptor per data page, out of band; O(1) from an address to its slab.
-// Neighbours: Arena (where the descriptors live), PageAllocator (free runs), Slab (slab heads),
-// SlabCache.locate (reads the shared words without a lock to validate a pointer on free).
+// Neighbours: Arena (where the descriptors live), PageAllocator (free runs), Slab (slab heads);
+// `PageMap.lookup`, the one door from an address to its owner, is entered by every caller
+// that validates or resolves a pointer (SlabCache.locate, MallocFront, Quarry.cache(owning:)).
 
 import Synchronization
 
@@ -103,29 +104,6 @@ struct PageMap {
             offset += PageDescriptor.word
         }
         d.storeBytes(of: PageNumber.none.raw, toByteOffset: PageDescriptor.head, as: UInt32.self)
-    }
-
-    /// The head (slab or span) that owns `page`, if `page` lies below `limit` (the
-    /// bump pointer) and belongs to a live slab or span. A stale tail mark is
-    /// rejected because the head it names no longer covers it. Lock-free: reads only
-    /// shared words.
-    @inline(__always)
-    func owner(of page: PageNumber, limit: PageNumber) -> PageNumber? {
-        guard page < limit else { return nil }
-        let d = self[page]
-        switch d.kind {
-        case .slab, .span:
-            return page
-        case .tail:
-            let h = d.head
-            guard h < page else { return nil }
-            let hd = self[h]
-            let k = hd.kind
-            guard k == .slab || k == .span, page.raw - h.raw < hd.pages else { return nil }
-            return h
-        case .free:
-            return nil
-        }
     }
 
     /// Marks `page + 1 ..< page + count` as tails of `page`: O(count), paid once per slab or span.
@@ -278,20 +256,53 @@ struct PageEntry {
     }
 }
 
-/// The first page of the slab that holds an address, as the hit paths' door sees it.
+/// The first page of the slab that holds an address, as the door (`PageMap.lookup`) names it.
 struct SlabHead {
     let entry: PageEntry
     /// Address of object 0 of the slab (page start plus colour).
     let first: UInt
+    /// The slab's first page.
+    let page: PageNumber
+}
+
+/// What owns an address, as the page map says (`PageMap.lookup`): a live slab (its head)
+/// or a live span (its first page). Whether the address is an object of that slab's
+/// cache is the cache's question (`SlabCache.locate(_:in:)`).
+enum PageOwner {
+    case slab(SlabHead)
+    case span(PageNumber)
 }
 
 extension PageMap {
-    /// The slab head whose first page holds `address`, if `address` is granule-aligned,
-    /// in a data page below the bump limit, and that page is a slab head; nil for
-    /// anything else (a tail page of a multi-page slab included: the callers' checked
-    /// paths then ask `SlabCache.locate`, which names the reason). Lock-free, no call:
-    /// one subtract and compare for the arena, an acquiring load of the bump limit, one
-    /// acquiring load of the descriptor's kind-and-colour word.
+    /// The one door from an address to its owner: the slab or span whose pages hold
+    /// `address`, or the reason there is none: `.misaligned` (not granule-aligned),
+    /// `.outsideArena`, `.metadataPointer` (the header and metadata before the first
+    /// data page), `.freePage` (at or above the bump limit, a free page, or a stale tail
+    /// mark whose head no longer covers it). Every caller that turns an address into
+    /// its owner comes through here, and one that already has the owner hands it on.
+    ///
+    /// Lock-free: reads the bump limit and the shared words of page descriptors with
+    /// atomic loads (see PageDescriptor), never a word another CPU writes non-atomically;
+    /// each descriptor's kind-and-colour word is loaded once. Exact at quiescence; while
+    /// another CPU creates or releases a slab on the page the answer may be stale, and
+    /// whatever the caller does next (the bitmap RMW of a free, the page lock of a span
+    /// free) decides.
+    ///
+    /// Inline only for its first step (`slabHead(of:in:)`, the hit paths' case: the
+    /// first page of a slab); everything else, with the one walk from a tail page to its
+    /// head, is `lookupMiss`, out of line.
+    @inline(__always)
+    static func lookup(_ address: UInt, in heap: UnsafeMutablePointer<HeapState>) -> Result<PageOwner, QuarryError> {
+        if let head = slabHead(of: address, in: heap) { return .success(.slab(head)) }
+        return lookupMiss(address, in: heap)
+    }
+
+    /// The first step of `lookup`, for the hit paths: the slab head whose first page
+    /// holds `address`, if `address` is granule-aligned, in a data page below the bump
+    /// limit, and that page is a slab head; nil for anything else (a tail page of a
+    /// multi-page slab included: the callers' checked paths then ask `lookup`, which
+    /// names the reason). No call: one subtract and compare for the arena, an acquiring
+    /// load of the bump limit, one acquiring load of the descriptor's kind-and-colour word.
     @inline(__always)
     static func slabHead(of address: UInt, in heap: UnsafeMutablePointer<HeapState>) -> SlabHead? {
         let dataOffset = address &- heap.pointee.arena.dataStart
@@ -301,6 +312,42 @@ extension PageMap {
         let d = heap.pointee.map[page]
         let shape = d.shape
         guard PageEntry.kind(of: shape) == .slab else { return nil }
-        return SlabHead(entry: d, first: (address & ~UInt(Geometry.pageSize - 1)) &+ PageEntry.color(of: shape))
+        return SlabHead(entry: d, first: (address & ~UInt(Geometry.pageSize - 1)) &+ PageEntry.color(of: shape), page: page)
+    }
+
+    /// `lookup` when its first step did not find a slab head: the whole question again,
+    /// naming the reason, and the only walk from a tail page to its head. A tail mark
+    /// counts only if its head is below it, is a live slab or span, and still covers
+    /// it (a span shrunk in place leaves stale marks behind).
+    @inline(never)
+    static func lookupMiss(_ address: UInt, in heap: UnsafeMutablePointer<HeapState>) -> Result<PageOwner, QuarryError> {
+        guard address & UInt(Geometry.granule - 1) == 0 else { return .failure(.misaligned) }
+        let page: PageNumber
+        switch heap.pointee.arena.classify(address) {
+        case .outside: return .failure(.outsideArena)
+        case .metadata: return .failure(.metadataPointer)
+        case .page(let p): page = p
+        }
+        guard page.raw < heap.pointee.bumpLimit.load(ordering: .acquiring) else { return .failure(.freePage) }
+        let map = heap.pointee.map
+        var head = page
+        var d = map[page]
+        var shape = d.shape
+        switch PageEntry.kind(of: shape) {
+        case .slab, .span:
+            break
+        case .free:
+            return .failure(.freePage)
+        case .tail:
+            head = d.head
+            guard head < page else { return .failure(.freePage) }
+            d = map[head]
+            shape = d.shape
+            let kind = PageEntry.kind(of: shape)
+            guard kind == .slab || kind == .span, page.raw &- head.raw < d.pages else { return .failure(.freePage) }
+        }
+        guard PageEntry.kind(of: shape) == .slab else { return .success(.span(head)) }
+        return .success(.slab(SlabHead(entry: d, first: heap.pointee.arena.address(of: head) &+ PageEntry.color(of: shape),
+                                       page: head)))
     }
 }

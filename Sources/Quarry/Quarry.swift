@@ -242,14 +242,12 @@ public struct Quarry<P: Platform> {
     }
 
     /// The cache that owns the object at `pointer`, or nil if no live slab holds it.
-    /// O(1): one page-map lookup.
+    /// O(1): one page-map lookup (`PageMap.lookup`, of the granule `pointer` is in: any
+    /// byte of a slab names its cache).
     public func cache(owning pointer: UnsafeRawPointer) -> SlabCache<P>? {
-        let address = UInt(bitPattern: pointer)
-        guard case .page(let page) = heap.pointee.arena.classify(address) else { return nil }
-        let limit = PageNumber(heap.pointee.bumpLimit.load(ordering: .acquiring))
-        guard let head = heap.pointee.map.owner(of: page, limit: limit) else { return nil }
-        let d = heap.pointee.map[head]
-        guard d.kind == .slab, let state = UnsafeMutablePointer<CacheState>(bitPattern: d.cache) else { return nil }
+        let address = UInt(bitPattern: pointer) & ~UInt(Geometry.granule - 1)
+        guard case .success(.slab(let head)) = PageMap.lookup(address, in: heap),
+              let state = UnsafeMutablePointer<CacheState>(bitPattern: head.entry.cache) else { return nil }
         return SlabCache(state: state)
     }
 

@@ -156,11 +156,10 @@ extension SlabCache {
     /// The slab head of `object`, an object of this cache that is out of its slab
     /// (counted in `inUse`, so the slab cannot be released under us).
     func slabOf(_ object: UInt) -> PageNumber {
-        let h = heap
-        guard case .page(let p) = h.pointee.arena.classify(object),
-              let page = h.pointee.map.owner(of: p, limit: PageNumber(h.pointee.bumpLimit.load(ordering: .acquiring)))
-        else { preconditionFailure("SlabCache: an object held by Quarry is not in a live slab") }
-        return page
+        guard case .success(.slab(let head)) = PageMap.lookup(object, in: heap) else {
+            preconditionFailure("SlabCache: an object held by Quarry is not in a live slab")
+        }
+        return head.page
     }
 
     /// Gives `object` (of this cache, out of its slab) back to its slab and clears its

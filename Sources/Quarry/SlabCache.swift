@@ -184,11 +184,21 @@ public struct SlabCache<P: Platform> {
         return true
     }
 
-    /// `free` when the hit path did not take the object: validation with its reason,
-    /// then `freeLocated`.
+    /// `free` when the hit path did not take the object: the door (`PageMap.lookup`)
+    /// and `locate`'s checks with their reason, then `freeLocated`.
     @inline(never)
     func freeChecked(_ address: UInt) throws(QuarryError) {
-        if case .failure(let error) = locate(address) { throw refuse(error, address) }
+        switch PageMap.lookup(address, in: heap) {
+        case .success(let owner): try freeChecked(address, in: owner)
+        case .failure(let error): throw refuse(error, address)
+        }
+    }
+
+    /// `freeChecked` for an address whose owner the door already named (the malloc
+    /// front's checked path hands it on).
+    @inline(__always)
+    func freeChecked(_ address: UInt, in owner: PageOwner) throws(QuarryError) {
+        if case .failure(let error) = locate(address, in: owner) { throw refuse(error, address) }
         try freeLocated(address)
     }
 
@@ -238,62 +248,30 @@ public struct SlabCache<P: Platform> {
         heap.pointee.callErrorHook(error, state, address)
     }
 
-    /// The slab of this cache whose object starts at `address`, or why there is none.
-    /// Lock-free: reads the bump limit and the shared words of page descriptors with
-    /// atomic loads (PageMap), never a word another CPU writes non-atomically; each
-    /// descriptor's kind-and-colour word is loaded once. Exact at quiescence; while
-    /// another CPU releases or reuses the page the answer may be stale, and the bitmap
-    /// RMW that follows decides.
+    /// The slab of this cache whose object starts at `address`, or why there is none:
+    /// the door's reasons (`PageMap.lookup`), then `locate(_:in:)`'s. Lock-free (see
+    /// `PageMap.lookup`): exact at quiescence; while another CPU releases or reuses the
+    /// page the answer may be stale, and the bitmap RMW that follows decides.
     @inline(__always)
     func locate(_ address: UInt) -> Result<PageNumber, QuarryError> {
-        guard address & UInt(Geometry.granule - 1) == 0 else { return .failure(.misaligned) }
-        let h = heap
-        let dataOffset = address &- h.pointee.arena.dataStart
-        guard dataOffset < h.pointee.arena.dataBytes else {
-            return .failure(h.pointee.arena.isMetadata(address) ? .metadataPointer : .outsideArena)
+        switch PageMap.lookup(address, in: heap) {
+        case .success(let owner): return locate(address, in: owner)
+        case .failure(let error): return .failure(error)
         }
-        let page = PageNumber(UInt32(truncatingIfNeeded: dataOffset >> UInt(Geometry.pageShift)))
-        guard page.raw < h.pointee.bumpLimit.load(ordering: .acquiring) else { return .failure(.freePage) }
-        var d = h.pointee.map[page]
-        var shape = d.shape
-        var head = page
-        // Objects of a one-page slab, and the first page of a bigger one: its own head.
-        var first = (address & ~UInt(Geometry.pageSize - 1)) &+ PageEntry.color(of: shape)
-        if PageEntry.kind(of: shape) != .slab {
-            switch locateHead(page) {
-            case .failure(let error): return .failure(error)
-            case .success(let h): head = h
-            }
-            d = h.pointee.map[head]
-            shape = d.shape
-            first = h.pointee.arena.address(of: head) &+ PageEntry.color(of: shape)
-        }
-        guard d.cache == UInt(bitPattern: state) else { return .failure(.wrongCache) }
-        guard geometry.objectIndex(offset: address &- first, carved: d.carved) != nil else {
-            return .failure(.interiorPointer)
-        }
-        return .success(head)
     }
 
-    /// `locate` for a page that is not a slab head: the slab head a tail page belongs
-    /// to, or why there is none.
-    @inline(never)
-    func locateHead(_ page: PageNumber) -> Result<PageNumber, QuarryError> {
-        let map = heap.pointee.map
-        switch map[page].kind {
-        case .tail:
-            let head = map[page].head
-            guard head < page else { return .failure(.freePage) }
-            let kind = map[head].kind
-            guard kind == .slab || kind == .span, page.raw &- head.raw < map[head].pages else {
-                return .failure(.freePage)
-            }
-            return kind == .slab ? .success(head) : .failure(.wrongCache)
-        case .span:
+    /// `locate` for an address whose owner the door already named: `.wrongCache` for a
+    /// span or another cache's slab, `.interiorPointer` for anything but the start of
+    /// a carved object of the slab; else the slab's head page.
+    @inline(__always)
+    func locate(_ address: UInt, in owner: PageOwner) -> Result<PageNumber, QuarryError> {
+        guard case .slab(let head) = owner, head.entry.cache == UInt(bitPattern: state) else {
             return .failure(.wrongCache)
-        case .free, .slab:
-            return .failure(.freePage)
         }
+        guard geometry.objectIndex(offset: address &- head.first, carved: head.entry.carved) != nil else {
+            return .failure(.interiorPointer)
+        }
+        return .success(head.page)
     }
 
     /// True for a type-stable cache (`createCache(..., typeStable: true)`).
