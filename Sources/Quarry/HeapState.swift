@@ -1,6 +1,6 @@
 // HeapState: the root record of one Quarry instance, at the start of its arena, and the
 // layout of the heap header that follows it.
-// Neighbours: Quarry (the handle), Arena (layout), PageAllocator (under `pageLock`),
+// Neighbours: Quarry (the handle), Arena (layout), PageAllocator (behind `pages`, its lock),
 // CacheState (the two internal caches sit in the header), CPUState (per-CPU records and
 // the lock helpers), Magazine (the empty sentinel), TestHooks.
 
@@ -8,22 +8,25 @@ import Synchronization
 
 /// Locks, in the only order they may be taken: the malloc front's lock (`front.lock`),
 /// then `registryLock`, then one cache's `depotLock`, then one cache's `lock` (the cache
-/// lock), then `pageLock`. Each saves and restores the interrupt state, and each is
-/// taken only through `HeapState.acquire` (CPUState.swift), which counts the locks a
-/// CPU holds.
+/// lock), then the page lock (`pages`, a SpinLocked). Each saves and restores the
+/// interrupt state, and each is taken only through `HeapState.acquire` (CPUState.swift),
+/// which counts the locks a CPU holds.
 ///
 /// HeapState itself holds only constants, the locks and atomics; the state each lock
 /// guards is a separate record in the header, reached through its own pointer, so
 /// that no Swift access to one of them is an access to another:
 ///
-/// - `pageLock` guards `*pages` (the PageAllocator, with the span counters).
+/// - `pages` is the PageAllocator (with the span counters) behind the page lock: reached
+///   only inside `pages.withLock` / `tryWithLock`.
 /// - `front` is the malloc front's state (atomics and its lock; see FrontState).
 /// - `registryLock` guards `*registry` and every cache's CacheLinks.
-/// - `bumpLimit` mirrors `pages.bump` for lock-free readers (pointer validation):
-///   written under `pageLock` with release ordering, read with acquire ordering.
-/// - `usedLimit` mirrors `pages.highWater` the same way (written where the bump pointer
-///   grows): pages below it were handed out at least once, so a free of an address in
-///   one that nothing owns now is a double free, not a pointer into a never-used page.
+/// - `bumpLimit` mirrors the page allocator's `bump` for lock-free readers (the door,
+///   `PageMap.lookup`): the page allocator stores it as each page-lock scope ends
+///   (`lockScopeEnds`, release ordering), readers load it with acquire ordering.
+/// - `usedLimit` mirrors the page allocator's `highWater` the same way (stored with
+///   `bumpLimit` as each page-lock scope ends): pages below it were handed out at least
+///   once, so a free of an address in one that nothing owns now is a double free, not a
+///   pointer into a never-used page.
 /// - The per-CPU records (`cpuStates`) belong to their CPU (CPUState).
 /// - `map` and `bitmap` are handles (constant pointers) copied out of the page
 ///   allocator, so lock-free readers never touch `*pages`.
@@ -35,19 +38,19 @@ import Synchronization
 ///     | HeapState | CPUState x maxCPUs | empty sentinel magazine | PageAllocator | Registry |
 ///     | cache of caches: CacheState ... CPU slots | magazine cache: CacheState ... CPU slots |
 ///
-/// Invariants: `bumpLimit == pages.bump` and `usedLimit == pages.highWater` whenever
-/// `pageLock` is free;
+/// Invariants: `bumpLimit == bump` and `usedLimit == highWater` of the page allocator
+/// whenever the page lock is free;
 /// `registry.count ==` number of caches reachable from `registry.first`; the sentinel
 /// has `count == capacity == 0`.
 struct HeapState: ~Copyable {
-    let pageLock = SpinLock()
+    /// The page allocator and its lock (the page lock).
+    let pages: SpinLocked<PageAllocator>
     let registryLock = SpinLock()
     let bumpLimit = Atomic<UInt32>(0)
     let usedLimit = Atomic<UInt32>(0)
     let arena: Arena
     let map: PageMap
     let bitmap: AllocationBitmap
-    let pages: UnsafeMutablePointer<PageAllocator>
     let registry: UnsafeMutablePointer<Registry>
     let tuning: Tuning
     /// `P.maxCPUs` of the platform the heap was initialised for.
@@ -81,8 +84,10 @@ struct HeapState: ~Copyable {
         bitmap = AllocationBitmap(arena: arena)
         let base = UnsafeMutableRawPointer(bitPattern: arena.regionStart)!
         // Sound: `layout` reserved each of these regions in the header (see HeaderLayout).
-        pages = (base + layout.pages).bindMemory(to: PageAllocator.self, capacity: 1)
-        pages.initialize(to: PageAllocator(map: map, bitmap: bitmap))
+        let allocator = (base + layout.pages).bindMemory(to: PageAllocator.self, capacity: 1)
+        allocator.initialize(to: PageAllocator(map: map, bitmap: bitmap))
+        // Sound: the caller bound the region start to HeapState; this value is moved there.
+        pages = SpinLocked(allocator, heap: base.assumingMemoryBound(to: HeapState.self))
         registry = (base + layout.registry).bindMemory(to: Registry.self, capacity: 1)
         registry.initialize(to: Registry())
         cpuStates = (base + layout.cpuStates).bindMemory(to: CPUState.self, capacity: 1)

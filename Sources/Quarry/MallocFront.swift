@@ -456,9 +456,7 @@ public struct MallocFront<P: Platform> {
             errors[k] = UInt64(word: heap.pointee.front.errors[k].load(ordering: .relaxed))
             total += errors[k]
         }
-        let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
-        let s = heap.pointee.pages.pointee.spans
-        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
+        let s = heap.pointee.pages.withLock(P.self) { pages in pages.spans }
         return MallocStatistics(
             classCaches: classCaches, liveSpans: s.live, spanPages: s.pages,
             spanAllocations: s.allocations, spanFrees: s.frees, spanFailures: s.failures,

@@ -13,10 +13,10 @@ extension Quarry {
     public func failPageRequest(after k: Int, repeating: Bool = false) {
         precondition(k >= 0, "Quarry: failPageRequest(after:) needs k >= 0")
         #if QUARRY_CHECKED
-        let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
-        heap.pointee.pages.pointee.failCountdown = k
-        heap.pointee.pages.pointee.failRepeats = repeating && k > 0
-        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
+        heap.pointee.pages.withLock(P.self) { pages in
+            pages.failCountdown = k
+            pages.failRepeats = repeating && k > 0
+        }
         #endif
     }
 
@@ -24,11 +24,7 @@ extension Quarry {
     @_spi(Testing)
     public var injectedPageFailures: (count: Int, pending: Bool) {
         #if QUARRY_CHECKED
-        let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
-        let p = heap.pointee.pages.pointee
-        let result = (p.injectedFailures, p.failCountdown > 0)
-        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
-        return result
+        return heap.pointee.pages.withLock(P.self) { p in (p.injectedFailures, p.failCountdown > 0) }
         #else
         return (0, false)
         #endif

@@ -17,9 +17,10 @@
 /// - no two free runs are adjacent, and no free run ends at `bump`
 /// - a free run `[a, a+L)` has `map[a]` and `map[a+L-1]` both `.free` with `pages == L`, `head == a`
 ///
-/// Concurrency: every method runs under `Quarry`'s page lock (see HeapState). Descriptor
-/// words that pointer validation reads without a lock (kind, length, head) are written
-/// through PageEntry's atomic stores; see PageMap.
+/// Concurrency: reached only through its lock (`HeapState.pages`, a SpinLocked: the page
+/// lock), so every method runs under it. Descriptor words that pointer validation reads
+/// without a lock (kind, length, head) are written through PageEntry's atomic stores;
+/// see PageMap. As each lock scope ends it publishes `bump` to `HeapState.bumpLimit`.
 struct PageAllocator {
     let map: PageMap
     let bitmap: AllocationBitmap
@@ -219,6 +220,17 @@ struct PageAllocator {
         d.next = .none
         d.prev = .none
         freePages -= length
+    }
+}
+
+extension PageAllocator: LockedState {
+    /// Publishes `bump` for the door's lock-free readers (`HeapState.bumpLimit`), under
+    /// the page lock, as every lock scope ends: so `bumpLimit == bump` whenever the page
+    /// lock is free, and a page is published only after its descriptor was written.
+    @inline(__always)
+    func lockScopeEnds(_ heap: UnsafeMutablePointer<HeapState>) {
+        heap.pointee.bumpLimit.store(bump.raw, ordering: .releasing)
+        heap.pointee.usedLimit.store(highWater.raw, ordering: .releasing)
     }
 }
 

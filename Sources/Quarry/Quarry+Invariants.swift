@@ -35,19 +35,18 @@ extension Quarry {
         precondition(charged <= heap.pointee.reclaim.budget
                         && charged <= heap.pointee.reclaim.highWater.load(ordering: .relaxed),
                      "Quarry: per-CPU budget exceeded")
-        let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
-        let pages = heap.pointee.pages
-        let walked = pages.pointee.checkInvariants()
-        let spans = pages.pointee.spans
-        precondition(heap.pointee.bumpLimit.load(ordering: .relaxed) == pages.pointee.bump.raw,
-                     "Quarry: published bump disagrees")
-        precondition(heap.pointee.usedLimit.load(ordering: .relaxed) == pages.pointee.highWater.raw,
-                     "Quarry: published high-water mark disagrees")
-        precondition(walked.spans == spans.live && walked.spanPages == spans.pages,
-                     "Quarry: spans on the page walk != span counters")
-        precondition(pages.pointee.pagesInUse == slabPages + spans.pages,
-                     "Quarry: pages in use != pages held by caches and spans")
-        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
+        heap.pointee.pages.withLock(P.self) { pages in
+            let walked = pages.checkInvariants()
+            let spans = pages.spans
+            precondition(heap.pointee.bumpLimit.load(ordering: .relaxed) == pages.bump.raw,
+                         "Quarry: published bump disagrees")
+            precondition(heap.pointee.usedLimit.load(ordering: .relaxed) == pages.highWater.raw,
+                         "Quarry: published high-water mark disagrees")
+            precondition(walked.spans == spans.live && walked.spanPages == spans.pages,
+                         "Quarry: spans on the page walk != span counters")
+            precondition(pages.pagesInUse == slabPages + spans.pages,
+                         "Quarry: pages in use != pages held by caches and spans")
+        }
         precondition(caches == cacheCount, "Quarry: cache registry count")
         var i = 0
         while i < heap.pointee.maxCPUs {
@@ -90,10 +89,9 @@ extension Quarry {
             failure = ValidationFailure(error: first.error, address: first.address, cache: cache.name)
         }
         if failure != nil { return failure }
-        let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
-        let pages = heap.pointee.pages
-        let consistent = pages.pointee.pagesInUse == slabPages + pages.pointee.spans.pages
-        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
+        let consistent = heap.pointee.pages.withLock(P.self) { pages in
+            pages.pagesInUse == slabPages + pages.spans.pages
+        }
         if !consistent {
             return ValidationFailure(error: .accountingMismatch, address: heap.pointee.arena.dataStart,
                                      cache: CacheName(utf8: UnsafeBufferPointer(start: nil, count: 0)))

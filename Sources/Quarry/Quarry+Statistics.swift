@@ -217,16 +217,14 @@ extension Quarry {
 
     /// A snapshot of the page allocator (see ``PageStatistics``), taken under the page lock.
     public var pageStatistics: PageStatistics {
-        let saved = heap.pointee.acquireBlocking(heap.pointee.pageLock, P.self)
-        let p = heap.pointee.pages.pointee
         let a = heap.pointee.arena
-        let stats = PageStatistics(
-            pageCount: p.pageCount, pagesInUse: p.pagesInUse, freeRunPages: p.freePages,
-            bump: p.bump.int, highWater: p.highWater.int, runsAllocated: p.runsAllocated,
-            runsFreed: p.runsFreed, failures: p.failures,
-            metadataBytes: Int(a.dataStart - a.regionStart))
-        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
-        return stats
+        return heap.pointee.pages.withLock(P.self) { p in
+            PageStatistics(
+                pageCount: p.pageCount, pagesInUse: p.pagesInUse, freeRunPages: p.freePages,
+                bump: p.bump.int, highWater: p.highWater.int, runsAllocated: p.runsAllocated,
+                runsFreed: p.runsFreed, failures: p.failures,
+                metadataBytes: Int(a.dataStart - a.regionStart))
+        }
     }
 
     /// Writes a /proc/slabinfo-style table: one row per cache, then the page totals

@@ -215,16 +215,11 @@ extension SlabCache {
     func createSlab(_ mode: LockMode) -> PageNumber? {
         let g = geometry
         let h = heap
-        guard let saved = h.pointee.acquire(h.pointee.pageLock, P.self, mode) else { return nil }
-        hook(.pageLocked)
-        // Through a local copy of the pointer: a mutation through `h.pointee.pages` would
-        // be a Swift modify access of the whole HeapState.
-        let pages = h.pointee.pages
-        let page = pages.pointee.allocate(g.slabPages)
-        h.pointee.bumpLimit.store(pages.pointee.bump.raw, ordering: .releasing)
-        h.pointee.usedLimit.store(pages.pointee.highWater.raw, ordering: .releasing)
-        h.pointee.release(h.pointee.pageLock, P.self, saved)
-        guard let page else { return nil }
+        let taken = h.pointee.pages.tryWithLock(P.self, mode) { pages -> PageNumber? in
+            hook(.pageLocked)
+            return pages.allocate(g.slabPages)
+        }
+        guard let page = taken ?? nil else { return nil }
         AddressSanitizer.unpoison(h.pointee.arena.address(of: page), g.slabPages << Geometry.pageShift)
         let map = h.pointee.map
         map[page].setSlabHead(color: g.color(slabs.pointee.nextColor), pages: g.slabPages,
@@ -239,13 +234,11 @@ extension SlabCache {
     /// Gives an empty slab's pages back to the page allocator. The slab is on no list.
     func releaseSlab(_ page: PageNumber) {
         slabs.pointee.counters.slabsReleased += 1
-        let h = heap
-        let saved = h.pointee.acquireBlocking(h.pointee.pageLock, P.self)
-        hook(.pageLocked)
-        let pages = h.pointee.pages  // a local pointer: see createSlab
-        pages.pointee.free(page, geometry.slabPages)
-        h.pointee.bumpLimit.store(pages.pointee.bump.raw, ordering: .releasing)
-        h.pointee.release(h.pointee.pageLock, P.self, saved)
+        let count = geometry.slabPages
+        heap.pointee.pages.withLock(P.self) { pages in
+            hook(.pageLocked)
+            pages.free(page, count)
+        }
     }
 
     /// Releases empty slabs beyond `keep`. Returns the number of pages given back.

@@ -57,23 +57,21 @@ struct Span<P: Platform> {
         // Page p is aligned iff (p + phase) % alignPages == 0.
         let phase = Int(heap.pointee.arena.dataStart >> UInt(Geometry.pageShift)) & (alignPages - 1)
         // A re-entrant call (its CPU holds a Quarry lock) only tries the page lock.
-        guard let saved = heap.pointee.acquire(heap.pointee.pageLock, P.self) else { return .failure(.outOfMemory) }
-        let allocator = heap.pointee.pages  // a local pointer: no Swift access to HeapState
-        let page = allocator.pointee.allocate(pages, alignment: alignPages, phase: phase)
-        if let page {
-            let map = heap.pointee.map
-            map[page].setSpan(pages: pages, head: page)
-            map.markTails(of: page, count: pages)
-            allocator.pointee.spans.live += 1
-            allocator.pointee.spans.pages += pages
-            allocator.pointee.spans.allocations += 1
-        } else {
-            allocator.pointee.spans.failures += 1
+        let map = heap.pointee.map
+        let taken = heap.pointee.pages.tryWithLock(P.self) { allocator -> PageNumber? in
+            let page = allocator.allocate(pages, alignment: alignPages, phase: phase)
+            if let page {
+                map[page].setSpan(pages: pages, head: page)
+                map.markTails(of: page, count: pages)
+                allocator.spans.live += 1
+                allocator.spans.pages += pages
+                allocator.spans.allocations += 1
+            } else {
+                allocator.spans.failures += 1
+            }
+            return page
         }
-        heap.pointee.bumpLimit.store(allocator.pointee.bump.raw, ordering: .releasing)
-        heap.pointee.usedLimit.store(allocator.pointee.highWater.raw, ordering: .releasing)
-        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
-        guard let page else { return .failure(.outOfMemory) }
+        guard let page = taken ?? nil else { return .failure(.outOfMemory) }
         AddressSanitizer.unpoison(heap.pointee.arena.address(of: page), pages << Geometry.pageShift)
         return .success(Span(heap: heap, page: page))
     }
@@ -83,22 +81,19 @@ struct Span<P: Platform> {
     /// racing frees of one span give back its pages once (the loser gets `.doubleFree`).
     /// A re-entrant call that finds the page lock held gets `.busy` (nothing changed).
     func free() -> QuarryError? {
-        guard let saved = heap.pointee.acquire(heap.pointee.pageLock, P.self) else { return .busy }
-        guard heap.pointee.map[page].kind == .span else {
+        let result = heap.pointee.pages.tryWithLock(P.self) { allocator -> QuarryError? in
             // Another CPU freed it since the caller resolved it: freed twice.
-            heap.pointee.release(heap.pointee.pageLock, P.self, saved)
-            return .doubleFree
+            guard heap.pointee.map[page].kind == .span else { return .doubleFree }
+            let n = pages
+            AddressSanitizer.poison(heap.pointee.arena.address(of: page), n << Geometry.pageShift)
+            allocator.free(page, n)
+            allocator.spans.live -= 1
+            allocator.spans.pages -= n
+            allocator.spans.frees += 1
+            return nil
         }
-        let n = pages
-        AddressSanitizer.poison(heap.pointee.arena.address(of: page), n << Geometry.pageShift)
-        let allocator = heap.pointee.pages
-        allocator.pointee.free(page, n)
-        allocator.pointee.spans.live -= 1
-        allocator.pointee.spans.pages -= n
-        allocator.pointee.spans.frees += 1
-        heap.pointee.bumpLimit.store(allocator.pointee.bump.raw, ordering: .releasing)
-        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
-        return nil
+        guard let result else { return .busy }
+        return result
     }
 
     /// Shortens the span in place to `newPages` (`1 ..< pages`), giving the trailing
@@ -107,15 +102,13 @@ struct Span<P: Platform> {
     /// A re-entrant call that finds the page lock held leaves the span as it is (it is
     /// still long enough).
     func shrink(to newPages: Int) {
-        guard let saved = heap.pointee.acquire(heap.pointee.pageLock, P.self) else { return }
-        let n = pages
-        precondition(newPages > 0 && newPages < n, "Span: shrink outside 1 ..< pages")
-        heap.pointee.map[page].setPages(UInt32(newPages))
-        AddressSanitizer.poison(heap.pointee.arena.address(of: page + newPages), (n - newPages) << Geometry.pageShift)
-        let allocator = heap.pointee.pages
-        allocator.pointee.free(page + newPages, n - newPages)
-        allocator.pointee.spans.pages -= n - newPages
-        heap.pointee.bumpLimit.store(allocator.pointee.bump.raw, ordering: .releasing)
-        heap.pointee.release(heap.pointee.pageLock, P.self, saved)
+        _ = heap.pointee.pages.tryWithLock(P.self) { allocator in
+            let n = pages
+            precondition(newPages > 0 && newPages < n, "Span: shrink outside 1 ..< pages")
+            heap.pointee.map[page].setPages(UInt32(newPages))
+            AddressSanitizer.poison(heap.pointee.arena.address(of: page + newPages), (n - newPages) << Geometry.pageShift)
+            allocator.free(page + newPages, n - newPages)
+            allocator.spans.pages -= n - newPages
+        }
     }
 }

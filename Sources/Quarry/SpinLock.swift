@@ -1,5 +1,7 @@
-// SpinLock: the interrupt-saving ticket lock that guards every slow path.
-// Neighbours: Platform (interrupt save/restore, pause), PageAllocator and SlabCache (its users).
+// SpinLock: the interrupt-saving ticket lock that guards every slow path, and SpinLocked,
+// a lock that owns the state it guards.
+// Neighbours: Platform (interrupt save/restore, pause), CPUState (`HeapState.acquire`, the
+// NMI-safe way every lock is taken), PageAllocator and SlabCache (its users).
 
 import Synchronization
 
@@ -59,5 +61,76 @@ struct SpinLock: ~Copyable {
     /// True when nobody holds the lock (for invariant checks at quiescence).
     var isFree: Bool {
         serving.load(ordering: .acquiring) == next.load(ordering: .acquiring)
+    }
+}
+
+/// What a lock's state does as a lock scope ends, just before the lock is given up:
+/// publishes the words that lock-free readers read (whoever owns a lock publishes
+/// them; the page allocator publishes `HeapState.bumpLimit`). Nothing by default.
+protocol LockedState {
+    /// Called under the lock at the end of every `SpinLocked` scope.
+    func lockScopeEnds(_ heap: UnsafeMutablePointer<HeapState>)
+}
+
+extension LockedState {
+    @inline(__always)
+    func lockScopeEnds(_ heap: UnsafeMutablePointer<HeapState>) {}
+}
+
+/// A lock and the state it guards, opened only by `withLock` / `tryWithLock`: the
+/// state is reachable only inside a lock scope, so "held" is a fact of the types,
+/// not of a `…Locked` name. The state itself lives in its own record of allocator-owned
+/// memory (the heap header, a cache's state), so that no Swift access to it overlaps
+/// an access to its neighbours; this type holds the only pointer to it.
+///
+/// Every scope takes the lock through `HeapState.acquire` (CPUState.swift): interrupts
+/// masked, the CPU's `locksHeld` raised before the lock is taken and lowered after it
+/// is given up (the NMI-safety protocol), the saved interrupt state restored last.
+/// The state's `lockScopeEnds` runs under the lock, just before the release.
+struct SpinLocked<Value: LockedState>: ~Copyable {
+    let lock = SpinLock()
+    private let value: UnsafeMutablePointer<Value>
+    /// The heap whose per-CPU records count the locks each CPU holds.
+    private let heap: UnsafeMutablePointer<HeapState>
+
+    init(_ value: UnsafeMutablePointer<Value>, heap: UnsafeMutablePointer<HeapState>) {
+        self.value = value
+        self.heap = heap
+    }
+
+    /// Runs `body` on the state under the lock, spinning for it: for operations that
+    /// are not interrupt-safe (create, destroy, drain, statistics, checks) and slow
+    /// paths that hold no Quarry lock. Traps (checked builds) instead of hanging when
+    /// this CPU holds the lock already.
+    @inline(__always)
+    func withLock<P: Platform, R>(_: P.Type, _ body: (inout Value) -> R) -> R {
+        let saved = heap.pointee.acquireBlocking(lock, P.self)
+        let result = body(&value.pointee)
+        value.pointee.lockScopeEnds(heap)
+        heap.pointee.release(lock, P.self, saved)
+        return result
+    }
+
+    /// Runs `body` under the lock taken the way `mode` allows; nil (body not run) only
+    /// in `.tryOnly` mode when the lock is held.
+    @inline(__always)
+    func tryWithLock<P: Platform, R>(_: P.Type, _ mode: LockMode, _ body: (inout Value) -> R) -> R? {
+        guard let saved = heap.pointee.acquire(lock, P.self, mode) else { return nil }
+        let result = body(&value.pointee)
+        value.pointee.lockScopeEnds(heap)
+        heap.pointee.release(lock, P.self, saved)
+        return result
+    }
+
+    /// Runs `body` under the lock taken the way this CPU's lock count calls for:
+    /// spinning if it holds no Quarry lock, else only trying (nil, body not run, when
+    /// the lock is held). For operations that take this lock alone from any context.
+    @inline(__always)
+    func tryWithLock<P: Platform, R>(_: P.Type, _ body: (inout Value) -> R) -> R? {
+        guard let saved = heap.pointee.acquire(lock, P.self) else { return nil }
+        let result = body(&value.pointee)
+        value.pointee.lockScopeEnds(heap)
+        heap.pointee.release(lock, P.self, saved)
+        return result
     }
 }
