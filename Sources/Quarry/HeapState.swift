@@ -7,10 +7,10 @@
 import Synchronization
 
 /// Locks, in the only order they may be taken: the malloc front's lock (`front.lock`),
-/// then `registryLock`, then one cache's `depotLock`, then one cache's `lock` (the cache
-/// lock), then the page lock (`pages`, a SpinLocked). Each saves and restores the
-/// interrupt state, and each is taken only through `HeapState.acquire` (CPUState.swift),
-/// which counts the locks a CPU holds.
+/// then the registry lock (`registry`, a SpinLocked), then one cache's `depotLock`,
+/// then one cache's `lock` (the cache lock), then the page lock (`pages`, a SpinLocked).
+/// Each saves and restores the interrupt state, and each is taken only through
+/// `HeapState.acquire` (CPUState.swift), which counts the locks a CPU holds.
 ///
 /// HeapState itself holds only constants, the locks and atomics; the state each lock
 /// guards is a separate record in the header, reached through its own pointer, so
@@ -19,7 +19,8 @@ import Synchronization
 /// - `pages` is the PageAllocator (with the span counters) behind the page lock: reached
 ///   only inside `pages.withLock` / `tryWithLock`.
 /// - `front` is the malloc front's state (atomics and its lock; see FrontState).
-/// - `registryLock` guards `*registry` and every cache's CacheLinks.
+/// - `registry` is the Registry behind the registry lock, which also guards every
+///   cache's CacheLinks: both reached only inside `registry.withLock`.
 /// - `bumpLimit` mirrors the page allocator's `bump` for lock-free readers (the door,
 ///   `PageMap.lookup`): the page allocator stores it as each page-lock scope ends
 ///   (`lockScopeEnds`, release ordering), readers load it with acquire ordering.
@@ -45,13 +46,13 @@ import Synchronization
 struct HeapState: ~Copyable {
     /// The page allocator and its lock (the page lock).
     let pages: SpinLocked<PageAllocator>
-    let registryLock = SpinLock()
+    /// The registry of live caches and its lock (the registry lock).
+    let registry: SpinLocked<Registry>
     let bumpLimit = Atomic<UInt32>(0)
     let usedLimit = Atomic<UInt32>(0)
     let arena: Arena
     let map: PageMap
     let bitmap: AllocationBitmap
-    let registry: UnsafeMutablePointer<Registry>
     let tuning: Tuning
     /// `P.maxCPUs` of the platform the heap was initialised for.
     let maxCPUs: Int
@@ -87,9 +88,11 @@ struct HeapState: ~Copyable {
         let allocator = (base + layout.pages).bindMemory(to: PageAllocator.self, capacity: 1)
         allocator.initialize(to: PageAllocator(map: map, bitmap: bitmap))
         // Sound: the caller bound the region start to HeapState; this value is moved there.
-        pages = SpinLocked(allocator, heap: base.assumingMemoryBound(to: HeapState.self))
-        registry = (base + layout.registry).bindMemory(to: Registry.self, capacity: 1)
-        registry.initialize(to: Registry())
+        let heap = base.assumingMemoryBound(to: HeapState.self)
+        pages = SpinLocked(allocator, heap: heap)
+        let caches = (base + layout.registry).bindMemory(to: Registry.self, capacity: 1)
+        caches.initialize(to: Registry())
+        registry = SpinLocked(caches, heap: heap)
         cpuStates = (base + layout.cpuStates).bindMemory(to: CPUState.self, capacity: 1)
         sentinel = Magazine.initialize(base + layout.sentinel, capacity: 0)
         cacheOfCaches = (base + layout.cacheOfCaches).bindMemory(to: CacheState.self, capacity: 1)
@@ -103,11 +106,45 @@ struct HeapState: ~Copyable {
     }
 }
 
-/// The registry of live caches, in creation order. Under the registry lock.
-struct Registry {
-    var first: UnsafeMutablePointer<CacheState>? = nil
-    var last: UnsafeMutablePointer<CacheState>? = nil
-    var count = 0
+/// The registry of live caches, in creation order, linked through each cache's
+/// CacheLinks. Reached only under the registry lock (`HeapState.registry`), which
+/// guards the links too.
+struct Registry: LockedState {
+    private(set) var first: UnsafeMutablePointer<CacheState>? = nil
+    private(set) var last: UnsafeMutablePointer<CacheState>? = nil
+    private(set) var count = 0
+
+    /// Links `state` in last.
+    mutating func append(_ state: UnsafeMutablePointer<CacheState>) {
+        let links = CacheState.links(of: state)
+        links.pointee.previous = last
+        links.pointee.next = nil
+        if let last {
+            CacheState.links(of: last).pointee.next = state
+        } else {
+            first = state
+        }
+        last = state
+        count += 1
+    }
+
+    /// Unlinks `state`, a cache of this registry.
+    mutating func remove(_ state: UnsafeMutablePointer<CacheState>) {
+        let previous = CacheState.links(of: state).pointee.previous
+        let next = CacheState.links(of: state).pointee.next
+        if let previous { CacheState.links(of: previous).pointee.next = next } else { first = next }
+        if let next { CacheState.links(of: next).pointee.previous = previous } else { last = previous }
+        count -= 1
+    }
+
+    /// Calls `body` with every cache, in creation order.
+    func forEach(_ body: (UnsafeMutablePointer<CacheState>) -> Void) {
+        var c = first
+        while let state = c {
+            body(state)
+            c = CacheState.links(of: state).pointee.next
+        }
+    }
 }
 
 /// Offsets of the header's parts from the region start, for `maxCPUs` CPUs.

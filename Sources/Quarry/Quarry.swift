@@ -254,48 +254,22 @@ public struct Quarry<P: Platform> {
     /// Calls `body` with every live cache, the two internal caches (`quarry_cache`,
     /// `quarry_magazine`) first, under the registry lock.
     public func forEachCache(_ body: (SlabCache<P>) -> Void) {
-        let saved = heap.pointee.acquireBlocking(heap.pointee.registryLock, P.self)
-        var c = heap.pointee.registry.pointee.first
-        while let state = c {
-            body(SlabCache(state: state))
-            c = CacheState.links(of: state).pointee.next
+        heap.pointee.registry.withLock(P.self) { registry in
+            registry.forEach { state in body(SlabCache(state: state)) }
         }
-        heap.pointee.release(heap.pointee.registryLock, P.self, saved)
     }
 
     /// Number of live caches, the two internal caches included.
     public var cacheCount: Int {
-        let saved = heap.pointee.acquireBlocking(heap.pointee.registryLock, P.self)
-        let n = heap.pointee.registry.pointee.count
-        heap.pointee.release(heap.pointee.registryLock, P.self, saved)
-        return n
+        heap.pointee.registry.withLock(P.self) { registry in registry.count }
     }
 
     private func register(_ state: UnsafeMutablePointer<CacheState>) {
-        let saved = heap.pointee.acquireBlocking(heap.pointee.registryLock, P.self)
-        let registry = heap.pointee.registry
-        let links = CacheState.links(of: state)
-        links.pointee.previous = registry.pointee.last
-        links.pointee.next = nil
-        if let last = registry.pointee.last {
-            CacheState.links(of: last).pointee.next = state
-        } else {
-            registry.pointee.first = state
-        }
-        registry.pointee.last = state
-        registry.pointee.count += 1
-        heap.pointee.release(heap.pointee.registryLock, P.self, saved)
+        heap.pointee.registry.withLock(P.self) { registry in registry.append(state) }
     }
 
     private func unregister(_ state: UnsafeMutablePointer<CacheState>) {
-        let saved = heap.pointee.acquireBlocking(heap.pointee.registryLock, P.self)
-        let registry = heap.pointee.registry
-        let previous = CacheState.links(of: state).pointee.previous
-        let next = CacheState.links(of: state).pointee.next
-        if let previous { CacheState.links(of: previous).pointee.next = next } else { registry.pointee.first = next }
-        if let next { CacheState.links(of: next).pointee.previous = previous } else { registry.pointee.last = previous }
-        registry.pointee.count -= 1
-        heap.pointee.release(heap.pointee.registryLock, P.self, saved)
+        heap.pointee.registry.withLock(P.self) { registry in registry.remove(state) }
     }
 }
 
