@@ -147,14 +147,16 @@ struct CacheAtomics: ~Copyable {
 ///
 /// - `CacheState`: constants set at creation (`name`, `requestedSize`, `geometry`,
 ///   `constructor`, `secret`, `heap`, `bitmap`, `magazineCapacity`, `isInternal`), the
-///   two locks, and lock-free atomics (`magic`, `atomics`). Read by anyone, no lock.
+///   two locks (`depot` holds the depot lock), and lock-free atomics (`magic`,
+///   `atomics`). Read by anyone, no lock.
 /// - `SlabLayer`: under `lock` (the cache lock), with the locked words of this cache's
 ///   slab descriptors.
-/// - `Depot`: under `depotLock`.
+/// - `Depot`: behind the depot lock (`depot`, a SpinLocked): reached only inside
+///   `depot.withLock` / `tryWithLock`.
 /// - `CacheLinks`: under the heap's registry lock.
 /// - CPU slots: see CPUCache.
 ///
-/// Lock order: `depotLock`, then `lock`, then the heap's page lock (HeapState).
+/// Lock order: the depot lock, then `lock`, then the heap's page lock (HeapState).
 ///
 /// Slab states and transitions (a slab is on exactly one list):
 ///
@@ -193,7 +195,8 @@ struct CacheAtomics: ~Copyable {
 /// `destroy` releases the slabs.
 struct CacheState: ~Copyable {
     let lock = SpinLock()
-    let depotLock = SpinLock()
+    /// The depot and its lock (the depot lock).
+    let depot: SpinLocked<Depot>
     /// `CacheState.liveMagic` while the cache exists; cleared by destroy.
     let magic = Atomic<UInt32>(CacheState.liveMagic)
     /// `CacheState.classMagic` for a malloc front's class cache (the front's free checks
@@ -270,9 +273,14 @@ struct CacheState: ~Copyable {
         UnsafeMutableRawPointer(mutating: handle + handlesOffset).assumingMemoryBound(to: Atomic<UInt32>.self)
     }
 
-    init(name: CacheName, size: Int, geometry: SlabGeometry, constructor: ObjectConstructor?,
-         secret: UInt, heap: UnsafeMutablePointer<HeapState>, magazineCapacity: Int, isInternal: Bool,
-         options: CacheOptions = CacheOptions(), generation: UInt32 = 0) {
+    /// The state of a cache whose memory (`footprint` bytes) starts at `memory`; give it
+    /// to `initialize` with the same `memory`.
+    init(at memory: UnsafeMutableRawPointer, name: CacheName, size: Int, geometry: SlabGeometry,
+         constructor: ObjectConstructor?, secret: UInt, heap: UnsafeMutablePointer<HeapState>,
+         magazineCapacity: Int, isInternal: Bool, options: CacheOptions = CacheOptions(), generation: UInt32 = 0) {
+        // Sound: `initialize` binds and initialises the depot at this offset of `memory`
+        // before the state is used.
+        depot = SpinLocked((memory + Self.depotOffset).assumingMemoryBound(to: Depot.self), heap: heap)
         self.generation = generation
         self.name = name
         requestedSize = size
@@ -304,15 +312,12 @@ struct CacheState: ~Copyable {
     /// Bytes of a cache's state, its locked parts and its per-CPU array.
     static func footprint(maxCPUs: Int) -> Int { cpuAreaOffset + maxCPUs * CPUCache.slotStride }
 
-    // Sound (all four): `footprint` reserved each part at its offset, cache-line
-    // aligned, and `initialize` bound and initialised it.
+    // Sound (all three): `footprint` reserved each part at its offset, cache-line
+    // aligned, and `initialize` bound and initialised it. (The depot is reached only
+    // through `depot`, its lock.)
     @inline(__always)
     static func slabLayer(of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutablePointer<SlabLayer> {
         (UnsafeMutableRawPointer(state) + slabLayerOffset).assumingMemoryBound(to: SlabLayer.self)
-    }
-    @inline(__always)
-    static func depot(of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutablePointer<Depot> {
-        (UnsafeMutableRawPointer(state) + depotOffset).assumingMemoryBound(to: Depot.self)
     }
     @inline(__always)
     static func links(of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutablePointer<CacheLinks> {
@@ -340,8 +345,8 @@ struct CacheState: ~Copyable {
         // Sound: the caller owns `footprint(maxCPUs:)` bytes at `memory`, aligned to a cache line.
         let state = memory.bindMemory(to: CacheState.self, capacity: 1)
         state.initialize(to: value)
-        (memory + slabLayerOffset).bindMemory(to: SlabLayer.self, capacity: 1).initialize(to: SlabLayer())
         (memory + depotOffset).bindMemory(to: Depot.self, capacity: 1).initialize(to: Depot())
+        (memory + slabLayerOffset).bindMemory(to: SlabLayer.self, capacity: 1).initialize(to: SlabLayer())
         (memory + linksOffset).bindMemory(to: CacheLinks.self, capacity: 1).initialize(to: CacheLinks())
         let handles = (memory + handlesOffset).bindMemory(to: Atomic<UInt32>.self, capacity: generations)
         var g = 0

@@ -1,11 +1,12 @@
 // Depot: a cache's shared stacks of full and of empty magazines (Bonwick 2001; Linux's "barn").
-// Neighbours: Magazine (what it stacks), CacheState (holds it and its `depotLock`),
+// Neighbours: Magazine (what it stacks), CacheState (holds it behind its lock, `depot`),
 // SlabCache+PerCPU (exchanges a CPU's magazines with it), SlabCache+Drain (empties it).
 
 /// Two intrusive stacks linked through `MagazineHeader.next` (allocator-owned memory,
 /// never user memory, so no link is ever a word a user can write).
 ///
-/// Concurrency: guarded by `CacheState.depotLock`; every method requires it held.
+/// Concurrency: reached only through its lock (`CacheState.depot`, a SpinLocked), so
+/// every method runs under it.
 ///
 /// Invariants (checked by SlabCache.checkInvariants):
 /// - `fullCount == |full stack|`, `emptyCount == |empty stack|`
@@ -13,7 +14,7 @@
 /// - `fullCount <= Tuning.depotFullLimit`
 /// - `emptyCount <= Tuning.depotEmptyLimit` unless the cache's `trimNeeded` flag is set
 ///   (a re-entrant call may not free magazines; the next ordinary slow path trims)
-struct Depot {
+struct Depot: LockedState {
     private(set) var full: Magazine? = nil
     private(set) var empty: Magazine? = nil
     private(set) var fullCount = 0

@@ -7,8 +7,9 @@
 import Synchronization
 
 /// Locks, in the only order they may be taken: the malloc front's lock (`front.lock`),
-/// then the registry lock (`registry`, a SpinLocked), then one cache's `depotLock`,
-/// then one cache's `lock` (the cache lock), then the page lock (`pages`, a SpinLocked).
+/// then the registry lock (`registry`, a SpinLocked), then one cache's depot lock
+/// (`depot`, a SpinLocked), then one cache's `lock` (the cache lock), then the page lock
+/// (`pages`, a SpinLocked).
 /// Each saves and restores the interrupt state, and each is taken only through
 /// `HeapState.acquire` (CPUState.swift), which counts the locks a CPU holds.
 ///

@@ -52,11 +52,11 @@ public struct Quarry<P: Platform> {
         let sentinel = heap.pointee.sentinel
         _ = CacheState.initialize(
             base + layout.cacheOfCaches, maxCPUs: P.maxCPUs, sentinel: sentinel,
-            CacheState(name: CacheName("quarry_cache"), size: stateBytes, geometry: caches, constructor: nil,
+            CacheState(at: base + layout.cacheOfCaches, name: CacheName("quarry_cache"), size: stateBytes, geometry: caches, constructor: nil,
                        secret: P.entropy(), heap: heap, magazineCapacity: 0, isInternal: true))
         _ = CacheState.initialize(
             base + layout.magazineCache, maxCPUs: P.maxCPUs, sentinel: sentinel,
-            CacheState(name: CacheName("quarry_magazine"), size: magazineBytes, geometry: magazines,
+            CacheState(at: base + layout.magazineCache, name: CacheName("quarry_magazine"), size: magazineBytes, geometry: magazines,
                        constructor: nil, secret: P.entropy(), heap: heap, magazineCapacity: 0, isInternal: true))
         let quarry = Quarry(heap: heap)
         quarry.register(heap.pointee.cacheOfCaches)
@@ -156,7 +156,7 @@ public struct Quarry<P: Platform> {
         // bytes, `CacheState.handleAlignment`-aligned: room for a CacheState and its parts.
         let state = CacheState.initialize(
             memory, maxCPUs: P.maxCPUs, sentinel: heap.pointee.sentinel,
-            CacheState(name: name, size: size, geometry: geometry, constructor: constructor,
+            CacheState(at: memory, name: name, size: size, geometry: geometry, constructor: constructor,
                        secret: P.entropy(), heap: heap,
                        magazineCapacity: tuning.magazineCapacity(objectSize: geometry.objectSize,
                                                                  budget: heap.pointee.reclaim.budget),

@@ -176,9 +176,13 @@ extension SlabCache {
 
     /// `validate` for `Quarry.validate`, which holds the registry lock.
     func validateUnchecked() -> ValidationReport {
+        state.pointee.depot.withLock(P.self) { depot in validateUnchecked(depot) }
+    }
+
+    /// `validateUnchecked` inside the depot's lock scope.
+    private func validateUnchecked(_ depot: Depot) -> ValidationReport {
         var r = ValidationReport()
         let h = heap
-        let depotSaved = h.pointee.acquireBlocking(state.pointee.depotLock, P.self)
         let saved = h.pointee.acquireBlocking(state.pointee.lock, P.self)
         let poison = state.pointee.options.poison
         let bitmap = state.pointee.bitmap
@@ -186,7 +190,7 @@ extension SlabCache {
         // each bit finds one that is clear (in its slab, or cached twice); the bits
         // this walk cleared are set again at once.
         var cached = 0
-        forEachCachedObject { object in
+        forEachCachedObject(depot) { object in
             guard case .success = locate(object) else {
                 r.note(.accountingMismatch, object)
                 return
@@ -195,7 +199,7 @@ extension SlabCache {
             if poison && !poisonIntact(object) { r.note(.useAfterFree, object) }
             if !bitmap.markFree(object) { r.note(.accountingMismatch, object) }
         }
-        forEachCachedObject { object in
+        forEachCachedObject(depot) { object in
             if case .success = locate(object) { _ = bitmap.markAllocated(object) }
         }
         let capacity = UInt32(geometry.objectsPerSlab)
@@ -211,7 +215,6 @@ extension SlabCache {
             r.note(.accountingMismatch, me)
         }
         h.pointee.release(state.pointee.lock, P.self, saved)
-        h.pointee.release(state.pointee.depotLock, P.self, depotSaved)
         return r
     }
 

@@ -81,10 +81,7 @@ extension SlabCache {
     }
 
     func drainDepotUnchecked() {
-        let h = heap
-        let saved = h.pointee.acquireBlocking(state.pointee.depotLock, P.self)
-        let (fulls, empties) = depot.pointee.takeAll()
-        h.pointee.release(state.pointee.depotLock, P.self, saved)
+        let (fulls, empties) = state.pointee.depot.withLock(P.self) { depot in depot.takeAll() }
         var m = fulls
         while let x = m {
             m = x.next

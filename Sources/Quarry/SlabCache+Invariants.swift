@@ -32,8 +32,12 @@ extension SlabCache {
     /// `checkInvariants`, returning the number of magazines the cache holds (its CPUs'
     /// and its depot's), for the heap-wide magazine accounting.
     func checkInvariantsCountingMagazines() -> Int {
+        state.pointee.depot.withLock(P.self) { depot in checkInvariantsCountingMagazines(depot) }
+    }
+
+    /// `checkInvariantsCountingMagazines` inside the depot's lock scope.
+    private func checkInvariantsCountingMagazines(_ depot: Depot) -> Int {
         let h = heap
-        let depotSaved = h.pointee.acquireBlocking(state.pointee.depotLock, P.self)
         let saved = h.pointee.acquireBlocking(state.pointee.lock, P.self)
         let tuning = h.pointee.tuning
         let capacity = state.pointee.magazineCapacity
@@ -65,7 +69,7 @@ extension SlabCache {
         }
         var fulls = 0
         var empties = 0
-        depot.pointee.forEach { m, isFull in
+        depot.forEach { m, isFull in
             precondition(m != sentinel && m.capacity == capacity, "Depot: magazine capacity")
             if isFull {
                 precondition(m.isFull, "Depot: a magazine on the full stack is not full")
@@ -75,7 +79,7 @@ extension SlabCache {
                 empties += 1
             }
         }
-        precondition(fulls == depot.pointee.fullCount && empties == depot.pointee.emptyCount,
+        precondition(fulls == depot.fullCount && empties == depot.emptyCount,
                      "Depot: counts disagree with the stacks")
         precondition(fulls <= tuning.depotFullLimit, "Depot: more full magazines than depotFullLimit")
         precondition(empties <= tuning.depotEmptyLimit || trimDue, "Depot: more empty magazines than depotEmptyLimit")
@@ -85,7 +89,7 @@ extension SlabCache {
         // Cached objects: valid, bit set, held once, marked. Clearing each one's bit
         // finds a duplicate (the second clear fails); the bits are set again below.
         var cached = 0
-        forEachCachedObject { object in
+        forEachCachedObject(depot) { object in
             guard case .success = locate(object) else {
                 preconditionFailure("CPUCache: a cached object is not an object of this cache")
             }
@@ -93,7 +97,7 @@ extension SlabCache {
                          "CPUCache: a cached object is in its slab, or cached twice")
             cached += 1
         }
-        forEachCachedObject { object in _ = state.pointee.bitmap.markAllocated(object) }
+        forEachCachedObject(depot) { object in _ = state.pointee.bitmap.markAllocated(object) }
 
         let map = h.pointee.map
         let arena = h.pointee.arena
@@ -152,13 +156,13 @@ extension SlabCache {
         precondition(slabs.pointee.empty.count <= state.pointee.emptySlabReserve || trimDue,
                      "SlabCache: empty reserve exceeded")
         h.pointee.release(state.pointee.lock, P.self, saved)
-        h.pointee.release(state.pointee.depotLock, P.self, depotSaved)
         return magazines
     }
 
     /// Calls `body` with every object the per-CPU layer holds: every CPU's magazines
-    /// and reserve, and the depot's full magazines. At quiescence, depot lock held.
-    func forEachCachedObject(_ body: (UInt) -> Void) {
+    /// and reserve, and the full magazines of `depot` (this cache's, inside its lock
+    /// scope). At quiescence.
+    func forEachCachedObject(_ depot: Depot, _ body: (UInt) -> Void) {
         let sentinel = heap.pointee.sentinel
         func rounds(_ m: Magazine) {
             guard m != sentinel else { return }
@@ -174,7 +178,7 @@ extension SlabCache {
             while r < slot.pointee.reserveCount { body(slot.pointee.reserve[r]); r += 1 }
             i += 1
         }
-        depot.pointee.forEach { m, isFull in
+        depot.forEach { m, isFull in
             if isFull { rounds(m) }
         }
     }

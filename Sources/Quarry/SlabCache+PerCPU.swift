@@ -101,26 +101,21 @@ extension SlabCache {
     /// Both magazines empty: take a full one from the depot; the empty previous goes to
     /// the depot, loaded becomes previous (Bonwick's allocation exchange).
     func exchangeEmptyForFull(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Exchange {
-        guard let saved = heap.pointee.acquire(state.pointee.depotLock, P.self, mode) else { return .wouldBlock }
-        hook(.depotLocked)
-        let result: Exchange
-        if slot.pointee.hasObjects {
-            result = .retry
-        } else if let full = depot.pointee.popFull() {
+        let result = state.pointee.depot.tryWithLock(P.self, mode) { depot -> Exchange in
+            hook(.depotLocked)
+            if slot.pointee.hasObjects { return .retry }
+            guard let full = depot.popFull() else { return .unavailable }
             let spare = slot.pointee.previous
             slot.pointee.previous = slot.pointee.loaded
             slot.pointee.loaded = full
-            depot.pointee.pushEmpty(spare)
-            if depot.pointee.emptyCount > heap.pointee.tuning.depotEmptyLimit {
+            depot.pushEmpty(spare)
+            if depot.emptyCount > heap.pointee.tuning.depotEmptyLimit {
                 state.pointee.atomics.trimNeeded.store(true, ordering: .relaxed)
             }
             slot.counters.pointee.exchanges.bump()
-            result = .exchanged
-        } else {
-            result = .unavailable
+            return .exchanged
         }
-        heap.pointee.release(state.pointee.depotLock, P.self, saved)
-        return result
+        return result ?? .wouldBlock
     }
 
     /// No full magazine anywhere: fill the loaded magazine from the slabs under one
@@ -230,34 +225,36 @@ extension SlabCache {
     /// (Bonwick's free exchange). When the depot already holds `depotFullLimit` full
     /// magazines, its coldest one is first emptied into the slabs.
     func exchangeFullForEmpty(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Exchange {
-        guard let saved = heap.pointee.acquire(state.pointee.depotLock, P.self, mode) else { return .wouldBlock }
-        hook(.depotLocked)
-        let result = exchangeFullForEmptyLocked(slot, mode)
-        heap.pointee.release(state.pointee.depotLock, P.self, saved)
-        return result
+        let result = state.pointee.depot.tryWithLock(P.self, mode) { depot -> Exchange in
+            hook(.depotLocked)
+            return exchangeFullForEmpty(slot, mode, &depot)
+        }
+        return result ?? .wouldBlock
     }
 
-    private func exchangeFullForEmptyLocked(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Exchange {
+    /// `exchangeFullForEmpty` inside the depot's lock scope.
+    private func exchangeFullForEmpty(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode,
+                                      _ depot: inout Depot) -> Exchange {
         if slot.pointee.hasRoom { return .retry }
         let tuning = heap.pointee.tuning
-        if depot.pointee.fullCount >= tuning.depotFullLimit {
+        if depot.fullCount >= tuning.depotFullLimit {
             guard mode == .spin else { return .wouldBlock }
-            guard let cold = depot.pointee.popFull() else { return .unavailable }
+            guard let cold = depot.popFull() else { return .unavailable }
             flushToSlabs(cold)
-            depot.pointee.pushEmpty(cold)
+            depot.pushEmpty(cold)
         }
-        var fresh = depot.pointee.popEmpty()
+        var fresh = depot.popEmpty()
         if fresh == nil { fresh = allocateMagazine(mode) }
         guard let empty = fresh else { return mode == .spin ? .unavailable : .wouldBlock }
         // Read the slot again: nested calls may have run during the flush or allocation.
         if slot.pointee.hasRoom {
-            depot.pointee.pushEmpty(empty)
-            if depot.pointee.emptyCount > tuning.depotEmptyLimit {
+            depot.pushEmpty(empty)
+            if depot.emptyCount > tuning.depotEmptyLimit {
                 state.pointee.atomics.trimNeeded.store(true, ordering: .relaxed)
             }
             return .retry
         }
-        depot.pointee.pushFull(slot.pointee.previous)
+        depot.pushFull(slot.pointee.previous)
         slot.pointee.previous = slot.pointee.loaded
         slot.pointee.loaded = empty
         slot.counters.pointee.exchanges.bump()
@@ -404,15 +401,16 @@ extension SlabCache {
     func trim() {
         state.pointee.atomics.trimNeeded.store(false, ordering: .relaxed)
         let h = heap
-        let saved = h.pointee.acquireBlocking(state.pointee.depotLock, P.self)
-        hook(.trimming)
-        var surplus: Magazine? = nil
-        while depot.pointee.emptyCount > h.pointee.tuning.depotEmptyLimit {
-            guard let m = depot.pointee.popEmpty() else { break }
-            m.next = surplus
-            surplus = m
+        var surplus = state.pointee.depot.withLock(P.self) { depot -> Magazine? in
+            hook(.trimming)
+            var surplus: Magazine? = nil
+            while depot.emptyCount > h.pointee.tuning.depotEmptyLimit {
+                guard let m = depot.popEmpty() else { break }
+                m.next = surplus
+                surplus = m
+            }
+            return surplus
         }
-        h.pointee.release(state.pointee.depotLock, P.self, saved)
         while let m = surplus {
             surplus = m.next
             m.next = nil
