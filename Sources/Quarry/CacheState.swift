@@ -85,7 +85,7 @@ struct CacheCounters {
     /// Slabs taken out of service because their free list was found corrupt (ever),
     /// and the objects they hold that can never be handed out again: `Σ (carved -
     /// inUse)` over the quarantined slabs (their free objects when quarantined, and
-    /// every object freed into them since). See SlabCache+Slabs, `quarantineLocked`.
+    /// every object freed into them since). See SlabCache+Slabs, `quarantine`.
     var slabsQuarantined: UInt64 = 0
     var leakedObjects = 0
 }
@@ -147,16 +147,17 @@ struct CacheAtomics: ~Copyable {
 ///
 /// - `CacheState`: constants set at creation (`name`, `requestedSize`, `geometry`,
 ///   `constructor`, `secret`, `heap`, `bitmap`, `magazineCapacity`, `isInternal`), the
-///   two locks (`depot` holds the depot lock), and lock-free atomics (`magic`,
-///   `atomics`). Read by anyone, no lock.
-/// - `SlabLayer`: under `lock` (the cache lock), with the locked words of this cache's
-///   slab descriptors.
+///   two locks (`lock`, the cache lock, holds the slab layer; `depot` the depot), and
+///   lock-free atomics (`magic`, `atomics`). Read by anyone, no lock.
+/// - `SlabLayer`: behind the cache lock (`lock`, a SpinLocked): reached only inside
+///   `lock.withLock` / `tryWithLock`, with the locked words of this cache's slab
+///   descriptors.
 /// - `Depot`: behind the depot lock (`depot`, a SpinLocked): reached only inside
 ///   `depot.withLock` / `tryWithLock`.
 /// - `CacheLinks`: under the heap's registry lock.
 /// - CPU slots: see CPUCache.
 ///
-/// Lock order: the depot lock, then `lock`, then the heap's page lock (HeapState).
+/// Lock order: the depot lock, then the cache lock, then the heap's page lock (HeapState).
 ///
 /// Slab states and transitions (a slab is on exactly one list):
 ///
@@ -194,7 +195,8 @@ struct CacheAtomics: ~Copyable {
 /// held an object of this cache holds one for as long as the cache exists. Only
 /// `destroy` releases the slabs.
 struct CacheState: ~Copyable {
-    let lock = SpinLock()
+    /// The cache lock, which holds the slab layer.
+    let lock: SpinLocked<SlabLayer>
     /// The depot and its lock (the depot lock).
     let depot: SpinLocked<Depot>
     /// `CacheState.liveMagic` while the cache exists; cleared by destroy.
@@ -278,8 +280,9 @@ struct CacheState: ~Copyable {
     init(at memory: UnsafeMutableRawPointer, name: CacheName, size: Int, geometry: SlabGeometry,
          constructor: ObjectConstructor?, secret: UInt, heap: UnsafeMutablePointer<HeapState>,
          magazineCapacity: Int, isInternal: Bool, options: CacheOptions = CacheOptions(), generation: UInt32 = 0) {
-        // Sound: `initialize` binds and initialises the depot at this offset of `memory`
-        // before the state is used.
+        // Sound: `initialize` binds and initialises the slab layer and the depot at these
+        // offsets of `memory` before the state is used.
+        lock = SpinLocked((memory + Self.slabLayerOffset).assumingMemoryBound(to: SlabLayer.self), heap: heap)
         depot = SpinLocked((memory + Self.depotOffset).assumingMemoryBound(to: Depot.self), heap: heap)
         self.generation = generation
         self.name = name
@@ -312,13 +315,9 @@ struct CacheState: ~Copyable {
     /// Bytes of a cache's state, its locked parts and its per-CPU array.
     static func footprint(maxCPUs: Int) -> Int { cpuAreaOffset + maxCPUs * CPUCache.slotStride }
 
-    // Sound (all three): `footprint` reserved each part at its offset, cache-line
-    // aligned, and `initialize` bound and initialised it. (The depot is reached only
-    // through `depot`, its lock.)
-    @inline(__always)
-    static func slabLayer(of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutablePointer<SlabLayer> {
-        (UnsafeMutableRawPointer(state) + slabLayerOffset).assumingMemoryBound(to: SlabLayer.self)
-    }
+    // Sound (both): `footprint` reserved each part at its offset, cache-line aligned,
+    // and `initialize` bound and initialised it. (The slab layer and the depot are
+    // reached only through their locks, `lock` and `depot`.)
     @inline(__always)
     static func links(of state: UnsafeMutablePointer<CacheState>) -> UnsafeMutablePointer<CacheLinks> {
         (UnsafeMutableRawPointer(state) + linksOffset).assumingMemoryBound(to: CacheLinks.self)
@@ -366,9 +365,9 @@ struct CacheState: ~Copyable {
     }
 }
 
-/// The slab layer of one cache: its four lists, colour cursor and counters. Under
-/// the cache lock.
-struct SlabLayer {
+/// The slab layer of one cache: its four lists, colour cursor and counters. Reached
+/// only through the cache lock (`CacheState.lock`); SlabCache+Slabs works on it.
+struct SlabLayer: LockedState {
     var nextColor = 0
     var partial = SlabList(kind: .partial)
     var full = SlabList(kind: .full)

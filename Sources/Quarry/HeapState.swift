@@ -7,11 +7,11 @@
 import Synchronization
 
 /// Locks, in the only order they may be taken: the malloc front's lock (`front.lock`),
-/// then the registry lock (`registry`, a SpinLocked), then one cache's depot lock
-/// (`depot`, a SpinLocked), then one cache's `lock` (the cache lock), then the page lock
-/// (`pages`, a SpinLocked).
-/// Each saves and restores the interrupt state, and each is taken only through
-/// `HeapState.acquire` (CPUState.swift), which counts the locks a CPU holds.
+/// then the registry lock (`registry`), then one cache's depot lock (`depot`), then one
+/// cache's cache lock (`lock`), then the page lock (`pages`); all but the first are
+/// SpinLocked, each owning the state it guards. Each saves and restores the interrupt
+/// state, and each is taken only through `HeapState.acquire` (CPUState.swift), which
+/// counts the locks a CPU holds.
 ///
 /// HeapState itself holds only constants, the locks and atomics; the state each lock
 /// guards is a separate record in the header, reached through its own pointer, so

@@ -168,36 +168,36 @@ extension SlabCache {
         let dropped = UInt64(word: state.pointee.atomics.droppedDuplicates.load(ordering: .relaxed))
         let h = heap
         return state.pointee.depot.withLock(P.self) { depot -> CacheStatistics in
-            let saved = h.pointee.acquireBlocking(state.pointee.lock, P.self)
-            let g = state.pointee.geometry
-            let c = slabs.pointee.counters
-            let slabCount = slabs.pointee.slabCount
-            let capacity = state.pointee.magazineCapacity
-            let bound = Self.perCPUBound(magazineCapacity: capacity, tuning: h.pointee.tuning)
-            let active = Int(bitPattern: UInt(truncatingIfNeeded: (hitsA &+ missesA &+ dropped) &- (hitsF &+ missesF)))
-            let stats = CacheStatistics(
-                name: state.pointee.name, requestedSize: state.pointee.requestedSize,
-                objectSize: g.objectSize, alignment: g.alignment, objectsPerSlab: g.objectsPerSlab,
-                pagesPerSlab: g.slabPages, colors: g.colorCount, activeObjects: active,
-                cachedObjects: c.inUse - active,
-                totalObjects: slabCount * g.objectsPerSlab, highWaterObjects: c.highWater,
-                partialSlabs: slabs.pointee.partial.count, fullSlabs: slabs.pointee.full.count,
-                emptySlabs: slabs.pointee.empty.count, pages: slabCount * g.slabPages,
-                allocations: hitsA &+ missesA, frees: hitsF &+ missesF,
-                allocationHits: hitsA, allocationMisses: missesA, freeHits: hitsF, freeMisses: missesF,
-                depotExchanges: exchanges, depotFullMagazines: depot.fullCount,
-                depotEmptyMagazines: depot.emptyCount,
-                refills: c.refills, flushes: c.flushes, magazineCapacity: capacity,
-                perCPUBoundObjects: bound, perCPUBoundBytes: bound * g.objectSize,
-                failures: UInt64(word: state.pointee.atomics.failures.load(ordering: .relaxed)),
-                nolockRefusals: UInt64(word: state.pointee.atomics.nolockRefusals.load(ordering: .relaxed)),
-                nolockParked: UInt64(word: state.pointee.atomics.nolockParked.load(ordering: .relaxed)),
-                slabsCreated: c.slabsCreated, slabsReleased: c.slabsReleased,
-                errors: state.pointee.atomics.totalErrors, typeStable: state.pointee.typeStable,
-                quarantinedSlabs: slabs.pointee.quarantined.count, leakedObjects: c.leakedObjects,
-                errorCounts: state.pointee.atomics.errorCounts)
-            h.pointee.release(state.pointee.lock, P.self, saved)
-            return stats
+            state.pointee.lock.withLock(P.self) { slabs -> CacheStatistics in
+                let g = state.pointee.geometry
+                let c = slabs.counters
+                let slabCount = slabs.slabCount
+                let capacity = state.pointee.magazineCapacity
+                let bound = Self.perCPUBound(magazineCapacity: capacity, tuning: h.pointee.tuning)
+                let active = Int(bitPattern: UInt(truncatingIfNeeded: (hitsA &+ missesA &+ dropped) &- (hitsF &+ missesF)))
+                let stats = CacheStatistics(
+                    name: state.pointee.name, requestedSize: state.pointee.requestedSize,
+                    objectSize: g.objectSize, alignment: g.alignment, objectsPerSlab: g.objectsPerSlab,
+                    pagesPerSlab: g.slabPages, colors: g.colorCount, activeObjects: active,
+                    cachedObjects: c.inUse - active,
+                    totalObjects: slabCount * g.objectsPerSlab, highWaterObjects: c.highWater,
+                    partialSlabs: slabs.partial.count, fullSlabs: slabs.full.count,
+                    emptySlabs: slabs.empty.count, pages: slabCount * g.slabPages,
+                    allocations: hitsA &+ missesA, frees: hitsF &+ missesF,
+                    allocationHits: hitsA, allocationMisses: missesA, freeHits: hitsF, freeMisses: missesF,
+                    depotExchanges: exchanges, depotFullMagazines: depot.fullCount,
+                    depotEmptyMagazines: depot.emptyCount,
+                    refills: c.refills, flushes: c.flushes, magazineCapacity: capacity,
+                    perCPUBoundObjects: bound, perCPUBoundBytes: bound * g.objectSize,
+                    failures: UInt64(word: state.pointee.atomics.failures.load(ordering: .relaxed)),
+                    nolockRefusals: UInt64(word: state.pointee.atomics.nolockRefusals.load(ordering: .relaxed)),
+                    nolockParked: UInt64(word: state.pointee.atomics.nolockParked.load(ordering: .relaxed)),
+                    slabsCreated: c.slabsCreated, slabsReleased: c.slabsReleased,
+                    errors: state.pointee.atomics.totalErrors, typeStable: state.pointee.typeStable,
+                    quarantinedSlabs: slabs.quarantined.count, leakedObjects: c.leakedObjects,
+                    errorCounts: state.pointee.atomics.errorCounts)
+                return stats
+            }
         }
     }
 }

@@ -200,7 +200,8 @@ public struct Quarry<P: Platform> {
         unregister(state)
         cache.drainAllSlots()
         cache.releaseAllSlabs()
-        precondition(cache.slabs.pointee.slabCount == 0, "Quarry: a destroyed cache still holds slabs")
+        precondition(state.pointee.lock.withLock(P.self) { slabs in slabs.slabCount } == 0,
+                     "Quarry: a destroyed cache still holds slabs")
         state.pointee.magic.store(0, ordering: .relaxed)
         state.pointee.handleMagic.store(0, ordering: .relaxed)
         CacheState.handleEntry(CacheState.handle(of: state)).pointee.store(0, ordering: .relaxed)

@@ -2,8 +2,8 @@
 // kmem_cache_free_bulk): the slot claimed once per batch, the rest moved to or from the
 // slabs under one acquisition of the cache lock.
 // Neighbours: SlabCache (the one-object paths, whose checks run here per object),
-// SlabCache+PerCPU (the slow path's rules), SlabCache+Slabs (takeFromSlabsLocked,
-// returnToSlabsLocked), CPUCache (the claim and the interrupt contract), CABI.swift
+// SlabCache+PerCPU (the slow path's rules), SlabCache+Slabs (takeRunFromSlabs,
+// returnToSlabs), CPUCache (the claim and the interrupt contract), CABI.swift
 // (quarry_cache_alloc_bulk, quarry_cache_free_bulk).
 //
 // ## Interrupt contract
@@ -121,27 +121,29 @@ extension SlabCache {
     /// Interrupts masked.
     func takeBatchFromSlabs(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ n: Int,
                             _ mode: LockMode) -> QuarryError? {
-        guard let saved = heap.pointee.acquire(state.pointee.lock, P.self, mode) else { return .outOfMemory }
-        hook(.cacheLocked)
-        var taken = 0
-        var failure: QuarryError? = nil
-        while taken < n {
-            switch takeRunFromSlabsLocked(out + taken, n - taken, mode) {
-            case .success(let run): taken += run
-            case .failure(let error): failure = error
+        let result = state.pointee.lock.tryWithLock(P.self, mode) { slabs -> QuarryError? in
+            hook(.cacheLocked)
+            var taken = 0
+            var failure: QuarryError? = nil
+            while taken < n {
+                switch takeRunFromSlabs(&slabs, out + taken, n - taken, mode) {
+                case .success(let run): taken += run
+                case .failure(let error): failure = error
+                }
+                if failure != nil { break }
             }
-            if failure != nil { break }
-        }
-        if failure != nil {
-            while taken > 0 {
-                taken -= 1
-                returnToSlabsLocked(UInt(bitPattern: out[taken]), mode)
+            if failure != nil {
+                while taken > 0 {
+                    taken -= 1
+                    returnToSlabs(&slabs, UInt(bitPattern: out[taken]), mode)
+                }
+            } else {
+                slabs.counters.refills += 1
             }
-        } else {
-            slabs.pointee.counters.refills += 1
+            return failure
         }
-        heap.pointee.release(state.pointee.lock, P.self, saved)
-        return failure
+        guard let result else { return .outOfMemory }
+        return result
     }
 
     /// `handOut` of each object of a batch.
@@ -226,40 +228,29 @@ extension SlabCache {
         let mode = heap.pointee.lockMode(cpu: index)
         if claimed { hook(.freeMiss) }
         var freed = 0
-        var locked: InterruptState? = nil
-        var lockTried = false
-        var i = 0
-        while i < n {
-            defer { i += 1 }
-            guard let object = objects[i] else { continue }
-            let address = UInt(bitPattern: object)
-            // Objects for the slabs are checked under the lock, so `locate`'s slab is exact.
-            if !lockTried && !(claimed && slot.pointee.hasRoom) {
-                lockTried = true
-                locked = heap.pointee.acquire(state.pointee.lock, P.self, mode)
-                if locked != nil { hook(.cacheLocked) }
-            }
-            let page: PageNumber
-            switch admitFree(address) {
-            case .success(let p): page = p
-            case .failure(let error):
-                if first == nil { first = error }
-                continue
-            }
-            if !lockTried {
-                setCachedMark(address)
-                _ = slot.pointee.pushEitherMagazine(address)
-                freed += 1
-            } else if locked != nil {
-                returnToSlabsLocked(address, mode, slab: page)
-                freed += 1
-            } else {
-                parkOrRefuse(address, claimed ? slot : nil, &first)
-            }
+        // With the slot claimed: onto either magazine while one has room.
+        func hasRoom() -> Bool { claimed && slot.pointee.hasRoom }
+        let rest = admitEach(objects, from: 0, to: n, &first, while: hasRoom) { address, _, _ in
+            setCachedMark(address)
+            _ = slot.pointee.pushEitherMagazine(address)
+            freed += 1
         }
-        if let locked {
-            slabs.pointee.counters.flushes += 1
-            heap.pointee.release(state.pointee.lock, P.self, locked)
+        if rest < n {
+            // The rest to the slabs in one lock section; they are checked under the lock,
+            // so `locate`'s slab is exact. Without the lock: parked, or refused.
+            let locked: Void? = state.pointee.lock.tryWithLock(P.self, mode) { slabs in
+                hook(.cacheLocked)
+                _ = admitEach(objects, from: rest, to: n, &first) { address, page, _ in
+                    returnToSlabs(&slabs, address, mode, slab: page)
+                    freed += 1
+                }
+                slabs.counters.flushes += 1
+            }
+            if locked == nil {
+                _ = admitEach(objects, from: rest, to: n, &first) { address, _, first in
+                    parkOrRefuse(address, claimed ? slot : nil, &first)
+                }
+            }
         }
         if claimed {
             slot.counters.pointee.freeMisses.add(freed)
@@ -269,6 +260,29 @@ extension SlabCache {
             state.pointee.atomics.nestedFrees.wrappingAdd(UInt(freed), ordering: .relaxed)
         }
         P.restoreInterrupts(saved)
+    }
+
+    /// Checks `objects[start ..< n]` one by one (`admitFree`; nil entries skipped),
+    /// giving each admitted object and its slab head to `body`, and keeping the first
+    /// refusal in `first`; stops before the first object for which `proceed` is false.
+    /// Returns where it stopped (`n` when it went through).
+    @inline(__always)
+    func admitEach(_ objects: UnsafePointer<UnsafeMutableRawPointer?>, from start: Int, to n: Int,
+                   _ first: inout QuarryError?, while proceed: () -> Bool = { true },
+                   _ body: (UInt, PageNumber, inout QuarryError?) -> Void) -> Int {
+        var i = start
+        while i < n {
+            if let object = objects[i] {
+                guard proceed() else { return i }
+                let address = UInt(bitPattern: object)
+                switch admitFree(address) {
+                case .success(let page): body(address, page, &first)
+                case .failure(let error): if first == nil { first = error }
+                }
+            }
+            i += 1
+        }
+        return n
     }
 
     /// A checked object that cannot reach its slab (the cache lock is held and this

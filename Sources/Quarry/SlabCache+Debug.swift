@@ -176,14 +176,14 @@ extension SlabCache {
 
     /// `validate` for `Quarry.validate`, which holds the registry lock.
     func validateUnchecked() -> ValidationReport {
-        state.pointee.depot.withLock(P.self) { depot in validateUnchecked(depot) }
+        state.pointee.depot.withLock(P.self) { depot in
+            state.pointee.lock.withLock(P.self) { slabs in validateUnchecked(depot, slabs) }
+        }
     }
 
-    /// `validateUnchecked` inside the depot's lock scope.
-    private func validateUnchecked(_ depot: Depot) -> ValidationReport {
+    /// `validateUnchecked` inside the depot's and the cache lock's scopes.
+    private func validateUnchecked(_ depot: Depot, _ slabs: SlabLayer) -> ValidationReport {
         var r = ValidationReport()
-        let h = heap
-        let saved = h.pointee.acquireBlocking(state.pointee.lock, P.self)
         let poison = state.pointee.options.poison
         let bitmap = state.pointee.bitmap
         // Cached objects are free (poisoned) and out of their slabs (bit set). Clearing
@@ -205,16 +205,15 @@ extension SlabCache {
         let capacity = UInt32(geometry.objectsPerSlab)
         var inUse = 0
         var leaked = 0
-        validateList(slabs.pointee.partial, &r, &inUse, &leaked) { $0 > 0 && $0 < capacity }
-        validateList(slabs.pointee.full, &r, &inUse, &leaked) { $0 == capacity }
-        validateList(slabs.pointee.empty, &r, &inUse, &leaked) { $0 == 0 }
-        validateList(slabs.pointee.quarantined, &r, &inUse, &leaked) { _ in true }
-        let c = slabs.pointee.counters
+        validateList(slabs.partial, &r, &inUse, &leaked) { $0 > 0 && $0 < capacity }
+        validateList(slabs.full, &r, &inUse, &leaked) { $0 == capacity }
+        validateList(slabs.empty, &r, &inUse, &leaked) { $0 == 0 }
+        validateList(slabs.quarantined, &r, &inUse, &leaked) { _ in true }
+        let c = slabs.counters
         let me = UInt(bitPattern: state)
         if inUse != c.inUse || activeObjects + cached != c.inUse || leaked != c.leakedObjects {
             r.note(.accountingMismatch, me)
         }
-        h.pointee.release(state.pointee.lock, P.self, saved)
         return r
     }
 

@@ -104,18 +104,15 @@ extension SlabCache {
 
     /// Releases every empty slab, type-stable or not (`shrink`).
     func releaseEmptySlabs() -> Int {
-        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
-        let released = releaseEmptySlabsLocked(keeping: 0)
-        heap.pointee.release(state.pointee.lock, P.self, saved)
-        return released
+        state.pointee.lock.withLock(P.self) { slabs in releaseEmptySlabs(&slabs, keeping: 0) }
     }
 
     /// Releases every slab of a cache that holds no object (`destroy`, after draining):
     /// the empty ones and the quarantined ones, which nothing else releases.
     func releaseAllSlabs() {
-        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
-        _ = releaseEmptySlabsLocked(keeping: 0)
-        releaseQuarantinedSlabsLocked()
-        heap.pointee.release(state.pointee.lock, P.self, saved)
+        state.pointee.lock.withLock(P.self) { slabs in
+            _ = releaseEmptySlabs(&slabs, keeping: 0)
+            releaseQuarantinedSlabs(&slabs)
+        }
     }
 }

@@ -32,13 +32,14 @@ extension SlabCache {
     /// `checkInvariants`, returning the number of magazines the cache holds (its CPUs'
     /// and its depot's), for the heap-wide magazine accounting.
     func checkInvariantsCountingMagazines() -> Int {
-        state.pointee.depot.withLock(P.self) { depot in checkInvariantsCountingMagazines(depot) }
+        state.pointee.depot.withLock(P.self) { depot in
+            state.pointee.lock.withLock(P.self) { slabs in checkInvariantsCountingMagazines(depot, slabs) }
+        }
     }
 
-    /// `checkInvariantsCountingMagazines` inside the depot's lock scope.
-    private func checkInvariantsCountingMagazines(_ depot: Depot) -> Int {
+    /// `checkInvariantsCountingMagazines` inside the depot's and the cache lock's scopes.
+    private func checkInvariantsCountingMagazines(_ depot: Depot, _ slabs: SlabLayer) -> Int {
         let h = heap
-        let saved = h.pointee.acquireBlocking(state.pointee.lock, P.self)
         let tuning = h.pointee.tuning
         let capacity = state.pointee.magazineCapacity
         let sentinel = h.pointee.sentinel
@@ -127,35 +128,34 @@ extension SlabCache {
             return Int(d.inUse)
         }
         var inUse = 0
-        slabs.pointee.partial.check(map) { page in
+        slabs.partial.check(map) { page in
             let n = Int(map[page].inUse)
             precondition(n > 0 && n < g.objectsPerSlab, "SlabCache: partial slab not partial")
             inUse += checkSlab(page)
         }
-        slabs.pointee.full.check(map) { page in
+        slabs.full.check(map) { page in
             precondition(Int(map[page].inUse) == g.objectsPerSlab, "SlabCache: full slab not full")
             inUse += checkSlab(page)
         }
-        slabs.pointee.empty.check(map) { page in
+        slabs.empty.check(map) { page in
             precondition(map[page].inUse == 0, "SlabCache: empty slab not empty")
             inUse += checkSlab(page)
         }
         var leaked = 0
-        slabs.pointee.quarantined.check(map) { page in
+        slabs.quarantined.check(map) { page in
             let n = checkSlab(page)
             inUse += n
             leaked += Int(map[page].carved) - n
         }
 
-        let c = slabs.pointee.counters
+        let c = slabs.counters
         precondition(inUse == c.inUse, "SlabCache: inUse counter != Σ slab inUse")
         precondition(leaked == c.leakedObjects, "SlabCache: leaked objects != Σ quarantined (carved - inUse)")
         precondition(activeObjects + cached == c.inUse, "SlabCache: active + cached != objects out of slabs")
-        precondition(c.slabsCreated - c.slabsReleased == UInt64(word: UInt(slabs.pointee.slabCount)),
+        precondition(c.slabsCreated - c.slabsReleased == UInt64(word: UInt(slabs.slabCount)),
                      "SlabCache: slab count")
-        precondition(slabs.pointee.empty.count <= state.pointee.emptySlabReserve || trimDue,
+        precondition(slabs.empty.count <= state.pointee.emptySlabReserve || trimDue,
                      "SlabCache: empty reserve exceeded")
-        h.pointee.release(state.pointee.lock, P.self, saved)
         return magazines
     }
 
@@ -184,5 +184,5 @@ extension SlabCache {
     }
 
     /// Pages this cache's slabs hold.
-    var pagesHeld: Int { slabs.pointee.slabCount * geometry.slabPages }
+    var pagesHeld: Int { state.pointee.lock.withLock(P.self) { slabs in slabs.slabCount } * geometry.slabPages }
 }

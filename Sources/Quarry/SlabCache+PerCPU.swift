@@ -122,30 +122,31 @@ extension SlabCache {
     /// acquisition of the cache lock, then pop. The magazine is reversed so that
     /// objects come out in slab order.
     func refill(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Result<UInt, QuarryError> {
-        guard let saved = heap.pointee.acquire(state.pointee.lock, P.self, mode) else { return .failure(.outOfMemory) }
-        hook(.cacheLocked)
         var failure: QuarryError? = nil
-        var taken = 0
-        fill: while true {
-            let m = slot.pointee.loaded
-            guard m.count < m.capacity else { break fill }
-            switch takeFromSlabsLocked(mode) {
-            case .success(let object):
-                // Read the slot again: a nested call may have run inside the slab layer.
-                let now = slot.pointee.loaded
-                guard now.count < now.capacity else {
-                    returnToSlabsLocked(object, mode)
+        let locked: Void? = state.pointee.lock.tryWithLock(P.self, mode) { slabs in
+            hook(.cacheLocked)
+            var taken = 0
+            fill: while true {
+                let m = slot.pointee.loaded
+                guard m.count < m.capacity else { break fill }
+                switch takeFromSlabs(&slabs, mode) {
+                case .success(let object):
+                    // Read the slot again: a nested call may have run inside the slab layer.
+                    let now = slot.pointee.loaded
+                    guard now.count < now.capacity else {
+                        returnToSlabs(&slabs, object, mode)
+                        break fill
+                    }
+                    now.push(object)
+                    taken += 1
+                case .failure(let error):
+                    failure = error
                     break fill
                 }
-                now.push(object)
-                taken += 1
-            case .failure(let error):
-                failure = error
-                break fill
             }
+            if taken > 0 { slabs.counters.refills += 1 }
         }
-        if taken > 0 { slabs.pointee.counters.refills += 1 }
-        heap.pointee.release(state.pointee.lock, P.self, saved)
+        guard locked != nil else { return .failure(.outOfMemory) }
         slot.pointee.loaded.reverse()
         if let object = slot.pointee.popEitherMagazine() {
             slot.counters.pointee.allocMisses.bump()
@@ -191,10 +192,11 @@ extension SlabCache {
     /// False (`.busy`, nothing changed) when the cache lock is held and this CPU holds
     /// a Quarry lock (it may be the holder).
     func freeNested(_ address: UInt, _ mode: LockMode) -> Bool {
-        guard let saved = heap.pointee.acquire(state.pointee.lock, P.self, mode) else { return false }
-        hook(.cacheLocked)
-        returnToSlabsLocked(address, mode)
-        heap.pointee.release(state.pointee.lock, P.self, saved)
+        let locked: Void? = state.pointee.lock.tryWithLock(P.self, mode) { slabs in
+            hook(.cacheLocked)
+            returnToSlabs(&slabs, address, mode)
+        }
+        guard locked != nil else { return false }
         state.pointee.atomics.nestedFrees.wrappingAdd(1, ordering: .relaxed)
         return true
     }
@@ -264,26 +266,26 @@ extension SlabCache {
     /// Empties the previous magazine in place into the slabs (when no empty magazine
     /// can be had: `depotFullLimit == 0`, or no memory for a new magazine). `.spin` only.
     func flushPrevious(_ slot: UnsafeMutablePointer<CPUCache>) {
-        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
-        hook(.flushing)
-        while true {
-            let m = slot.pointee.previous  // again each time: nested calls may swap the slots
-            guard m.count > 0 else { break }
-            returnToSlabsLocked(m.pop(), .spin)
+        state.pointee.lock.withLock(P.self) { slabs in
+            hook(.flushing)
+            while true {
+                let m = slot.pointee.previous  // again each time: nested calls may swap the slots
+                guard m.count > 0 else { break }
+                returnToSlabs(&slabs, m.pop(), .spin)
+            }
+            slabs.counters.flushes += 1
         }
-        slabs.pointee.counters.flushes += 1
-        heap.pointee.release(state.pointee.lock, P.self, saved)
     }
 
     /// Empties `magazine`, which the caller owns (detached from every slot and from the
     /// depot), into the slabs under one acquisition of the cache lock. `.spin` only.
     func flushToSlabs(_ magazine: Magazine) {
         guard magazine.count > 0 else { return }
-        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
-        hook(.flushing)
-        while magazine.count > 0 { returnToSlabsLocked(magazine.pop(), .spin) }
-        slabs.pointee.counters.flushes += 1
-        heap.pointee.release(state.pointee.lock, P.self, saved)
+        state.pointee.lock.withLock(P.self) { slabs in
+            hook(.flushing)
+            while magazine.count > 0 { returnToSlabs(&slabs, magazine.pop(), .spin) }
+            slabs.counters.flushes += 1
+        }
     }
 
     // MARK: Magazines
@@ -363,10 +365,10 @@ extension SlabCache {
 
     /// Free for Quarry's own use to a cache without magazines. `.spin`, interrupts masked, this CPU.
     func freeInternal(_ object: UInt) {
-        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
-        hook(.cacheLocked)
-        let returned = returnToSlabsLocked(object, .spin)
-        heap.pointee.release(state.pointee.lock, P.self, saved)
+        let returned = state.pointee.lock.withLock(P.self) { slabs in
+            hook(.cacheLocked)
+            return returnToSlabs(&slabs, object, .spin)
+        }
         precondition(returned, "Quarry: an internal object freed twice")
         cpu(P.cpuIndex).counters.pointee.freeMisses.bump()
     }
@@ -389,11 +391,11 @@ extension SlabCache {
 
     @inline(never)
     func flushReserve(_ slot: UnsafeMutablePointer<CPUCache>) {
-        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
-        hook(.trimming)
-        while let object = slot.pointee.takeReserve() { returnToSlabsLocked(object, .spin) }
-        slabs.pointee.counters.flushes += 1
-        heap.pointee.release(state.pointee.lock, P.self, saved)
+        state.pointee.lock.withLock(P.self) { slabs in
+            hook(.trimming)
+            while let object = slot.pointee.takeReserve() { returnToSlabs(&slabs, object, .spin) }
+            slabs.counters.flushes += 1
+        }
     }
 
     /// Frees surplus empty magazines and releases surplus empty slabs. `.spin` only.
@@ -416,8 +418,7 @@ extension SlabCache {
             m.next = nil
             freeMagazine(m)
         }
-        let cacheSaved = h.pointee.acquireBlocking(state.pointee.lock, P.self)
-        _ = releaseEmptySlabsLocked(keeping: state.pointee.emptySlabReserve)
-        h.pointee.release(state.pointee.lock, P.self, cacheSaved)
+        let reserve = state.pointee.emptySlabReserve
+        _ = state.pointee.lock.withLock(P.self) { slabs in releaseEmptySlabs(&slabs, keeping: reserve) }
     }
 }

@@ -3,8 +3,9 @@
 // Neighbours: Slab (one slab's free list), SlabList and CacheState (the lists and
 // counters), PageAllocator (through the page lock), SlabCache+PerCPU (its callers).
 //
-// Everything here except `takeOne`, `allocateOneFromSlabs` and `freeOneToSlabs` requires
-// the cache lock held; the page lock is taken inside, after it (lock order: depot ->
+// Everything here except `takeOne`, `allocateOneFromSlabs` and `freeOneToSlabs` works on
+// the slab layer it is handed (`inout SlabLayer`), which only the cache lock's scope hands
+// out (`CacheState.lock`); the page lock is taken inside, after it (lock order: depot ->
 // cache -> page). This is the only code that writes a slab object's allocation bit: set
 // when the object leaves its slab, cleared when it comes back (AllocationBitmap), so the
 // bit of an object held by a user or by the per-CPU layer is set, and bits set == `inUse`.
@@ -23,9 +24,9 @@ extension SlabCache {
     /// and the corruption reported, once; the next call takes another slab. So one
     /// corrupted slab refuses at most one allocation (a refill that already holds
     /// objects is not refused at all), and nothing on this path traps.
-    func takeFromSlabsLocked(_ mode: LockMode) -> Result<UInt, QuarryError> {
+    func takeFromSlabs(_ slabs: inout SlabLayer, _ mode: LockMode) -> Result<UInt, QuarryError> {
         let map = heap.pointee.map
-        guard let page = slabToTakeFromLocked(mode) else { return .failure(.outOfMemory) }
+        guard let page = slabToTakeFrom(&slabs, mode) else { return .failure(.outOfMemory) }
         let slab = Slab(page: page, map: map, arena: heap.pointee.arena)
         switch slab.pop(geometry, secret: state.pointee.secret, bitmap: state.pointee.bitmap) {
         case .object(let object, let fresh):
@@ -33,16 +34,16 @@ extension SlabCache {
                 // Out already (a randomized slab's list named an object not yet carved,
                 // which was handed out and is now carved again): never hand it out twice.
                 map[page].inUse -= 1
-                return quarantineLocked(page, reporting: object)
+                return quarantine(&slabs, page, reporting: object)
             }
             if Int(map[page].inUse) == geometry.objectsPerSlab {
-                slabs.pointee.partial.remove(page, map)
-                slabs.pointee.full.push(page, map)
+                slabs.partial.remove(page, map)
+                slabs.full.push(page, map)
             }
-            slabs.pointee.counters.slabAllocations += 1
-            slabs.pointee.counters.inUse += 1
-            if slabs.pointee.counters.inUse > slabs.pointee.counters.highWater {
-                slabs.pointee.counters.highWater = slabs.pointee.counters.inUse
+            slabs.counters.slabAllocations += 1
+            slabs.counters.inUse += 1
+            if slabs.counters.inUse > slabs.counters.highWater {
+                slabs.counters.highWater = slabs.counters.inUse
             }
             if fresh && state.pointee.objectWork { prepareFresh(object) }
             if fresh, let constructor = state.pointee.constructor {
@@ -51,22 +52,22 @@ extension SlabCache {
             }
             return .success(object)
         case .corrupt(let address):
-            return quarantineLocked(page, reporting: address)
+            return quarantine(&slabs, page, reporting: address)
         }
     }
 
     /// The slab the next object comes from: the first partial slab, else an empty one
     /// (moved to partial), else a new slab; nil when no page is left.
     @inline(__always)
-    func slabToTakeFromLocked(_ mode: LockMode) -> PageNumber? {
+    func slabToTakeFrom(_ slabs: inout SlabLayer, _ mode: LockMode) -> PageNumber? {
         let map = heap.pointee.map
-        var page = slabs.pointee.partial.head
+        var page = slabs.partial.head
         if page == .none {
-            page = slabs.pointee.empty.head
+            page = slabs.empty.head
             if page != .none {
-                slabs.pointee.empty.remove(page, map)
-                slabs.pointee.partial.push(page, map)
-            } else if let fresh = createSlab(mode) {
+                slabs.empty.remove(page, map)
+                slabs.partial.push(page, map)
+            } else if let fresh = createSlab(&slabs, mode) {
                 page = fresh
             } else {
                 return nil
@@ -75,14 +76,14 @@ extension SlabCache {
         return page
     }
 
-    /// `takeFromSlabsLocked` for up to `n` objects of one slab, into `out`: the count
+    /// `takeFromSlabs` for up to `n` objects of one slab, into `out`: the count
     /// taken (at least 1), or the error with none taken. The slab's descriptor words
     /// and the cache's counters are written once per run, not once per object
     /// (the bulk allocation's slab section).
-    func takeRunFromSlabsLocked(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ n: Int,
-                                _ mode: LockMode) -> Result<Int, QuarryError> {
+    func takeRunFromSlabs(_ slabs: inout SlabLayer, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>,
+                          _ n: Int, _ mode: LockMode) -> Result<Int, QuarryError> {
         let map = heap.pointee.map
-        guard let page = slabToTakeFromLocked(mode) else { return .failure(.outOfMemory) }
+        guard let page = slabToTakeFrom(&slabs, mode) else { return .failure(.outOfMemory) }
         let slab = Slab(page: page, map: map, arena: heap.pointee.arena)
         let g = geometry
         let secret = state.pointee.secret
@@ -96,7 +97,7 @@ extension SlabCache {
             switch slab.pop(g, secret: secret, bitmap: bitmap) {
             case .object(let object, let fresh):
                 guard bitmap.setLocked(object) else {
-                    // As in takeFromSlabsLocked: never hand an object out twice.
+                    // As in takeFromSlabs: never hand an object out twice.
                     map[page].inUse -= 1
                     corruptAt = object
                     break run
@@ -114,21 +115,21 @@ extension SlabCache {
             }
         }
         if Int(map[page].inUse) == g.objectsPerSlab {
-            slabs.pointee.partial.remove(page, map)
-            slabs.pointee.full.push(page, map)
+            slabs.partial.remove(page, map)
+            slabs.full.push(page, map)
         }
-        slabs.pointee.counters.slabAllocations += UInt64(word: UInt(taken))
-        slabs.pointee.counters.inUse += taken
-        if slabs.pointee.counters.inUse > slabs.pointee.counters.highWater {
-            slabs.pointee.counters.highWater = slabs.pointee.counters.inUse
+        slabs.counters.slabAllocations += UInt64(word: UInt(taken))
+        slabs.counters.inUse += taken
+        if slabs.counters.inUse > slabs.counters.highWater {
+            slabs.counters.highWater = slabs.counters.inUse
         }
         if let corruptAt {
             // Quarantine first, then give the run back: its objects join the slab's
             // leaked objects (a quarantined slab is never taken from again).
-            if case .failure(let error) = quarantineLocked(page, reporting: corruptAt) { failure = error }
+            if case .failure(let error) = quarantine(&slabs, page, reporting: corruptAt) { failure = error }
             while taken > 0 {
                 taken -= 1
-                returnToSlabsLocked(UInt(bitPattern: out[taken]), mode, slab: page)
+                returnToSlabs(&slabs, UInt(bitPattern: out[taken]), mode, slab: page)
             }
         }
         if let failure { return .failure(failure) }
@@ -141,14 +142,14 @@ extension SlabCache {
     /// Reports `.corruptFreeList` at `address` (once per slab: a quarantined slab is
     /// never taken from again) and returns it as the failure.
     @inline(never)
-    func quarantineLocked(_ page: PageNumber, reporting address: UInt) -> Result<UInt, QuarryError> {
+    func quarantine(_ slabs: inout SlabLayer, _ page: PageNumber, reporting address: UInt) -> Result<UInt, QuarryError> {
         let map = heap.pointee.map
         let d = map[page]
-        slabs.pointee.partial.remove(page, map)
+        slabs.partial.remove(page, map)
         d.freeHead = 0
-        slabs.pointee.quarantined.push(page, map)
-        slabs.pointee.counters.slabsQuarantined += 1
-        slabs.pointee.counters.leakedObjects += Int(d.carved - d.inUse)
+        slabs.quarantined.push(page, map)
+        slabs.counters.slabsQuarantined += 1
+        slabs.counters.leakedObjects += Int(d.carved - d.inUse)
         report(.corruptFreeList, address)
         return .failure(.corruptFreeList)
     }
@@ -173,7 +174,7 @@ extension SlabCache {
     /// `slab`: the object's slab head when the caller already resolved it (under this
     /// lock: `locate` of a free checked under it), else it is looked up here.
     @discardableResult
-    func returnToSlabsLocked(_ object: UInt, _ mode: LockMode, slab: PageNumber? = nil) -> Bool {
+    func returnToSlabs(_ slabs: inout SlabLayer, _ object: UInt, _ mode: LockMode, slab: PageNumber? = nil) -> Bool {
         guard state.pointee.bitmap.clearLocked(object) else {
             state.pointee.atomics.droppedDuplicates.wrappingAdd(1, ordering: .relaxed)
             report(.doubleFree, object)
@@ -181,38 +182,38 @@ extension SlabCache {
         }
         let map = heap.pointee.map
         let page = slab ?? slabOf(object)
-        slabs.pointee.counters.slabFrees += 1
-        slabs.pointee.counters.inUse -= 1
+        slabs.counters.slabFrees += 1
+        slabs.counters.inUse -= 1
         let list = map[page].list
         if list == .quarantined {
             // Accounted, never reused: it joins the slab's leaked objects.
             map[page].inUse -= 1
-            slabs.pointee.counters.leakedObjects += 1
+            slabs.counters.leakedObjects += 1
             return true
         }
         let wasFull = list == .full
         Slab(page: page, map: map, arena: heap.pointee.arena).push(object, geometry, secret: state.pointee.secret)
         if wasFull {
-            slabs.pointee.full.remove(page, map)
-            slabs.pointee.partial.push(page, map)
+            slabs.full.remove(page, map)
+            slabs.partial.push(page, map)
         }
         if map[page].inUse == 0 {
-            slabs.pointee.partial.remove(page, map)
+            slabs.partial.remove(page, map)
             let reserve = state.pointee.emptySlabReserve
-            if slabs.pointee.empty.count < reserve || mode == .tryOnly {
-                slabs.pointee.empty.push(page, map)
-                if slabs.pointee.empty.count > reserve {
+            if slabs.empty.count < reserve || mode == .tryOnly {
+                slabs.empty.push(page, map)
+                if slabs.empty.count > reserve {
                     state.pointee.atomics.trimNeeded.store(true, ordering: .relaxed)
                 }
             } else {
-                releaseSlab(page)
+                releaseSlab(&slabs, page)
             }
         }
         return true
     }
 
     /// Takes pages for a new slab, gives it the next colour and puts it on the partial list.
-    func createSlab(_ mode: LockMode) -> PageNumber? {
+    func createSlab(_ slabs: inout SlabLayer, _ mode: LockMode) -> PageNumber? {
         let g = geometry
         let h = heap
         let taken = h.pointee.pages.tryWithLock(P.self, mode) { pages -> PageNumber? in
@@ -222,18 +223,18 @@ extension SlabCache {
         guard let page = taken ?? nil else { return nil }
         AddressSanitizer.unpoison(h.pointee.arena.address(of: page), g.slabPages << Geometry.pageShift)
         let map = h.pointee.map
-        map[page].setSlabHead(color: g.color(slabs.pointee.nextColor), pages: g.slabPages,
+        map[page].setSlabHead(color: g.color(slabs.nextColor), pages: g.slabPages,
                               head: page, cache: UInt(bitPattern: state))
         map.markTails(of: page, count: g.slabPages)
-        slabs.pointee.nextColor = (slabs.pointee.nextColor + 1) % g.colorCount
-        slabs.pointee.counters.slabsCreated += 1
-        slabs.pointee.partial.push(page, map)
+        slabs.nextColor = (slabs.nextColor + 1) % g.colorCount
+        slabs.counters.slabsCreated += 1
+        slabs.partial.push(page, map)
         return page
     }
 
     /// Gives an empty slab's pages back to the page allocator. The slab is on no list.
-    func releaseSlab(_ page: PageNumber) {
-        slabs.pointee.counters.slabsReleased += 1
+    func releaseSlab(_ slabs: inout SlabLayer, _ page: PageNumber) {
+        slabs.counters.slabsReleased += 1
         let count = geometry.slabPages
         heap.pointee.pages.withLock(P.self) { pages in
             hook(.pageLocked)
@@ -242,13 +243,13 @@ extension SlabCache {
     }
 
     /// Releases empty slabs beyond `keep`. Returns the number of pages given back.
-    func releaseEmptySlabsLocked(keeping keep: Int) -> Int {
+    func releaseEmptySlabs(_ slabs: inout SlabLayer, keeping keep: Int) -> Int {
         let map = heap.pointee.map
         var released = 0
-        while slabs.pointee.empty.count > keep {
-            let page = slabs.pointee.empty.head
-            slabs.pointee.empty.remove(page, map)
-            releaseSlab(page)
+        while slabs.empty.count > keep {
+            let page = slabs.empty.head
+            slabs.empty.remove(page, map)
+            releaseSlab(&slabs, page)
             released += geometry.slabPages
         }
         return released
@@ -256,14 +257,14 @@ extension SlabCache {
 
     /// Releases every quarantined slab (`destroy`: no object of the cache is out, so
     /// each has `inUse == 0`), and forgets their leaked objects.
-    func releaseQuarantinedSlabsLocked() {
+    func releaseQuarantinedSlabs(_ slabs: inout SlabLayer) {
         let map = heap.pointee.map
-        while slabs.pointee.quarantined.count > 0 {
-            let page = slabs.pointee.quarantined.head
-            slabs.pointee.quarantined.remove(page, map)
+        while slabs.quarantined.count > 0 {
+            let page = slabs.quarantined.head
+            slabs.quarantined.remove(page, map)
             assert(map[page].inUse == 0, "SlabCache: a quarantined slab released with objects out")
-            slabs.pointee.counters.leakedObjects -= Int(map[page].carved - map[page].inUse)
-            releaseSlab(page)
+            slabs.counters.leakedObjects -= Int(map[page].carved - map[page].inUse)
+            releaseSlab(&slabs, page)
         }
     }
 
@@ -272,11 +273,11 @@ extension SlabCache {
     /// One object from the slabs under one acquisition of the cache lock, taken the
     /// way `mode` allows (`.outOfMemory` if it cannot be). Interrupts masked.
     func takeOne(_ mode: LockMode) -> Result<UInt, QuarryError> {
-        guard let saved = heap.pointee.acquire(state.pointee.lock, P.self, mode) else { return .failure(.outOfMemory) }
-        hook(.cacheLocked)
-        let result = takeFromSlabsLocked(mode)
-        heap.pointee.release(state.pointee.lock, P.self, saved)
-        return result
+        let result = state.pointee.lock.tryWithLock(P.self, mode) { slabs in
+            hook(.cacheLocked)
+            return takeFromSlabs(&slabs, mode)
+        }
+        return result ?? .failure(.outOfMemory)
     }
 
     /// `takeOne`, counted as a slow-path allocation of `slot`'s CPU. Interrupts
@@ -292,10 +293,10 @@ extension SlabCache {
     /// instead (false when that is full). Interrupts masked, on that CPU.
     func freeOneToSlabs(_ object: UInt, _ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode) -> Bool {
         guard mode == .spin else { return park(object, slot) }
-        let saved = heap.pointee.acquireBlocking(state.pointee.lock, P.self)
-        hook(.cacheLocked)
-        returnToSlabsLocked(object, .spin)
-        heap.pointee.release(state.pointee.lock, P.self, saved)
+        state.pointee.lock.withLock(P.self) { slabs in
+            hook(.cacheLocked)
+            _ = returnToSlabs(&slabs, object, .spin)
+        }
         slot.counters.pointee.freeMisses.bump()
         return true
     }

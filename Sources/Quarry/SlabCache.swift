@@ -42,9 +42,6 @@ public struct SlabCache<P: Platform> {
         return CacheState.cpu(index, of: state)
     }
 
-    /// The slab layer (under the cache lock). The depot is reached only inside its lock
-    /// scope (`state.pointee.depot.withLock`).
-    @inline(__always) var slabs: UnsafeMutablePointer<SlabLayer> { CacheState.slabLayer(of: state) }
 
     @inline(__always)
     func hook(_ point: HookPoint) { heap.pointee.hook(point) }

@@ -98,6 +98,10 @@ struct SpinLocked<Value: LockedState>: ~Copyable {
         self.heap = heap
     }
 
+    /// True when the executing CPU holds the lock (meaningful with interrupts off).
+    @inline(__always)
+    func isHeldByCurrentCPU<P: Platform>(_: P.Type) -> Bool { lock.isHeldByCurrentCPU(P.self) }
+
     /// Runs `body` on the state under the lock, spinning for it: for operations that
     /// are not interrupt-safe (create, destroy, drain, statistics, checks) and slow
     /// paths that hold no Quarry lock. Traps (checked builds) instead of hanging when
