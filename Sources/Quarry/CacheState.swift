@@ -213,7 +213,8 @@ struct CacheState: ~Copyable {
     let constructor: ObjectConstructor?
     let secret: UInt
     let heap: UnsafeMutablePointer<HeapState>
-    /// The heap's allocation bitmap, copied here so the fast path reaches it in one load.
+    /// The heap's allocation bitmap in this cache's layout (out of band, or in the
+    /// slab for small objects), here so the fast path reaches it in one load.
     let bitmap: AllocationBitmap
     /// Rounds per magazine; 0 for a cache without the per-CPU layer (the internal
     /// caches, and every cache when `Tuning.magazineSize == 0`).
@@ -226,6 +227,13 @@ struct CacheState: ~Copyable {
     let options: CacheOptions
     /// `options.needsObjectWork`: the one flag the fast path tests.
     let objectWork: Bool
+    /// The one byte the free hit path tests: `freeHitOutOfBand` or `freeHitInSlab` (where
+    /// the cache's allocation bits are, AllocationBitmap) for a cache without object
+    /// work; `freeHitNone` (the checked path) with it.
+    let freeHitMode: UInt8
+    static let freeHitOutOfBand: UInt8 = 0
+    static let freeHitInSlab: UInt8 = 1
+    static let freeHitNone: UInt8 = 2
     /// Empty slabs kept before a free releases one: `tuning.emptySlabReserve`, or
     /// `Int.max` for a type-stable cache (one comparison on the flush path for both).
     let emptySlabReserve: Int
@@ -291,13 +299,15 @@ struct CacheState: ~Copyable {
         self.constructor = constructor
         self.secret = secret
         self.heap = heap
-        self.bitmap = heap.pointee.bitmap
+        self.bitmap = AllocationBitmap(heap.pointee.bitmap, for: geometry)
         self.magazineCapacity = magazineCapacity
         self.isInternal = isInternal
         let options = options.effective(hasConstructor: constructor != nil)
         self.typeStable = options.typeStable
         self.options = options
         objectWork = options.needsObjectWork
+        freeHitMode = objectWork ? CacheState.freeHitNone
+            : geometry.bitmapInSlab ? CacheState.freeHitInSlab : CacheState.freeHitOutOfBand
         emptySlabReserve = options.typeStable ? Int.max : max(heap.pointee.tuning.emptySlabReserve, 0)
     }
 

@@ -134,7 +134,7 @@ extension EpochReclaimer {
                 if let cache = entry.cache {
                     precondition(cache.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic,
                                  "EpochReclaimer: retired into a dead cache")
-                    precondition(cache.pointee.heap.pointee.bitmap.isAllocated(entry.object),
+                    precondition(cache.pointee.bitmap.isAllocated(entry.object),
                                  "EpochReclaimer: a waiting object is not allocated")
                 } else {
                     precondition(MallocFront<P>(heap: state.pointee.heap).liveSpan(at: entry.object),

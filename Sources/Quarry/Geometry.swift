@@ -5,7 +5,7 @@
 /// - `pageSize == 1 << pageShift`
 /// - `granule` divides `cacheLine`, `cacheLine` divides `pageSize`
 /// - `maxObjectSize == maxSlabPages * pageSize` (one object fills the largest slab)
-/// - `pageSize / granule == bitmapBytesPerPage * 8`
+/// - `pageSize / bitmapGranule == bitmapBytesPerPage * 8`, `bitmapGranule == 1 << bitmapGranuleShift`
 public enum Geometry {
     /// log2 of the hardware page ("page" is always this 4 KiB unit).
     public static let pageShift = 12
@@ -14,7 +14,7 @@ public enum Geometry {
     /// Slab colours rotate in steps of one cache line (Bonwick 1994).
     public static let cacheLine = 64
     /// Smallest object and alignment: a free object must hold one encoded link word,
-    /// and objects start on granule boundaries so one bit per granule marks them.
+    /// and objects start on granule boundaries.
     public static let granule = 8
     /// log2 of `granule`.
     public static let granuleShift = 3
@@ -24,8 +24,14 @@ public enum Geometry {
     public static let maxObjectSize = maxSlabPages * pageSize
     /// A slab wastes at most 1/wasteDivisor of its bytes when the object size allows.
     public static let wasteDivisor = 8
-    /// Allocation-bitmap bytes for one page: one bit per granule.
-    public static let bitmapBytesPerPage = pageSize / granule / 8
+    /// Objects of at least this many bytes have their allocation bit out of band, one
+    /// bit per `bitmapGranule` bytes (no two of their objects start in one such
+    /// granule); smaller objects keep their bits in their one-page slab
+    /// (AllocationBitmap, SlabGeometry.bitmapInSlab).
+    public static let bitmapGranule = 64
+    public static let bitmapGranuleShift = 6
+    /// Out-of-band allocation-bitmap bytes for one page: one bit per bitmap granule.
+    public static let bitmapBytesPerPage = pageSize / bitmapGranule / 8
     /// Exact-length free-run bins (1 ... exactRunBins pages), plus one bin for longer runs.
     public static let exactRunBins = 16
     /// Objects each CPU can park per cache when a re-entrant free (an interrupt handler

@@ -7,13 +7,18 @@
 /// Layout (one slab of `geometry.slabPages` pages):
 ///
 ///     slab start            start + color                           start + slabBytes
-///     | colour (unused) | obj 0 | obj 1 | ... | obj capacity-1 | slack - colour |
+///     | colour (unused) | obj 0 | obj 1 | ... | obj capacity-1 | slack - colour | bits |
+///
+/// `bits`: the slab's allocation bits, `geometry.inSlabBitmapBytes` (8 to 64 bytes) for
+/// objects under 64 bytes (one-page slabs), none for larger ones (their bits are out
+/// of band: AllocationBitmap).
 ///
 /// Invariants (per slab, checked by SlabCache.checkInvariants):
 /// - `inUse + |free list| + leaked == carved <= capacity`, where `leaked` is 0 for a
 ///   slab in service and `carved - inUse` for a quarantined one, whose free list is
 ///   empty (`freeHead == 0`): its free objects are lost on purpose (SlabCache+Slabs)
-/// - `color + capacity * objectSize <= slabBytes` (no object crosses the slab's end)
+/// - `color + capacity * objectSize + inSlabBitmapBytes <= slabBytes` (no object
+///   crosses the slab's end or reaches its bits)
 /// - every object on the free list is at an object boundary below `carved`, and its
 ///   bitmap bit is clear; the bit of every other carved object is set (it is out of
 ///   the slab: a user's, or in the per-CPU layer): bits set == `inUse`.

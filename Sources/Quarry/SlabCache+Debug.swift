@@ -262,7 +262,7 @@ extension SlabCache {
                 r.note(.corruptFreeList, slab.start)
             }
         }
-        if state.pointee.bitmap.count(from: page, pages: g.slabPages) != Int(d.inUse) {
+        if state.pointee.bitmap.count(slab: page, pages: g.slabPages) != Int(d.inUse) {
             r.note(.accountingMismatch, slab.start)
         }
         if g.hasRedZone {

@@ -116,14 +116,14 @@ extension SlabCache {
             precondition(Int(d.color) % g.colorStep == 0 && Int(d.color) / g.colorStep < g.colorCount,
                          "SlabCache: colour out of range")
             let slab = Slab(page: page, map: map, arena: arena)
-            guard case .length(let free) = slab.walkFreeList(g, secret: secret, bitmap: h.pointee.bitmap) else {
+            guard case .length(let free) = slab.walkFreeList(g, secret: secret, bitmap: state.pointee.bitmap) else {
                 preconditionFailure("SlabCache: corrupt free list")
             }
             let leaked = d.list == .quarantined ? Int(d.carved) - Int(d.inUse) : 0
             precondition(leaked >= 0 && (d.list != .quarantined || free == 0),
                          "SlabCache: a quarantined slab with a free list, or more objects out than carved")
             precondition(Int(d.inUse) + free + leaked == Int(d.carved), "SlabCache: inUse + free + leaked != carved")
-            let bits = h.pointee.bitmap.count(from: page, pages: g.slabPages)
+            let bits = state.pointee.bitmap.count(slab: page, pages: g.slabPages)
             precondition(bits == Int(d.inUse), "SlabCache: bitmap (allocated + cached) disagrees with inUse")
             return Int(d.inUse)
         }

@@ -222,6 +222,7 @@ extension SlabCache {
         }
         guard let page = taken ?? nil else { return nil }
         AddressSanitizer.unpoison(h.pointee.arena.address(of: page), g.slabPages << Geometry.pageShift)
+        state.pointee.bitmap.clearSlab(page, pages: g.slabPages)
         let map = h.pointee.map
         map[page].setSlabHead(color: g.color(slabs.nextColor), pages: g.slabPages,
                               head: page, cache: UInt(bitPattern: state))

@@ -146,12 +146,22 @@ public struct SlabCache<P: Platform> {
     /// The hit path after validation: the object's state (its bit set: not in its
     /// slab; its link word not the cached mark: not in the per-CPU layer), then claim
     /// the slot, write the cached mark, push, bump the hit counter, give the slot up.
-    /// False (nothing changed) when any of that cannot be done here.
+    /// False (nothing changed) when any of that cannot be done here. One byte
+    /// (`freeHitMode`) says both "no object work" and where the bit is, so the common
+    /// case (out of band) costs one test, as the object-work flag alone did.
     @inline(__always)
     func freeLocatedHit(_ address: UInt) -> Bool {
+        if _fastPath(state.pointee.freeHitMode == CacheState.freeHitOutOfBand) {
+            return freeLocatedHit(address, inSlab: false)
+        }
+        return state.pointee.freeHitMode == CacheState.freeHitInSlab && freeLocatedHit(address, inSlab: true)
+    }
+
+    @inline(__always)
+    func freeLocatedHit(_ address: UInt, inSlab: Bool) -> Bool {
         let mark = FreeLink.mark(of: address, secret: state.pointee.secret)
         let offset = geometry.linkOffset
-        guard !state.pointee.objectWork, state.pointee.bitmap.isAllocated(address),
+        guard state.pointee.bitmap.isAllocated(address, inSlab: inSlab),
               FreeLink.word(of: address, offset: offset) != mark
         else { return false }
         poisonFreed(address)

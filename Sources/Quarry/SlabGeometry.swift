@@ -7,7 +7,8 @@
 /// - `objectSize % alignment == 0`, `objectSize >= Geometry.granule`
 /// - `1 <= objectsPerSlab`, `objectsPerSlab * objectSize <= slabBytes`
 /// - `colorStep % alignment == 0`, `colorStep % Geometry.cacheLine == 0`
-/// - `(colorCount - 1) * colorStep + objectsPerSlab * objectSize <= slabBytes`
+/// - `(colorCount - 1) * colorStep + objectsPerSlab * objectSize + inSlabBitmapBytes <= slabBytes`
+/// - `bitmapInSlab` (`objectSize < Geometry.bitmapGranule`) implies `slabPages == 1`
 /// - `linkOffset % Geometry.granule == 0`, `linkOffset + word size <= objectSize`
 /// - `reciprocal == 2^32 / objectSize + 1` (rounded down, then one added), and for every
 ///   `offset < slabBytes`: `offset * reciprocal >> 32 == offset / objectSize`
@@ -68,7 +69,28 @@ struct SlabGeometry: Equatable {
     }
 
     var slabBytes: Int { slabPages << Geometry.pageShift }
-    var slack: Int { slabBytes - objectsPerSlab * objectSize }
+    /// Bytes of the slab neither objects nor the in-slab bitmap use (the colours move
+    /// the objects inside it).
+    var slack: Int { slabBytes - inSlabBitmapBytes - objectsPerSlab * objectSize }
+
+    /// True when the objects' allocation bits live in the slab (AllocationBitmap):
+    /// objects smaller than the out-of-band bitmap's granule, in one-page slabs.
+    var bitmapInSlab: Bool { objectSize < Geometry.bitmapGranule }
+    /// log2 of the bitmap granule of this cache: the largest power of two not above
+    /// the object size, at most `Geometry.bitmapGranuleShift` (objects at least that far
+    /// apart never start in one granule).
+    var bitmapShift: Int { Self.bitmapShift(objectSize: objectSize) }
+    /// Bytes at the end of the slab's page that hold the in-slab bitmap (0 when out of
+    /// band): one bit per `2^bitmapShift` bytes of the page.
+    var inSlabBitmapBytes: Int { Self.inSlabBitmapBytes(objectSize: objectSize) }
+
+    static func bitmapShift(objectSize: Int) -> Int {
+        min(Int.bitWidth - 1 - objectSize.leadingZeroBitCount, Geometry.bitmapGranuleShift)
+    }
+
+    static func inSlabBitmapBytes(objectSize: Int) -> Int {
+        objectSize < Geometry.bitmapGranule ? (Geometry.pageSize >> bitmapShift(objectSize: objectSize)) / 8 : 0
+    }
 
     /// Byte offset of object 0 in the slab of colour `index`.
     @inline(__always) func color(_ index: Int) -> Int { index * colorStep }
@@ -135,12 +157,15 @@ struct SlabGeometry: Equatable {
         let align = max(alignment, Geometry.granule)
         let objectSize = (needed + align - 1) & ~(align - 1)
         let cap = max(1, tuning.maxObjectsPerSlab)
+        // Objects with in-slab bits: one-page slabs, the bitmap at the page's end.
+        let inSlabBitmap = inSlabBitmapBytes(objectSize: objectSize)
+        let maxPages = inSlabBitmap > 0 ? 1 : Geometry.maxSlabPages
         var best: (pages: Int, objects: Int)? = nil
         var bestWasteRatio = Int.max  // waste per 2^16 bytes of slab
         var pages = 1
-        while pages <= Geometry.maxSlabPages {
+        while pages <= maxPages {
             let bytes = pages << Geometry.pageShift
-            let objects = min(bytes / objectSize, cap)
+            let objects = min((bytes - inSlabBitmap) / objectSize, cap)
             if objects >= 1 {
                 let waste = bytes - objects * objectSize
                 if waste * Geometry.wasteDivisor <= bytes {
@@ -157,7 +182,7 @@ struct SlabGeometry: Equatable {
         }
         guard let chosen = best else { throw .sizeTooLarge }
         let step = max(Geometry.cacheLine, align)
-        let slack = (chosen.pages << Geometry.pageShift) - chosen.objects * objectSize
+        let slack = (chosen.pages << Geometry.pageShift) - inSlabBitmap - chosen.objects * objectSize
         let g = SlabGeometry(
             objectSize: objectSize, alignment: align, slabPages: chosen.pages,
             objectsPerSlab: chosen.objects, colorStep: step, colorCount: slack / step + 1,
@@ -172,7 +197,10 @@ struct SlabGeometry: Equatable {
         precondition(objectSize % alignment == 0 && objectSize >= Geometry.granule, "SlabGeometry: object size")
         precondition(objectsPerSlab >= 1 && objectsPerSlab * objectSize <= slabBytes, "SlabGeometry: capacity")
         precondition(colorStep % alignment == 0 && colorStep % Geometry.cacheLine == 0, "SlabGeometry: colour step")
-        precondition(color(colorCount - 1) + objectsPerSlab * objectSize <= slabBytes, "SlabGeometry: colour range")
+        precondition(color(colorCount - 1) + objectsPerSlab * objectSize + inSlabBitmapBytes <= slabBytes,
+                     "SlabGeometry: colour range")
+        precondition(!bitmapInSlab || (slabPages == 1 && inSlabBitmapBytes % 4 == 0),
+                     "SlabGeometry: an in-slab bitmap needs a one-page slab")
         precondition(color(colorCount - 1) <= Int(UInt16.max), "SlabGeometry: colour fits the descriptor")
         precondition(linkOffset % Geometry.granule == 0 && linkOffset + MemoryLayout<UInt>.size <= objectSize,
                      "SlabGeometry: free link inside the object")

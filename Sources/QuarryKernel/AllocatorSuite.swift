@@ -117,7 +117,7 @@ enum AllocatorChecks {
     /// Style rule 10: the constants' relations hold on this target too (4-byte pointers).
     static func geometryAtBoot() {
         TestHarness.check("alloc: page size is 1 << pageShift", Geometry.pageSize == 1 << Geometry.pageShift, "mismatch")
-        TestHarness.check("alloc: bitmap bytes per page", Geometry.bitmapBytesPerPage * 8 * Geometry.granule == Geometry.pageSize, "mismatch")
+        TestHarness.check("alloc: bitmap bytes per page", Geometry.bitmapBytesPerPage * 8 * Geometry.bitmapGranule == Geometry.pageSize, "mismatch")
         TestHarness.check("alloc: largest object fills the largest slab",
                           Geometry.maxObjectSize == Geometry.maxSlabPages * Geometry.pageSize, "mismatch")
     }

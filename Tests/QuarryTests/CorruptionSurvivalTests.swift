@@ -150,12 +150,12 @@ func survive(_ damage: FreeLinkDamage, tuning: Tuning, allocations: Int = 100_00
         c.writeFreeLink(into: second, to: third)
         #expect(c.validate() == ValidationReport() && q.validate() == nil)
         // Metadata: the bit of a live object cleared behind the cache's back.
-        _ = q.heap.pointee.bitmap.markFree(UInt(bitPattern: objects[0]))
+        _ = c.state.pointee.bitmap.markFree(UInt(bitPattern: objects[0]))
         r = c.validate()
         #expect(r.accountingMismatches >= 1 && r.first?.error == .accountingMismatch)
         f = try #require(q.validate())
         #expect(f.error == .accountingMismatch && f.cache.equals("first"))
-        _ = q.heap.pointee.bitmap.markAllocated(UInt(bitPattern: objects[0]))
+        _ = c.state.pointee.bitmap.markAllocated(UInt(bitPattern: objects[0]))
         #expect(q.validate() == nil)
         for p in objects[..<4] { try c.free(p) }
         q.drainAll()

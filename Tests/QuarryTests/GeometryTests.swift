@@ -1,5 +1,8 @@
 import Testing
 @testable import Quarry
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Constants and slab shapes: Style rule 10 (every coupling asserted).
 @Suite struct GeometryTests {
@@ -9,7 +12,8 @@ import Testing
         #expect(Geometry.cacheLine % Geometry.granule == 0)
         #expect(Geometry.pageSize % Geometry.cacheLine == 0)
         #expect(Geometry.maxObjectSize == Geometry.maxSlabPages * Geometry.pageSize)
-        #expect(Geometry.bitmapBytesPerPage * 8 == Geometry.pageSize / Geometry.granule)
+        #expect(Geometry.bitmapBytesPerPage * 8 == Geometry.pageSize / Geometry.bitmapGranule)
+        #expect(Geometry.bitmapGranule == 1 << Geometry.bitmapGranuleShift)
         #expect(Geometry.bitmapBytesPerPage % 4 == 0, "bitmap words are 32-bit")
         #expect(Geometry.maxSlabPages <= Geometry.exactRunBins, "slabs come from exact bins")
     }
@@ -44,7 +48,7 @@ import Testing
                 let g = try SlabGeometry.make(size: size, alignment: alignment, tuning: tuning)
                 #expect(g.objectSize >= size)
                 #expect(g.objectSize % max(alignment, Geometry.granule) == 0)
-                #expect(g.color(g.colorCount - 1) + g.objectsPerSlab * g.objectSize <= g.slabBytes)
+                #expect(g.color(g.colorCount - 1) + g.objectsPerSlab * g.objectSize + g.inSlabBitmapBytes <= g.slabBytes)
                 #expect(g.colorCount == g.slack / g.colorStep + 1)
                 if tuning.maxObjectsPerSlab >= Int(UInt16.max), size <= Geometry.pageSize / 8, alignment <= 64 {
                     // Small objects waste at most 1/8 of a slab.
@@ -53,6 +57,46 @@ import Testing
                 alignment <<= 2
             }
             size += size < 512 ? 1 : (size < 8192 ? 24 : 1000)
+        }
+    }
+
+    /// Issue 10, item 8: metadata at most 2% of the arena at 64-byte objects. A 64-byte
+    /// cache fills its one-page slabs with no slack and keeps its bits out of band, so
+    /// all its metadata is the per-page descriptor and bitmap words (and the header).
+    @Test func metadataAtMostTwoPercentAt64ByteObjects() throws {
+        let perPage = PageDescriptor.stride + Geometry.bitmapBytesPerPage
+        #expect(perPage * 50 <= Geometry.pageSize + perPage, "\(perPage) bytes per page")
+        // The same on a 32-bit target: the descriptor is 32 + 2 words.
+        #expect((32 + 2 * 4 + Geometry.bitmapBytesPerPage) * 50 <= Geometry.pageSize)
+        let g = try SlabGeometry.make(size: 64, alignment: 8, tuning: .standard)
+        #expect(!g.bitmapInSlab && g.inSlabBitmapBytes == 0 && g.slabPages == 1)
+        #expect(g.objectsPerSlab == Geometry.pageSize / 64 && g.slack == 0)
+        // Measured on whole heaps, header included (what `quarry-probe memory` reports).
+        for size in [16 << 20, 1 << 30] {
+            guard let raw = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+                  raw != MAP_FAILED else {
+                Issue.record("mmap failed")
+                return
+            }
+            defer { munmap(raw, size) }
+            let q = try Quarry<HostPlatform>.initialize(base: raw, size: size)
+            let meta = q.pageStatistics.metadataBytes
+            #expect(meta * 50 <= size, "\(meta) bytes of metadata in \(size)")
+        }
+    }
+
+    /// Objects smaller than the bitmap granule keep their bits at the end of their
+    /// one-page slab, clear of every object and colour.
+    @Test func smallObjectsKeepTheirBitsInTheSlab() throws {
+        for (size, objects, bytes) in [(8, 504, 64), (16, 254, 32), (24, 169, 32), (32, 127, 16), (48, 85, 16),
+                                       (56, 72, 16), (64, 64, 0), (72, 56, 0)] {
+            let g = try SlabGeometry.make(size: size, alignment: 8, tuning: .standard)
+            #expect(g.objectsPerSlab == objects && g.inSlabBitmapBytes == bytes, "size \(size)")
+            #expect(g.bitmapInSlab == (bytes > 0) && (!g.bitmapInSlab || g.slabPages == 1))
+            #expect(g.color(g.colorCount - 1) + objects * g.objectSize + bytes <= g.slabBytes)
+            // One object start per bitmap granule.
+            #expect(1 << g.bitmapShift <= g.objectSize)
+            #expect(bytes == 0 || bytes * 8 << g.bitmapShift == Geometry.pageSize)
         }
     }
 

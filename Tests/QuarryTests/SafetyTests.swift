@@ -28,6 +28,39 @@ func hookCount(_ e: QuarryError) -> Int { hookCounts[Int(e.rawValue)] }
 var hookTotal: Int { hookCounts.reduce(0, +) }
 
 @Suite(.serialized) struct SafetyTests {
+    /// Objects under 64 bytes keep their allocation bits at the end of their slab
+    /// (AllocationBitmap); larger ones out of band. On both sides of 64 bytes, through
+    /// the magazines and straight to the slabs: a full slab's objects all freed once
+    /// (accepted) then again (each a double free, nothing changed), a free into the
+    /// slab's last bytes (its bits, or slack) refused as interior, and the bits agree
+    /// with the slab's counts (`validate`, `checkInvariants`).
+    @Test(arguments: [8, 16, 24, 48, 56, 64, 72])
+    func doubleFreesFoundWhereverTheBitsLive(size: Int) throws {
+        // Both slabs stay when empty, so a second free meets an object of a live slab.
+        for tuning in [Tuning(emptySlabReserve: 2), Tuning(emptySlabReserve: 2, magazineSize: 0)] {
+            let arena = TestArena(size: 1 << 20)
+            defer { arena.release() }
+            let q = try arena.quarry(tuning: tuning)
+            let c = try q.createCache(name: "bits", size: size)
+            var objects: [UnsafeMutableRawPointer] = []
+            for _ in 0..<(2 * c.statistics.objectsPerSlab) { objects.append(try c.allocate()) }
+            #expect(c.validate() == ValidationReport())
+            let end = try #require(c.slabBounds(of: objects[0])).end
+            let last = try #require(UnsafeMutableRawPointer(bitPattern: end - 8))
+            #expect(throws: QuarryError.interiorPointer) { try c.free(last) }
+            for p in objects { try c.free(p) }
+            for p in objects { #expect(throws: QuarryError.doubleFree) { try c.free(p) } }
+            #expect(c.validate() == ValidationReport() && q.validate() == nil)
+            q.checkInvariants()
+            // Nothing is handed out twice after the refused frees.
+            var again = Set<UInt>()
+            for _ in objects { again.insert(UInt(bitPattern: try c.allocate())) }
+            #expect(again.count == objects.count)
+            for p in again { try c.free(UnsafeMutableRawPointer(bitPattern: p)) }
+            q.checkInvariants()
+        }
+    }
+
     /// Every misuse kind is refused before the object reaches a magazine, counted
     /// once, and reported once to the hook with the cache and the address.
     @Test func everyMisuseThroughThePerCPUPath() throws {
