@@ -9,7 +9,7 @@
 ///     slab start            start + color                           start + slabBytes
 ///     | colour (unused) | obj 0 | obj 1 | ... | obj capacity-1 | slack - colour | bits |
 ///
-/// `bits`: the slab's allocation bits, `geometry.inSlabBitmapBytes` (8 to 64 bytes) for
+/// `bits`: the slab's allocation bits, `geometry.inSlabBitmapBytes` (16 to 64 bytes) for
 /// objects under 64 bytes (one-page slabs), none for larger ones (their bits are out
 /// of band: AllocationBitmap).
 ///
