@@ -49,10 +49,13 @@ extension SlabCache {
         self.init(state: CacheState.state(ofHandle: handle))
     }
 
-    /// The hit path of `allocate`, for the C ABI: the object, or nil when the caller
-    /// must call `allocate()` (out of line) to be served or told why.
+    /// The hit path of `allocate`, for the C ABI: the object, or `miss()` (the caller's
+    /// out-of-line `allocate()`, which serves the call or says why), called instead of
+    /// returning nil, so the hit needs no test of its result.
     @_spi(CABI) @inline(__always)
-    public func allocateIfHit() -> UnsafeMutableRawPointer? { allocateHit() }
+    public func allocateIfHit(orElse miss: () -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+        allocateHit(orElse: miss)
+    }
 
     /// The hit path of `free`, for the C ABI: true when the object went into this
     /// CPU's magazine; false when the caller must call `free` (out of line).
@@ -62,14 +65,15 @@ extension SlabCache {
 
 extension MallocFront {
     /// The hit path of `malloc`, for the C ABI: a block of a class cache that exists,
-    /// served by its hit path, or nil when the caller must call `malloc` (out of line).
+    /// served by its hit path, or `miss()` (the caller's out-of-line `malloc`, called
+    /// instead of returning nil, so the hit needs no test of its result).
     @_spi(CABI) @inline(__always)
-    public func mallocIfHit(_ size: Int) -> UnsafeMutableRawPointer? {
-        guard UInt(bitPattern: size) <= UInt(SizeClasses.largest) else { return nil }
+    public func mallocIfHit(_ size: Int, orElse miss: () -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+        guard UInt(bitPattern: size) <= UInt(SizeClasses.largest) else { return miss() }
         let address = heap.pointee.front.classes[SizeClasses.index(forSize: size)].load(ordering: .acquiring)
         // Sound: a non-zero slot names a live CacheState (see FrontState).
-        guard let state = UnsafeMutablePointer<CacheState>(bitPattern: address) else { return nil }
-        return SlabCache<P>(state: state).allocateHit()
+        guard let state = UnsafeMutablePointer<CacheState>(bitPattern: address) else { return miss() }
+        return SlabCache<P>(state: state).allocateHit(orElse: miss)
     }
 }
 

@@ -70,17 +70,23 @@ public struct SlabCache<P: Platform> {
     /// object's cached mark (store). A handler that lands anywhere inside finds the slot
     /// claimed and takes the nested path, which never touches the slot.
     @inline(__always)
-    func allocateHit() -> UnsafeMutableRawPointer? {
+    func allocateHit() -> UnsafeMutableRawPointer? { allocateHit(orElse: { nil }) }
+
+    /// `allocateHit`, calling `miss` where it would return nil: a caller that goes on
+    /// to the slow path then needs no test of the result (the hit returns the object
+    /// straight through).
+    @inline(__always)
+    func allocateHit(orElse miss: () -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
         hook(.allocateEnter)
-        guard !state.pointee.objectWork else { return nil }
+        guard !state.pointee.objectWork else { return miss() }
         let slot = cpu(P.cpuIndex)
-        guard slot.claim() else { return nil }
+        guard slot.claim() else { return miss() }
         hook(.allocateClaimed)
         let m = slot.pointee.loaded
         let n = m.count
         guard n > 0 else {
             slot.unclaim()
-            return nil
+            return miss()
         }
         let object = m.rounds[n &- 1]
         m.count = n &- 1

@@ -191,8 +191,7 @@ public func quarry_cache_create(
 @c @implementation
 public func quarry_cache_alloc(_ cache: OpaquePointer?) -> UnsafeMutableRawPointer? {
     guard let c = CABI.hitCache(cache) else { return CABI.cacheAllocSlow(cache) }
-    if let object = c.allocateIfHit() { return object }
-    return CABI.cacheAllocMissSlow(c)
+    return c.allocateIfHit(orElse: { CABI.cacheAllocMissSlow(c) })
 }
 
 @c @implementation
@@ -264,8 +263,8 @@ public func quarry_cache_destroy(_ cache: OpaquePointer?) -> quarry_error {
 
 @c @implementation
 public func quarry_malloc(_ size: Int) -> UnsafeMutableRawPointer? {
-    if let q = CABI.hitInstance, let block = q.front.mallocIfHit(size) { return block }
-    return CABI.mallocSlow(size)
+    guard let q = CABI.hitInstance else { return CABI.mallocSlow(size) }
+    return q.front.mallocIfHit(size, orElse: { CABI.mallocSlow(size) })
 }
 
 @c @implementation
