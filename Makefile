@@ -141,7 +141,9 @@ endif
 CFLAGS := --target=$(TRIPLE) $(ARCH_CFLAGS) $(TOOLSET_C_FLAGS) -nostdlib -Os -Wall -Wextra -fno-pic
 ASFLAGS := --target=$(TRIPLE) $(ARCH_ASFLAGS) -Iboot -ISources/CQuarrySupport/include
 
-LIB_SOURCES    := $(wildcard Sources/Quarry/*.swift) $(wildcard Sources/QuarryX86/*.swift) \
+# Module Quarry: every Swift file under Sources/Quarry, whatever its layer folder.
+QUARRY_SOURCES := $(shell find Sources/Quarry -name '*.swift' | LC_ALL=C sort)
+LIB_SOURCES    := $(QUARRY_SOURCES) $(wildcard Sources/QuarryX86/*.swift) \
 	$(wildcard Sources/QuarryC/*.swift)
 LIB_HEADERS    := include/quarry.h include/module.modulemap
 LIB_OBJECTS    := $(BUILD)/Quarry.o $(if $(filter 1,$(QUARRY_LIBC_NAMES)),$(BUILD)/quarry_libc.o)
@@ -200,7 +202,7 @@ $(BUILD)/Quarry.o: $(LIB_SOURCES) $(LIB_HEADERS) $(SUPPORT_HEADERS) Makefile $(T
 # `import Quarry`, which a one-module build ignores (the same sources are compiled with
 # warnings by `swift build` and `make lib`).
 HOST_LIB := build/host/libquarry.so
-HOST_LIB_SOURCES := $(wildcard Sources/Quarry/*.swift) $(wildcard Sources/QuarryC/*.swift)
+HOST_LIB_SOURCES := $(QUARRY_SOURCES) $(wildcard Sources/QuarryC/*.swift)
 HOST_LIB_C := Sources/CQuarryHost/quarry_host.c
 host-lib: $(HOST_LIB)
 

@@ -15,7 +15,7 @@ case $MODE in
     object) MAX_PER_PAIR=${MAX_PER_PAIR:-60}; FUNCTION='FastPathBench.*10objectPair' ;;
     *) echo "MODE must be pair or object"; exit 2 ;;
 esac
-"$SWIFTC" -O -wmo -parse-as-library -module-name Quarry Sources/Quarry/*.swift Benchmarks/fastpath/fastpath-bench.swift -o "$OUT"
+"$SWIFTC" -O -wmo -parse-as-library -module-name Quarry $(find Sources/Quarry -name "*.swift" | LC_ALL=C sort) Benchmarks/fastpath/fastpath-bench.swift -o "$OUT"
 run() {
     valgrind --tool=callgrind --callgrind-out-file="$2" "$OUT" "$1" "$MODE" 2>&1 |
         sed -n 's/.*Collected : \([0-9]*\).*/\1/p'

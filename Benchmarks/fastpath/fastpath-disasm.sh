@@ -11,5 +11,5 @@ OUT=${OUT:-/tmp/quarry-fastpath-probe.o}
 EMBEDDED=$("${MAKE:-make}" -s --no-print-directory toolset-options)
 # shellcheck disable=SC2086
 "$BIN/swiftc" -target i686-unknown-none-elf $EMBEDDED -Xfrontend -no-allocations \
-    -module-name Quarry -c Sources/Quarry/*.swift Benchmarks/fastpath/fastpath-probe.swift -o "$OUT"
+    -module-name Quarry -c $(find Sources/Quarry -name "*.swift" | LC_ALL=C sort) Benchmarks/fastpath/fastpath-probe.swift -o "$OUT"
 "$BIN/llvm-objdump" -dr --no-show-raw-insn --disassemble-symbols=quarry_probe_allocate,quarry_probe_free "$OUT"

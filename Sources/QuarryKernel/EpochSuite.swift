@@ -2,7 +2,7 @@
 // every CPU at once while every CPU's timer interrupt pushes, pops and retires too; a
 // retired object that is not reused while its reader is inside; a stalled reader.
 // Neighbours: AllocatorSuite.swift (calls runEpochSuite and, from every tick, epochTimerHook),
-// SMP.swift (phases), TestHarness.swift (reports), Quarry/EpochReclaimer.swift (under test).
+// SMP.swift (phases), TestHarness.swift (reports), Quarry/Epochs/EpochReclaimer.swift (under test).
 
 import CQuarrySupport
 import Quarry

@@ -1,5 +1,5 @@
 // X86Platform: Quarry's Platform on bare-metal x86 (i686 and x86_64 kernels), built on CQuarrySupport.
-// Neighbours: Quarry/Platform.swift (the contract), CQuarrySupport/include/quarry_support.h
+// Neighbours: Quarry/Platform/Platform.swift (the contract), CQuarrySupport/include/quarry_support.h
 // (the instructions), boot/multiboot_<arch>.S and boot/ap_trampoline_<arch>.S (which set each
 // CPU's %fs segment (i686) or IA32_GS_BASE (x86_64) so that cpuIndex is one instruction).
 

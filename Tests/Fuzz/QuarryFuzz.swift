@@ -5,7 +5,7 @@
 // disagreement aborts, which libFuzzer reports with the input.
 // Built with Sources/Quarry into one module (internal access, checked build):
 //   swiftc -sanitize=fuzzer,address -parse-as-library -D QUARRY_CHECKED \
-//     Sources/Quarry/*.swift Tests/Fuzz/*.swift -o build/fuzz/quarry-fuzz     (make fuzz)
+//     $(find Sources/Quarry -name "*.swift") Tests/Fuzz/*.swift -o build/fuzz/quarry-fuzz     (make fuzz)
 // Neighbours: Tests/Fuzz/corpus (seed inputs), docs/testing.md (the format).
 
 #if canImport(Glibc)

@@ -1,7 +1,7 @@
 // CacheObjectCompileTests: the misuse a `CacheObject` rules out does not compile. Each
 // snippet is compiled with swiftc against the Quarry module of this test build and must
 // fail with the expected diagnostic (a control snippet must compile). About 0.2 s each.
-// Neighbours: Sources/Quarry/CacheObject.swift (the type), EmbeddedBuildTests (swiftc).
+// Neighbours: Sources/Quarry/PerCPU/CacheObject.swift (the type), EmbeddedBuildTests (swiftc).
 
 import Foundation
 import Testing

@@ -49,7 +49,8 @@ let makeAvailable = (try? run("make", ["--version"]).status) == 0
     func libraryBuildsWithoutAllocations(arch: String) throws {
         let root = packageRoot.path
         func swiftFiles(_ directory: String) throws -> [String] {
-            try FileManager.default.contentsOfDirectory(atPath: root + "/" + directory)
+            // Every layer folder's files (subpathsOfDirectory walks the whole tree).
+            try FileManager.default.subpathsOfDirectory(atPath: root + "/" + directory)
                 .filter { $0.hasSuffix(".swift") }.sorted().map { root + "/" + directory + "/" + $0 }
         }
         let sources = try swiftFiles("Sources/Quarry") + swiftFiles("Sources/QuarryX86") + swiftFiles("Sources/QuarryC")

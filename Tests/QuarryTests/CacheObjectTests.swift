@@ -2,7 +2,7 @@
 // writes (so a stale raw pointer's free is refused), the slow paths under tiny magazines,
 // a nested allocate and `tryFree` at every hook point, and `free()` trapping where only
 // `tryFree()` may be used. The compile-time half is QuarryCTests/CacheObjectCompileTests.
-// Neighbours: Sources/Quarry/CacheObject.swift, InjectionTests (the hook technique).
+// Neighbours: Sources/Quarry/PerCPU/CacheObject.swift, InjectionTests (the hook technique).
 
 import Testing
 @_spi(Testing) @testable import Quarry

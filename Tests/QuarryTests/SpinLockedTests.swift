@@ -1,6 +1,6 @@
 // SpinLockedTests: the locks that own their state (SpinLocked) and the door from an address
 // to its owner (PageMap.lookup), checked directly rather than through a free.
-// Neighbours: Sources/Quarry/SpinLock.swift, CPUState.swift (the lock count), PageMap.swift.
+// Neighbours: Sources/Quarry/Platform/SpinLock.swift, CPUState.swift (the lock count), PageMap.swift.
 
 import Synchronization
 import Testing

@@ -1,6 +1,6 @@
 /* CQuarryASan: AddressSanitizer's manual poisoning, for host builds of Quarry only
  * (QUARRY_ASAN=1, see Package.swift and `make test-asan`). Without ASan these are no-ops.
- * Neighbours: Sources/Quarry/AddressSanitizer.swift (the only caller). */
+ * Neighbours: Sources/Quarry/Diagnostics/AddressSanitizer.swift (the only caller). */
 #ifndef QUARRY_ASAN_H
 #define QUARRY_ASAN_H
 
