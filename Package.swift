@@ -12,11 +12,12 @@ import PackageDescription
 // and spans through the CQuarryASan shim (docs/testing.md). Off, the shim is not built.
 let asan = Context.environment["QUARRY_ASAN"] == "1"
 
-let checked: [SwiftSetting] = [
-    // Checked builds compile every `checkInvariants()` walk in; tests run them
-    // after every mutating operation.
-    .define("QUARRY_CHECKED", .when(configuration: .debug)),
-] + (asan ? [.define("QUARRY_ASAN")] : [])
+let checked: [SwiftSetting] =
+    [
+        // Checked builds compile every `checkInvariants()` walk in; tests run them
+        // after every mutating operation.
+        .define("QUARRY_CHECKED", .when(configuration: .debug))
+    ] + (asan ? [.define("QUARRY_ASAN")] : [])
 
 let package = Package(
     name: "Quarry",

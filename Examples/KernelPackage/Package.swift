@@ -10,17 +10,19 @@ let package = Package(
     name: "KernelPackage",
     products: [
         // One archive with the kernel, its support code and Quarry, for the link step.
-        .library(name: "Kernel", type: .static, targets: ["Kernel"]),
+        .library(name: "Kernel", type: .static, targets: ["Kernel"])
     ],
     dependencies: [
         // `name:`: a path dependency is known by its folder's name, which a clone may change.
-        .package(name: "Quarry", path: "../.."),
+        .package(name: "Quarry", path: "../..")
     ],
     targets: [
         // kernel_main (Kernel.swift) over the allocator and its x86 Platform, X86Platform.
-        .target(name: "Kernel", dependencies: [
-            .product(name: "Quarry", package: "Quarry"), .product(name: "QuarryX86", package: "Quarry"), "Support",
-        ]),
+        .target(
+            name: "Kernel",
+            dependencies: [
+                .product(name: "Quarry", package: "Quarry"), .product(name: "QuarryX86", package: "Quarry"), "Support",
+            ]),
         // What Swift cannot say: the arena's linker symbols, the exit port, memset & co.
         .target(name: "Support"),
     ]

@@ -9,6 +9,7 @@
 
 import CQuarryHeader
 import Synchronization
+
 #if !hasFeature(Embedded)
 #if QUARRY_CHECKED
 @_spi(CABI) @_spi(Testing) import Quarry  // the test hooks at the end
@@ -311,7 +312,9 @@ public func quarry_realloc(_ ptr: UnsafeMutableRawPointer?, _ size: Int) -> Unsa
 @c @implementation
 public func quarry_aligned_alloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     guard let q = CABI.instance else { return CABI.pointer(.failure(.notInitialized)) }
-    do { return try q.front.alignedAlloc(alignment: alignment, size: size) } catch { return CABI.pointer(.failure(error)) }
+    do { return try q.front.alignedAlloc(alignment: alignment, size: size) } catch {
+        return CABI.pointer(.failure(error))
+    }
 }
 
 @c @implementation
@@ -364,7 +367,9 @@ public func quarry_drain_all() -> Int {
 // MARK: Statistics and diagnosis
 
 @c @implementation
-public func quarry_cache_stats(_ cache: OpaquePointer?, _ out: UnsafeMutablePointer<quarry_cache_statistics>?) -> quarry_error {
+public func quarry_cache_stats(_ cache: OpaquePointer?, _ out: UnsafeMutablePointer<quarry_cache_statistics>?)
+    -> quarry_error
+{
     guard let out else { return CABI.fail(CABI.instance == nil ? .notInitialized : .invalidCache) }
     guard let cache = CABI.cache(cache) else { return CABI.refuseHandle() }
     let s = cache.statistics
@@ -538,8 +543,9 @@ extension CABI {
         guard CCaller.enter() else { return fail(.tooManyThreads) }
         do {
             // A size_t above Int.max: the arena ends at the top of the address space.
-            instance = try Quarry<CPlatform>.initialize(base: base, size: size < 0 ? Int.max : size,
-                                                        mallocOptions: mallocOptions.get())
+            instance = try Quarry<CPlatform>.initialize(
+                base: base, size: size < 0 ? Int.max : size,
+                mallocOptions: mallocOptions.get())
             return QUARRY_OK
         } catch {
             return fail(error)
@@ -569,14 +575,17 @@ extension CABI {
         var length = 0
         if let name { while length < 31 && name[length] != 0 { length += 1 } }
         // Sound: `length` bytes of `name` were just read as CChar; UInt8 has the same layout.
-        let bytes = UnsafeRawPointer(name).map { UnsafeBufferPointer(start: $0.assumingMemoryBound(to: UInt8.self), count: length) }
+        let bytes = UnsafeRawPointer(name).map {
+            UnsafeBufferPointer(start: $0.assumingMemoryBound(to: UInt8.self), count: length)
+        }
         let cacheName = CacheName(utf8: bytes ?? UnsafeBufferPointer(start: nil, count: 0))
         // Sound: both are C function pointers taking one pointer; C cannot express the
         // non-null guarantee Swift's ObjectConstructor type carries (Quarry never passes null).
         let constructor = ctor.map { unsafeBitCast($0, to: ObjectConstructor.self) }
         do {
-            let cache = try q.createCache(name: cacheName, size: size, alignment: align == 0 ? 8 : align,
-                                          constructor: constructor, options: cacheOptions)
+            let cache = try q.createCache(
+                name: cacheName, size: size, alignment: align == 0 ? 8 : align,
+                constructor: constructor, options: cacheOptions)
             return OpaquePointer(cache.handle)
         } catch {
             _ = fail(error)
@@ -602,12 +611,15 @@ extension CABI {
             i += 1
         }
         var c = quarry_cache_options()
-        withUnsafeMutableBytes(of: &c) { $0.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: min(given, known))) }
+        withUnsafeMutableBytes(of: &c) {
+            $0.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: min(given, known)))
+        }
         guard c.reserved.0 == 0 && c.reserved.1 == 0 && c.reserved.2 == 0 else { return .failure(.badOptions) }
         // A red zone above Int.max arrives negative: SlabGeometry refuses it (.sizeTooLarge).
-        return .success(CacheOptions(
-            randomizeFreeSlots: c.randomize_slots != 0, poison: c.poison != 0, redZone: c.red_zone,
-            zeroOnAllocate: c.zero_on_alloc != 0, zeroOnFree: c.zero_on_free != 0, typeStable: c.type_stable != 0))
+        return .success(
+            CacheOptions(
+                randomizeFreeSlots: c.randomize_slots != 0, poison: c.poison != 0, redZone: c.red_zone,
+                zeroOnAllocate: c.zero_on_alloc != 0, zeroOnFree: c.zero_on_free != 0, typeStable: c.type_stable != 0))
     }
 }
 
@@ -650,8 +662,9 @@ public func quarry_epoch_init(_ retiredPerCPU: Int, _ stallHook: quarry_epoch_st
     guard retiredPerCPU >= 0 else { return CABI.fail(.sizeTooLarge) }
     // quarry_epoch_stall_hook imports as EpochStallHook's type: @convention(c) (Int, UInt) -> Void.
     do {
-        CABI.installedReclaimer = try q.createReclaimer(retiredPerCPU: retiredPerCPU == 0 ? 256 : retiredPerCPU,
-                                                        stallHook: stallHook)
+        CABI.installedReclaimer = try q.createReclaimer(
+            retiredPerCPU: retiredPerCPU == 0 ? 256 : retiredPerCPU,
+            stallHook: stallHook)
         return QUARRY_OK
     } catch {
         return CABI.fail(error)

@@ -5,6 +5,7 @@
 // thread-local words).
 
 import Synchronization
+
 #if !hasFeature(Embedded)
 @_spi(CABI) import Quarry
 import CQuarryHost
@@ -115,9 +116,10 @@ enum CCaller {
     /// Holds index + 1 for each thread with an index; its destructor runs at thread exit.
     static let exitKey: pthread_key_t = {
         var key = pthread_key_t()
-        precondition(pthread_key_create(&key) { value in
-            CCaller.releaseCPU(Int(bitPattern: value) - 1)
-        } == 0, "quarry: pthread_key_create")
+        precondition(
+            pthread_key_create(&key) { value in
+                CCaller.releaseCPU(Int(bitPattern: value) - 1)
+            } == 0, "quarry: pthread_key_create")
         return key
     }()
 

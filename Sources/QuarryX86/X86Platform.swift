@@ -4,6 +4,7 @@
 // CPU's %fs segment (i686) or IA32_GS_BASE (x86_64) so that cpuIndex is one instruction).
 
 import CQuarrySupport
+
 #if SWIFT_PACKAGE
 import Quarry  // its own module in the package; the Makefile compiles this file into Quarry
 #endif

@@ -70,8 +70,9 @@ extension SlabCache {
         let g = geometry
         let link = g.linkOffset
         AddressSanitizer.poison(address, link)
-        AddressSanitizer.poison(address &+ UInt(link + MemoryLayout<UInt>.size),
-                                g.objectSize - link - MemoryLayout<UInt>.size)
+        AddressSanitizer.poison(
+            address &+ UInt(link + MemoryLayout<UInt>.size),
+            g.objectSize - link - MemoryLayout<UInt>.size)
         #endif
     }
 

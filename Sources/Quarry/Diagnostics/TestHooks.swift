@@ -38,8 +38,10 @@ public struct TestHook {
     public var function: @convention(c) (UnsafeMutableRawPointer?, UInt32) -> Void
     public var context: UnsafeMutableRawPointer?
 
-    public init(function: @convention(c) (UnsafeMutableRawPointer?, UInt32) -> Void,
-                context: UnsafeMutableRawPointer?) {
+    public init(
+        function: @convention(c) (UnsafeMutableRawPointer?, UInt32) -> Void,
+        context: UnsafeMutableRawPointer?
+    ) {
         self.function = function
         self.context = context
     }

@@ -24,8 +24,10 @@ extension EpochReclaimer {
     /// `front` (the reason `front.free` would give: `.doubleFree`, `.interiorPointer`,
     /// `.outsideArena`, ...; counted and reported to the error hook as a refused free
     /// is). `front` must be the malloc front of the Quarry that created this reclaimer.
-    public func retire(block: UnsafeMutableRawPointer, from front: MallocFront<P>,
-                       using reservation: consuming Reservation) throws(QuarryError) {
+    public func retire(
+        block: UnsafeMutableRawPointer, from front: MallocFront<P>,
+        using reservation: consuming Reservation
+    ) throws(QuarryError) {
         precondition(front.heap == state.pointee.heap, "EpochReclaimer: a block of another Quarry")
         let address = UInt(bitPattern: block)
         switch try front.resolve(address, live: true) {
@@ -43,7 +45,8 @@ extension MallocFront {
     func liveSpan(at address: UInt) -> Bool {
         let h = heap
         guard case .page(let page) = h.pointee.arena.classify(address),
-              page.raw < h.pointee.bumpLimit.load(ordering: .acquiring) else { return false }
+            page.raw < h.pointee.bumpLimit.load(ordering: .acquiring)
+        else { return false }
         return h.pointee.map[page].kind == .span && address == h.pointee.arena.address(of: page)
     }
 }

@@ -112,10 +112,12 @@ extension EpochReclaimer {
         while i < state.pointee.cpuCount {
             let c = cpu(i)
             let n = c.pointee.count.load(ordering: .relaxed)
-            precondition(n >= 0 && c.pointee.reserved >= 0 && n + c.pointee.reserved <= capacity,
-                         "EpochReclaimer: backlog beyond capacity")
-            precondition(c.pointee.freed.load(ordering: .relaxed) &+ UInt(n) == c.pointee.retired.load(ordering: .relaxed),
-                         "EpochReclaimer: freed + pending != retired")
+            precondition(
+                n >= 0 && c.pointee.reserved >= 0 && n + c.pointee.reserved <= capacity,
+                "EpochReclaimer: backlog beyond capacity")
+            precondition(
+                c.pointee.freed.load(ordering: .relaxed) &+ UInt(n) == c.pointee.retired.load(ordering: .relaxed),
+                "EpochReclaimer: freed + pending != retired")
             var inBuckets = 0
             for b in 0..<3 where c.pointee.bucketCount[b] > 0 {
                 let be = c.pointee.bucketEpoch[b]
@@ -124,21 +126,25 @@ extension EpochReclaimer {
                 inBuckets += c.pointee.bucketCount[b]
             }
             precondition(inBuckets == n, "EpochReclaimer: bucket counts != pending")
-            precondition((c.pointee.depth == 0) == (c.pointee.announced.load(ordering: .relaxed) == 0),
-                         "EpochReclaimer: depth and announcement disagree")
+            precondition(
+                (c.pointee.depth == 0) == (c.pointee.announced.load(ordering: .relaxed) == 0),
+                "EpochReclaimer: depth and announcement disagree")
             var k = 0
             while k < n {
                 var slot = c.pointee.head + k
                 if slot >= capacity { slot -= capacity }
                 let entry = c.pointee.ring[slot]
                 if let cache = entry.cache {
-                    precondition(cache.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic,
-                                 "EpochReclaimer: retired into a dead cache")
-                    precondition(cache.pointee.bitmap.isAllocated(entry.object),
-                                 "EpochReclaimer: a waiting object is not allocated")
+                    precondition(
+                        cache.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic,
+                        "EpochReclaimer: retired into a dead cache")
+                    precondition(
+                        cache.pointee.bitmap.isAllocated(entry.object),
+                        "EpochReclaimer: a waiting object is not allocated")
                 } else {
-                    precondition(MallocFront<P>(heap: state.pointee.heap).liveSpan(at: entry.object),
-                                 "EpochReclaimer: a waiting malloc span is not live")
+                    precondition(
+                        MallocFront<P>(heap: state.pointee.heap).liveSpan(at: entry.object),
+                        "EpochReclaimer: a waiting malloc span is not live")
                 }
                 k += 1
             }

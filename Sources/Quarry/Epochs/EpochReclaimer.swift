@@ -118,9 +118,11 @@ struct ReclaimerState: ~Copyable {
 
     static let liveMagic: UInt32 = 0x4542_5221  // "EBR!"
 
-    init(capacity: Int, cpuCount: Int, heap: UnsafeMutablePointer<HeapState>,
-         stateCache: UnsafeMutablePointer<CacheState>, ringCache: UnsafeMutablePointer<CacheState>,
-         stallHook: EpochStallHook?) {
+    init(
+        capacity: Int, cpuCount: Int, heap: UnsafeMutablePointer<HeapState>,
+        stateCache: UnsafeMutablePointer<CacheState>, ringCache: UnsafeMutablePointer<CacheState>,
+        stallHook: EpochStallHook?
+    ) {
         magic = ReclaimerState.liveMagic
         self.capacity = capacity
         self.cpuCount = cpuCount
@@ -366,8 +368,10 @@ public struct EpochReclaimer<P: Platform> {
     /// Retiring the same object twice is misuse like a double free; the second free is
     /// refused by the cache (counted in `freeErrors`) unless the object was handed out
     /// again in between. Interrupt-safe; frees ready objects of this CPU on the way.
-    public func retire(_ object: UnsafeMutableRawPointer, to cache: SlabCache<P>,
-                       using reservation: consuming Reservation) throws(QuarryError) {
+    public func retire(
+        _ object: UnsafeMutableRawPointer, to cache: SlabCache<P>,
+        using reservation: consuming Reservation
+    ) throws(QuarryError) {
         let address = UInt(bitPattern: object)
         if let error = cache.allocatedObjectError(address) { throw error }
         enqueue(address, cache: cache.state, cpu: reservation.take())
@@ -552,7 +556,8 @@ public struct EpochReclaimer<P: Platform> {
     /// Frees every retired object (`flush`, so quiescence is required), then the
     /// reclaimer's own memory and its two caches. The handle becomes invalid.
     public func destroy() {
-        precondition(state.pointee.magic == ReclaimerState.liveMagic, "EpochReclaimer: destroy of a destroyed reclaimer")
+        precondition(
+            state.pointee.magic == ReclaimerState.liveMagic, "EpochReclaimer: destroy of a destroyed reclaimer")
         flush()
         let stateCache = SlabCache<P>(state: state.pointee.stateCache)
         let ringCache = SlabCache<P>(state: state.pointee.ringCache)
@@ -588,7 +593,8 @@ extension Quarry {
         let cpus = P.maxCPUs
         let ringBytes = retiredPerCPU * MemoryLayout<RetiredObject>.stride
         guard ringBytes <= Geometry.maxObjectSize,
-              ReclaimerState.bytes(cpus: cpus) <= Geometry.maxObjectSize else { throw .sizeTooLarge }
+            ReclaimerState.bytes(cpus: cpus) <= Geometry.maxObjectSize
+        else { throw .sizeTooLarge }
         let stateCache = try createCache(
             name: "quarry_ebr", size: ReclaimerState.bytes(cpus: cpus), alignment: Geometry.cacheLine)
         let ringCache: SlabCache<P>
@@ -604,9 +610,10 @@ extension Quarry {
             // Sound: the object is `bytes(cpus:)` long and cache-line aligned: the header,
             // then `cpus` records at `cpuOffset + i × cpuStride`.
             let state = memory.bindMemory(to: ReclaimerState.self, capacity: 1)
-            state.initialize(to: ReclaimerState(
-                capacity: retiredPerCPU, cpuCount: cpus, heap: heap, stateCache: stateCache.state,
-                ringCache: ringCache.state, stallHook: stallHook))
+            state.initialize(
+                to: ReclaimerState(
+                    capacity: retiredPerCPU, cpuCount: cpus, heap: heap, stateCache: stateCache.state,
+                    ringCache: ringCache.state, stallHook: stallHook))
             let reclaimer = EpochReclaimer<P>(state: state)
             while rings < cpus {
                 let ring: UnsafeMutableRawPointer

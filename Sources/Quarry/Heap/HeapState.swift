@@ -76,7 +76,8 @@ struct HeapState: ~Copyable {
     var testHook: TestHook? = nil
     #endif
 
-    init(arena: Arena, tuning: Tuning, maxCPUs: Int, layout: HeaderLayout, mallocOptions: CacheOptions = CacheOptions()) {
+    init(arena: Arena, tuning: Tuning, maxCPUs: Int, layout: HeaderLayout, mallocOptions: CacheOptions = CacheOptions())
+    {
         front = FrontState(options: mallocOptions)
         self.arena = arena
         self.tuning = tuning

@@ -28,7 +28,8 @@ extension Quarry {
         #if QUARRY_CHECKED
         let address = UInt(bitPattern: CacheState.state(ofHandle: handle))
         guard UInt(bitPattern: handle) % 4 == 0, case .success = cacheOfCaches.locate(address),
-              cacheOfCaches.state.pointee.bitmap.isAllocated(address) else {
+            cacheOfCaches.state.pointee.bitmap.isAllocated(address)
+        else {
             return nil
         }
         #endif
@@ -44,7 +45,7 @@ extension SlabCache {
     @_spi(CABI) @inline(__always)
     public init?(magicHandle handle: UnsafeRawPointer?) {
         guard let handle, UInt(bitPattern: handle) >= UInt(CacheState.handleAlignment),
-              CacheState.handleEntry(handle).pointee.load(ordering: .acquiring) == CacheState.userHandleMagic
+            CacheState.handleEntry(handle).pointee.load(ordering: .acquiring) == CacheState.userHandleMagic
         else { return nil }
         self.init(state: CacheState.state(ofHandle: handle))
     }

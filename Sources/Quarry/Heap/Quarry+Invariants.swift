@@ -30,22 +30,28 @@ extension Quarry {
             caches += 1
         }
         precondition(magazines == magazineCache.activeObjects, "Quarry: magazines held != magazines allocated")
-        precondition(charged == heap.pointee.reclaim.charged.load(ordering: .relaxed),
-                     "Quarry: per-CPU budget charged != magazines held")
-        precondition(charged <= heap.pointee.reclaim.budget
-                        && charged <= heap.pointee.reclaim.highWater.load(ordering: .relaxed),
-                     "Quarry: per-CPU budget exceeded")
+        precondition(
+            charged == heap.pointee.reclaim.charged.load(ordering: .relaxed),
+            "Quarry: per-CPU budget charged != magazines held")
+        precondition(
+            charged <= heap.pointee.reclaim.budget
+                && charged <= heap.pointee.reclaim.highWater.load(ordering: .relaxed),
+            "Quarry: per-CPU budget exceeded")
         heap.pointee.pages.withLock(P.self) { pages in
             let walked = pages.checkInvariants()
             let spans = pages.spans
-            precondition(heap.pointee.bumpLimit.load(ordering: .relaxed) == pages.bump.raw,
-                         "Quarry: published bump disagrees")
-            precondition(heap.pointee.usedLimit.load(ordering: .relaxed) == pages.highWater.raw,
-                         "Quarry: published high-water mark disagrees")
-            precondition(walked.spans == spans.live && walked.spanPages == spans.pages,
-                         "Quarry: spans on the page walk != span counters")
-            precondition(pages.pagesInUse == slabPages + spans.pages,
-                         "Quarry: pages in use != pages held by caches and spans")
+            precondition(
+                heap.pointee.bumpLimit.load(ordering: .relaxed) == pages.bump.raw,
+                "Quarry: published bump disagrees")
+            precondition(
+                heap.pointee.usedLimit.load(ordering: .relaxed) == pages.highWater.raw,
+                "Quarry: published high-water mark disagrees")
+            precondition(
+                walked.spans == spans.live && walked.spanPages == spans.pages,
+                "Quarry: spans on the page walk != span counters")
+            precondition(
+                pages.pagesInUse == slabPages + spans.pages,
+                "Quarry: pages in use != pages held by caches and spans")
         }
         precondition(caches == cacheCount, "Quarry: cache registry count")
         var i = 0
@@ -93,8 +99,9 @@ extension Quarry {
             pages.pagesInUse == slabPages + pages.spans.pages
         }
         if !consistent {
-            return ValidationFailure(error: .accountingMismatch, address: heap.pointee.arena.dataStart,
-                                     cache: CacheName(utf8: UnsafeBufferPointer(start: nil, count: 0)))
+            return ValidationFailure(
+                error: .accountingMismatch, address: heap.pointee.arena.dataStart,
+                cache: CacheName(utf8: UnsafeBufferPointer(start: nil, count: 0)))
         }
         return nil
     }

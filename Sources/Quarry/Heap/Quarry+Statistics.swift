@@ -174,7 +174,8 @@ extension SlabCache {
                 let slabCount = slabs.slabCount
                 let capacity = state.pointee.magazineCapacity
                 let bound = Self.perCPUBound(magazineCapacity: capacity, tuning: h.pointee.tuning)
-                let active = Int(bitPattern: UInt(truncatingIfNeeded: (hitsA &+ missesA &+ dropped) &- (hitsF &+ missesF)))
+                let active = Int(
+                    bitPattern: UInt(truncatingIfNeeded: (hitsA &+ missesA &+ dropped) &- (hitsF &+ missesF)))
                 let stats = CacheStatistics(
                     name: state.pointee.name, requestedSize: state.pointee.requestedSize,
                     objectSize: g.objectSize, alignment: g.alignment, objectsPerSlab: g.objectsPerSlab,
@@ -232,7 +233,9 @@ extension Quarry {
     /// `bound_kb` the most they can hold (CacheStatistics.perCPUBoundBytes), all caches
     /// together never more than the budget. Allocates nothing; safe on bare metal.
     public func writeSlabinfo<S: ByteSink>(to out: inout S) {
-        out.write("# name                objsize align obj/slab pg/slab colors  active  cached   total  partial full empty   allocs    frees   hits% mag  xchg bound_kb errors   hiwat refills  slabs+  slabs-\n")
+        out.write(
+            "# name                objsize align obj/slab pg/slab colors  active  cached   total  partial full empty   allocs    frees   hits% mag  xchg bound_kb errors   hiwat refills  slabs+  slabs-\n"
+        )
         forEachCache { cache in
             let s = cache.statistics
             out.write(s.name, width: 20)

@@ -27,16 +27,19 @@ public struct Quarry<P: Platform> {
         precondition(P.maxCPUs >= 1, "Quarry: a platform needs at least one CPU")
         guard mallocOptions.redZone == 0 && !mallocOptions.typeStable else { throw .badOptions }
         let layout = HeaderLayout(maxCPUs: P.maxCPUs)
-        guard size > 0, let arena = Arena(
-            base: UInt(bitPattern: base), size: UInt(size), headerBytes: layout.bytes)
+        guard size > 0,
+            let arena = Arena(
+                base: UInt(bitPattern: base), size: UInt(size), headerBytes: layout.bytes)
         else { throw .arenaTooSmall }
         // Sound: Arena reserved `layout.bytes` at regionStart for the header (HeapState,
         // per-CPU records, sentinel, the two internal caches), page-aligned, and nothing
         // else uses them.
         let heap = UnsafeMutableRawPointer(bitPattern: arena.regionStart)!
             .bindMemory(to: HeapState.self, capacity: 1)
-        heap.initialize(to: HeapState(arena: arena, tuning: tuning, maxCPUs: P.maxCPUs, layout: layout,
-                                      mallocOptions: mallocOptions))
+        heap.initialize(
+            to: HeapState(
+                arena: arena, tuning: tuning, maxCPUs: P.maxCPUs, layout: layout,
+                mallocOptions: mallocOptions))
         let stateBytes = CacheState.footprint(maxCPUs: P.maxCPUs)
         let magazineBytes = Magazine.bytes(capacity: max(tuning.magazineSize, 1))
         let caches: SlabGeometry
@@ -52,12 +55,16 @@ public struct Quarry<P: Platform> {
         let sentinel = heap.pointee.sentinel
         _ = CacheState.initialize(
             base + layout.cacheOfCaches, maxCPUs: P.maxCPUs, sentinel: sentinel,
-            CacheState(at: base + layout.cacheOfCaches, name: CacheName("quarry_cache"), size: stateBytes, geometry: caches, constructor: nil,
-                       secret: P.entropy(), heap: heap, magazineCapacity: 0, isInternal: true))
+            CacheState(
+                at: base + layout.cacheOfCaches, name: CacheName("quarry_cache"), size: stateBytes, geometry: caches,
+                constructor: nil,
+                secret: P.entropy(), heap: heap, magazineCapacity: 0, isInternal: true))
         _ = CacheState.initialize(
             base + layout.magazineCache, maxCPUs: P.maxCPUs, sentinel: sentinel,
-            CacheState(at: base + layout.magazineCache, name: CacheName("quarry_magazine"), size: magazineBytes, geometry: magazines,
-                       constructor: nil, secret: P.entropy(), heap: heap, magazineCapacity: 0, isInternal: true))
+            CacheState(
+                at: base + layout.magazineCache, name: CacheName("quarry_magazine"), size: magazineBytes,
+                geometry: magazines,
+                constructor: nil, secret: P.entropy(), heap: heap, magazineCapacity: 0, isInternal: true))
         let quarry = Quarry(heap: heap)
         quarry.register(heap.pointee.cacheOfCaches)
         quarry.register(heap.pointee.magazineCache)
@@ -84,8 +91,9 @@ public struct Quarry<P: Platform> {
         name: StaticString, size: Int, alignment: Int = Geometry.granule,
         constructor: ObjectConstructor? = nil, typeStable: Bool = false
     ) throws(QuarryError) -> SlabCache<P> {
-        try createCache(name: CacheName(name), size: size, alignment: alignment, constructor: constructor,
-                        options: CacheOptions(typeStable: typeStable))
+        try createCache(
+            name: CacheName(name), size: size, alignment: alignment, constructor: constructor,
+            options: CacheOptions(typeStable: typeStable))
     }
 
     /// `createCache` with a name built at run time (``CacheName``, e.g. written through
@@ -94,8 +102,9 @@ public struct Quarry<P: Platform> {
         name: CacheName, size: Int, alignment: Int = Geometry.granule,
         constructor: ObjectConstructor? = nil, typeStable: Bool = false
     ) throws(QuarryError) -> SlabCache<P> {
-        try createCache(name: name, size: size, alignment: alignment, constructor: constructor,
-                        options: CacheOptions(typeStable: typeStable))
+        try createCache(
+            name: name, size: size, alignment: alignment, constructor: constructor,
+            options: CacheOptions(typeStable: typeStable))
     }
 
     /// `createCache` with hardening and debugging options (CacheOptions, docs/design.md ("Safety")).
@@ -103,8 +112,9 @@ public struct Quarry<P: Platform> {
         name: StaticString, size: Int, alignment: Int = Geometry.granule,
         constructor: ObjectConstructor? = nil, options: CacheOptions
     ) throws(QuarryError) -> SlabCache<P> {
-        try createCache(name: CacheName(name), size: size, alignment: alignment, constructor: constructor,
-                        options: options)
+        try createCache(
+            name: CacheName(name), size: size, alignment: alignment, constructor: constructor,
+            options: options)
     }
 
     /// `createCache` with a run-time ``CacheName`` and ``CacheOptions``: the one the
@@ -118,19 +128,25 @@ public struct Quarry<P: Platform> {
         heap.pointee.requireNotReentrant(P.self)
         // The next generation (CacheState, "C handles"): the next cache made in a
         // destroyed one's memory has another, until it wraps.
-        let generation = heap.pointee.cacheGenerations.wrappingAdd(1, ordering: .relaxed).newValue
+        let generation =
+            heap.pointee.cacheGenerations.wrappingAdd(1, ordering: .relaxed).newValue
             % UInt32(CacheState.generations)
         let cache: SlabCache<P>
         do {
-            cache = try createCacheUnchecked(name: name, size: size, alignment: alignment, constructor: constructor,
-                                             options: options, generation: generation)
+            cache = try createCacheUnchecked(
+                name: name, size: size, alignment: alignment, constructor: constructor,
+                options: options, generation: generation)
         } catch {
             guard error == .outOfMemory, reclaimBeforeFailing() else { throw error }
-            cache = try createCacheUnchecked(name: name, size: size, alignment: alignment, constructor: constructor,
-                                             options: options, generation: generation)
+            cache = try createCacheUnchecked(
+                name: name, size: size, alignment: alignment, constructor: constructor,
+                options: options, generation: generation)
         }
-        assert(UInt(bitPattern: cache.state) % UInt(CacheState.handleAlignment) == 0, "Quarry: a cache state off its alignment")
-        CacheState.handleEntry(CacheState.handle(of: cache.state)).pointee.store(CacheState.userHandleMagic, ordering: .releasing)
+        assert(
+            UInt(bitPattern: cache.state) % UInt(CacheState.handleAlignment) == 0,
+            "Quarry: a cache state off its alignment")
+        CacheState.handleEntry(CacheState.handle(of: cache.state)).pointee.store(
+            CacheState.userHandleMagic, ordering: .releasing)
         return cache
     }
 
@@ -148,19 +164,22 @@ public struct Quarry<P: Platform> {
         options: CacheOptions = CacheOptions(), generation: UInt32 = 0
     ) throws(QuarryError) -> SlabCache<P> {
         let tuning = heap.pointee.tuning
-        let geometry = try SlabGeometry.make(size: size, alignment: alignment, tuning: tuning,
-                                             linkOutside: options.typeStable || constructor != nil, redZone: options.redZone,
-                                             randomized: options.randomizeFreeSlots)
+        let geometry = try SlabGeometry.make(
+            size: size, alignment: alignment, tuning: tuning,
+            linkOutside: options.typeStable || constructor != nil, redZone: options.redZone,
+            randomized: options.randomizeFreeSlots)
         let memory = try cacheOfCaches.allocateForQuarry()
         // Sound: an object of the cache of caches is `CacheState.footprint(maxCPUs:)`
         // bytes, `CacheState.handleAlignment`-aligned: room for a CacheState and its parts.
         let state = CacheState.initialize(
             memory, maxCPUs: P.maxCPUs, sentinel: heap.pointee.sentinel,
-            CacheState(at: memory, name: name, size: size, geometry: geometry, constructor: constructor,
-                       secret: P.entropy(), heap: heap,
-                       magazineCapacity: tuning.magazineCapacity(objectSize: geometry.objectSize,
-                                                                 budget: heap.pointee.reclaim.budget),
-                       isInternal: false, options: options, generation: generation))
+            CacheState(
+                at: memory, name: name, size: size, geometry: geometry, constructor: constructor,
+                secret: P.entropy(), heap: heap,
+                magazineCapacity: tuning.magazineCapacity(
+                    objectSize: geometry.objectSize,
+                    budget: heap.pointee.reclaim.budget),
+                isInternal: false, options: options, generation: generation))
         register(state)
         return SlabCache(state: state)
     }
@@ -182,8 +201,9 @@ public struct Quarry<P: Platform> {
     func destroyUnchecked(_ cache: SlabCache<P>) -> Int {
         let state = cache.state
         precondition(!state.pointee.isInternal, "Quarry: an internal cache cannot be destroyed")
-        precondition(state.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic,
-                     "Quarry: destroy of a destroyed cache")
+        precondition(
+            state.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic,
+            "Quarry: destroy of a destroyed cache")
         let leaked = cache.activeObjects
         if leaked > 0 {
             var out = PlatformOutput<P>()
@@ -200,8 +220,9 @@ public struct Quarry<P: Platform> {
         unregister(state)
         cache.drainAllSlots()
         cache.releaseAllSlabs()
-        precondition(state.pointee.lock.withLock(P.self) { slabs in slabs.slabCount } == 0,
-                     "Quarry: a destroyed cache still holds slabs")
+        precondition(
+            state.pointee.lock.withLock(P.self) { slabs in slabs.slabCount } == 0,
+            "Quarry: a destroyed cache still holds slabs")
         state.pointee.magic.store(0, ordering: .relaxed)
         state.pointee.handleMagic.store(0, ordering: .relaxed)
         CacheState.handleEntry(CacheState.handle(of: state)).pointee.store(0, ordering: .relaxed)
@@ -248,7 +269,8 @@ public struct Quarry<P: Platform> {
     public func cache(owning pointer: UnsafeRawPointer) -> SlabCache<P>? {
         let address = UInt(bitPattern: pointer) & ~UInt(Geometry.granule - 1)
         guard case .success(.slab(let head)) = PageMap.lookup(address, in: heap),
-              let state = UnsafeMutablePointer<CacheState>(bitPattern: head.entry.cache) else { return nil }
+            let state = UnsafeMutablePointer<CacheState>(bitPattern: head.entry.cache)
+        else { return nil }
         return SlabCache(state: state)
     }
 

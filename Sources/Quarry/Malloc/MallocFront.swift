@@ -142,7 +142,8 @@ public struct MallocFront<P: Platform> {
     /// - Size 0 is the smallest class, as for `malloc(0)`: never frees without
     ///   returning a block, so a thrown error always means "nothing changed".
     /// - The alignment of an `alignedAlloc` block is not kept by a move.
-    public func realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) throws(QuarryError) -> UnsafeMutableRawPointer {
+    public func realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) throws(QuarryError) -> UnsafeMutableRawPointer
+    {
         guard let pointer else { return try malloc(size) }
         guard size >= 0 else { throw .sizeTooLarge }
         let oldBytes: Int
@@ -229,7 +230,8 @@ public struct MallocFront<P: Platform> {
         let matches: Bool
         switch block {
         case .object(_, let index):
-            matches = a <= Geometry.pageSize && UInt(bitPattern: size) <= UInt(SizeClasses.largest)
+            matches =
+                a <= Geometry.pageSize && UInt(bitPattern: size) <= UInt(SizeClasses.largest)
                 && SizeClasses.index(forSize: size, alignment: a) == index
         case .span(let span):
             let small = a <= Geometry.pageSize && UInt(bitPattern: size) <= UInt(SizeClasses.largest)
@@ -265,10 +267,11 @@ public struct MallocFront<P: Platform> {
     @inline(__always)
     func classCacheOfSlabHead(_ address: UInt) -> SlabCache<P>? {
         guard let head = PageMap.slabHead(of: address, in: heap),
-              let state = UnsafeMutablePointer<CacheState>(bitPattern: head.entry.cache) else { return nil }
+            let state = UnsafeMutablePointer<CacheState>(bitPattern: head.entry.cache)
+        else { return nil }
         // Sound: a live slab's descriptor names its live cache's state.
         guard state.pointee.handleMagic.load(ordering: .relaxed) == CacheState.classMagic,
-              state.pointee.geometry.objectIndex(offset: address &- head.first, carved: head.entry.carved) != nil
+            state.pointee.geometry.objectIndex(offset: address &- head.first, carved: head.entry.carved) != nil
         else { return nil }
         return SlabCache<P>(state: state)
     }
@@ -291,7 +294,8 @@ public struct MallocFront<P: Platform> {
             // pages were given back when it was freed (a span, or a slab emptied by its last
             // free): freed twice, whatever the block's size. Above it: never used.
             if error == .freePage, case .page(let page) = heap.pointee.arena.classify(address),
-               page.raw < heap.pointee.usedLimit.load(ordering: .acquiring) {
+                page.raw < heap.pointee.usedLimit.load(ordering: .acquiring)
+            {
                 error = .doubleFree
             }
             record(error)
@@ -470,16 +474,20 @@ public struct MallocFront<P: Platform> {
         while i < SizeClasses.count {
             let address = heap.pointee.front.classes[i].load(ordering: .acquiring)
             if let state = UnsafeMutablePointer<CacheState>(bitPattern: address) {
-                precondition(state.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic,
-                             "MallocFront: slot names a dead cache")
-                precondition(state.pointee.geometry.objectSize == SizeClasses.size(ofClass: i),
-                             "MallocFront: class cache object size")
-                precondition(state.pointee.geometry.alignment == SizeClasses.alignment(ofClass: i),
-                             "MallocFront: class cache alignment")
+                precondition(
+                    state.pointee.magic.load(ordering: .relaxed) == CacheState.liveMagic,
+                    "MallocFront: slot names a dead cache")
+                precondition(
+                    state.pointee.geometry.objectSize == SizeClasses.size(ofClass: i),
+                    "MallocFront: class cache object size")
+                precondition(
+                    state.pointee.geometry.alignment == SizeClasses.alignment(ofClass: i),
+                    "MallocFront: class cache alignment")
                 var j = i + 1
                 while j < SizeClasses.count {
-                    precondition(heap.pointee.front.classes[j].load(ordering: .acquiring) != address,
-                                 "MallocFront: one cache in two slots")
+                    precondition(
+                        heap.pointee.front.classes[j].load(ordering: .acquiring) != address,
+                        "MallocFront: one cache in two slots")
                     j += 1
                 }
             }

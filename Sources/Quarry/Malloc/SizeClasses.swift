@@ -110,8 +110,9 @@ public enum SizeClasses {
         var i = 0
         while i < count {
             let s = size(ofClass: i)
-            precondition(s > previous && s % (i == 0 ? Geometry.granule : quantum) == 0,
-                         "SizeClasses: sizes increase, in quanta after the first")
+            precondition(
+                s > previous && s % (i == 0 ? Geometry.granule : quantum) == 0,
+                "SizeClasses: sizes increase, in quanta after the first")
             precondition(index(forSize: s) == i, "SizeClasses: index of a class size")
             precondition(i == count - 1 || index(forSize: s + 1) == i + 1, "SizeClasses: index past a class size")
             precondition(s % alignment(ofClass: i) == 0, "SizeClasses: alignment divides the size")

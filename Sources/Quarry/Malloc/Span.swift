@@ -106,7 +106,8 @@ struct Span<P: Platform> {
             let n = pages
             precondition(newPages > 0 && newPages < n, "Span: shrink outside 1 ..< pages")
             heap.pointee.map[page].setPages(UInt32(newPages))
-            AddressSanitizer.poison(heap.pointee.arena.address(of: page + newPages), (n - newPages) << Geometry.pageShift)
+            AddressSanitizer.poison(
+                heap.pointee.arena.address(of: page + newPages), (n - newPages) << Geometry.pageShift)
             allocator.free(page + newPages, n - newPages)
             allocator.spans.pages -= n - newPages
         }

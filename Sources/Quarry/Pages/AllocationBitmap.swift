@@ -176,8 +176,10 @@ struct AllocationBitmap {
         }
         let start = dataStart &+ UInt(truncatingIfNeeded: page.raw) << UInt(Geometry.pageShift)
         // Sound: the in-slab words of this one-page slab (see `locate`).
-        return (UnsafeMutablePointer(bitPattern: start &+ inSlabOffset).unsafelyUnwrapped,
-                (Geometry.pageSize - Int(inSlabOffset)) / 4)
+        return (
+            UnsafeMutablePointer(bitPattern: start &+ inSlabOffset).unsafelyUnwrapped,
+            (Geometry.pageSize - Int(inSlabOffset)) / 4
+        )
     }
 
     /// Clears the bits of a new slab at `page` (`pages` long): its in-slab words, which

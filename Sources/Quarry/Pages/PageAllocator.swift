@@ -255,8 +255,9 @@ extension PageAllocator {
                 precondition(!previousWasFree, "PageAllocator: adjacent free runs")
                 precondition(d.head.int == p, "PageAllocator: free run head tag")
                 let tag = map[PageNumber(p + length - 1)]
-                precondition(tag.kind == .free && Int(tag.pages) == length && tag.head.int == p,
-                             "PageAllocator: free run tail tag")
+                precondition(
+                    tag.kind == .free && Int(tag.pages) == length && tag.head.int == p,
+                    "PageAllocator: free run tail tag")
                 walkedFree += length
                 previousWasFree = true
             case .slab, .span:

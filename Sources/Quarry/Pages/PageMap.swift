@@ -137,9 +137,15 @@ struct PageEntry {
     @inline(__always) private func load8(_ offset: Int) -> UInt8 { d.load(fromByteOffset: offset, as: UInt8.self) }
     @inline(__always) private func load32(_ offset: Int) -> UInt32 { d.load(fromByteOffset: offset, as: UInt32.self) }
     @inline(__always) private func loadWord(_ offset: Int) -> UInt { d.load(fromByteOffset: offset, as: UInt.self) }
-    @inline(__always) private func store8(_ v: UInt8, _ offset: Int) { d.storeBytes(of: v, toByteOffset: offset, as: UInt8.self) }
-    @inline(__always) private func store32(_ v: UInt32, _ offset: Int) { d.storeBytes(of: v, toByteOffset: offset, as: UInt32.self) }
-    @inline(__always) private func storeWord(_ v: UInt, _ offset: Int) { d.storeBytes(of: v, toByteOffset: offset, as: UInt.self) }
+    @inline(__always) private func store8(_ v: UInt8, _ offset: Int) {
+        d.storeBytes(of: v, toByteOffset: offset, as: UInt8.self)
+    }
+    @inline(__always) private func store32(_ v: UInt32, _ offset: Int) {
+        d.storeBytes(of: v, toByteOffset: offset, as: UInt32.self)
+    }
+    @inline(__always) private func storeWord(_ v: UInt, _ offset: Int) {
+        d.storeBytes(of: v, toByteOffset: offset, as: UInt.self)
+    }
 
     // MARK: Shared words (atomic, readable without a lock)
 
@@ -154,12 +160,16 @@ struct PageEntry {
 
     var kind: PageKind {
         @inline(__always) get {
-            PageKind(rawValue: UInt8(truncatingIfNeeded: atomic32(PageDescriptor.shape).pointee.load(ordering: .acquiring))) ?? .free
+            PageKind(
+                rawValue: UInt8(truncatingIfNeeded: atomic32(PageDescriptor.shape).pointee.load(ordering: .acquiring)))
+                ?? .free
         }
     }
     /// Byte offset of object 0 from the slab's first byte (the slab's colour).
     var color: UInt16 {
-        @inline(__always) get { UInt16(truncatingIfNeeded: atomic32(PageDescriptor.shape).pointee.load(ordering: .relaxed) >> 16) }
+        @inline(__always) get {
+            UInt16(truncatingIfNeeded: atomic32(PageDescriptor.shape).pointee.load(ordering: .relaxed) >> 16)
+        }
     }
     var pages: UInt32 {
         @inline(__always) get { atomic32(PageDescriptor.pages).pointee.load(ordering: .relaxed) }
@@ -169,7 +179,9 @@ struct PageEntry {
     }
     var carved: UInt32 {
         @inline(__always) get { atomic32(PageDescriptor.carved).pointee.load(ordering: .relaxed) }
-        @inline(__always) nonmutating set { atomic32(PageDescriptor.carved).pointee.store(newValue, ordering: .relaxed) }
+        @inline(__always) nonmutating set {
+            atomic32(PageDescriptor.carved).pointee.store(newValue, ordering: .relaxed)
+        }
     }
     var cache: UInt {
         @inline(__always) get {
@@ -228,8 +240,9 @@ struct PageEntry {
         prev = .none
         inUse = 0
         freeHead = 0
-        atomic32(PageDescriptor.shape).pointee.store(UInt32(PageKind.slab.rawValue) | UInt32(color) << 16,
-                                                      ordering: .releasing)
+        atomic32(PageDescriptor.shape).pointee.store(
+            UInt32(PageKind.slab.rawValue) | UInt32(color) << 16,
+            ordering: .releasing)
     }
 
     // MARK: Locked words (plain; under the lock of the page's owner)
@@ -312,7 +325,8 @@ extension PageMap {
         let d = heap.pointee.map[page]
         let shape = d.shape
         guard PageEntry.kind(of: shape) == .slab else { return nil }
-        return SlabHead(entry: d, first: (address & ~UInt(Geometry.pageSize - 1)) &+ PageEntry.color(of: shape), page: page)
+        return SlabHead(
+            entry: d, first: (address & ~UInt(Geometry.pageSize - 1)) &+ PageEntry.color(of: shape), page: page)
     }
 
     /// `lookup` when its first step did not find a slab head: the whole question again,
@@ -320,7 +334,8 @@ extension PageMap {
     /// counts only if its head is below it, is a live slab or span, and still covers
     /// it (a span shrunk in place leaves stale marks behind).
     @inline(never)
-    static func lookupMiss(_ address: UInt, in heap: UnsafeMutablePointer<HeapState>) -> Result<PageOwner, QuarryError> {
+    static func lookupMiss(_ address: UInt, in heap: UnsafeMutablePointer<HeapState>) -> Result<PageOwner, QuarryError>
+    {
         guard address & UInt(Geometry.granule - 1) == 0 else { return .failure(.misaligned) }
         let page: PageNumber
         switch heap.pointee.arena.classify(address) {
@@ -347,7 +362,10 @@ extension PageMap {
             guard kind == .slab || kind == .span, page.raw &- head.raw < d.pages else { return .failure(.freePage) }
         }
         guard PageEntry.kind(of: shape) == .slab else { return .success(.span(head)) }
-        return .success(.slab(SlabHead(entry: d, first: heap.pointee.arena.address(of: head) &+ PageEntry.color(of: shape),
-                                       page: head)))
+        return .success(
+            .slab(
+                SlabHead(
+                    entry: d, first: heap.pointee.arena.address(of: head) &+ PageEntry.color(of: shape),
+                    page: head)))
     }
 }

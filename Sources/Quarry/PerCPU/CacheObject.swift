@@ -56,7 +56,8 @@ public struct CacheObject<P: Platform>: ~Copyable {
         do throws(QuarryError) {
             try SlabCache<P>(state: state).freeHeld(UInt(bitPattern: pointer))
         } catch {
-            preconditionFailure("Quarry: CacheObject.free() in a nested call that cannot take the cache lock; use tryFree()")
+            preconditionFailure(
+                "Quarry: CacheObject.free() in a nested call that cannot take the cache lock; use tryFree()")
         }
     }
 

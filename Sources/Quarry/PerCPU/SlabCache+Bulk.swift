@@ -119,8 +119,10 @@ extension SlabCache {
     /// `n` objects from the slabs into `out` under one acquisition of the cache lock,
     /// or the error with none kept (those taken go back inside the same section).
     /// Interrupts masked.
-    func takeBatchFromSlabs(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ n: Int,
-                            _ mode: LockMode) -> QuarryError? {
+    func takeBatchFromSlabs(
+        _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ n: Int,
+        _ mode: LockMode
+    ) -> QuarryError? {
         let result = state.pointee.lock.tryWithLock(P.self, mode) { slabs -> QuarryError? in
             hook(.cacheLocked)
             var taken = 0
@@ -183,8 +185,10 @@ extension SlabCache {
     /// the loaded magazine while it has room. Returns how many entries it consumed
     /// (freed or refused); 0 when the slot was claimed by code this call interrupted.
     @inline(__always)
-    func freeBulkHit(_ objects: UnsafePointer<UnsafeMutableRawPointer?>, _ n: Int,
-                     _ first: inout QuarryError?) -> Int {
+    func freeBulkHit(
+        _ objects: UnsafePointer<UnsafeMutableRawPointer?>, _ n: Int,
+        _ first: inout QuarryError?
+    ) -> Int {
         hook(.freeEnter)
         let slot = cpu(P.cpuIndex)
         guard slot.claim() else { return 0 }
@@ -267,9 +271,11 @@ extension SlabCache {
     /// refusal in `first`; stops before the first object for which `proceed` is false.
     /// Returns where it stopped (`n` when it went through).
     @inline(__always)
-    func admitEach(_ objects: UnsafePointer<UnsafeMutableRawPointer?>, from start: Int, to n: Int,
-                   _ first: inout QuarryError?, while proceed: () -> Bool = { true },
-                   _ body: (UInt, PageNumber, inout QuarryError?) -> Void) -> Int {
+    func admitEach(
+        _ objects: UnsafePointer<UnsafeMutableRawPointer?>, from start: Int, to n: Int,
+        _ first: inout QuarryError?, while proceed: () -> Bool = { true },
+        _ body: (UInt, PageNumber, inout QuarryError?) -> Void
+    ) -> Int {
         var i = start
         while i < n {
             if let object = objects[i] {
@@ -323,6 +329,7 @@ extension SlabCache {
     /// per-CPU layer).
     @inline(__always)
     func setCachedMark(_ address: UInt) {
-        FreeLink.setWord(FreeLink.mark(of: address, secret: state.pointee.secret), of: address, offset: geometry.linkOffset)
+        FreeLink.setWord(
+            FreeLink.mark(of: address, secret: state.pointee.secret), of: address, offset: geometry.linkOffset)
     }
 }

@@ -235,8 +235,10 @@ extension SlabCache {
     }
 
     /// `exchangeFullForEmpty` inside the depot's lock scope.
-    private func exchangeFullForEmpty(_ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode,
-                                      _ depot: inout Depot) -> Exchange {
+    private func exchangeFullForEmpty(
+        _ slot: UnsafeMutablePointer<CPUCache>, _ mode: LockMode,
+        _ depot: inout Depot
+    ) -> Exchange {
         if slot.pointee.hasRoom { return .retry }
         let tuning = heap.pointee.tuning
         if depot.fullCount >= tuning.depotFullLimit {
@@ -321,13 +323,15 @@ extension SlabCache {
         }
         // Sound: an object of the magazine cache is sized for `Tuning.magazineSize >=
         // magazineCapacity` rounds and cache-line aligned.
-        return Magazine.initialize(UnsafeMutableRawPointer(bitPattern: memory).unsafelyUnwrapped,
-                                   capacity: state.pointee.magazineCapacity)
+        return Magazine.initialize(
+            UnsafeMutableRawPointer(bitPattern: memory).unsafelyUnwrapped,
+            capacity: state.pointee.magazineCapacity)
     }
 
     /// Frees an empty magazine the caller owns to the magazine cache. `.spin` only.
     func freeMagazine(_ magazine: Magazine) {
-        precondition(magazine.count == 0 && magazine != heap.pointee.sentinel, "Quarry: freeing a magazine that holds objects")
+        precondition(
+            magazine.count == 0 && magazine != heap.pointee.sentinel, "Quarry: freeing a magazine that holds objects")
         SlabCache(state: heap.pointee.magazineCache).freeInternal(UInt(bitPattern: magazine.address))
         heap.pointee.reclaim.uncharge(magazineCharge)
     }

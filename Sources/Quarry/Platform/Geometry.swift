@@ -71,9 +71,11 @@ public struct Tuning: Sendable {
     /// A tuning with the given knobs; the defaults are ``standard``: slabs of as many
     /// objects as fit, one empty slab kept, magazines of 32 objects and at most 16 KiB,
     /// a depot of 4 full and 4 empty magazines, a per-CPU budget of 1/16 of the data bytes.
-    public init(maxObjectsPerSlab: Int = Int(UInt16.max), emptySlabReserve: Int = 1,
-                magazineSize: Int = 32, magazineBytes: Int = 16 << 10,
-                depotFullLimit: Int = 4, depotEmptyLimit: Int = 4, perCPUShare: Int = 16) {
+    public init(
+        maxObjectsPerSlab: Int = Int(UInt16.max), emptySlabReserve: Int = 1,
+        magazineSize: Int = 32, magazineBytes: Int = 16 << 10,
+        depotFullLimit: Int = 4, depotEmptyLimit: Int = 4, perCPUShare: Int = 16
+    ) {
         self.maxObjectsPerSlab = maxObjectsPerSlab
         self.emptySlabReserve = emptySlabReserve
         self.magazineSize = magazineSize
@@ -89,8 +91,9 @@ public struct Tuning: Sendable {
     /// Slabs of at most 3 objects, no empty-slab reserve, magazines of 2 objects and a
     /// depot of one full and one empty magazine: every exchange path runs constantly.
     public static var tiny: Tuning {
-        Tuning(maxObjectsPerSlab: 3, emptySlabReserve: 0, magazineSize: 2, magazineBytes: Int.max,
-               depotFullLimit: 1, depotEmptyLimit: 1)
+        Tuning(
+            maxObjectsPerSlab: 3, emptySlabReserve: 0, magazineSize: 2, magazineBytes: Int.max,
+            depotFullLimit: 1, depotEmptyLimit: 1)
     }
     /// The foundation's single-layer allocator: no magazines, every call takes the cache lock.
     public static var noMagazines: Tuning { Tuning(magazineSize: 0) }

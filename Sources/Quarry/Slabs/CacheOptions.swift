@@ -31,8 +31,10 @@ public struct CacheOptions: Sendable, Equatable {
 
     /// Options with the given choices; every one is off by default, so `CacheOptions()`
     /// is a plain cache.
-    public init(randomizeFreeSlots: Bool = false, poison: Bool = false, redZone: Int = 0,
-                zeroOnAllocate: Bool = false, zeroOnFree: Bool = false, typeStable: Bool = false) {
+    public init(
+        randomizeFreeSlots: Bool = false, poison: Bool = false, redZone: Int = 0,
+        zeroOnAllocate: Bool = false, zeroOnFree: Bool = false, typeStable: Bool = false
+    ) {
         self.randomizeFreeSlots = randomizeFreeSlots
         self.poison = poison
         self.redZone = redZone

@@ -285,9 +285,11 @@ struct CacheState: ~Copyable {
 
     /// The state of a cache whose memory (`footprint` bytes) starts at `memory`; give it
     /// to `initialize` with the same `memory`.
-    init(at memory: UnsafeMutableRawPointer, name: CacheName, size: Int, geometry: SlabGeometry,
-         constructor: ObjectConstructor?, secret: UInt, heap: UnsafeMutablePointer<HeapState>,
-         magazineCapacity: Int, isInternal: Bool, options: CacheOptions = CacheOptions(), generation: UInt32 = 0) {
+    init(
+        at memory: UnsafeMutableRawPointer, name: CacheName, size: Int, geometry: SlabGeometry,
+        constructor: ObjectConstructor?, secret: UInt, heap: UnsafeMutablePointer<HeapState>,
+        magazineCapacity: Int, isInternal: Bool, options: CacheOptions = CacheOptions(), generation: UInt32 = 0
+    ) {
         // Sound: `initialize` binds and initialises the slab layer and the depot at these
         // offsets of `memory` before the state is used.
         lock = SpinLocked((memory + Self.slabLayerOffset).assumingMemoryBound(to: SlabLayer.self), heap: heap)
@@ -306,7 +308,9 @@ struct CacheState: ~Copyable {
         self.typeStable = options.typeStable
         self.options = options
         objectWork = options.needsObjectWork
-        freeHitMode = objectWork ? CacheState.freeHitNone
+        freeHitMode =
+            objectWork
+            ? CacheState.freeHitNone
             : geometry.bitmapInSlab ? CacheState.freeHitInSlab : CacheState.freeHitOutOfBand
         emptySlabReserve = options.typeStable ? Int.max : max(heap.pointee.tuning.emptySlabReserve, 0)
     }
@@ -349,8 +353,10 @@ struct CacheState: ~Copyable {
 
     /// Initialises a cache's state, its parts and its per-CPU array at `memory`
     /// (`footprint` bytes, cache-line aligned), every CPU detached (both slots on the sentinel).
-    static func initialize(_ memory: UnsafeMutableRawPointer, maxCPUs: Int, sentinel: Magazine,
-                           _ value: consuming CacheState) -> UnsafeMutablePointer<CacheState> {
+    static func initialize(
+        _ memory: UnsafeMutableRawPointer, maxCPUs: Int, sentinel: Magazine,
+        _ value: consuming CacheState
+    ) -> UnsafeMutablePointer<CacheState> {
         // Sound: the caller owns `footprint(maxCPUs:)` bytes at `memory`, aligned to a cache line.
         let state = memory.bindMemory(to: CacheState.self, capacity: 1)
         state.initialize(to: value)
@@ -367,7 +373,8 @@ struct CacheState: ~Copyable {
         while i < maxCPUs {
             let slot = memory + cpuAreaOffset + i * CPUCache.slotStride
             slot.bindMemory(to: CPUCache.self, capacity: 1).initialize(to: CPUCache(sentinel: sentinel))
-            (slot + CPUCache.markerOffset).bindMemory(to: Atomic<UInt>.self, capacity: 1).initialize(to: Atomic<UInt>(0))
+            (slot + CPUCache.markerOffset).bindMemory(to: Atomic<UInt>.self, capacity: 1).initialize(
+                to: Atomic<UInt>(0))
             (slot + CPUCache.countersOffset).bindMemory(to: CPUCounters.self, capacity: 1).initialize(to: CPUCounters())
             i += 1
         }

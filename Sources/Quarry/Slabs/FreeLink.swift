@@ -32,7 +32,8 @@ enum FreeLink {
     /// and is never followed. Slab.pop, Slab.walkFreeList (the invariant walk and
     /// `validate`) and the test hook `freeLink(of:)` read links only through here.
     @inline(__always)
-    static func read(from object: UInt, _ geometry: SlabGeometry, secret: UInt, objects: UInt, carved: UInt32) -> UInt? {
+    static func read(from object: UInt, _ geometry: SlabGeometry, secret: UInt, objects: UInt, carved: UInt32) -> UInt?
+    {
         // Sound: as in `write`; the object is free and owned by this slab's list.
         let word = UnsafeMutablePointer<UInt>(bitPattern: object &+ UInt(geometry.linkOffset))!.pointee
         let next = word ^ secret ^ object

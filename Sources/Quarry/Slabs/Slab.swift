@@ -82,8 +82,8 @@ struct Slab {
         if head != 0 {
             // The list holds `carved - inUse` objects: it ends exactly at the last one.
             guard inUse < carved, !bitmap.isAllocated(head),
-                  let next = FreeLink.read(from: head, geometry, secret: secret, objects: objectsStart, carved: carved),
-                  (next == 0) == (inUse + 1 == carved)
+                let next = FreeLink.read(from: head, geometry, secret: secret, objects: objectsStart, carved: carved),
+                (next == 0) == (inUse + 1 == carved)
             else { return .corrupt(head) }
             d.freeHead = next
             d.inUse = inUse + 1
@@ -113,8 +113,10 @@ struct Slab {
     /// Walks the free list with the checks of `pop` (each object's bit clear, each
     /// link through FreeLink.read) and at most `carved` steps, calling `body` with
     /// each object. Changes nothing. Cache lock held.
-    func walkFreeList(_ geometry: SlabGeometry, secret: UInt, bitmap: AllocationBitmap,
-                      _ body: (UInt) -> Void = { _ in }) -> FreeListWalk {
+    func walkFreeList(
+        _ geometry: SlabGeometry, secret: UInt, bitmap: AllocationBitmap,
+        _ body: (UInt) -> Void = { _ in }
+    ) -> FreeListWalk {
         let d = map[page]
         let carved = d.carved
         var n = 0

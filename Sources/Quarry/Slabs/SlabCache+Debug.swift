@@ -132,7 +132,9 @@ extension SlabCache {
     @inline(never)
     func prepareFresh(_ object: UInt) {
         let o = state.pointee.options
-        if geometry.hasRedZone { Self.fill(object &+ UInt(geometry.redZoneStart), redZoneBytes, CacheOptions.redZoneByte) }
+        if geometry.hasRedZone {
+            Self.fill(object &+ UInt(geometry.redZoneStart), redZoneBytes, CacheOptions.redZoneByte)
+        }
         if o.poison { Self.fill(object, poisonBytes, CacheOptions.poisonByte) }
     }
 
@@ -219,8 +221,10 @@ extension SlabCache {
 
     /// One list of `validate`: its links, each slab, and whether each slab's `inUse`
     /// `fits` the list; adds to the sums of `inUse` and of leaked objects.
-    private func validateList(_ list: SlabList, _ r: inout ValidationReport, _ inUse: inout Int, _ leaked: inout Int,
-                              _ fits: (UInt32) -> Bool) {
+    private func validateList(
+        _ list: SlabList, _ r: inout ValidationReport, _ inUse: inout Int, _ leaked: inout Int,
+        _ fits: (UInt32) -> Bool
+    ) {
         let map = heap.pointee.map
         let arena = heap.pointee.arena
         let broken = list.walk(map) { page in
@@ -308,8 +312,9 @@ extension SlabCache {
         let address = UInt(bitPattern: object)
         guard case .success(let page) = locate(address) else { return nil }
         let slab = Slab(page: page, map: heap.pointee.map, arena: heap.pointee.arena)
-        let next = FreeLink.read(from: address, geometry, secret: state.pointee.secret,
-                                 objects: slab.objectsStart, carved: heap.pointee.map[page].carved)
+        let next = FreeLink.read(
+            from: address, geometry, secret: state.pointee.secret,
+            objects: slab.objectsStart, carved: heap.pointee.map[page].carved)
         return next.flatMap { UnsafeMutableRawPointer(bitPattern: $0) }
     }
 
@@ -317,8 +322,9 @@ extension SlabCache {
     /// (nil: end of list) encoded as the slab layer writes it: a corruption that still
     /// decodes to an object of the slab (a cycle, a skip, an object that is out).
     @_spi(Testing) public func writeFreeLink(into object: UnsafeMutableRawPointer, to next: UnsafeMutableRawPointer?) {
-        FreeLink.write(UInt(bitPattern: next), into: UInt(bitPattern: object), offset: geometry.linkOffset,
-                       secret: state.pointee.secret)
+        FreeLink.write(
+            UInt(bitPattern: next), into: UInt(bitPattern: object), offset: geometry.linkOffset,
+            secret: state.pointee.secret)
     }
 
     /// Byte offset of the free link inside an object (0, or past the caller's bytes in

@@ -60,12 +60,14 @@ extension SlabCache {
                 precondition(capacity > 0, "CPUCache: magazines in a cache without a per-CPU layer")
                 precondition(l != p, "CPUCache: loaded and previous are one magazine")
                 precondition(l.capacity == capacity && p.capacity == capacity, "Magazine: capacity")
-                precondition(l.count >= 0 && l.count <= capacity && p.count >= 0 && p.count <= capacity,
-                             "Magazine: count out of range")
+                precondition(
+                    l.count >= 0 && l.count <= capacity && p.count >= 0 && p.count <= capacity,
+                    "Magazine: count out of range")
                 magazines += 2
             }
-            precondition(slot.pointee.reserveCount >= 0 && slot.pointee.reserveCount <= Geometry.cpuReserve,
-                         "CPUCache: reserve count out of range")
+            precondition(
+                slot.pointee.reserveCount >= 0 && slot.pointee.reserveCount <= Geometry.cpuReserve,
+                "CPUCache: reserve count out of range")
             i += 1
         }
         var fulls = 0
@@ -80,8 +82,9 @@ extension SlabCache {
                 empties += 1
             }
         }
-        precondition(fulls == depot.fullCount && empties == depot.emptyCount,
-                     "Depot: counts disagree with the stacks")
+        precondition(
+            fulls == depot.fullCount && empties == depot.emptyCount,
+            "Depot: counts disagree with the stacks")
         precondition(fulls <= tuning.depotFullLimit, "Depot: more full magazines than depotFullLimit")
         precondition(empties <= tuning.depotEmptyLimit || trimDue, "Depot: more empty magazines than depotEmptyLimit")
         precondition(capacity > 0 || fulls + empties == 0, "Depot: magazines in a cache without a per-CPU layer")
@@ -94,8 +97,9 @@ extension SlabCache {
             guard case .success = locate(object) else {
                 preconditionFailure("CPUCache: a cached object is not an object of this cache")
             }
-            precondition(state.pointee.bitmap.markFree(object),
-                         "CPUCache: a cached object is in its slab, or cached twice")
+            precondition(
+                state.pointee.bitmap.markFree(object),
+                "CPUCache: a cached object is in its slab, or cached twice")
             cached += 1
         }
         forEachCachedObject(depot) { object in _ = state.pointee.bitmap.markAllocated(object) }
@@ -113,15 +117,17 @@ extension SlabCache {
             precondition(d.cache == me, "SlabCache: slab of another cache on this cache's list")
             precondition(Int(d.pages) == g.slabPages, "SlabCache: slab length")
             precondition(Int(d.carved) <= g.objectsPerSlab, "SlabCache: carved beyond capacity")
-            precondition(Int(d.color) % g.colorStep == 0 && Int(d.color) / g.colorStep < g.colorCount,
-                         "SlabCache: colour out of range")
+            precondition(
+                Int(d.color) % g.colorStep == 0 && Int(d.color) / g.colorStep < g.colorCount,
+                "SlabCache: colour out of range")
             let slab = Slab(page: page, map: map, arena: arena)
             guard case .length(let free) = slab.walkFreeList(g, secret: secret, bitmap: state.pointee.bitmap) else {
                 preconditionFailure("SlabCache: corrupt free list")
             }
             let leaked = d.list == .quarantined ? Int(d.carved) - Int(d.inUse) : 0
-            precondition(leaked >= 0 && (d.list != .quarantined || free == 0),
-                         "SlabCache: a quarantined slab with a free list, or more objects out than carved")
+            precondition(
+                leaked >= 0 && (d.list != .quarantined || free == 0),
+                "SlabCache: a quarantined slab with a free list, or more objects out than carved")
             precondition(Int(d.inUse) + free + leaked == Int(d.carved), "SlabCache: inUse + free + leaked != carved")
             let bits = state.pointee.bitmap.count(slab: page, pages: g.slabPages)
             precondition(bits == Int(d.inUse), "SlabCache: bitmap (allocated + cached) disagrees with inUse")
@@ -152,10 +158,12 @@ extension SlabCache {
         precondition(inUse == c.inUse, "SlabCache: inUse counter != Σ slab inUse")
         precondition(leaked == c.leakedObjects, "SlabCache: leaked objects != Σ quarantined (carved - inUse)")
         precondition(activeObjects + cached == c.inUse, "SlabCache: active + cached != objects out of slabs")
-        precondition(c.slabsCreated - c.slabsReleased == UInt64(word: UInt(slabs.slabCount)),
-                     "SlabCache: slab count")
-        precondition(slabs.empty.count <= state.pointee.emptySlabReserve || trimDue,
-                     "SlabCache: empty reserve exceeded")
+        precondition(
+            c.slabsCreated - c.slabsReleased == UInt64(word: UInt(slabs.slabCount)),
+            "SlabCache: slab count")
+        precondition(
+            slabs.empty.count <= state.pointee.emptySlabReserve || trimDue,
+            "SlabCache: empty reserve exceeded")
         return magazines
     }
 

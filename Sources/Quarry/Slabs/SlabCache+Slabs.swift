@@ -80,8 +80,10 @@ extension SlabCache {
     /// taken (at least 1), or the error with none taken. The slab's descriptor words
     /// and the cache's counters are written once per run, not once per object
     /// (the bulk allocation's slab section).
-    func takeRunFromSlabs(_ slabs: inout SlabLayer, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>,
-                          _ n: Int, _ mode: LockMode) -> Result<Int, QuarryError> {
+    func takeRunFromSlabs(
+        _ slabs: inout SlabLayer, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>,
+        _ n: Int, _ mode: LockMode
+    ) -> Result<Int, QuarryError> {
         let map = heap.pointee.map
         guard let page = slabToTakeFrom(&slabs, mode) else { return .failure(.outOfMemory) }
         let slab = Slab(page: page, map: map, arena: heap.pointee.arena)
@@ -142,7 +144,8 @@ extension SlabCache {
     /// Reports `.corruptFreeList` at `address` (once per slab: a quarantined slab is
     /// never taken from again) and returns it as the failure.
     @inline(never)
-    func quarantine(_ slabs: inout SlabLayer, _ page: PageNumber, reporting address: UInt) -> Result<UInt, QuarryError> {
+    func quarantine(_ slabs: inout SlabLayer, _ page: PageNumber, reporting address: UInt) -> Result<UInt, QuarryError>
+    {
         let map = heap.pointee.map
         let d = map[page]
         slabs.partial.remove(page, map)
@@ -224,8 +227,9 @@ extension SlabCache {
         AddressSanitizer.unpoison(h.pointee.arena.address(of: page), g.slabPages << Geometry.pageShift)
         state.pointee.bitmap.clearSlab(page, pages: g.slabPages)
         let map = h.pointee.map
-        map[page].setSlabHead(color: g.color(slabs.nextColor), pages: g.slabPages,
-                              head: page, cache: UInt(bitPattern: state))
+        map[page].setSlabHead(
+            color: g.color(slabs.nextColor), pages: g.slabPages,
+            head: page, cache: UInt(bitPattern: state))
         map.markTails(of: page, count: g.slabPages)
         slabs.nextColor = (slabs.nextColor + 1) % g.colorCount
         slabs.counters.slabsCreated += 1

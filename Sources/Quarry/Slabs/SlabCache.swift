@@ -42,7 +42,6 @@ public struct SlabCache<P: Platform> {
         return CacheState.cpu(index, of: state)
     }
 
-
     @inline(__always)
     func hook(_ point: HookPoint) { heap.pointee.hook(point) }
 
@@ -143,8 +142,8 @@ public struct SlabCache<P: Platform> {
     func freeHit(_ address: UInt) -> Bool {
         hook(.freeEnter)
         guard let head = PageMap.slabHead(of: address, in: heap),
-              head.entry.cache == UInt(bitPattern: state),
-              geometry.objectIndex(offset: address &- head.first, carved: head.entry.carved) != nil
+            head.entry.cache == UInt(bitPattern: state),
+            geometry.objectIndex(offset: address &- head.first, carved: head.entry.carved) != nil
         else { return false }
         return freeLocatedHit(address)
     }
@@ -168,7 +167,7 @@ public struct SlabCache<P: Platform> {
         let mark = FreeLink.mark(of: address, secret: state.pointee.secret)
         let offset = geometry.linkOffset
         guard state.pointee.bitmap.isAllocated(address, inSlab: inSlab),
-              FreeLink.word(of: address, offset: offset) != mark
+            FreeLink.word(of: address, offset: offset) != mark
         else { return false }
         poisonFreed(address)
         hook(.freeValidated)
@@ -232,8 +231,12 @@ public struct SlabCache<P: Platform> {
         if state.pointee.objectWork { checkOnFree(address) }
         poisonFreed(address)
         hook(.freeValidated)
-        if push(address, mark: FreeLink.mark(of: address, secret: state.pointee.secret),
-                offset: geometry.linkOffset) { return }
+        if push(
+            address, mark: FreeLink.mark(of: address, secret: state.pointee.secret),
+            offset: geometry.linkOffset)
+        {
+            return
+        }
         try freeSlow(address)
     }
 
@@ -293,7 +296,8 @@ public struct SlabCache<P: Platform> {
     /// Number of objects allocated from this cache and not yet freed (sum of the
     /// per-CPU and nested-path counters; exact at quiescence).
     public var activeObjects: Int {
-        var allocated = state.pointee.atomics.nestedAllocations.load(ordering: .relaxed)
+        var allocated =
+            state.pointee.atomics.nestedAllocations.load(ordering: .relaxed)
             &+ state.pointee.atomics.droppedDuplicates.load(ordering: .relaxed)
         var freed = state.pointee.atomics.nestedFrees.load(ordering: .relaxed)
         var i = 0

@@ -123,7 +123,8 @@ struct SlabGeometry: Equatable {
         guard offset < objectBytes else { return nil }
         // offset < objectBytes <= 2^16: the quotient is exact.
         let q = quotient(UInt32(truncatingIfNeeded: offset))
-        guard UInt(truncatingIfNeeded: q &* UInt32(truncatingIfNeeded: objectSize)) == offset, q < carved | carvedFloor else {
+        guard UInt(truncatingIfNeeded: q &* UInt32(truncatingIfNeeded: objectSize)) == offset, q < carved | carvedFloor
+        else {
             return nil
         }
         return q
@@ -142,8 +143,10 @@ struct SlabGeometry: Equatable {
     /// `redZone` (`CacheOptions.redZone`) adds that many bytes (rounded up to the
     /// granule) after the caller's bytes (and the outside link), filled with a pattern.
     /// `randomized` carves each slab in a random permutation (`carveIndex`).
-    static func make(size: Int, alignment: Int, tuning: Tuning, linkOutside: Bool = false,
-                     redZone: Int = 0, randomized: Bool = false) throws(QuarryError) -> SlabGeometry {
+    static func make(
+        size: Int, alignment: Int, tuning: Tuning, linkOutside: Bool = false,
+        redZone: Int = 0, randomized: Bool = false
+    ) throws(QuarryError) -> SlabGeometry {
         guard size > 0 else { throw .zeroSize }
         guard alignment > 0, alignment & (alignment - 1) == 0, alignment <= Geometry.pageSize else {
             throw .badAlignment
@@ -186,7 +189,8 @@ struct SlabGeometry: Equatable {
         let g = SlabGeometry(
             objectSize: objectSize, alignment: align, slabPages: chosen.pages,
             objectsPerSlab: chosen.objects, colorStep: step, colorCount: slack / step + 1,
-            linkOffset: linkOffset, reciprocal: reciprocal(of: objectSize), objectSpan: UInt32(chosen.objects * objectSize),
+            linkOffset: linkOffset, reciprocal: reciprocal(of: objectSize),
+            objectSpan: UInt32(chosen.objects * objectSize),
             redZoneStart: zone > 0 ? zoneStart : objectSize, carvedFloor: randomized ? UInt32.max : 0)
         g.validate()
         return g
@@ -197,15 +201,19 @@ struct SlabGeometry: Equatable {
         precondition(objectSize % alignment == 0 && objectSize >= Geometry.granule, "SlabGeometry: object size")
         precondition(objectsPerSlab >= 1 && objectsPerSlab * objectSize <= slabBytes, "SlabGeometry: capacity")
         precondition(colorStep % alignment == 0 && colorStep % Geometry.cacheLine == 0, "SlabGeometry: colour step")
-        precondition(color(colorCount - 1) + objectsPerSlab * objectSize + inSlabBitmapBytes <= slabBytes,
-                     "SlabGeometry: colour range")
-        precondition(!bitmapInSlab || (slabPages == 1 && inSlabBitmapBytes % 4 == 0),
-                     "SlabGeometry: an in-slab bitmap needs a one-page slab")
+        precondition(
+            color(colorCount - 1) + objectsPerSlab * objectSize + inSlabBitmapBytes <= slabBytes,
+            "SlabGeometry: colour range")
+        precondition(
+            !bitmapInSlab || (slabPages == 1 && inSlabBitmapBytes % 4 == 0),
+            "SlabGeometry: an in-slab bitmap needs a one-page slab")
         precondition(color(colorCount - 1) <= Int(UInt16.max), "SlabGeometry: colour fits the descriptor")
-        precondition(linkOffset % Geometry.granule == 0 && linkOffset + MemoryLayout<UInt>.size <= objectSize,
-                     "SlabGeometry: free link inside the object")
-        precondition(slabBytes <= 1 << 16 && objectSize <= 1 << 16 && reciprocal == Self.reciprocal(of: objectSize),
-                     "SlabGeometry: reciprocal out of its proved range")
+        precondition(
+            linkOffset % Geometry.granule == 0 && linkOffset + MemoryLayout<UInt>.size <= objectSize,
+            "SlabGeometry: free link inside the object")
+        precondition(
+            slabBytes <= 1 << 16 && objectSize <= 1 << 16 && reciprocal == Self.reciprocal(of: objectSize),
+            "SlabGeometry: reciprocal out of its proved range")
         precondition(Int(objectSpan) == objectsPerSlab * objectSize, "SlabGeometry: object span")
         precondition(redZoneStart <= objectSize && objectsPerSlab <= 8192, "SlabGeometry: red zone, capacity")
     }

@@ -60,8 +60,9 @@ func run(_ heap: Heap, _ checks: inout Checks) throws(QuarryError) {
         }
         return sum
     }
-    checks.expect("allocateObject(): 48 bytes written and read back",
-                  node.byteCount == nodes.objectSize && sum == nodes.objectSize * (nodes.objectSize - 1) / 2)
+    checks.expect(
+        "allocateObject(): 48 bytes written and read back",
+        node.byteCount == nodes.objectSize && sum == nodes.objectSize * (nodes.objectSize - 1) / 2)
     checks.expect("one handle out: activeObjects == 1", nodes.activeObjects == 1)
     node.free()  // consuming: `node` cannot be used or freed again
     checks.expect("free(): activeObjects == 0", nodes.activeObjects == 0)
