@@ -29,7 +29,8 @@ public enum Geometry {
     /// granule); smaller objects keep their bits in their one-page slab
     /// (AllocationBitmap, SlabGeometry.bitmapInSlab).
     public static let bitmapGranule = 64
-    /// `log2(bitmapGranule)`: an offset in the data pages shifted right by it is a bit index.
+    /// The base-2 logarithm of `bitmapGranule`: an offset in the data pages shifted right by
+    /// it is a bit index.
     public static let bitmapGranuleShift = 6
     /// Out-of-band allocation-bitmap bytes for one page: one bit per bitmap granule.
     public static let bitmapBytesPerPage = pageSize / bitmapGranule / 8
