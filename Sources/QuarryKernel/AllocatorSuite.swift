@@ -58,7 +58,8 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     main.forEachCache { _ in visited += 1 }
     TestHarness.checkEqual("alloc: registry walk finds the cache of caches", visited, main.cacheCount)
 
-    AllocatorChecks.badInput(main)
+    MisuseScenario.creation(main, HarnessChecks())
+    MisuseScenario.free(small, base: arenaBase + mainBytes, size: smallHeapBytes, HarnessChecks())
     AllocatorChecks.colouring(main)
     AllocatorChecks.randomModel(main, name: "alloc: random model (standard)", seed: 0x1234_5678, steps: 20_000)
     AllocatorChecks.randomModel(small, name: "alloc: random model (tiny slabs)", seed: 0x0BAD_CAFE, steps: 20_000)
@@ -145,52 +146,6 @@ enum AllocatorChecks {
             i += 1
         }
         return true
-    }
-
-    /// Every refused input gets its own error, is counted, and changes nothing.
-    static func badInput(_ q: KernelQuarry) {
-        func refused(_ name: StaticString, _ expected: QuarryError, _ body: () throws(QuarryError) -> Void) {
-            do throws(QuarryError) {
-                try body()
-                TestHarness.fail(name) { Console.print("accepted") }
-            } catch {
-                TestHarness.check(name, error == expected, "wrong error")
-            }
-        }
-        refused("alloc: zero size refused", .zeroSize) { () throws(QuarryError) in _ = try q.createCache(name: "z", size: 0) }
-        refused("alloc: huge size refused", .sizeTooLarge) { () throws(QuarryError) in _ = try q.createCache(name: "h", size: Int.max) }
-        refused("alloc: alignment 3 refused", .badAlignment) { () throws(QuarryError) in _ = try q.createCache(name: "a", size: 8, alignment: 3) }
-        refused("alloc: alignment 8192 refused", .badAlignment) { () throws(QuarryError) in _ = try q.createCache(name: "a", size: 8, alignment: 8192) }
-        guard let a = try? q.createCache(name: "bad-a", size: 40),
-              let b = try? q.createCache(name: "bad-b", size: 40),
-              let pa = try? a.allocate(), let pb = try? b.allocate(), let gone = try? a.allocate()
-        else {
-            TestHarness.fail("alloc: bad-input set-up") { Console.print("allocation failed") }
-            return
-        }
-        _ = try? a.free(gone)
-        let before = a.statistics
-        let pagesBefore = q.pageStatistics.pagesInUse
-        var local: UInt64 = 0
-        refused("alloc: free outside the arena refused", .outsideArena) { () throws(QuarryError) in try a.free(&local) }
-        refused("alloc: free of an interior pointer refused", .interiorPointer) { () throws(QuarryError) in try a.free(pa + 8) }
-        refused("alloc: free of a misaligned pointer refused", .misaligned) { () throws(QuarryError) in try a.free(pa + 3) }
-        refused("alloc: free into the wrong cache refused", .wrongCache) { () throws(QuarryError) in try a.free(pb) }
-        refused("alloc: double free refused", .doubleFree) { () throws(QuarryError) in try a.free(gone) }
-        let after = a.statistics
-        TestHarness.checkEqual("alloc: refused frees counted", Int(after.errors), 5)
-        TestHarness.check("alloc: refused frees change nothing",
-                          after.activeObjects == before.activeObjects && after.frees == before.frees
-                            && q.pageStatistics.pagesInUse == pagesBefore, "state changed")
-        do throws(QuarryError) {
-            try a.free(nil)
-            try a.free(pa)
-            try b.free(pb)
-            TestHarness.pass("alloc: nil free is a no-op; refused objects free normally")
-        } catch {
-            TestHarness.fail("alloc: nil free is a no-op; refused objects free normally") { Console.print(error.name) }
-        }
-        TestHarness.checkEqual("alloc: bad-input caches destroyed", a.destroy() + b.destroy(), 0)
     }
 
     /// Consecutive slabs start their first object at rotating cache-line offsets, the

@@ -1,35 +1,14 @@
-// CorruptionSuite: slub_kunit-style tests on bare metal: every misuse kind through the
-// per-CPU path, and corruption on purpose (a flipped free link, a write past an object,
-// a write after free, a double free, an interior free), each expecting an exact number
-// and kind of reports (error hook and counters), then zero from `validate()` after repair;
-// then the survival scenario (Tests/Scenarios): each kind of free-link damage followed by
-// many allocations, the cache serving on with its damaged slab quarantined.
+// CorruptionSuite: slub_kunit-style tests on bare metal, on a heap of their own: the
+// scenarios of Tests/Scenarios (Misuse: every refused free through the per-CPU path;
+// Corruption: memory corrupted on purpose, exact reports, zero after repair;
+// CorruptionSurvival: each kind of free-link damage followed by many allocations, the
+// cache serving on with its damaged slab quarantined), and randomized carving.
 // Neighbours: AllocatorSuite.swift (gives it its own heap), Tests/QuarryTests/SafetyTests.swift
 // and CorruptionSurvivalTests.swift (the same scenarios on the host), TestHarness.swift (reports).
 
 @_spi(Testing) import Quarry
 
 enum CorruptionSuite {
-    /// What the error hook saw. Runs on the boot CPU only; the hook never allocates.
-    nonisolated(unsafe) static var calls = 0
-    nonisolated(unsafe) static var last: UInt8 = 0
-    nonisolated(unsafe) static var lastAddress: UInt = 0
-
-    static let hook: ErrorHook = { error, _, address in
-        CorruptionSuite.calls += 1
-        CorruptionSuite.last = error
-        CorruptionSuite.lastAddress = address
-    }
-
-    static func reset() {
-        calls = 0
-        last = 0
-        lastAddress = 0
-    }
-
-    /// One report of `error` at `address` since the last reset, and nothing else.
-    static func reportedOnce(_ error: QuarryError) -> Bool { calls == 1 && last == error.rawValue }
-
     /// Allocations after each kind of damage in `survival`.
     static let survivalAllocations = 100_000
 
@@ -43,153 +22,14 @@ enum CorruptionSuite {
             TestHarness.fail("safety: initialize") { Console.print(error.name) }
             return
         }
-        q.setErrorHook(hook)
-        misuseThroughPerCPUPath(q, neverUsed: base + (size - 4096))
-        flippedLink(q)
-        writePastObject(q)
-        writeAfterFree(q)
+        MisuseScenario.free(q, base: base, size: size, HarnessChecks())
+        CorruptionScenario.run(q, HarnessChecks())
         randomizedCarving(q)
-        q.setErrorHook(nil)
         survival(q)
         q.drainAll()
         q.checkInvariants()
         TestHarness.checkEqual("safety: validate finds nothing in the whole heap", q.validate() == nil ? 0 : 1, 0)
         TestHarness.pass("safety: heap invariants hold after every scenario")
-    }
-
-    static func misuseThroughPerCPUPath(_ q: KernelQuarry, neverUsed: UnsafeMutableRawPointer) {
-        guard let a = try? q.createCache(name: "safety-a", size: 40),
-              let b = try? q.createCache(name: "safety-b", size: 40),
-              let pa = try? a.allocate(), let pb = try? b.allocate(), let gone = try? a.allocate(),
-              let warm = try? a.allocate()
-        else {
-            TestHarness.fail("safety: misuse set-up") { Console.print("allocation failed") }
-            return
-        }
-        _ = try? a.free(gone)
-        _ = try? a.free(warm)
-        let cachedBefore = a.statistics.cachedObjects
-        var local: UInt64 = 0
-        func refused(_ name: StaticString, _ expected: QuarryError, _ pointer: UnsafeMutableRawPointer) {
-            reset()
-            let countBefore = a.statistics.count(of: expected)
-            do throws(QuarryError) {
-                try a.free(pointer)
-                TestHarness.fail(name) { Console.print("accepted") }
-            } catch {
-                TestHarness.check(name, error == expected && reportedOnce(expected)
-                                    && lastAddress == UInt(bitPattern: pointer)
-                                    && a.statistics.count(of: expected) == countBefore + 1
-                                    && a.statistics.cachedObjects == cachedBefore,
-                                  "wrong error, report or count, or the object reached a magazine")
-            }
-        }
-        withUnsafeMutablePointer(to: &local) { p in
-            refused("safety: outside the arena: refused, hooked once, counted", .outsideArena, UnsafeMutableRawPointer(p))
-        }
-        refused("safety: free page: refused, hooked once, counted", .freePage, neverUsed)
-        refused("safety: interior pointer: refused, hooked once, counted", .interiorPointer, pa + 8)
-        refused("safety: misaligned: refused, hooked once, counted", .misaligned, pa + 4)
-        refused("safety: wrong cache: refused, hooked once, counted", .wrongCache, pb)
-        refused("safety: double free: refused, hooked once, counted", .doubleFree, gone)
-        TestHarness.checkEqual("safety: validate after misuse finds nothing", a.validate().total, 0)
-        _ = try? a.free(pa)
-        _ = try? b.free(pb)
-        TestHarness.checkEqual("safety: misuse caches destroyed", a.destroy() + b.destroy(), 0)
-    }
-
-    static func flipByte(_ p: UnsafeMutableRawPointer) {
-        let byte = MemoryLayout<UInt>.size - 2  // a high byte: the decoded link leaves the slab
-        p.storeBytes(of: p.load(fromByteOffset: byte, as: UInt8.self) ^ 0x40, toByteOffset: byte, as: UInt8.self)
-    }
-
-    static func flippedLink(_ q: KernelQuarry) {
-        guard let c = try? q.createCache(name: "safety-link", size: 48), let p = try? c.allocate() else {
-            TestHarness.fail("safety: link set-up") { Console.print("allocation failed") }
-            return
-        }
-        _ = try? c.free(p)
-        c.drainCPU()
-        guard let head = c.freeListHead(ofSlabHolding: p) else {
-            TestHarness.fail("safety: link set-up") { Console.print("no free list") }
-            return
-        }
-        reset()
-        flipByte(head)
-        let found = c.validate()
-        TestHarness.check("safety: flipped link: validate counts exactly one corrupt list",
-                          found.corruptFreeLists == 1 && found.total == 1 && calls == 0, "wrong count")
-        flipByte(head)
-        TestHarness.checkEqual("safety: flipped link repaired: validate finds nothing", c.validate().total, 0)
-        flipByte(head)
-        var refusedWith: QuarryError? = nil
-        do throws(QuarryError) { _ = try c.allocate() } catch { refusedWith = error }
-        TestHarness.check("safety: flipped link: allocation refused, hooked once, counted",
-                          refusedWith == .corruptFreeList && reportedOnce(.corruptFreeList)
-                            && c.statistics.count(of: .corruptFreeList) == 1, "wrong report")
-        // The slab is quarantined (its free objects leaked on purpose, counted), the
-        // cache serves on from other slabs, and everything is consistent again.
-        var served = 0
-        var objects = InlineArray<64, UInt>(repeating: 0)
-        while served < 64, let o = try? c.allocate() {
-            objects[served] = UInt(bitPattern: o)
-            served += 1
-        }
-        let s = c.statistics
-        TestHarness.check("safety: flipped link: slab quarantined, its objects counted as leaked, 64 served after",
-                          served == 64 && s.quarantinedSlabs == 1 && s.leakedObjects > 0 && calls == 1, "not so")
-        TestHarness.checkEqual("safety: flipped link: validate then finds nothing", c.validate().total, 0)
-        q.checkInvariants()
-        var i = 0
-        while i < served {
-            _ = try? c.free(UnsafeMutableRawPointer(bitPattern: objects[i]))
-            i += 1
-        }
-        TestHarness.checkEqual("safety: flipped link: cache destroyed, quarantined slab and all", c.destroy(), 0)
-    }
-
-    static func writePastObject(_ q: KernelQuarry) {
-        guard let c = try? q.createCache(name: "safety-rz", size: 24, options: CacheOptions(redZone: 8)),
-              let p = try? c.allocate()
-        else {
-            TestHarness.fail("safety: red zone set-up") { Console.print("allocation failed") }
-            return
-        }
-        reset()
-        p.storeBytes(of: 0, toByteOffset: 24, as: UInt8.self)
-        TestHarness.checkEqual("safety: write past an object: validate counts one red zone", c.validate().redZoneDamaged, 1)
-        _ = try? c.free(p)
-        TestHarness.check("safety: write past an object: free hooks once, counts once",
-                          reportedOnce(.redZoneOverwritten) && lastAddress == UInt(bitPattern: p)
-                            && c.statistics.count(of: .redZoneOverwritten) == 1, "wrong report")
-        TestHarness.checkEqual("safety: red zone restored: validate finds nothing", c.validate().total, 0)
-        TestHarness.checkEqual("safety: red-zone cache destroyed", c.destroy(), 0)
-    }
-
-    static func writeAfterFree(_ q: KernelQuarry) {
-        guard let c = try? q.createCache(name: "safety-poison", size: 40, options: CacheOptions(poison: true, redZone: 8)),
-              let p = try? c.allocate()
-        else {
-            TestHarness.fail("safety: poison set-up") { Console.print("allocation failed") }
-            return
-        }
-        reset()
-        _ = try? c.free(p)  // poisoned, then into this CPU's magazine
-        p.storeBytes(of: 1, toByteOffset: 16, as: UInt8.self)
-        TestHarness.checkEqual("safety: write after free: validate counts one poisoned object", c.validate().poisonDamaged, 1)
-        let again = try? c.allocate()
-        TestHarness.check("safety: write after free: allocation hooks once, counts once",
-                          again == p && reportedOnce(.useAfterFree) && c.statistics.count(of: .useAfterFree) == 1,
-                          "wrong report")
-        TestHarness.checkEqual("safety: write after free: validate then finds nothing", c.validate().total, 0)
-        reset()
-        _ = try? c.free(again)
-        var second: QuarryError? = nil
-        do throws(QuarryError) { try c.free(again) } catch { second = error }
-        TestHarness.check("safety: free twice on a debug cache: refused, hooked once",
-                          second == .doubleFree && reportedOnce(.doubleFree), "wrong report")
-        TestHarness.checkEqual("safety: debug cache after double free: validate finds nothing", c.validate().total, 0)
-        TestHarness.checkEqual("safety: poison cache destroyed", c.destroy(), 0)
     }
 
     static func randomizedCarving(_ q: KernelQuarry) {

@@ -1,6 +1,8 @@
-// TestHarness: named checks, their counts, and the exit through QEMU's isa-debug-exit.
+// TestHarness: named checks, their counts, and the exit through QEMU's isa-debug-exit;
+// HarnessChecks, the scenarios' (Tests/Scenarios) checks as PASS/FAIL lines.
 // Neighbours: Console.swift (output), Kernel.swift and PlatformChecks.swift (the checks),
-// AllocatorSuite.swift (the allocator's checks), Makefile `qemu-test` (reads the output).
+// AllocatorSuite.swift (the allocator's checks), Makefile `qemu-test` (reads the output),
+// Tests/Scenarios/ScenarioChecks.swift (the protocol; the host's side is #expect).
 
 import CQuarrySupport
 import Quarry
@@ -105,5 +107,16 @@ enum TestHarness {
             quarry_cli()
             quarry_hlt()
         }
+    }
+}
+
+/// A scenario's checks (Tests/Scenarios) as TestHarness checks.
+struct HarnessChecks: ScenarioChecks {
+    func check(_ name: StaticString, _ condition: Bool, _ detail: StaticString) {
+        TestHarness.check(name, condition, detail)
+    }
+
+    func checkEqual(_ name: StaticString, _ actual: Int, _ expected: Int) {
+        TestHarness.checkEqual(name, actual, expected)
     }
 }

@@ -1,39 +1,22 @@
+// BadInputTests: refused creations (the Misuse scenario of Tests/Scenarios, which the
+// test kernel runs too), an arena too small, stale pages, out of memory on every path.
+// Neighbours: SafetyTests (refused frees: the same scenario), Tests/Scenarios/Misuse.swift.
+
 import Testing
 @testable import Quarry
+import QuarryScenarios
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Every refused input gets its specific error, is counted, and changes nothing else.
 @Suite struct BadInputTests {
-    /// Everything observable about a heap that a refused call must leave unchanged.
-    struct Snapshot: Equatable {
-        var pages: [Int]
-        var caches: [[UInt64]]
-        init(_ q: Quarry<HostPlatform>) {
-            let p = q.pageStatistics
-            pages = [p.pagesInUse, p.freeRunPages, p.bump, p.runsAllocated, p.runsFreed]
-            var cs: [[UInt64]] = []
-            q.forEachCache { c in
-                let s = c.statistics
-                cs.append([UInt64(s.activeObjects), UInt64(s.slabs), s.allocations, s.frees, UInt64(s.partialSlabs)])
-            }
-            caches = cs
-        }
-    }
-
-    @Test func creationRefusals() throws {
+    @Test(arguments: [Tuning.standard, .tiny])
+    func creationRefusals(tuning: Tuning) throws {
         let arena = TestArena(size: 1 << 20)
         defer { arena.release() }
-        let q = try arena.quarry()
-        let before = Snapshot(q)
-        #expect(throws: QuarryError.zeroSize) { try q.createCache(name: "z", size: 0) }
-        #expect(throws: QuarryError.sizeTooLarge) { try q.createCache(name: "big", size: Geometry.maxObjectSize + 1) }
-        #expect(throws: QuarryError.sizeTooLarge) { try q.createCache(name: "huge", size: Int.max) }
-        #expect(throws: QuarryError.badAlignment) { try q.createCache(name: "a3", size: 8, alignment: 3) }
-        #expect(throws: QuarryError.badAlignment) { try q.createCache(name: "a0", size: 8, alignment: 0) }
-        #expect(throws: QuarryError.badAlignment) { try q.createCache(name: "a8k", size: 8, alignment: 8192) }
-        #expect(Snapshot(q) == before)
+        let q = try arena.quarry(tuning: tuning)
+        MisuseScenario.creation(q, ExpectChecks())
         #expect(q.cacheCount == internalCaches)
     }
 
@@ -44,45 +27,6 @@ import Glibc
         #expect(throws: QuarryError.arenaTooSmall) {
             try Quarry<HostPlatform>.initialize(base: arena.base, size: 0)
         }
-    }
-
-    @Test func freeRefusals() throws {
-        let arena = TestArena(size: 1 << 20)
-        defer { arena.release() }
-        let q = try arena.quarry()
-        let a = try q.createCache(name: "a", size: 40)
-        let b = try q.createCache(name: "b", size: 40)
-        let pa = try a.allocate()
-        let pb = try b.allocate()
-        let freed = try a.allocate()
-        try a.free(freed)
-        let before = Snapshot(q)
-
-        try a.free(nil)  // a no-op, not an error
-        var outside = UInt64(0)
-        let meta = UnsafeMutableRawPointer(q.heap)
-        let neverUsedPage = UnsafeMutableRawPointer(bitPattern: q.heap.pointee.arena.end - 4096)!
-        let cases: [(UnsafeMutableRawPointer, QuarryError)] = [
-            (UnsafeMutableRawPointer(&outside), .outsideArena),
-            (meta + 64, .metadataPointer),
-            (neverUsedPage, .freePage),
-            (pa + 8, .interiorPointer),
-            (pa + 1, .misaligned),
-            (pb, .wrongCache),
-            (freed, .doubleFree),
-        ]
-        for (pointer, expected) in cases {
-            #expect(throws: expected) { try a.free(pointer) }
-            #expect(a.statistics.count(of: expected) == 1, "counted once: \(expected)")
-        }
-        #expect(a.statistics.errors == UInt64(cases.count))
-        #expect(Snapshot(q) == before, "a refused free changes nothing")
-        q.checkInvariants()
-        // The refused objects are still fine to use and free properly.
-        try a.free(pa)
-        try b.free(pb)
-        #expect(throws: QuarryError.doubleFree) { try a.free(pa) }
-        q.checkInvariants()
     }
 
     /// A pointer into a page that held a slab which has since been released is

@@ -357,14 +357,6 @@ extension SlabCache {
         }
     }
 
-    @Test func creationRefusesBadBounds() throws {
-        try withEpochHeap { q in
-            #expect(throws: QuarryError.zeroSize) { _ = try q.createReclaimer(retiredPerCPU: 0) }
-            #expect(throws: QuarryError.sizeTooLarge) { _ = try q.createReclaimer(retiredPerCPU: 1 << 20) }
-            #expect(q.cacheCount == internalCaches, "a refused creation leaves no cache behind")
-        }
-    }
-
     /// A simulated interrupt whose handler pushes, pops and retires, injected at every
     /// window (every point where interrupts come back on) of a scripted sequence of
     /// stack and reclaimer calls: afterwards every invariant holds and every value

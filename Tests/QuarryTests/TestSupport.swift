@@ -1,7 +1,26 @@
-// TestSupport: seeded randomness, cookies and interval checks shared by the host tests.
-// Neighbours: HostPlatform (the platform and arena), every *Tests.swift file.
+// TestSupport: seeded randomness, cookies and interval checks shared by the host tests,
+// and ExpectChecks (the scenarios of Tests/Scenarios reporting through #expect).
+// Neighbours: HostPlatform (the platform and arena), every *Tests.swift file,
+// Tests/Scenarios/ScenarioChecks.swift (the protocol).
 
+import Testing
 @testable import Quarry
+import QuarryScenarios
+
+/// A scenario's checks as `#expect`s: a failure names the check and where the test ran
+/// the scenario.
+struct ExpectChecks: ScenarioChecks {
+    let sourceLocation: SourceLocation
+    init(_ sourceLocation: SourceLocation = #_sourceLocation) { self.sourceLocation = sourceLocation }
+
+    func check(_ name: StaticString, _ condition: Bool, _ detail: StaticString) {
+        #expect(condition, "\(name): \(detail)", sourceLocation: sourceLocation)
+    }
+
+    func checkEqual(_ name: StaticString, _ actual: Int, _ expected: Int) {
+        #expect(actual == expected, "\(name)", sourceLocation: sourceLocation)
+    }
+}
 
 /// SplitMix64: a small, fast, seedable generator; every randomized test prints its seed.
 struct SeededGenerator: RandomNumberGenerator {
