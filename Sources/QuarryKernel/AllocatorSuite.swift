@@ -93,24 +93,11 @@ func allocatorTimerHook() {
     epochTimerHook()
 }
 
-/// A 32-bit xorshift generator: seeded, reproducible, no allocation.
-struct XorShift32 {
-    var state: UInt32
-    init(seed: UInt32) { state = seed == 0 ? 0x9E37_79B9 : seed }
-    mutating func next() -> UInt32 {
-        state ^= state << 13
-        state ^= state >> 17
-        state ^= state << 5
-        return state
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt32(n)) }
-}
-
 /// One live object of the random model.
 struct ModelSlot {
     var address: UInt
     var size: Int
-    var cookie: UInt32
+    var cookie: UInt
     var cache: Int
 }
 
@@ -121,31 +108,6 @@ enum AllocatorChecks {
         TestHarness.check("alloc: bitmap bytes per page", Geometry.bitmapBytesPerPage * 8 * Geometry.bitmapGranule == Geometry.pageSize, "mismatch")
         TestHarness.check("alloc: largest object fills the largest slab",
                           Geometry.maxObjectSize == Geometry.maxSlabPages * Geometry.pageSize, "mismatch")
-    }
-
-    static func fill(_ p: UnsafeMutableRawPointer, _ size: Int, _ cookie: UInt32) {
-        var i = 0
-        while i + 4 <= size {
-            p.storeBytes(of: cookie &+ UInt32(i), toByteOffset: i, as: UInt32.self)
-            i += 4
-        }
-        while i < size {
-            p.storeBytes(of: UInt8(truncatingIfNeeded: cookie), toByteOffset: i, as: UInt8.self)
-            i += 1
-        }
-    }
-
-    static func intact(_ p: UnsafeMutableRawPointer, _ size: Int, _ cookie: UInt32) -> Bool {
-        var i = 0
-        while i + 4 <= size {
-            if p.load(fromByteOffset: i, as: UInt32.self) != cookie &+ UInt32(i) { return false }
-            i += 4
-        }
-        while i < size {
-            if p.load(fromByteOffset: i, as: UInt8.self) != UInt8(truncatingIfNeeded: cookie) { return false }
-            i += 1
-        }
-        return true
     }
 
     /// Consecutive slabs start their first object at rotating cache-line offsets, the
@@ -195,7 +157,7 @@ enum AllocatorChecks {
     /// allocate/free, a cookie per object verified on free, alignment, misuse the
     /// model can predict, invariants every 500 steps, and pairwise overlap checks.
     static func randomModel(_ q: KernelQuarry, name: StaticString, seed: UInt32, steps: Int) {
-        var rng = XorShift32(seed: seed)
+        var rng = SeededGenerator(seed: UInt64(seed))
         let sizes: InlineArray<6, Int> = [8, 24, 64, 200, 1000, 5000]
         let aligns: InlineArray<6, Int> = [8, 8, 64, 16, 8, 4096]
         var caches = InlineArray<6, KernelCache?>(repeating: nil)
@@ -209,7 +171,7 @@ enum AllocatorChecks {
         }
         let table = tableMemory.bindMemory(to: ModelSlot.self, capacity: capacity)
         var live = 0
-        var cookies: UInt32 = seed
+        var cookies = UInt(seed)
         var mismatches = 0, misaligned = 0, unexpected = 0, overlaps = 0, operations = 0, outOfMemory = 0
         for step in 0..<steps {
             let roll = rng.below(1000)
@@ -220,7 +182,7 @@ enum AllocatorChecks {
                     let p = try c.allocate()
                     if UInt(bitPattern: p) % UInt(aligns[k]) != 0 { misaligned += 1 }
                     cookies &+= 0x9E37_79B9
-                    fill(p, sizes[k], cookies)
+                    Cookie.fill(p, size: sizes[k], key: cookies)
                     table[live] = ModelSlot(address: UInt(bitPattern: p), size: sizes[k], cookie: cookies, cache: k)
                     live += 1
                 } catch {
@@ -232,7 +194,7 @@ enum AllocatorChecks {
                 table[i] = table[live - 1]
                 live -= 1
                 let p = UnsafeMutableRawPointer(bitPattern: slot.address)!
-                if !intact(p, slot.size, slot.cookie) { mismatches += 1 }
+                if !Cookie.intact(p, size: slot.size, key: slot.cookie) { mismatches += 1 }
                 let c = caches[slot.cache]!
                 if roll >= 990 && slot.size > Geometry.granule {
                     // Misuse the model can predict: interior pointer, then double free.
@@ -257,7 +219,7 @@ enum AllocatorChecks {
             live -= 1
             let slot = table[live]
             let p = UnsafeMutableRawPointer(bitPattern: slot.address)!
-            if !intact(p, slot.size, slot.cookie) { mismatches += 1 }
+            if !Cookie.intact(p, size: slot.size, key: slot.cookie) { mismatches += 1 }
             do throws(QuarryError) { try caches[slot.cache]!.free(p) } catch { unexpected += 1 }
         }
         q.checkInvariants()

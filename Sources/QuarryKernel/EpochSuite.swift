@@ -131,7 +131,7 @@ func epochTimerHook() {
 /// The stack stress on one CPU: random pushes and pops of unique values.
 func epochStressPhase(_ cpu: Int) {
     let c = EpochSuite.counts(cpu)
-    var rng = XorShift32(seed: 0xEB0C_0000 &+ UInt32(cpu))
+    var rng = SeededGenerator(seed: 0xEB0C_0000 &+ UInt64(cpu))
     for _ in 0..<EpochSuite.operationsPerCPU {
         if rng.below(2) == 0 {
             _ = EpochSuite.pushNext(cpu)

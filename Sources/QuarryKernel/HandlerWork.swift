@@ -55,34 +55,6 @@ struct HandlerLedger: ~Copyable {
     init() {}
 }
 
-/// The cookie of an object or block at `address` of `size` bytes: word i is
-/// `address ^ 0xC0FFEE ^ i * golden`, every whole word written. Writing it over an
-/// object that another owner also holds, or a stale one, is found when it is checked.
-enum Cookie {
-    static func word(_ address: UInt, _ i: Int) -> UInt {
-        address ^ 0x00C0_FFEE ^ (UInt(truncatingIfNeeded: i) &* UInt(0x9E37_79B9 as UInt32))
-    }
-
-    static func write(_ address: UInt, size: Int) {
-        let p = UnsafeMutableRawPointer(bitPattern: address)!
-        var i = 0
-        while (i + 1) * MemoryLayout<UInt>.size <= size {
-            p.storeBytes(of: word(address, i), toByteOffset: i * MemoryLayout<UInt>.size, as: UInt.self)
-            i += 1
-        }
-    }
-
-    static func intact(_ address: UInt, size: Int) -> Bool {
-        let p = UnsafeRawPointer(bitPattern: address)!
-        var i = 0
-        while (i + 1) * MemoryLayout<UInt>.size <= size {
-            if p.load(fromByteOffset: i * MemoryLayout<UInt>.size, as: UInt.self) != word(address, i) { return false }
-            i += 1
-        }
-        return true
-    }
-}
-
 /// One handler invocation's work on one cache and one malloc size class.
 struct HandlerWork {
     let cache: KernelCache
@@ -150,7 +122,7 @@ struct HandlerWork {
         do throws(QuarryError) {
             let p = isBlock ? try front.malloc(blockSize) : try cache.allocate()
             let address = UInt(bitPattern: p)
-            Cookie.write(address, size: size(isBlock: isBlock))
+            Cookie.fill(at: address, size: size(isBlock: isBlock))
             if isBlock { ledger.pointee.blocks.push(address) } else { ledger.pointee.objects.push(address) }
             ledger.pointee.allocations.add(1, ordering: .relaxed)
         } catch {
@@ -166,7 +138,7 @@ struct HandlerWork {
     /// A `.busy` refusal keeps it.
     private func give(_ ledger: UnsafeMutablePointer<HandlerLedger>, isBlock: Bool) {
         guard let address = isBlock ? ledger.pointee.blocks.pop() : ledger.pointee.objects.pop() else { return }
-        guard Cookie.intact(address, size: size(isBlock: isBlock)) else {
+        guard Cookie.intact(at: address, size: size(isBlock: isBlock)) else {
             // Another owner wrote it, or it was handed out twice: do not free it again.
             ledger.pointee.failures.add(1, ordering: .relaxed)
             return
@@ -190,11 +162,11 @@ struct HandlerWork {
     func release(_ ledger: UnsafeMutablePointer<HandlerLedger>) -> Int {
         var bad = 0
         while let address = ledger.pointee.objects.pop() {
-            if !Cookie.intact(address, size: cache.objectSize) { bad += 1 }
+            if !Cookie.intact(at: address, size: cache.objectSize) { bad += 1 }
             do throws(QuarryError) { try cache.free(UnsafeMutableRawPointer(bitPattern: address)) } catch { bad += 1 }
         }
         while let address = ledger.pointee.blocks.pop() {
-            if !Cookie.intact(address, size: blockSize) { bad += 1 }
+            if !Cookie.intact(at: address, size: blockSize) { bad += 1 }
             do throws(QuarryError) { try front.free(UnsafeMutableRawPointer(bitPattern: address)) } catch { bad += 1 }
         }
         return bad

@@ -172,7 +172,7 @@ enum NMIStorm {
         let row = rows! + cpu
         let me = apicIDs[cpu].load(ordering: .relaxed)
         let next = apicIDs[(cpu + 1) % SMP.cpuCount].load(ordering: .relaxed)
-        var rng = XorShift32(seed: 0x4E4D_4900 &+ UInt32(cpu))
+        var rng = SeededGenerator(seed: 0x4E4D_4900 &+ UInt64(cpu))
         var objects = InlineArray<32, UInt>(repeating: 0)
         var blocks = InlineArray<32, UInt>(repeating: 0)
         var blockSizes = InlineArray<32, Int>(repeating: 0)
@@ -190,14 +190,14 @@ enum NMIStorm {
                     if objects[i] != 0 { try retire(objects[i], size: objectSize, isBlock: false, row) }
                     objects[i] = 0
                     let p = UInt(bitPattern: try work.cache.allocate())
-                    Cookie.write(p, size: objectSize)
+                    Cookie.fill(at: p, size: objectSize)
                     objects[i] = p
                 } else {
                     if blocks[i] != 0 { try retire(blocks[i], size: blockSizes[i], isBlock: true, row) }
                     blocks[i] = 0
                     let size = mainSizes[rng.below(3)]
                     let p = UInt(bitPattern: try work.front.malloc(size))
-                    Cookie.write(p, size: size)
+                    Cookie.fill(at: p, size: size)
                     blocks[i] = p
                     blockSizes[i] = size
                 }
@@ -218,7 +218,7 @@ enum NMIStorm {
 
     /// Checks the cookie of an object or block and frees it.
     static func retire(_ address: UInt, size: Int, isBlock: Bool, _ row: UnsafeMutablePointer<StormRow>) throws(QuarryError) {
-        if !Cookie.intact(address, size: size) { row.pointee.mismatches.add(1, ordering: .relaxed) }
+        if !Cookie.intact(at: address, size: size) { row.pointee.mismatches.add(1, ordering: .relaxed) }
         let p = UnsafeMutableRawPointer(bitPattern: address)
         if isBlock { try work!.front.free(p) } else { try work!.cache.free(p) }
     }
@@ -234,9 +234,9 @@ enum NMIStorm {
         let row = rows! + X86Platform.cpuIndex
         do throws(QuarryError) {
             let object = UInt(bitPattern: try work.cache.allocate())
-            Cookie.write(object, size: objectSize)
+            Cookie.fill(at: object, size: objectSize)
             let block = UInt(bitPattern: try work.front.malloc(blockSize))
-            Cookie.write(block, size: blockSize)
+            Cookie.fill(at: block, size: blockSize)
             let previousObject = row.pointee.timerObject
             let previousBlock = row.pointee.timerBlock
             row.pointee.timerObject = object

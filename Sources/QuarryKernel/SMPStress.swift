@@ -91,13 +91,13 @@ enum SMPStress {
 
     /// One CPU's share of the stress.
     static func phase(_ cpu: Int) {
-        var rng = XorShift32(seed: UInt32(truncatingIfNeeded: 0x51ED_0000 &+ cpu &* 7919))
+        var rng = SeededGenerator(seed: UInt64(0x51ED_0000 &+ cpu &* 7919))
         for _ in 0..<operationsPerCPU {
             let k = rng.below(cacheCount)
             guard let cache = caches[k] else { count(cpu, errorIndex); continue }
             do throws(QuarryError) {
                 let p = try cache.allocate()
-                fill(p, cache.objectSize)
+                Cookie.fill(at: UInt(bitPattern: p), size: cache.objectSize)
                 if rng.below(100) < 60 {
                     // Publish it; whatever was in the slot came from any CPU: free it here.
                     let taken = slots![rng.below(slotCount)].exchange(UInt(bitPattern: p), ordering: .acquiringAndReleasing)
@@ -119,23 +119,13 @@ enum SMPStress {
         let cpu = X86Platform.cpuIndex
         do throws(QuarryError) {
             let p = try cache.allocate()
-            fill(p, cache.objectSize)
+            Cookie.fill(at: UInt(bitPattern: p), size: cache.objectSize)
             let previous = stash![cpu].exchange(UInt(bitPattern: p), ordering: .acquiringAndReleasing)
             if previous != 0 { retire(previous, cpu: cpu) }
         } catch {
             count(cpu, errorIndex)
         }
         count(cpu, handlerIndex)
-    }
-
-    /// The cookie: word 0 is the address mixed with the object's size, word i adds i.
-    static func fill(_ p: UnsafeMutableRawPointer, _ size: Int) {
-        let first = UInt(bitPattern: p) ^ 0x5EED_5EED ^ UInt(size)
-        var i = 0
-        while (i + 1) * MemoryLayout<UInt>.size <= size {
-            p.storeBytes(of: first &+ UInt(i), toByteOffset: i * MemoryLayout<UInt>.size, as: UInt.self)
-            i += 1
-        }
     }
 
     /// Verifies the cookie of the object at `address` and frees it through the page map.
@@ -145,15 +135,7 @@ enum SMPStress {
             count(cpu, errorIndex)
             return
         }
-        let size = cache.objectSize
-        let first = address ^ 0x5EED_5EED ^ UInt(size)
-        var i = 0
-        var intact = true
-        while (i + 1) * MemoryLayout<UInt>.size <= size {
-            if p.load(fromByteOffset: i * MemoryLayout<UInt>.size, as: UInt.self) != first &+ UInt(i) { intact = false }
-            i += 1
-        }
-        if !intact { count(cpu, mismatchIndex) }
+        if !Cookie.intact(at: address, size: cache.objectSize) { count(cpu, mismatchIndex) }
         do throws(QuarryError) { try cache.free(p) } catch { count(cpu, errorIndex) }
     }
 

@@ -178,14 +178,14 @@ enum SingleStep {
             stepFailures.add(1, ordering: .relaxed)
             return nil
         }
-        Cookie.write(UInt(bitPattern: p), size: isBlock ? blockSize : objectSize)
+        Cookie.fill(at: UInt(bitPattern: p), size: isBlock ? blockSize : objectSize)
         return UInt(bitPattern: p)
     }
 
     /// Checks the cookie and frees, with TF clear.
     static func giveBack(_ address: UInt, isBlock: Bool) {
         guard let work else { return }
-        if !Cookie.intact(address, size: isBlock ? blockSize : objectSize) { stepFailures.add(1, ordering: .relaxed) }
+        if !Cookie.intact(at: address, size: isBlock ? blockSize : objectSize) { stepFailures.add(1, ordering: .relaxed) }
         let p = UnsafeMutableRawPointer(bitPattern: address)
         do throws(QuarryError) {
             if isBlock { try work.front.free(p) } else { try work.cache.free(p) }
@@ -214,11 +214,11 @@ enum SingleStep {
                 stepFailures.add(1, ordering: .relaxed)
                 return
             }
-            Cookie.write(UInt(bitPattern: p), size: isBlock ? blockSize : objectSize)
+            Cookie.fill(at: UInt(bitPattern: p), size: isBlock ? blockSize : objectSize)
             held.append(UInt(bitPattern: p))
         }
         func stepFree(_ path: Path, _ address: UInt) {
-            if !Cookie.intact(address, size: isBlock ? blockSize : objectSize) { stepFailures.add(1, ordering: .relaxed) }
+            if !Cookie.intact(at: address, size: isBlock ? blockSize : objectSize) { stepFailures.add(1, ordering: .relaxed) }
             let p = UnsafeMutableRawPointer(bitPattern: address)!
             let freed = isBlock ? steppedFrontFree(path, p) : steppedFree(path, p)
             show(path)
@@ -349,12 +349,12 @@ enum SingleStep {
     /// size class, each freed (cookie checked) and replaced at random.
     static func companion(_ cpu: Int) {
         guard let work else { return }
-        var rng = XorShift32(seed: 0x5BEB_0000 &+ UInt32(cpu))
+        var rng = SeededGenerator(seed: 0x5BEB_0000 &+ UInt64(cpu))
         var objects = InlineArray<16, UInt>(repeating: 0)
         var blocks = InlineArray<16, UInt>(repeating: 0)
         companionsStarted.add(1, ordering: .releasing)
         func retire(_ address: UInt, _ size: Int, isBlock: Bool) {
-            if !Cookie.intact(address, size: size) { companionFailures.add(1, ordering: .relaxed) }
+            if !Cookie.intact(at: address, size: size) { companionFailures.add(1, ordering: .relaxed) }
             let p = UnsafeMutableRawPointer(bitPattern: address)
             do throws(QuarryError) {
                 if isBlock { try work.front.free(p) } else { try work.cache.free(p) }
@@ -370,7 +370,7 @@ enum SingleStep {
             if old != 0 { retire(old, size, isBlock: isBlock) }
             let p = isBlock ? try? work.front.malloc(blockSize) : try? work.cache.allocate()
             let address = UInt(bitPattern: p)
-            if address != 0 { Cookie.write(address, size: size) } else { companionFailures.add(1, ordering: .relaxed) }
+            if address != 0 { Cookie.fill(at: address, size: size) } else { companionFailures.add(1, ordering: .relaxed) }
             if isBlock { blocks[i] = address } else { objects[i] = address }
             companionOperations.add(1, ordering: .relaxed)
         }

@@ -8,6 +8,7 @@
 import Synchronization
 import Testing
 @_spi(Testing) @testable import Quarry
+import QuarryScenarios
 #if canImport(Glibc)
 import Glibc
 #endif

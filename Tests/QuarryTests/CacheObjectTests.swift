@@ -6,6 +6,7 @@
 
 import Testing
 @_spi(Testing) @testable import Quarry
+import QuarryScenarios
 
 @Suite struct CacheObjectTests {
     @Test func allocateUseFree() throws {

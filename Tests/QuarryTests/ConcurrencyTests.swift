@@ -1,11 +1,13 @@
 // ConcurrencyTests: real threads as virtual CPUs: random allocate/free with objects handed
 // between CPUs and a cookie checked on every free; two CPUs freeing one object at once;
 // a SIGALRM timer whose handler allocates and frees on the interrupted CPU.
-// Neighbours: ThreadPlatform (CPUs and interrupts), TestSupport (threads, handoff, cookies).
+// Neighbours: ThreadPlatform (CPUs and interrupts), ThreadTestSupport (threads, handoff),
+// Tests/Scenarios/TestRandom.swift (cookies).
 
 import Testing
 import Synchronization
 @testable import Quarry
+import QuarryScenarios
 #if canImport(Glibc)
 import Glibc
 #endif

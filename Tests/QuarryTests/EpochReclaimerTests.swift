@@ -6,6 +6,7 @@
 import Testing
 import Synchronization
 @testable import Quarry
+import QuarryScenarios
 
 typealias EpochQuarry = Quarry<EpochTestPlatform>
 
@@ -107,7 +108,7 @@ extension SlabCache {
             let r = try q.createReclaimer(retiredPerCPU: 16)
             let c = try q.createCache(name: "obj", size: 64)
             let x = try c.allocate()
-            fillCookie(x, size: 64, cookie: 0xC0FFEE)
+            Cookie.fill(x, size: 64, key: 0xC0FFEE)
             EpochTestPlatform.become(cpu: 1)
             r.enter()
             EpochTestPlatform.become(cpu: 0)
@@ -123,7 +124,7 @@ extension SlabCache {
                 #expect(p != x, "a retired object was handed out while a reader was inside")
                 others.append(p)
             }
-            #expect(checkCookie(x, size: 64, cookie: 0xC0FFEE), "nothing wrote into the retired object")
+            #expect(Cookie.intact(x, size: 64, key: 0xC0FFEE), "nothing wrote into the retired object")
             r.checkInvariants()
             EpochTestPlatform.become(cpu: 1)
             r.exit()

@@ -3,6 +3,7 @@
 // tests (EpochReclaimerTests, LockFreeStackTests, TypeStableCacheTests), runThreads.
 
 import Quarry
+import QuarryScenarios
 import Synchronization
 #if canImport(Glibc)
 import Glibc

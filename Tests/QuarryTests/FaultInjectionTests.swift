@@ -1,10 +1,11 @@
 // FaultInjectionTests: a fixed workload (several caches, the malloc front with spans and
 // realloc, per-CPU magazines under Tuning.tiny) run with the k-th page request failing,
 // for k = 1, 2, 3, ... until the workload runs through without reaching the k-th request.
-// Neighbours: PageAllocator+FaultInjection (the hook), TestSupport (cookies), HostPlatform.
+// Neighbours: PageAllocator+FaultInjection (the hook), Tests/Scenarios/TestRandom.swift (cookies), HostPlatform.
 
 import Testing
 @_spi(Testing) @testable import Quarry
+import QuarryScenarios
 
 @Suite("Fault injection")
 struct FaultInjectionTests {
@@ -49,7 +50,7 @@ struct FaultInjectionTests {
                 let i = Int(rng.next() % UInt64(caches.count))
                 do {
                     let p = try caches[i].allocate()
-                    fillCookie(p, size: caches[i].objectSize, cookie: cookie)
+                    Cookie.fill(p, size: caches[i].objectSize, key: UInt(truncatingIfNeeded: cookie))
                     objects.append(LiveObject(address: UInt(bitPattern: p), size: caches[i].objectSize,
                                               cookie: cookie, cacheIndex: i))
                     cookie += 1
@@ -57,13 +58,13 @@ struct FaultInjectionTests {
             case 2 where !objects.isEmpty:
                 let o = objects.remove(at: Int(rng.next() % UInt64(objects.count)))
                 let p = UnsafeMutableRawPointer(bitPattern: o.address)!
-                if !checkCookie(p, size: o.size, cookie: o.cookie) { out.unexpected.append("cookie before free") }
+                if !Cookie.intact(p, size: o.size, key: UInt(truncatingIfNeeded: o.cookie)) { out.unexpected.append("cookie before free") }
                 do { try caches[o.cacheIndex].free(p) } catch { out.unexpected.append("free: \(error.name)") }
             case 3:
                 let size = frontSize()
                 do {
                     let p = try f.malloc(size)
-                    fillCookie(p, size: size, cookie: cookie)
+                    Cookie.fill(p, size: size, key: UInt(truncatingIfNeeded: cookie))
                     blocks.append(LiveObject(address: UInt(bitPattern: p), size: size, cookie: cookie, cacheIndex: 0))
                     cookie += 1
                 } catch { note(error, "malloc") }
@@ -75,15 +76,15 @@ struct FaultInjectionTests {
                 do {
                     let r = try f.realloc(p, size)
                     // The cookie pattern is word-wise: compare the whole words both sizes hold.
-                    if !checkCookie(r, size: min(size, b.size) & ~7, cookie: b.cookie) {
+                    if !Cookie.intact(r, size: min(size, b.size) & ~7, key: UInt(truncatingIfNeeded: b.cookie)) {
                         out.unexpected.append("realloc lost bytes")
                     }
-                    fillCookie(r, size: size, cookie: cookie)
+                    Cookie.fill(r, size: size, key: UInt(truncatingIfNeeded: cookie))
                     blocks[i] = LiveObject(address: UInt(bitPattern: r), size: size, cookie: cookie, cacheIndex: 0)
                     cookie += 1
                 } catch {
                     note(error, "realloc")
-                    if !checkCookie(p, size: b.size, cookie: b.cookie) {
+                    if !Cookie.intact(p, size: b.size, key: UInt(truncatingIfNeeded: b.cookie)) {
                         out.unexpected.append("failed realloc changed its block")
                     }
                 }
@@ -91,7 +92,7 @@ struct FaultInjectionTests {
                 if !blocks.isEmpty {
                     let b = blocks.remove(at: Int(rng.next() % UInt64(blocks.count)))
                     let p = UnsafeMutableRawPointer(bitPattern: b.address)!
-                    if !checkCookie(p, size: b.size, cookie: b.cookie) { out.unexpected.append("cookie before front free") }
+                    if !Cookie.intact(p, size: b.size, key: UInt(truncatingIfNeeded: b.cookie)) { out.unexpected.append("cookie before front free") }
                     do { try f.free(p) } catch { out.unexpected.append("front free: \(error.name)") }
                 }
             }
@@ -100,12 +101,12 @@ struct FaultInjectionTests {
         q.checkInvariants()
         for o in objects {
             let p = UnsafeMutableRawPointer(bitPattern: o.address)!
-            if !checkCookie(p, size: o.size, cookie: o.cookie) { out.unexpected.append("cookie at end") }
+            if !Cookie.intact(p, size: o.size, key: UInt(truncatingIfNeeded: o.cookie)) { out.unexpected.append("cookie at end") }
             do { try caches[o.cacheIndex].free(p) } catch { out.unexpected.append("final free: \(error.name)") }
         }
         for b in blocks {
             let p = UnsafeMutableRawPointer(bitPattern: b.address)!
-            if !checkCookie(p, size: b.size, cookie: b.cookie) { out.unexpected.append("front cookie at end") }
+            if !Cookie.intact(p, size: b.size, key: UInt(truncatingIfNeeded: b.cookie)) { out.unexpected.append("front cookie at end") }
             do { try f.free(p) } catch { out.unexpected.append("final front free: \(error.name)") }
         }
         for c in caches where q.destroy(c) != 0 { out.unexpected.append("destroy leaked") }

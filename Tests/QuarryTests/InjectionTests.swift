@@ -5,6 +5,7 @@
 
 import Testing
 @_spi(Testing) @testable import Quarry
+import QuarryScenarios
 
 /// Runs nested calls from the heap's test hook.
 final class Injector {

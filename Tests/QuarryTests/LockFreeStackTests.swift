@@ -6,6 +6,7 @@
 import Testing
 import Synchronization
 @testable import Quarry
+import QuarryScenarios
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -223,7 +224,7 @@ let recordStalledTestStall: EpochStallHook = { cpu, _ in
                         insideRound.store(round, ordering: .releasing)
                         let p = UnsafeMutableRawPointer(bitPattern: x)!
                         repeat {
-                            if !checkCookie(p, size: 64, cookie: UInt64(round)) { cookieFailures.add(1, ordering: .relaxed) }
+                            if !Cookie.intact(p, size: 64, key: UInt(round)) { cookieFailures.add(1, ordering: .relaxed) }
                             sched_yield()
                         } while retiredRound.load(ordering: .acquiring) < round
                         insideRound.store(0, ordering: .releasing)
@@ -234,7 +235,7 @@ let recordStalledTestStall: EpochStallHook = { cpu, _ in
                 }
                 for round in 1...rounds {
                     let x = try! c.allocate()
-                    fillCookie(x, size: 64, cookie: UInt64(round))
+                    Cookie.fill(x, size: 64, key: UInt(round))
                     slot.store(UInt(bitPattern: x), ordering: .releasing)
                     while insideRound.load(ordering: .acquiring) != round { sched_yield() }
                     slot.store(0, ordering: .releasing)   // unlink, then retire

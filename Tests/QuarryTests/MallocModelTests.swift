@@ -5,6 +5,7 @@
 
 import Testing
 @testable import Quarry
+import QuarryScenarios
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import Testing
 @testable import Quarry
+import QuarryScenarios
 #if canImport(Glibc)
 import Glibc
 #endif

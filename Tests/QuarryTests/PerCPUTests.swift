@@ -5,6 +5,7 @@
 
 import Testing
 @testable import Quarry
+import QuarryScenarios
 
 @Suite struct PerCPUTests {
     // MARK: Reciprocal

@@ -1,5 +1,6 @@
 import Testing
 @testable import Quarry
+import QuarryScenarios
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -49,7 +50,7 @@ import Glibc
                 // Destroy a cache: empty it first, as the API requires.
                 let i = Int.random(in: 0..<caches.count, using: &rng)
                 for o in live where o.cacheIndex == i {
-                    #expect(checkCookie(UnsafeMutableRawPointer(bitPattern: o.address)!, size: o.size, cookie: o.cookie),
+                    #expect(Cookie.intact(UnsafeMutableRawPointer(bitPattern: o.address)!, size: o.size, key: UInt(truncatingIfNeeded: o.cookie)),
                             "seed \(seed) step \(step): contents changed")
                     try caches[i].cache.free(UnsafeMutableRawPointer(bitPattern: o.address)!)
                 }
@@ -64,7 +65,7 @@ import Glibc
                     let p = try cache.allocate()
                     #expect(UInt(bitPattern: p) % UInt(alignment) == 0, "seed \(seed) step \(step): misaligned")
                     nextCookie &+= 1
-                    fillCookie(p, size: size, cookie: nextCookie)
+                    Cookie.fill(p, size: size, key: UInt(truncatingIfNeeded: nextCookie))
                     live.append(LiveObject(address: UInt(bitPattern: p), size: size, cookie: nextCookie, cacheIndex: i))
                 } catch {
                     #expect(error == .outOfMemory, "seed \(seed) step \(step)")
@@ -74,7 +75,7 @@ import Glibc
                 let k = Int.random(in: 0..<live.count, using: &rng)
                 let o = live.remove(at: k)
                 let p = UnsafeMutableRawPointer(bitPattern: o.address)!
-                #expect(checkCookie(p, size: o.size, cookie: o.cookie), "seed \(seed) step \(step): contents changed")
+                #expect(Cookie.intact(p, size: o.size, key: UInt(truncatingIfNeeded: o.cookie)), "seed \(seed) step \(step): contents changed")
                 try caches[o.cacheIndex].cache.free(p)
             } else {
                 // Misuse the model knows the answer to: an interior pointer, then a double free.
@@ -103,7 +104,7 @@ import Glibc
         #expect(noOverlap(live), "seed \(seed): two live objects overlap")
         for o in live {
             let p = UnsafeMutableRawPointer(bitPattern: o.address)!
-            #expect(checkCookie(p, size: o.size, cookie: o.cookie), "seed \(seed): contents changed")
+            #expect(Cookie.intact(p, size: o.size, key: UInt(truncatingIfNeeded: o.cookie)), "seed \(seed): contents changed")
             try caches[o.cacheIndex].cache.free(p)
         }
         for c in caches { #expect(c.cache.destroy() == 0) }

@@ -22,6 +22,7 @@
 
 import Testing
 @testable import Quarry
+import QuarryScenarios
 import CSingleStep
 #if canImport(Glibc)
 import Glibc

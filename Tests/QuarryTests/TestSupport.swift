@@ -1,7 +1,7 @@
-// TestSupport: seeded randomness, cookies and interval checks shared by the host tests,
+// TestSupport: seeds, live-object models and interval checks shared by the host tests,
 // and ExpectChecks (the scenarios of Tests/Scenarios reporting through #expect).
 // Neighbours: HostPlatform (the platform and arena), every *Tests.swift file,
-// Tests/Scenarios/ScenarioChecks.swift (the protocol).
+// Tests/Scenarios (ScenarioChecks; TestRandom: the generator and the cookies).
 
 import Testing
 @testable import Quarry
@@ -22,19 +22,6 @@ struct ExpectChecks: ScenarioChecks {
     }
 }
 
-/// SplitMix64: a small, fast, seedable generator; every randomized test prints its seed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Seeds for randomized tests: fixed ones (reproducible CI) plus one from the clock,
 /// overridable with QUARRY_SEED.
 func testSeeds(_ fixed: [UInt64]) -> [UInt64] {
@@ -52,33 +39,6 @@ enum ProcessInfoLite {
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Fills `size` bytes at `p` with a pattern derived from `cookie`.
-func fillCookie(_ p: UnsafeMutableRawPointer, size: Int, cookie: UInt64) {
-    var i = 0
-    while i + 8 <= size {
-        p.storeBytes(of: cookie &+ UInt64(i), toByteOffset: i, as: UInt64.self)
-        i += 8
-    }
-    while i < size {
-        p.storeBytes(of: UInt8(truncatingIfNeeded: cookie &+ UInt64(i)), toByteOffset: i, as: UInt8.self)
-        i += 1
-    }
-}
-
-/// True if the bytes at `p` still hold `cookie`'s pattern.
-func checkCookie(_ p: UnsafeMutableRawPointer, size: Int, cookie: UInt64) -> Bool {
-    var i = 0
-    while i + 8 <= size {
-        if p.load(fromByteOffset: i, as: UInt64.self) != cookie &+ UInt64(i) { return false }
-        i += 8
-    }
-    while i < size {
-        if p.load(fromByteOffset: i, as: UInt8.self) != UInt8(truncatingIfNeeded: cookie &+ UInt64(i)) { return false }
-        i += 1
-    }
-    return true
-}
 
 /// A live object in a model: its address, size and cookie.
 struct LiveObject {

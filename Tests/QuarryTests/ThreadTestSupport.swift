@@ -1,5 +1,5 @@
 // ThreadTestSupport: threads as virtual CPUs, a mutex-protected handoff between them, a
-// spinning barrier, and cheap per-object cookies (TestSupport has the full-fill ones).
+// spinning barrier (the cookies and the generator are Tests/Scenarios/TestRandom.swift).
 // Neighbours: ThreadPlatform (the CPUs), ConcurrencyTests and PerCPUTests (the users).
 
 import Quarry
@@ -7,37 +7,6 @@ import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
-
-extension SeededGenerator {
-    /// A value in `0 ..< n`.
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
-
-/// A cookie per object: its address mixed with a per-run key, written in the first,
-/// middle and last word, and checked on free. Two overlapping objects, or a write
-/// into a free object, show up as a mismatch.
-enum Cookie {
-    static func value(_ address: UInt, key: UInt) -> UInt { (address &* 0x9E37_79B9) ^ key }
-
-    static func write(_ p: UnsafeMutableRawPointer, size: Int, key: UInt) {
-        let v = value(UInt(bitPattern: p), key: key)
-        let w = MemoryLayout<UInt>.stride
-        let words = size / w
-        p.storeBytes(of: v, as: UInt.self)
-        if words > 2 { (p + (words / 2) * w).storeBytes(of: v ^ 1, as: UInt.self) }
-        if words > 1 { (p + (words - 1) * w).storeBytes(of: v ^ 2, as: UInt.self) }
-    }
-
-    static func check(_ p: UnsafeMutableRawPointer, size: Int, key: UInt) -> Bool {
-        let v = value(UInt(bitPattern: p), key: key)
-        let w = MemoryLayout<UInt>.stride
-        let words = size / w
-        guard p.load(as: UInt.self) == v else { return false }
-        if words > 2 && (p + (words / 2) * w).load(as: UInt.self) != v ^ 1 { return false }
-        if words > 1 && (p + (words - 1) * w).load(as: UInt.self) != v ^ 2 { return false }
-        return true
-    }
-}
 
 /// Runs `body(cpu)` on `count` new threads, thread i registered as virtual CPU i,
 /// and joins them. Returns the number of interrupt bodies each CPU ran.

@@ -6,6 +6,7 @@
 import Testing
 import Synchronization
 @testable import Quarry
+import QuarryScenarios
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -40,13 +41,13 @@ let typeTag: UInt = 0x7E57_AB1E
         var objects: [UnsafeMutableRawPointer] = []
         for i in 0..<64 {
             let p = try c.allocate()
-            fillCookie(p, size: 40, cookie: UInt64(i))
+            Cookie.fill(p, size: 40, key: UInt(i))
             objects.append(p)
         }
         let pages = c.statistics.pages
         for p in objects { try c.free(p) }
         for (i, p) in objects.enumerated() {
-            #expect(checkCookie(p, size: 40, cookie: UInt64(i)), "free wrote into the caller's bytes")
+            #expect(Cookie.intact(p, size: 40, key: UInt(i)), "free wrote into the caller's bytes")
         }
         let again = try c.allocate()
         #expect(again == objects.last!, "reused at once")
@@ -55,7 +56,7 @@ let typeTag: UInt = 0x7E57_AB1E
         // past the caller's bytes), the slabs are empty and still stay.
         q.drainAll()
         for (i, p) in objects.enumerated() {
-            #expect(checkCookie(p, size: 40, cookie: UInt64(i)), "a flush wrote into the caller's bytes")
+            #expect(Cookie.intact(p, size: 40, key: UInt(i)), "a flush wrote into the caller's bytes")
         }
         #expect(c.statistics.pages == pages, "a type-stable cache released a slab on free")
         #expect(c.statistics.emptySlabs == 8)
@@ -79,11 +80,11 @@ let typeTag: UInt = 0x7E57_AB1E
         var objects: [UnsafeMutableRawPointer] = []
         for i in 0..<8 {
             let p = try c.allocate()
-            fillCookie(p, size: 40, cookie: UInt64(i))
+            Cookie.fill(p, size: 40, key: UInt(i))
             objects.append(p)
         }
         try c.free(objects[0])
-        #expect(!checkCookie(objects[0], size: 40, cookie: 0), "the free link is in the first word")
+        #expect(!Cookie.intact(objects[0], size: 40, key: 0), "the free link is in the first word")
         for p in objects.dropFirst() { try c.free(p) }
         #expect(c.statistics.slabs == 0, "the empty slab went back")
         #expect(c.destroy() == 0)

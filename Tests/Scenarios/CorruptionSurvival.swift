@@ -106,25 +106,18 @@ public struct CorruptionSurvival<P: Platform> {
     /// 4 slabs' worth, so the growth phases drain every partial slab).
     public let live: UnsafeMutableBufferPointer<UInt>
     var count = 0
-    var random: UInt32
+    var random: SeededGenerator
 
     public init(cache: SlabCache<P>, live: UnsafeMutableBufferPointer<UInt>, seed: UInt32) {
         self.cache = cache
         self.live = live
-        random = seed | 1
+        random = SeededGenerator(seed: UInt64(seed))
     }
 
     /// A word no object holds by chance at offset 8 while it is free: the object is
     /// live in this run.
     @inline(__always)
-    static func cookie(_ address: UInt) -> UInt { address ^ 0x5EED_C0DE }
-
-    mutating func next() -> UInt32 {
-        random ^= random << 13
-        random ^= random >> 17
-        random ^= random << 5
-        return random
-    }
+    static func cookie(_ address: UInt) -> UInt { Cookie.value(address, key: 0x5EED_C0DE) }
 
     /// Takes an object into the live set, checking that it is the cache's and not live already.
     mutating func accept(_ p: UnsafeMutableRawPointer, _ report: inout SurvivalReport) {
@@ -186,7 +179,7 @@ public struct CorruptionSurvival<P: Platform> {
         while n < allocations {
             if count == live.count { growing = false; first = false }
             if count <= live.count / 8 { growing = true }
-            let allocateNow = count < live.count && (first || count == 0 || (next() & 3 != 0) == growing)
+            let allocateNow = count < live.count && (first || count == 0 || (random.below(4) != 0) == growing)
             if allocateNow {
                 switch allocate() {
                 case .success(let p): accept(p, &report)
@@ -198,7 +191,7 @@ public struct CorruptionSurvival<P: Platform> {
                 }
                 n += 1
             } else {
-                release(Int(next() % UInt32(count)), free, &report)
+                release(random.below(count), free, &report)
             }
         }
         report.allocations = n

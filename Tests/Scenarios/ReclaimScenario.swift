@@ -36,7 +36,7 @@ public struct ReclaimScenarioCounters: ~Copyable {
 
 /// A CPU's timer-handler state: only its handler touches it.
 struct ReclaimScenarioHandler {
-    var random: UInt32
+    var random: SeededGenerator
     var next = 0
     var stash = InlineArray<4, UInt>(repeating: 0)
     var stashBytes = InlineArray<4, Int>(repeating: 0)
@@ -136,7 +136,7 @@ public struct ReclaimScenario<P: Platform> {
                 .bindMemory(to: ReclaimScenarioCounters.self, capacity: 1).initialize(to: ReclaimScenarioCounters())
             (memory + Self.handlerOffset(cpus) + cpu * Self.handlerStride)
                 .bindMemory(to: ReclaimScenarioHandler.self, capacity: 1)
-                .initialize(to: ReclaimScenarioHandler(random: Self.seed(configuration.seed, 0xA5A5, cpu)))
+                .initialize(to: ReclaimScenarioHandler(random: Self.generator(configuration.seed, 0xA5A5, cpu)))
             (memory + Self.listOffset(cpus) + cpu * Self.listBytes).bindMemory(to: UInt.self, capacity: 2 * Self.listCapacity)
             cpu += 1
         }
@@ -169,26 +169,19 @@ public struct ReclaimScenario<P: Platform> {
         (base + Self.mailboxOffset(configuration.cpus)).assumingMemoryBound(to: Atomic<UInt>.self)
     }
 
-    // MARK: Sizes, cookies, the live count
+    // MARK: Sizes, the live count
 
     /// A size from the log-uniform distribution.
-    static func size(_ random: inout UInt32) -> Int {
-        let octave = Int(next(&random) % 17)
+    static func size(_ random: inout SeededGenerator) -> Int {
+        let octave = random.below(17)
         let low = 1 << octave
         let width = octave == 16 ? maxSize - low + 1 : low
-        return low + Int(next(&random) % UInt32(width))
+        return low + random.below(width)
     }
 
-    /// A non-zero xorshift state for `cpu` and `stream`.
-    static func seed(_ seed: UInt32, _ stream: Int, _ cpu: Int) -> UInt32 {
-        (seed ^ UInt32(truncatingIfNeeded: stream &* (cpu + 1))) | 1
-    }
-
-    static func next(_ state: inout UInt32) -> UInt32 {
-        state ^= state << 13
-        state ^= state >> 17
-        state ^= state << 5
-        return state
+    /// The generator of `cpu`'s `stream` (thread context or timer handler).
+    static func generator(_ seed: UInt32, _ stream: Int, _ cpu: Int) -> SeededGenerator {
+        SeededGenerator(seed: UInt64(seed) << 32 | UInt64(truncatingIfNeeded: stream &* (cpu + 1)))
     }
 
     /// Bytes a block of `size` really takes: its class size, or whole pages.
@@ -215,29 +208,6 @@ public struct ReclaimScenario<P: Platform> {
 
     private func release(_ bytes: Int) { live.pointee.wrappingAdd(-bytes, ordering: .relaxed) }
 
-    /// The cookie: the first, middle and last word of the block hold its address mixed
-    /// with the seed (a block handed out twice, or written after free, shows up).
-    private func cookie(_ address: UInt) -> UInt { (address &* 0x9E37_79B9) ^ UInt(configuration.seed) }
-
-    private func writeCookie(_ p: UnsafeMutableRawPointer, _ bytes: Int) {
-        let v = cookie(UInt(bitPattern: p))
-        let w = MemoryLayout<UInt>.stride
-        let words = bytes / w
-        p.storeBytes(of: v, as: UInt.self)
-        if words > 2 { (p + (words / 2) * w).storeBytes(of: v ^ 1, as: UInt.self) }
-        if words > 1 { (p + (words - 1) * w).storeBytes(of: v ^ 2, as: UInt.self) }
-    }
-
-    private func cookieIntact(_ p: UnsafeMutableRawPointer, _ bytes: Int) -> Bool {
-        let v = cookie(UInt(bitPattern: p))
-        let w = MemoryLayout<UInt>.stride
-        let words = bytes / w
-        if p.load(as: UInt.self) != v { return false }
-        if words > 2 && (p + (words / 2) * w).load(as: UInt.self) != v ^ 1 { return false }
-        if words > 1 && (p + (words - 1) * w).load(as: UInt.self) != v ^ 2 { return false }
-        return true
-    }
-
     // MARK: Allocate and free
 
     /// Allocates `size` bytes within the limit; the block and its usable size, or nil
@@ -250,7 +220,7 @@ public struct ReclaimScenario<P: Platform> {
         }
         do throws(QuarryError) {
             let p = try quarry.front.malloc(size)
-            writeCookie(p, bytes)
+            Cookie.write(p, size: bytes, key: UInt(configuration.seed))
             c.pointee.allocations.wrappingAdd(1, ordering: .relaxed)
             if size > SizeClasses.largest { c.pointee.spans.wrappingAdd(1, ordering: .relaxed) }
             return (UInt(bitPattern: p), bytes)
@@ -269,7 +239,7 @@ public struct ReclaimScenario<P: Platform> {
     private func free(_ address: UInt, _ bytes: Int, _ c: UnsafeMutablePointer<ReclaimScenarioCounters>) {
         // Sound: a block this scenario allocated and still owns.
         let p = UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
-        if !cookieIntact(p, bytes) { c.pointee.mismatches.wrappingAdd(1, ordering: .relaxed) }
+        if !Cookie.check(p, size: bytes, key: UInt(configuration.seed)) { c.pointee.mismatches.wrappingAdd(1, ordering: .relaxed) }
         do throws(QuarryError) {
             try quarry.front.free(p)
             release(bytes)
@@ -302,12 +272,12 @@ public struct ReclaimScenario<P: Platform> {
         let c = counters(cpu)
         let blocks = list(cpu)
         var count = 0
-        var random = Self.seed(configuration.seed, 0x51ED, cpu)
+        var random = Self.generator(configuration.seed, 0x51ED, cpu)
         var step = 0
         while step < configuration.operationsPerCPU {
             step += 1
-            let r = Int(Self.next(&random) % 100)
-            if configuration.shrinkOneIn > 0 && Int(Self.next(&random) % UInt32(configuration.shrinkOneIn)) == 0 {
+            let r = random.below(100)
+            if configuration.shrinkOneIn > 0 && random.below(configuration.shrinkOneIn) == 0 {
                 quarry.shrink()
                 c.pointee.shrinks.wrappingAdd(1, ordering: .relaxed)
             }
@@ -317,15 +287,15 @@ public struct ReclaimScenario<P: Platform> {
                     blocks[2 * count + 1] = UInt(bitPattern: block.1)
                     count += 1
                 } else if count > 0 {
-                    let block = Self.take(blocks, &count, Int(Self.next(&random) % UInt32(count)))
+                    let block = Self.take(blocks, &count, random.below(count))
                     free(block.0, block.1, c)
                 }
             } else if r < 85 {
-                let block = Self.take(blocks, &count, Int(Self.next(&random) % UInt32(count)))
+                let block = Self.take(blocks, &count, random.below(count))
                 free(block.0, block.1, c)
             } else {
-                let block = Self.take(blocks, &count, Int(Self.next(&random) % UInt32(count)))
-                let slot = Int(Self.next(&random) % UInt32(Self.mailboxSlots))
+                let block = Self.take(blocks, &count, random.below(count))
+                let slot = random.below(Self.mailboxSlots)
                 let out = mailbox[slot].exchange(block.0, ordering: .acquiringAndReleasing)
                 if out != 0 { freePublished(out, c) }
             }
