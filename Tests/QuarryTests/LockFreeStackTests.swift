@@ -1,6 +1,7 @@
 // LockFreeStackTests: the EBR-backed Treiber stack under real threads (one virtual CPU
-// each) with simulated interrupts: exactly-once delivery, cookie checks, the bound,
-// stalled readers, no reuse before a reader leaves, and every page back at the end.
+// each) with simulated interrupts: exactly-once delivery, cookie checks, the bound
+// (Tests/Scenarios/EpochStackStress.swift, run by the test kernel too), stalled readers,
+// no reuse before a reader leaves, and every page back at the end.
 // Neighbours: EpochTestPlatform (threads as CPUs), EpochReclaimerTests (single-thread cases).
 
 import Testing
@@ -11,12 +12,11 @@ import QuarryScenarios
 import Glibc
 #endif
 
-/// What one thread pushed and popped (its interrupt handler included).
+/// What one thread pushed and popped.
 final class ThreadLog: @unchecked Sendable {
     var pushed: [UInt] = []
     var popped: [UInt] = []
     var stalledPops = 0
-    var interrupts = 0
     /// Failures seen on the thread (recorded after the join: threads do not call #expect).
     var failures = 0
 }
@@ -45,73 +45,38 @@ let recordStalledTestStall: EpochStallHook = { cpu, _ in
     ]
 
     /// Threads push unique values and pop at random, their simulated interrupt handlers
-    /// too; every value pushed is popped exactly once, no reader ever saw a freed node
-    /// (cookie), no CPU held more retired nodes than the bound, and after destroy and
-    /// shrink every page is back.
+    /// too (the EpochStackStress scenario of Tests/Scenarios, which the test kernel runs
+    /// on every CPU): every value pushed is popped exactly once, no reader ever saw a
+    /// freed node (cookie), no CPU held more retired nodes than the bound, and after
+    /// destroy and shrink every page is back.
     @Test(arguments: configs)
     func everyValueIsPoppedExactlyOnce(config: StressConfig) throws {
         try withEpochHeap(size: 16 << 20) { q in
             let r = try q.createReclaimer(retiredPerCPU: config.bound)
             let stack = try LockFreeStack.create(in: q, reclaimer: r)
-            let logs = (0..<config.threads).map { _ in ThreadLog() }
-            let shared = Shared((stack, logs))
+            let valueBits = 16  // 32 768 values per CPU for each of thread context and handler
+            let memory = UnsafeMutableRawPointer.allocate(
+                byteCount: EpochStackStress<EpochTestPlatform>.bytes(cpus: config.threads, valueBits: valueBits),
+                alignment: 64)
+            defer { memory.deallocate() }
+            let stress = EpochStackStress(stack: stack, memory: memory, configuration: .init(
+                cpus: config.threads, operationsPerCPU: config.operations, valueBits: valueBits,
+                seed: 0x5EED_0000, interrupts: config.interruptPeriod > 0))
+            let shared = Shared(stress)
             let start = StartLine(parties: config.threads)
             runThreads(config.threads) { t in
-                let (stack, logs) = shared.value
-                let log = logs[t]
-                var rng = SeededGenerator(seed: 0x5EED_0000 &+ UInt64(t))
-                var next: UInt = 0
-                var handlerNext: UInt = 0
+                let stress = shared.value
                 let me = EpochTestPlatform.current
                 if config.interruptPeriod > 0 {
-                    me.arm(period: config.interruptPeriod, seed: UInt64(t) &+ 99) {
-                        // Interrupt context: push one value, pop one if possible.
-                        let v = UInt(t) << 40 | 1 << 39 | handlerNext
-                        handlerNext += 1
-                        if (try? stack.push(v)) != nil { log.pushed.append(v) }
-                        do {
-                            if let w = try stack.pop() { log.popped.append(w) }
-                        } catch {
-                            log.stalledPops += 1
-                        }
-                        log.interrupts += 1
-                    }
+                    me.arm(period: config.interruptPeriod, seed: UInt64(t) &+ 99) { stress.interrupt(cpu: t) }
                 }
                 start.wait()
-                for _ in 0..<config.operations {
-                    if rng.next() % 2 == 0 {
-                        let v = UInt(t) << 40 | next
-                        next += 1
-                        do {
-                            try stack.push(v)
-                            log.pushed.append(v)
-                        } catch {
-                            log.failures += 1
-                        }
-                    } else {
-                        do {
-                            if let w = try stack.pop() { log.popped.append(w) }
-                        } catch {
-                            log.stalledPops += 1
-                            stack.reclaimer.poll()
-                        }
-                    }
-                }
+                stress.run(cpu: t)
                 me.disarm()
             }
-            var popped = logs.flatMap(\.popped)
-            while let w = try stack.pop() { popped.append(w) }
-            let pushed = logs.flatMap(\.pushed)
-            #expect(logs.map(\.failures).reduce(0, +) == 0, "a push failed")
-            #expect(pushed.count == Set(pushed).count)
-            #expect(popped.count == Set(popped).count, "a value was popped twice")
-            #expect(Set(popped) == Set(pushed), "a value was lost or invented")
-            #expect(stack.cookieMismatches == 0, "a reader saw a freed node")
-            let s = r.statistics
-            #expect(s.highWater <= config.bound, "a CPU held more retired nodes than the bound")
-            #expect(s.freeErrors == 0)
-            #expect(s.retired == UInt(popped.count))
-            if config.interruptPeriod > 0 { #expect(logs.map(\.interrupts).reduce(0, +) > 0) }
+            let report = stress.finish(ExpectChecks())
+            print("epoch stress, \(config.testDescription): \(report.pushes + report.handlerPushes) pushes, "
+                  + "\(report.handlerPushes + report.handlerPops) handler pushes and pops, \(report.stalledPops) stalled pops")
             r.checkInvariants()
             q.checkInvariants()
             #expect(stack.destroy() == 0)
