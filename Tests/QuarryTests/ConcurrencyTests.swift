@@ -1,8 +1,9 @@
 // ConcurrencyTests: real threads as virtual CPUs: random allocate/free with objects handed
-// between CPUs and a cookie checked on every free; two CPUs freeing one object at once;
-// a SIGALRM timer whose handler allocates and frees on the interrupted CPU.
+// between CPUs and a cookie checked on every free, with and without a SIGALRM timer whose
+// handler allocates and frees on the interrupted CPU (Tests/Scenarios/CacheStress.swift,
+// which the test kernel runs too); two CPUs freeing one object at once.
 // Neighbours: ThreadPlatform (CPUs and interrupts), ThreadTestSupport (threads, handoff),
-// Tests/Scenarios/TestRandom.swift (cookies).
+// Tests/Scenarios/TestRandom.swift (cookies), BulkTests (StressShared's other user).
 
 import Testing
 import Synchronization
@@ -12,19 +13,16 @@ import QuarryScenarios
 import Glibc
 #endif
 
-/// Everything the threads of one test share. The Quarry handles are pointers into the
-/// arena; the allocator itself is what makes concurrent use safe.
+/// Everything the threads of a bulk test share (BulkTests). The Quarry handles are pointers
+/// into the arena; the allocator itself is what makes concurrent use safe.
 final class StressShared: @unchecked Sendable {
     let quarry: Quarry<ThreadPlatform>
     let caches: [SlabCache<ThreadPlatform>]
     let sizes: [Int]
     let handoff = Handoff(capacity: 4096)
     let key = UInt.random(in: 1...UInt.max)
-    let operations = Atomic<Int>(0)
     let mismatches = Atomic<Int>(0)
     let unexpected = Atomic<Int>(0)
-    let outOfMemory = Atomic<Int>(0)
-    let crossFrees = Atomic<Int>(0)
 
     init(quarry: Quarry<ThreadPlatform>, sizes: [Int]) throws {
         self.quarry = quarry
@@ -44,47 +42,6 @@ final class StressShared: @unchecked Sendable {
         }
     }
 
-    /// One CPU's share of the stress: allocate, free its own, hand objects to other
-    /// CPUs and free theirs.
-    func stress(cpu: Int, operations count: Int, seed: UInt64) {
-        var rng = SeededGenerator(seed: seed &+ UInt64(cpu) &* 0x9E37_79B9_7F4A_7C15)
-        var live: [(UInt, Int)] = []
-        live.reserveCapacity(1024)
-        var crossed = 0
-        for step in 0..<count {
-            let r = rng.below(100)
-            let allocating = (step / 2000) % 2 == 0 ? 50 : 40
-            if live.isEmpty || r < allocating {
-                let k = rng.below(caches.count)
-                do throws(QuarryError) {
-                    let p = try caches[k].allocate()
-                    Cookie.write(p, size: sizes[k], key: key)
-                    live.append((UInt(bitPattern: p), k))
-                } catch {
-                    if error == .outOfMemory { outOfMemory.wrappingAdd(1, ordering: .relaxed) } else {
-                        unexpected.wrappingAdd(1, ordering: .relaxed)
-                    }
-                }
-            } else if r < 80 {
-                let i = rng.below(live.count)
-                live.swapAt(i, live.count - 1)
-                let (a, k) = live.removeLast()
-                free(a, k)
-            } else if r < 90 {
-                let i = rng.below(live.count)
-                live.swapAt(i, live.count - 1)
-                let (a, k) = live.removeLast()
-                if !handoff.push(.init(address: a, cache: k)) { free(a, k) }
-            } else if let item = handoff.pop() {
-                free(item.address, item.cache)
-                crossed += 1
-            }
-        }
-        for (a, k) in live { free(a, k) }
-        operations.wrappingAdd(count, ordering: .relaxed)
-        crossFrees.wrappingAdd(crossed, ordering: .relaxed)
-    }
-
     /// After the threads are joined: free what is left in the handoff, check, destroy,
     /// drain, and return the pages still in use (0 expected).
     func finish() -> Int {
@@ -102,26 +59,66 @@ final class StressShared: @unchecked Sendable {
 @Suite struct ConcurrencyTests {
     static let sizes = [8, 24, 64, 200, 1000, 4096]
 
-    /// 2 to 8 CPUs, standard and tiny tuning: about 2.3 million operations in all.
-    @Test(arguments: [(2, Tuning.standard), (4, Tuning.tiny), (8, Tuning.standard), (8, Tuning.tiny)])
-    func randomAllocateFreeAcrossCPUs(cpus: Int, tuning: Tuning) throws {
+    /// CacheStress on `cpus` threads over the caches of `sizes` (the handlers allocate
+    /// from the second), with the timer when `interruptMicroseconds > 0`; then the caches
+    /// are destroyed and every page must come back.
+    static func runCacheStress(cpus: Int, tuning: Tuning, operationsPerCPU: Int, interruptMicroseconds: Int) throws {
         let arena = TestArena(size: 32 << 20)
         defer { arena.release() }
         let q = try ThreadPlatform.withCPU(0) { try arena.threadQuarry(tuning: tuning) }
-        let shared = try StressShared(quarry: q, sizes: Self.sizes)
-        let seed = UInt64.random(in: 1...UInt64.max)
-        let perCPU = 600_000 / cpus
-        runOnCPUs(cpus) { cpu in shared.stress(cpu: cpu, operations: perCPU, seed: seed) }
-        let pages = shared.finish()
-        let ops = shared.operations.load(ordering: .relaxed)
-        print("stress \(cpus) CPUs, \(tuning.magazineSize)-object magazines: \(ops) operations, "
-              + "\(shared.crossFrees.load(ordering: .relaxed)) cross-CPU frees, "
-              + "\(shared.outOfMemory.load(ordering: .relaxed)) out of memory, seed \(seed)")
-        #expect(shared.mismatches.load(ordering: .relaxed) == 0, "cookie mismatches (seed \(seed))")
-        #expect(shared.unexpected.load(ordering: .relaxed) == 0, "unexpected errors (seed \(seed))")
-        #expect(shared.outOfMemory.load(ordering: .relaxed) == 0)
-        #expect(shared.crossFrees.load(ordering: .relaxed) > 0)
+        let caches = try ThreadPlatform.withCPU(0) {
+            try sizes.map { size throws(QuarryError) in try q.createCache(name: "stress", size: size) }
+        }
+        let seed = testSeeds([UInt64.random(in: 1...UInt64.max)])[0]
+        let configuration = CacheStress<ThreadPlatform>.Configuration(
+            cpus: cpus, operationsPerCPU: operationsPerCPU, listCapacity: 1024, seed: seed,
+            key: UInt.random(in: 1...UInt.max), interrupts: interruptMicroseconds > 0)
+        let memory = UnsafeMutableRawPointer.allocate(
+            byteCount: CacheStress<ThreadPlatform>.bytes(cpus: cpus, listCapacity: 1024), alignment: 64)
+        // The handler reaches the scenario through its context pointer.
+        let stress = UnsafeMutablePointer<CacheStress<ThreadPlatform>>.allocate(capacity: 1)
+        stress.initialize(to: CacheStress(quarry: q, handlerCache: caches[1], memory: memory, configuration: configuration))
+        for c in caches { stress.pointee.add(c) }
+        defer {
+            stress.deinitialize(count: 1)
+            stress.deallocate()
+            memory.deallocate()
+        }
+        nonisolated(unsafe) let shared = stress
+        if interruptMicroseconds > 0 {
+            let body: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
+                context!.assumingMemoryBound(to: CacheStress<ThreadPlatform>.self).pointee
+                    .interrupt(cpu: ThreadPlatform.cpuIndex)
+            }
+            runOnCPUsWithTimer(cpus, microseconds: interruptMicroseconds, warmUp: { cpu in
+                // What the handler runs, once outside it (generic metadata is made here).
+                for _ in 0..<8 { shared.pointee.interrupt(cpu: cpu) }
+                ThreadPlatform.setInterruptBody(body, context: UnsafeMutableRawPointer(shared))
+            }) { cpu in
+                shared.pointee.run(cpu: cpu)
+                ThreadPlatform.setInterruptBody(nil, context: nil)
+            }
+        } else {
+            runOnCPUs(cpus) { cpu in shared.pointee.run(cpu: cpu) }
+        }
+        let r = ThreadPlatform.withCPU(0) { stress.pointee.finish(ExpectChecks()) }
+        print("cache stress, \(cpus) CPUs, \(tuning.magazineSize)-object magazines: \(r.operations) operations, "
+              + "\(r.mailboxFrees) frees out of the mailbox, \(r.handlerAllocations) allocations in "
+              + "\(r.handlerRuns) handler runs, seed \(seed)")
+        let pages = ThreadPlatform.withCPU(0) { () -> Int in
+            q.checkInvariants()
+            for c in caches { #expect(c.destroy() == 0, "seed \(seed)") }
+            q.drainAll()
+            q.checkInvariants()
+            return q.pageStatistics.pagesInUse
+        }
         #expect(pages == 0, "pages leaked (seed \(seed))")
+    }
+
+    /// 2 to 8 CPUs, standard and tiny tuning: about 2.3 million operations in all.
+    @Test(arguments: [(2, Tuning.standard), (4, Tuning.tiny), (8, Tuning.standard), (8, Tuning.tiny)])
+    func randomAllocateFreeAcrossCPUs(cpus: Int, tuning: Tuning) throws {
+        try Self.runCacheStress(cpus: cpus, tuning: tuning, operationsPerCPU: 600_000 / cpus, interruptMicroseconds: 0)
     }
 
     /// A double free on two CPUs one after the other, 20 000 times: CPU 0 frees, then
@@ -177,117 +174,12 @@ final class StressShared: @unchecked Sendable {
         }
     }
 
-    /// SIGALRM every 100 µs while 4 CPUs run the stress on the same caches:
-    /// the handler allocates and frees on the interrupted CPU (it keeps a few objects
-    /// across interrupts). It must run (> 0 allocations in handlers), never corrupt a
-    /// cookie, and leave no page behind.
+    /// SIGALRM every 100 µs while 4 CPUs run the stress on the same caches: the
+    /// handler allocates and frees on the interrupted CPU (it keeps a few objects across
+    /// interrupts). It must run on every CPU, never corrupt a cookie, and leave no page
+    /// behind.
     @Test func timerInterruptsAllocateOnTheInterruptedCPU() throws {
-        let arena = TestArena(size: 32 << 20)
-        defer { arena.release() }
-        let q = try ThreadPlatform.withCPU(0) { try arena.threadQuarry(tuning: .tiny) }
-        let shared = try StressShared(quarry: q, sizes: Self.sizes)
-        let seed = UInt64.random(in: 1...UInt64.max)
-        let work = UnsafeMutablePointer<InterruptWork>.allocate(capacity: ThreadPlatform.maxCPUs)
-        for i in 0..<ThreadPlatform.maxCPUs {
-            (work + i).initialize(to: InterruptWork(cache: shared.caches[1], size: Self.sizes[1], key: shared.key))
-        }
-        defer {
-            work.deinitialize(count: ThreadPlatform.maxCPUs)
-            work.deallocate()
-        }
-        nonisolated(unsafe) let workArray = work
-        let cpus = 4
-        let interrupts = runOnCPUsWithTimer(cpus, microseconds: 100, warmUp: { cpu in
-            let w = workArray + cpu
-            w.pointee.run()  // warm up: metadata the handler needs, instantiated outside it
-            w.pointee.run()
-            ThreadPlatform.setInterruptBody(InterruptWork.body, context: UnsafeMutableRawPointer(w))
-        }) { cpu in
-            shared.stress(cpu: cpu, operations: 150_000, seed: seed)
-            ThreadPlatform.setInterruptBody(nil, context: nil)
-            workArray[cpu].releaseAll()
-        }
-        var handlerAllocations = 0
-        var handlerFailures = 0
-        var handlerMismatches = 0
-        for i in 0..<cpus {
-            handlerAllocations += work[i].allocations
-            handlerFailures += work[i].failures
-            handlerMismatches += work[i].mismatches
-        }
-        let pages = shared.finish()
-        print("interrupts: \(interrupts) handler runs per CPU, \(handlerAllocations) allocations in handlers, "
-              + "\(shared.operations.load(ordering: .relaxed)) thread operations, "
-              + "\(ThreadPlatform.totalSignals.load(ordering: .relaxed)) signals on CPUs (\(ThreadPlatform.totalDeferred.load(ordering: .relaxed)) deferred), "
-              + "\(straySignals.load(ordering: .relaxed)) on other threads (\(forwarded.load(ordering: .relaxed)) forwarded), seed \(seed)")
-        #expect(handlerAllocations > 0, "no allocation ran in an interrupt handler")
-        #expect(handlerFailures == 0 && handlerMismatches == 0)
-        #expect(shared.mismatches.load(ordering: .relaxed) == 0 && shared.unexpected.load(ordering: .relaxed) == 0)
-        #expect(pages == 0)
-    }
-}
-
-/// What a timer interrupt does on one CPU: allocate one object, cookie it, keep up to 4
-/// across interrupts, free the oldest (checking its cookie). Signal-safe: Quarry and
-/// plain memory only.
-struct InterruptWork {
-    let cache: SlabCache<ThreadPlatform>
-    let size: Int
-    let key: UInt
-    var held = (UInt(0), UInt(0), UInt(0), UInt(0))
-    var next = 0
-    var allocations = 0
-    var failures = 0
-    var mismatches = 0
-
-    init(cache: SlabCache<ThreadPlatform>, size: Int, key: UInt) {
-        self.cache = cache
-        self.size = size
-        self.key = key
-    }
-
-    mutating func run() {
-        let slot = next & 3
-        next += 1
-        let old = take(slot)
-        do throws(QuarryError) {
-            let p = try cache.allocate()
-            Cookie.write(p, size: size, key: key)
-            allocations += 1
-            put(slot, UInt(bitPattern: p))
-        } catch {
-            failures += 1
-        }
-        if old != 0 { release(old) }
-    }
-
-    private mutating func take(_ slot: Int) -> UInt {
-        withUnsafeMutableBytes(of: &held) { raw in
-            let a = raw.load(fromByteOffset: slot * 8, as: UInt.self)
-            raw.storeBytes(of: 0, toByteOffset: slot * 8, as: UInt.self)
-            return a
-        }
-    }
-
-    private mutating func put(_ slot: Int, _ address: UInt) {
-        withUnsafeMutableBytes(of: &held) { $0.storeBytes(of: address, toByteOffset: slot * 8, as: UInt.self) }
-    }
-
-    mutating func release(_ address: UInt) {
-        let p = UnsafeMutableRawPointer(bitPattern: address)!
-        if !Cookie.check(p, size: size, key: key) { mismatches += 1 }
-        do throws(QuarryError) { try cache.free(p) } catch { failures += 1 }
-    }
-
-    mutating func releaseAll() {
-        for slot in 0..<4 {
-            let address = take(slot)
-            if address != 0 { release(address) }
-        }
-    }
-
-    static let body: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
-        context!.assumingMemoryBound(to: InterruptWork.self).pointee.run()
+        try Self.runCacheStress(cpus: 4, tuning: .tiny, operationsPerCPU: 150_000, interruptMicroseconds: 100)
     }
 }
 
