@@ -1,10 +1,10 @@
 // EpochSuite: deferred freeing on bare metal: the EBR-backed lock-free stack stressed on
 // every CPU at once while every CPU's timer interrupt pushes, pops and retires too (the
 // EpochStackStress scenario of Tests/Scenarios, which the host runs too); a retired object
-// that is not reused while its reader is inside; a stalled reader.
+// that is not reused while its reader is inside (EpochReuse); a stalled reader (EpochStall).
 // Neighbours: AllocatorSuite.swift (calls runEpochSuite and, from every tick, epochTimerHook),
 // SMP.swift (phases), TestHarness.swift (reports), Quarry/Epochs/EpochReclaimer.swift (under test),
-// Tests/QuarryTests/LockFreeStackTests.swift (the same stress on the host).
+// Tests/QuarryTests/LockFreeStackTests.swift (the same scenarios on the host).
 
 import CQuarrySupport
 import Quarry
@@ -29,16 +29,15 @@ enum EpochSuite {
     /// The timer hook works only while this is set.
     static let hookEnabled = Atomic<Bool>(false)
 
-    // The stalled-reader and reuse phases.
+    // The reuse and stalled-reader phases.
     nonisolated(unsafe) static var plain: KernelCache? = nil
-    static let readerInside = Atomic<Bool>(false)
-    static let readerMayLeave = Atomic<Bool>(false)
-    static let readerLeft = Atomic<Bool>(false)
-    static let stallsSeen = Atomic<Int>(0)
+    nonisolated(unsafe) static var reuse: EpochReuse<X86Platform>? = nil
+    static let reuseRounds = 50
     static let overBound = Atomic<Int>(0)
     static let reusedTooEarly = Atomic<Int>(0)
-    static let stallHookCalls = Atomic<Int>(0)
-    static let stallHookCPU = Atomic<Int>(-2)
+    nonisolated(unsafe) static var stall: EpochStall<X86Platform>? = nil
+    /// Pauses the reader waits at most for every other CPU to be refused (a few seconds).
+    static let stallWaits = 100_000_000
 
     /// Pops until the stack is empty, waiting out stalls.
     static func drain() {
@@ -64,62 +63,12 @@ func epochTimerHook() {
 /// runs outside them) and every later hook sees the flag clear.
 func epochQuiescePhase(_ cpu: Int) {}
 
-/// CPU 1 enters and stays; the other CPUs push and pop until each has been refused
-/// once (their backlogs checked against the bound all along), then wait; once every
-/// one was refused, CPU 1 leaves (or after 2 s).
-func epochStallPhase(_ cpu: Int) {
+/// One CPU: the boot CPU is its own reader: an object it retires inside its own section
+/// is not handed out again while it stays (256 allocations), and is freed once it leaves.
+func epochReuseAlone() {
     let r = EpochSuite.reclaimer!
-    if cpu == 1 {
-        r.enter()
-        EpochSuite.readerInside.store(true, ordering: .releasing)
-        let deadline = Clock.now() &+ Clock.ticks(microseconds: 2_000_000)
-        while !EpochSuite.readerMayLeave.load(ordering: .acquiring) && Clock.now() < deadline { quarry_pause() }
-        r.exit()
-        EpochSuite.readerLeft.store(true, ordering: .releasing)
-        return
-    }
-    while !EpochSuite.readerInside.load(ordering: .acquiring) { quarry_pause() }
-    let stack = EpochSuite.stack!
-    var i = 0
-    var refused = false
-    while !refused && !EpochSuite.readerLeft.load(ordering: .acquiring) {
-        if i % 3 == 0 {
-            _ = try? stack.push(UInt(i))
-        } else {
-            do throws(QuarryError) {
-                _ = try stack.pop()
-            } catch {
-                refused = true
-                if EpochSuite.stallsSeen.add(1, ordering: .relaxed).newValue == SMP.cpuCount - 1 {
-                    EpochSuite.readerMayLeave.store(true, ordering: .releasing)
-                }
-            }
-        }
-        if r.statistics(cpu: cpu).pending > EpochSuite.bound { EpochSuite.overBound.add(1, ordering: .relaxed) }
-        i += 1
-    }
-    while !EpochSuite.readerLeft.load(ordering: .acquiring) { quarry_pause() }
-}
-
-/// Reader on CPU `reader`: an object retired while it is inside is not handed out again.
-/// The boot CPU retires and allocates; the reader (CPU 1, or CPU 0 itself on one CPU)
-/// stays inside until the boot CPU has allocated 256 objects.
-func epochReusePhase(_ cpu: Int) {
-    let r = EpochSuite.reclaimer!
-    if cpu == 1 {
-        r.enter()
-        EpochSuite.readerInside.store(true, ordering: .releasing)
-        while !EpochSuite.readerMayLeave.load(ordering: .acquiring) { quarry_pause() }
-        r.exit()
-        EpochSuite.readerLeft.store(true, ordering: .releasing)
-        return
-    }
-    guard cpu == 0 else { return }
-    let single = SMP.cpuCount == 1
-    if single { r.enter() } else {
-        while !EpochSuite.readerInside.load(ordering: .acquiring) { quarry_pause() }
-    }
     let c = EpochSuite.plain!
+    r.enter()
     guard let x = try? c.allocate() else { return }
     do throws(QuarryError) { try r.retire(x, to: c) } catch { EpochSuite.reusedTooEarly.add(1, ordering: .relaxed) }
     var held = InlineArray<256, UInt>(repeating: 0)
@@ -130,10 +79,7 @@ func epochReusePhase(_ cpu: Int) {
         held[i] = UInt(bitPattern: p)
     }
     for i in 0..<256 where held[i] != 0 { _ = try? c.free(UnsafeMutableRawPointer(bitPattern: held[i])) }
-    if single { r.exit() } else {
-        EpochSuite.readerMayLeave.store(true, ordering: .releasing)
-        while !EpochSuite.readerLeft.load(ordering: .acquiring) { quarry_pause() }
-    }
+    r.exit()
     r.synchronize()
     // Freed now that the reader left.
     if c.activeObjects != 0 { EpochSuite.reusedTooEarly.add(1000, ordering: .relaxed) }
@@ -150,10 +96,9 @@ func runEpochSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     let state: KernelCache
     do throws(QuarryError) {
         q = try KernelQuarry.initialize(base: arenaBase, size: arenaSize)
-        r = try q.createReclaimer(retiredPerCPU: EpochSuite.bound, stallHook: { cpu, _ in
-            EpochSuite.stallHookCalls.add(1, ordering: .relaxed)
-            EpochSuite.stallHookCPU.store(cpu, ordering: .relaxed)
-        })
+        // The stall phase's reader: CPU 1, or the boot CPU itself when alone.
+        EpochStallRecorder.reset(watching: cpus >= 2 ? 1 : 0)
+        r = try q.createReclaimer(retiredPerCPU: EpochSuite.bound, stallHook: EpochStallRecorder.hook)
         EpochSuite.stack = try KernelStack.create(in: q, reclaimer: r)
         EpochSuite.plain = try q.createCache(name: "ebr_plain", size: 48)
         state = try q.createCache(name: "ebr_stress",
@@ -180,8 +125,6 @@ func runEpochSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     let milliseconds = Clock.milliseconds(from: start, to: Clock.now())
     let report = stress.finish(HarnessChecks())
     EpochSuite.stress = nil
-    _ = try? state.free(memory)
-    TestHarness.checkEqual("epoch: stress state's cache destroyed", state.destroy(), 0)
     let stats = r.statistics
     Console.line {
         Console.print("epoch: ")
@@ -211,23 +154,52 @@ func runEpochSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
         Console.newline()
     }
 
-    // 2. A retired object is not handed out again while a reader is inside.
-    EpochSuite.readerInside.store(false, ordering: .relaxed)
-    EpochSuite.readerMayLeave.store(false, ordering: .relaxed)
-    EpochSuite.readerLeft.store(false, ordering: .relaxed)
-    SMP.runOnAllCPUs { cpu in epochReusePhase(cpu) }
-    TestHarness.checkEqual("epoch: a retired object is not reused while its reader is inside, then is",
-                           EpochSuite.reusedTooEarly.load(ordering: .relaxed), 0)
-
-    // 3. A stalled reader (CPU 1 stays inside; on one CPU, the boot CPU stalls itself).
+    // 2. A retired object is not handed out again while a reader is inside (the
+    // EpochReuse scenario, CPU 0 writing and CPU 1 reading; on one CPU, the boot CPU is
+    // its own reader). Its state is an object of the stress state's cache.
     if cpus >= 2 {
-        EpochSuite.readerInside.store(false, ordering: .relaxed)
-        EpochSuite.readerMayLeave.store(false, ordering: .relaxed)
-        EpochSuite.readerLeft.store(false, ordering: .relaxed)
-        SMP.runOnAllCPUs { cpu in epochStallPhase(cpu) }
-        TestHarness.checkEqual("epoch: every other CPU was refused while CPU 1 stayed inside",
-                               EpochSuite.stallsSeen.load(ordering: .relaxed), cpus - 1)
-        TestHarness.checkEqual("epoch: the stall hook named CPU 1", EpochSuite.stallHookCPU.load(ordering: .relaxed), 1)
+        // The writer may allocate up to `heldCount` objects in a round before its freed
+        // object comes back (it may wait in a full magazine, then in the depot).
+        let heldCount = 4096
+        guard let reuseMemory = try? state.allocate(),
+              let heldCache = try? q.createCache(name: "ebr_reuse", size: heldCount * MemoryLayout<UInt>.stride),
+              let heldMemory = try? heldCache.allocate() else {
+            return TestHarness.fail("epoch: reuse set-up") { Console.print("allocation failed") }
+        }
+        let reuseState = reuseMemory.bindMemory(to: EpochReuseState.self, capacity: 1)
+        reuseState.initialize(to: EpochReuseState())
+        let held = UnsafeMutableBufferPointer(start: heldMemory.bindMemory(to: UInt.self, capacity: heldCount),
+                                              count: heldCount)
+        EpochSuite.reuse = EpochReuse(reclaimer: r, cache: EpochSuite.plain!, state: reuseState, held: held,
+                                      rounds: EpochSuite.reuseRounds, writer: 0, reader: 1)
+        SMP.runOnAllCPUs { cpu in EpochSuite.reuse!.run(cpu: cpu) }
+        EpochSuite.reuse!.finish(HarnessChecks())
+        EpochSuite.reuse = nil
+        reuseState.deinitialize(count: 1)
+        _ = try? state.free(reuseMemory)
+        _ = try? heldCache.free(heldMemory)
+        TestHarness.checkEqual("epoch: the reuse buffer's cache destroyed", heldCache.destroy(), 0)
+    } else {
+        epochReuseAlone()
+        TestHarness.checkEqual("epoch: a retired object is not reused while its reader is inside, then is",
+                               EpochSuite.reusedTooEarly.load(ordering: .relaxed), 0)
+    }
+
+    // 3. A stalled reader (the EpochStall scenario: CPU 1 stays inside; on one CPU, the
+    // boot CPU stalls itself). Its state is a second object of the stress state's cache.
+    if cpus >= 2 {
+        guard let stallMemory = try? state.allocate() else {
+            return TestHarness.fail("epoch: stall set-up") { Console.print("allocation failed") }
+        }
+        let stallState = stallMemory.bindMemory(to: EpochStallState.self, capacity: 1)
+        stallState.initialize(to: EpochStallState())
+        EpochSuite.stall = EpochStall(stack: stack, state: stallState, cpus: cpus, reader: 1,
+                                      maxWaits: EpochSuite.stallWaits)
+        SMP.runOnAllCPUs { cpu in EpochSuite.stall!.run(cpu: cpu) }
+        EpochSuite.stall!.finish(HarnessChecks())
+        EpochSuite.stall = nil
+        stallState.deinitialize(count: 1)
+        _ = try? state.free(stallMemory)
     } else {
         r.enter()
         var refused = 0
@@ -241,12 +213,14 @@ func runEpochSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
         }
         r.exit()
         TestHarness.checkEqual("epoch: a CPU inside its own section is refused past the bound", refused, EpochSuite.bound)
-        TestHarness.checkEqual("epoch: the stall hook named CPU 0", EpochSuite.stallHookCPU.load(ordering: .relaxed), 0)
+        TestHarness.checkEqual("epoch: the stall hook named CPU 0", EpochStallRecorder.lastCPU.load(ordering: .relaxed), 0)
+        TestHarness.checkEqual("epoch: backlogs never passed the bound while stalled",
+                               EpochSuite.overBound.load(ordering: .relaxed), 0)
+        TestHarness.check("epoch: stalls counted and reported",
+                          r.statistics.stalls > 0
+                            && Int(r.statistics.stalls) == EpochStallRecorder.calls.load(ordering: .relaxed),
+                          "stall counter and hook disagree")
     }
-    TestHarness.checkEqual("epoch: backlogs never passed the bound while stalled", EpochSuite.overBound.load(ordering: .relaxed), 0)
-    TestHarness.check("epoch: stalls counted and reported",
-                      r.statistics.stalls > 0 && Int(r.statistics.stalls) == EpochSuite.stallHookCalls.load(ordering: .relaxed),
-                      "stall counter and hook disagree")
 
     // 4. Everything back: drain, flush, destroy, shrink.
     EpochSuite.drain()
@@ -256,7 +230,8 @@ func runEpochSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     EpochSuite.stack = nil
     TestHarness.checkEqual("epoch: stack destroyed empty", stack.destroy(), 0)
     r.destroy()
-    TestHarness.checkEqual("epoch: suite cache destroyed", EpochSuite.plain!.destroy(), 0)
+    _ = try? state.free(memory)
+    TestHarness.checkEqual("epoch: suite caches destroyed", EpochSuite.plain!.destroy() + state.destroy(), 0)
     q.shrink()
     TestHarness.checkEqual("epoch: only the internal caches are left", q.cacheCount, 2)
     TestHarness.checkEqual("epoch: heap back to its first state", q.pageStatistics.pagesInUse, 0)

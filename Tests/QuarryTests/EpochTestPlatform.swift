@@ -165,17 +165,6 @@ func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     for t in threads { pthread_join(t, nil) }
 }
 
-/// A start line: threads wait until all have arrived (so they really overlap).
-final class StartLine: @unchecked Sendable {
-    let arrived = Atomic<Int>(0)
-    let parties: Int
-    init(parties: Int) { self.parties = parties }
-    func wait() {
-        arrived.add(1, ordering: .acquiringAndReleasing)
-        while arrived.load(ordering: .acquiring) < parties { sched_yield() }
-    }
-}
-
 /// Operations per thread in the threaded tests (QUARRY_STRESS_OPS overrides).
 func stressOperations(_ standard: Int) -> Int {
     if let s = ProcessInfoLite.environment("QUARRY_STRESS_OPS"), let v = Int(s) { return v }
