@@ -119,7 +119,14 @@ func runEpochSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     EpochSuite.stress = stress
     let start = Clock.now()
     EpochSuite.hookEnabled.store(true, ordering: .releasing)
-    SMP.runOnAllCPUs { cpu in EpochSuite.stress!.run(cpu: cpu) }
+    SMP.runOnAllCPUs { cpu in
+        EpochSuite.stress!.run(cpu: cpu)
+        // A loaded host may hold this CPU's ticks back for longer than the run: wait
+        // (up to 1 s) until its handler has worked once, so that the check below
+        // tests the handler, not the host's scheduler.
+        let deadline = Clock.now() &+ Clock.ticks(microseconds: 1_000_000)
+        while !EpochSuite.stress!.handlerWorked(cpu: cpu) && Clock.now() < deadline { quarry_pause() }
+    }
     EpochSuite.hookEnabled.store(false, ordering: .releasing)
     SMP.runOnAllCPUs { cpu in epochQuiescePhase(cpu) }
     let milliseconds = Clock.milliseconds(from: start, to: Clock.now())

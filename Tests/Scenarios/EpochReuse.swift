@@ -68,15 +68,16 @@ public struct EpochReuse<P: Platform> {
             while s.pointee.insideRound.load(ordering: .acquiring) != round { P.pause() }
             s.pointee.slot.store(0, ordering: .releasing)  // unlink, then retire
             do throws(QuarryError) { try r.retire(x, to: cache) } catch { s.pointee.unexpected.add(1, ordering: .relaxed) }
-            let freedBefore = r.statistics.freed
             // Allocate and poll until `x` comes back: it may only come back once the
-            // reader has left, which it does after the first 32 allocations.
+            // reader has left, which it does after the first 32 allocations. `x` is the
+            // newest object of this CPU's backlog, which is freed oldest first: the
+            // backlog is empty exactly when `x` was freed.
             var n = 0
             while true {
                 _ = r.poll()
                 if n == 32 { s.pointee.retiredRound.store(round, ordering: .releasing) }
                 if n == held.count { break }  // x never came back: `reused` falls short
-                if n < 32 || r.statistics.freed > freedBefore {
+                if n < 32 || r.statistics(cpu: writer).pending == 0 {
                     guard let p = try? cache.allocate() else {
                         s.pointee.unexpected.add(1, ordering: .relaxed)
                         break

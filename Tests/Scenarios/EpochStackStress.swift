@@ -211,6 +211,14 @@ public struct EpochStackStress<P: Platform> {
         _ = r.poll()
     }
 
+    /// Whether CPU `cpu`'s handler pushed, popped or was refused yet (a harness may wait
+    /// for it before it stops the interrupts).
+    public func handlerWorked(cpu: Int) -> Bool {
+        let c = counters(cpu)
+        return c.pointee.handlerPushes.load(ordering: .relaxed) + c.pointee.handlerPops.load(ordering: .relaxed)
+            + c.pointee.handlerStalls.load(ordering: .relaxed) > 0
+    }
+
     /// At quiescence (every CPU returned from `run`, no handler runs any more, with a
     /// happens-before edge to the caller), on CPU 0: pops what is left, sums, checks
     /// that every value pushed was popped exactly once and the reclaimer's accounts,
