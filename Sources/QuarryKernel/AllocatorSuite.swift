@@ -61,8 +61,8 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     MisuseScenario.creation(main, HarnessChecks())
     MisuseScenario.free(small, base: arenaBase + mainBytes, size: smallHeapBytes, HarnessChecks())
     AllocatorChecks.colouring(main)
-    AllocatorChecks.randomModel(main, name: "alloc: random model (standard)", seed: 0x1234_5678, steps: 20_000)
-    AllocatorChecks.randomModel(small, name: "alloc: random model (tiny slabs)", seed: 0x0BAD_CAFE, steps: 20_000)
+    AllocatorChecks.randomModel(main, seed: 0x1234_5678, steps: 20_000)
+    AllocatorChecks.randomModel(small, seed: 0x0BAD_CAFE, steps: 20_000)
     AllocatorChecks.outOfMemory(tiny)
 
     Console.printLine("alloc: slabinfo of the main heap (caches kept alive for the table):")
@@ -91,14 +91,6 @@ func allocatorTimerHook() {
     NMIStorm.timerHook()
     ReclaimSuite.timerHook()
     epochTimerHook()
-}
-
-/// One live object of the random model.
-struct ModelSlot {
-    var address: UInt
-    var size: Int
-    var cookie: UInt
-    var cache: Int
 }
 
 enum AllocatorChecks {
@@ -153,113 +145,32 @@ enum AllocatorChecks {
         TestHarness.checkEqual("alloc: colouring cache destroyed", c.destroy(), 0)
     }
 
-    /// The host's randomized model on the real arena: random caches, random
-    /// allocate/free, a cookie per object verified on free, alignment, misuse the
-    /// model can predict, invariants every 500 steps, and pairwise overlap checks.
-    static func randomModel(_ q: KernelQuarry, name: StaticString, seed: UInt32, steps: Int) {
-        var rng = SeededGenerator(seed: UInt64(seed))
-        let sizes: InlineArray<6, Int> = [8, 24, 64, 200, 1000, 5000]
-        let aligns: InlineArray<6, Int> = [8, 8, 64, 16, 8, 4096]
-        var caches = InlineArray<6, KernelCache?>(repeating: nil)
-        for k in 0..<6 { caches[k] = try? q.createCache(name: "model", size: sizes[k], alignment: aligns[k]) }
-        // The model's own table comes from Quarry too: 1024 slots in one big object.
+    /// The random model (Tests/Scenarios/RandomModel.swift, which the host runs too) on
+    /// the real arena; its table is an object of the heap under test.
+    static func randomModel(_ q: KernelQuarry, seed: UInt64, steps: Int) {
         let capacity = 1024
-        guard let tableCache = try? q.createCache(name: "model-table", size: capacity * MemoryLayout<ModelSlot>.stride),
+        guard let tableCache = try? q.createCache(name: "model-table", size: capacity * MemoryLayout<RandomModelSlot>.stride),
               let tableMemory = try? tableCache.allocate() else {
-            TestHarness.fail(name) { Console.print("set-up failed") }
-            return
+            return TestHarness.fail("alloc: random model set-up") { Console.print("allocation failed") }
         }
-        let table = tableMemory.bindMemory(to: ModelSlot.self, capacity: capacity)
-        var live = 0
-        var cookies = UInt(seed)
-        var mismatches = 0, misaligned = 0, unexpected = 0, overlaps = 0, operations = 0, outOfMemory = 0
-        for step in 0..<steps {
-            let roll = rng.below(1000)
-            if (roll < 550 || live == 0) && live < capacity {
-                let k = rng.below(6)
-                guard let c = caches[k] else { unexpected += 1; continue }
-                do throws(QuarryError) {
-                    let p = try c.allocate()
-                    if UInt(bitPattern: p) % UInt(aligns[k]) != 0 { misaligned += 1 }
-                    cookies &+= 0x9E37_79B9
-                    Cookie.fill(p, size: sizes[k], key: cookies)
-                    table[live] = ModelSlot(address: UInt(bitPattern: p), size: sizes[k], cookie: cookies, cache: k)
-                    live += 1
-                } catch {
-                    if error == .outOfMemory { outOfMemory += 1 } else { unexpected += 1 }
-                }
-            } else if live > 0 {
-                let i = rng.below(live)
-                let slot = table[i]
-                table[i] = table[live - 1]
-                live -= 1
-                let p = UnsafeMutableRawPointer(bitPattern: slot.address)!
-                if !Cookie.intact(p, size: slot.size, key: slot.cookie) { mismatches += 1 }
-                let c = caches[slot.cache]!
-                if roll >= 990 && slot.size > Geometry.granule {
-                    // Misuse the model can predict: interior pointer, then double free.
-                    // (In an 8-byte object p + 8 is the next object, not an interior pointer.)
-                    do throws(QuarryError) { try c.free(p + 8); unexpected += 1 } catch {
-                        if error != .interiorPointer { unexpected += 1 }
-                    }
-                }
-                do throws(QuarryError) { try c.free(p) } catch { unexpected += 1 }
-                if roll >= 990 {
-                    do throws(QuarryError) { try c.free(p); unexpected += 1 } catch {
-                        if error != .doubleFree && error != .freePage { unexpected += 1 }
-                    }
-                }
-            }
-            operations += 1
-            if step % 500 == 499 { q.checkInvariants() }
-            if step % 5000 == 4999 { overlaps += countOverlaps(table, live) }
-        }
-        overlaps += countOverlaps(table, live)
-        while live > 0 {
-            live -= 1
-            let slot = table[live]
-            let p = UnsafeMutableRawPointer(bitPattern: slot.address)!
-            if !Cookie.intact(p, size: slot.size, key: slot.cookie) { mismatches += 1 }
-            do throws(QuarryError) { try caches[slot.cache]!.free(p) } catch { unexpected += 1 }
-        }
-        q.checkInvariants()
-        _ = try? tableCache.free(tableMemory)
-        var leaked = tableCache.destroy()
-        for k in 0..<6 { leaked += caches[k]?.destroy() ?? 1 }
+        let table = UnsafeMutableBufferPointer(start: tableMemory.bindMemory(to: RandomModelSlot.self, capacity: capacity),
+                                               count: capacity)
+        var model = RandomModel(quarry: q, live: table, seed: seed)
+        let r = model.run(steps: steps, checkEvery: 500, HarnessChecks())
         Console.line {
-            Console.print(name)
-            Console.print(": ")
-            Console.decimal(operations)
-            Console.print(" operations, ")
-            Console.decimal(mismatches)
-            Console.print(" cookie mismatches, ")
-            Console.decimal(overlaps)
-            Console.print(" overlaps, ")
-            Console.decimal(unexpected)
-            Console.print(" unexpected errors, ")
-            Console.decimal(outOfMemory)
-            Console.print(" out of memory, ")
-            Console.decimal(leaked)
-            Console.print(" leaked")
+            Console.print("alloc: random model: ")
+            Console.decimal(r.steps)
+            Console.print(" steps, ")
+            Console.decimal(r.allocations)
+            Console.print(" allocations, ")
+            Console.decimal(r.cachesCreated)
+            Console.print(" caches, ")
+            Console.decimal(r.outOfMemory)
+            Console.print(" out of memory")
             Console.newline()
         }
-        TestHarness.check(name, mismatches == 0 && misaligned == 0 && unexpected == 0 && overlaps == 0 && leaked == 0,
-                          "cookie mismatch, misalignment, overlap, leak or unexpected error")
-    }
-
-    static func countOverlaps(_ table: UnsafeMutablePointer<ModelSlot>, _ live: Int) -> Int {
-        var n = 0
-        var i = 0
-        while i < live {
-            var j = i + 1
-            while j < live {
-                let a = table[i], b = table[j]
-                if a.address < b.address + UInt(b.size) && b.address < a.address + UInt(a.size) { n += 1 }
-                j += 1
-            }
-            i += 1
-        }
-        return n
+        _ = try? tableCache.free(tableMemory)
+        TestHarness.checkEqual("alloc: random model's table destroyed", tableCache.destroy(), 0)
     }
 
     /// Out of memory on a 64 KiB heap: a clean error every time, and recovery after frees.
