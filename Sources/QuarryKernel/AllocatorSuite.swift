@@ -63,7 +63,7 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     AllocatorChecks.colouring(main)
     AllocatorChecks.randomModel(main, seed: 0x1234_5678, steps: 20_000)
     AllocatorChecks.randomModel(small, seed: 0x0BAD_CAFE, steps: 20_000)
-    AllocatorChecks.outOfMemory(tiny)
+    OutOfMemoryScenario.run(tiny, HarnessChecks())
 
     Console.printLine("alloc: slabinfo of the main heap (caches kept alive for the table):")
     let keep = AllocatorChecks.populateForSlabinfo(main)
@@ -171,41 +171,6 @@ enum AllocatorChecks {
         }
         _ = try? tableCache.free(tableMemory)
         TestHarness.checkEqual("alloc: random model's table destroyed", tableCache.destroy(), 0)
-    }
-
-    /// Out of memory on a 64 KiB heap: a clean error every time, and recovery after frees.
-    static func outOfMemory(_ q: KernelQuarry) {
-        guard let c = try? q.createCache(name: "oom", size: 4000) else {
-            TestHarness.fail("alloc: out of memory set-up") { Console.print("create failed") }
-            return
-        }
-        var held = InlineArray<32, UInt>(repeating: 0)
-        var n = 0
-        var refusal: QuarryError? = nil
-        while n < 32 {
-            do throws(QuarryError) {
-                held[n] = UInt(bitPattern: try c.allocate())
-                n += 1
-            } catch {
-                refusal = error
-                break
-            }
-        }
-        TestHarness.check("alloc: out of memory is an error, not a trap", refusal == .outOfMemory, "no refusal")
-        // Every page is in use (the internal caches hold some: the cache of caches and
-        // the magazines), and every object of this cache is handed out.
-        TestHarness.checkEqual("alloc: every page used before refusing", q.pageStatistics.pagesInUse,
-                               q.pageStatistics.pageCount)
-        TestHarness.checkEqual("alloc: every object handed out before refusing", n, c.statistics.totalObjects)
-        q.checkInvariants()
-        _ = try? c.free(UnsafeMutableRawPointer(bitPattern: held[0]))
-        let again = try? c.allocate()
-        TestHarness.check("alloc: memory freed after out of memory is reused", again != nil, "still refused")
-        if let again { held[0] = UInt(bitPattern: again) }
-        for i in 0..<n { _ = try? c.free(UnsafeMutableRawPointer(bitPattern: held[i])) }
-        TestHarness.checkEqual("alloc: out-of-memory cache destroyed", c.destroy(), 0)
-        q.shrink()
-        TestHarness.checkEqual("alloc: 64 KiB heap back to its first state", q.pageStatistics.pagesInUse, 0)
     }
 
     /// Caches with live objects, so the slabinfo table has something to show.

@@ -1,5 +1,6 @@
-// BadInputTests: refused creations (the Misuse scenario of Tests/Scenarios, which the
-// test kernel runs too), an arena too small, stale pages, out of memory on every path.
+// BadInputTests: refused creations and out of memory on every path (the Misuse and
+// OutOfMemory scenarios of Tests/Scenarios, which the test kernel runs too), an arena
+// too small, stale pages.
 // Neighbours: SafetyTests (refused frees: the same scenario), Tests/Scenarios/Misuse.swift.
 
 import Testing
@@ -48,54 +49,15 @@ import Glibc
         q.checkInvariants()
     }
 
-    /// Out of memory on a tiny arena through every path: creating a cache (the cache
-    /// of caches needs a slab), a new slab, a multi-page slab. Nothing is lost and
-    /// everything works again after frees.
+    /// Out of memory on a 64 KiB arena through every path: a cache's next slab, a new
+    /// cache's first slab, a multi-page slab, the cache of caches (the OutOfMemory
+    /// scenario of Tests/Scenarios, which the test kernel runs too).
     @Test func outOfMemoryEverywhere() throws {
         let arena = TestArena(size: 64 << 10)
         defer { arena.release() }
         let q = try arena.quarry()
         let pages = q.pageStatistics.pageCount
         #expect(pages >= 8 && pages < 16)
-        var caches: [SlabCache<HostPlatform>] = []
-        caches.append(try q.createCache(name: "one", size: 4000))
-        var held: [UnsafeMutableRawPointer] = []
-        while let p = try? caches[0].allocate() { held.append(p) }
-        let internalPages = q.cacheOfCaches.statistics.pages + q.magazineCache.statistics.pages
-        #expect(held.count == pages - internalPages, "the rest hold the cache of caches and the magazines")
-        #expect(caches[0].statistics.failures == 1)
-        // A multi-page slab cannot come from a full arena either.
-        #expect(throws: QuarryError.outOfMemory) { try q.createCache(name: "x", size: 8).allocate() }
-        let big = try q.createCache(name: "big", size: 8000)  // 2-page slabs; the cache of caches has room
-        #expect(throws: QuarryError.outOfMemory) { try big.allocate() }
-        q.checkInvariants()
-        for p in held.prefix(4) { try caches[0].free(p) }
-        caches[0].drainCPU()  // the freed objects wait in this CPU's magazines until drained
-        caches[0].shrink()
-        let b = try big.allocate()
-        try big.free(b)
-        for p in held.dropFirst(4) { try caches[0].free(p) }
-        q.checkInvariants()
-    }
-
-    /// When the cache of caches itself has no page, creating a cache fails cleanly.
-    @Test func createCacheOutOfMemory() throws {
-        let arena = TestArena(size: 64 << 10)
-        defer { arena.release() }
-        let q = try arena.quarry()
-        let hog = try q.createCache(name: "hog", size: 4096)
-        var held: [UnsafeMutableRawPointer] = []
-        while let p = try? hog.allocate() { held.append(p) }
-        // Fill the cache of caches' one slab, then ask for one more cache.
-        var made: [SlabCache<HostPlatform>] = []
-        var refusal: QuarryError? = nil
-        while refusal == nil {
-            do throws(QuarryError) { made.append(try q.createCache(name: "m", size: 8)) } catch { refusal = error }
-        }
-        #expect(refusal == .outOfMemory)
-        q.checkInvariants()
-        for c in made { c.destroy() }
-        for p in held { try hog.free(p) }
-        q.checkInvariants()
+        OutOfMemoryScenario.run(q, ExpectChecks())
     }
 }
