@@ -75,6 +75,18 @@ enum Console {
     static func decimal(_ value: UInt) { decimal(UInt64(value)) }
     static func decimal(_ value: UInt32) { decimal(UInt64(value)) }
 
+    /// `prefix N CPUs x M operations in T ms: `, the head of a stress suite's report line
+    /// (inside `line`).
+    static func stressHead(_ prefix: StaticString, cpus: Int, operations: Int, milliseconds: UInt64) {
+        print(prefix)
+        decimal(cpus)
+        print(" CPUs x ")
+        decimal(operations)
+        print(" operations in ")
+        decimal(milliseconds)
+        print(" ms: ")
+    }
+
     /// `0x` and `digits` hex digits (leading zeros kept).
     static func hex(_ value: UInt64, digits: Int = 8) {
         print("0x")

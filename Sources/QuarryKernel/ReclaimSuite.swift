@@ -64,13 +64,7 @@ enum ReclaimSuite {
     static func report(_ r: ReclaimScenarioReport, _ q: KernelQuarry, cpus: Int, milliseconds: UInt64) {
         let budget = q.reclaimStatistics
         Console.line {
-            Console.print("reclaim: ")
-            Console.decimal(cpus)
-            Console.print(" CPUs x ")
-            Console.decimal(operationsPerCPU)
-            Console.print(" operations in ")
-            Console.decimal(milliseconds)
-            Console.print(" ms: ")
+            Console.stressHead("reclaim: ", cpus: cpus, operations: operationsPerCPU, milliseconds: milliseconds)
             Console.decimal(r.allocations)
             Console.print(" allocations (")
             Console.decimal(r.spans)

@@ -53,13 +53,7 @@ enum SMPStress {
         let r = s.finish(HarnessChecks())
         scenario = nil
         Console.line {
-            Console.print("smp: ")
-            Console.decimal(cpus)
-            Console.print(" CPUs x ")
-            Console.decimal(operationsPerCPU)
-            Console.print(" operations in ")
-            Console.decimal(milliseconds)
-            Console.print(" ms: ")
+            Console.stressHead("smp: ", cpus: cpus, operations: operationsPerCPU, milliseconds: milliseconds)
             Console.decimal(r.mailboxFrees)
             Console.print(" frees out of the mailbox, ")
             Console.decimal(r.handlerAllocations)
