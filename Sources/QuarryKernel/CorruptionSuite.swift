@@ -2,7 +2,7 @@
 // scenarios of Tests/Scenarios (Misuse: every refused free through the per-CPU path;
 // Corruption: memory corrupted on purpose, exact reports, zero after repair;
 // CorruptionSurvival: each kind of free-link damage followed by many allocations, the
-// cache serving on with its damaged slab quarantined), and randomized carving.
+// cache serving on with its damaged slab quarantined; Carving: randomized free slots).
 // Neighbours: AllocatorSuite.swift (gives it its own heap), Tests/QuarryTests/SafetyTests.swift
 // and CorruptionSurvivalTests.swift (the same scenarios on the host), TestHarness.swift (reports).
 
@@ -24,36 +24,12 @@ enum CorruptionSuite {
         }
         MisuseScenario.free(q, base: base, size: size, HarnessChecks())
         CorruptionScenario.run(q, HarnessChecks())
-        randomizedCarving(q)
+        CarvingScenario.run(q, HarnessChecks())
         survival(q)
         q.drainAll()
         q.checkInvariants()
         TestHarness.checkEqual("safety: validate finds nothing in the whole heap", q.validate() == nil ? 0 : 1, 0)
         TestHarness.pass("safety: heap invariants hold after every scenario")
-    }
-
-    static func randomizedCarving(_ q: KernelQuarry) {
-        guard let c = try? q.createCache(name: "safety-random", size: 64, options: CacheOptions(randomizeFreeSlots: true))
-        else { return TestHarness.fail("safety: random set-up") { Console.print("create failed") } }
-        var previous: UInt = 0
-        var descending = 0
-        var objects = InlineArray<32, UInt>(repeating: 0)
-        var i = 0
-        while i < 32 {
-            guard let p = try? c.allocate() else { return TestHarness.fail("safety: random allocation") { Console.print("failed") } }
-            objects[i] = UInt(bitPattern: p)
-            if objects[i] < previous { descending += 1 }
-            previous = objects[i]
-            i += 1
-        }
-        TestHarness.checkAtLeast("safety: randomized carving is not address order", descending, 1)
-        TestHarness.checkEqual("safety: randomized cache: validate finds nothing", c.validate().total, 0)
-        i = 0
-        while i < 32 {
-            _ = try? c.free(UnsafeMutableRawPointer(bitPattern: objects[i]))
-            i += 1
-        }
-        TestHarness.checkEqual("safety: randomized cache destroyed", c.destroy(), 0)
     }
 
     /// The check name of survival kind `i` (FreeLinkDamage.kind).

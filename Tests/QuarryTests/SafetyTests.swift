@@ -1,6 +1,6 @@
-// SafetyTests: the misuse and corruption scenarios (Tests/Scenarios: Misuse.swift,
-// Corruption.swift; the test kernel's CorruptionSuite runs them too), and what only the
-// host checks: randomized carving and zeroing. Serialized: the scenarios install
+// SafetyTests: the misuse, corruption and carving scenarios (Tests/Scenarios: Misuse.swift,
+// Corruption.swift, Carving.swift; the test kernel's CorruptionSuite runs them too), and
+// what only the host checks: zeroing. Serialized: the scenarios install
 // ErrorHookRecorder's hook, whose record is global.
 // Neighbours: BadInputTests (refused creations, out of memory), CorruptionSurvivalTests.
 
@@ -66,38 +66,12 @@ import QuarryScenarios
     }
 
     /// A randomized cache carves each slab in a permutation; validation still accepts
-    /// exactly the carved objects, and everything frees back.
+    /// exactly the carved objects, and everything frees back (Tests/Scenarios/Carving.swift).
     @Test func randomizedCarveOrder() throws {
         let arena = TestArena(size: 4 << 20)
         defer { arena.release() }
         let q = try arena.quarry()
-        let plain = try q.createCache(name: "plain", size: 64)
-        let shuffled = try q.createCache(name: "shuffled", size: 64, options: CacheOptions(randomizeFreeSlots: true))
-        let n = shuffled.geometry.objectsPerSlab
-        var ordered: [UInt] = []
-        var random: [UInt] = []
-        for _ in 0..<n {
-            ordered.append(UInt(bitPattern: try plain.allocate()))
-            random.append(UInt(bitPattern: try shuffled.allocate()))
-        }
-        #expect(ordered == ordered.sorted(), "address order without the option")
-        #expect(random != random.sorted(), "a permutation with it")
-        #expect(Set(random).count == n)
-        let bounds = try #require(shuffled.slabBounds(of: UnsafeMutableRawPointer(bitPattern: random[0])!))
-        #expect(random.allSatisfy { $0 >= bounds.start && $0 < bounds.end }, "one slab, all of its objects")
-        // A second slab gets another permutation (its start differs).
-        var second: [UInt] = []
-        for _ in 0..<n { second.append(UInt(bitPattern: try shuffled.allocate())) }
-        let base2 = second.min()!
-        let base1 = random.min()!
-        #expect(second.map { $0 - base2 } != random.map { $0 - base1 } || n < 4)
-        q.checkInvariants()
-        #expect(shuffled.validate() == ValidationReport())
-        for p in ordered { try plain.free(UnsafeMutableRawPointer(bitPattern: p)) }
-        for p in random + second { try shuffled.free(UnsafeMutableRawPointer(bitPattern: p)) }
-        q.drainAll()
-        q.checkInvariants()
-        #expect(shuffled.validate() == ValidationReport())
+        CarvingScenario.run(q, ExpectChecks())
     }
 
     @Test func zeroOnAllocateAndFree() throws {
