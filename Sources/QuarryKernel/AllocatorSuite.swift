@@ -60,7 +60,8 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
 
     MisuseScenario.creation(main, HarnessChecks())
     MisuseScenario.free(small, base: arenaBase + mainBytes, size: smallHeapBytes, HarnessChecks())
-    AllocatorChecks.colouring(main)
+    // 900-byte objects: 4 per page, 496 bytes of slack, 8 colours.
+    ColouringScenario.run(main, size: 900, slabs: 40, HarnessChecks())
     AllocatorChecks.randomModel(main, seed: 0x1234_5678, steps: 20_000)
     AllocatorChecks.randomModel(small, seed: 0x0BAD_CAFE, steps: 20_000)
     OutOfMemoryScenario.run(tiny, HarnessChecks())
@@ -100,49 +101,6 @@ enum AllocatorChecks {
         TestHarness.check("alloc: bitmap bytes per page", Geometry.bitmapBytesPerPage * 8 * Geometry.bitmapGranule == Geometry.pageSize, "mismatch")
         TestHarness.check("alloc: largest object fills the largest slab",
                           Geometry.maxObjectSize == Geometry.maxSlabPages * Geometry.pageSize, "mismatch")
-    }
-
-    /// Consecutive slabs start their first object at rotating cache-line offsets, the
-    /// cycle wraps, and no object crosses its slab's end.
-    static func colouring(_ q: KernelQuarry) {
-        // 64-byte objects are colourable only with slack: a 200-byte object leaves
-        // 4096 - 20 * 200 = 96 bytes, one extra colour; 1000-byte objects leave 96 too.
-        // Use 1016-byte objects (8-aligned): 4 per page, 32 bytes slack: 1 colour;
-        // so pick 900: 4 per page, 496 bytes slack, 8 colours.
-        guard let c = try? q.createCache(name: "colour", size: 900) else {
-            TestHarness.fail("alloc: colouring set-up") { Console.print("create failed") }
-            return
-        }
-        let s = c.statistics
-        let colours = s.colors
-        let perSlab = s.objectsPerSlab
-        var firsts = InlineArray<40, UInt>(repeating: 0)
-        var all = InlineArray<160, UInt>(repeating: 0)
-        var crossing = 0
-        var i = 0
-        while i < 160 {
-            guard let p = try? c.allocate() else { break }
-            all[i] = UInt(bitPattern: p)
-            if i % perSlab == 0 && i / perSlab < 40 { firsts[i / perSlab] = UInt(bitPattern: p) }
-            let offsetInPage = UInt(bitPattern: p) & 4095
-            if offsetInPage + UInt(s.objectSize) > 4096 { crossing += 1 }
-            i += 1
-        }
-        var rotation = true
-        var j = 0
-        while j < 160 / perSlab {
-            let colour = Int(firsts[j] & 4095)
-            if colour != (j % colours) * 64 { rotation = false }
-            j += 1
-        }
-        TestHarness.check("alloc: colours rotate in cache-line steps and wrap", colours > 1 && rotation, "wrong colour")
-        TestHarness.checkEqual("alloc: no object crosses its slab's end", crossing, 0)
-        j = 0
-        while j < i {
-            _ = try? c.free(UnsafeMutableRawPointer(bitPattern: all[j]))
-            j += 1
-        }
-        TestHarness.checkEqual("alloc: colouring cache destroyed", c.destroy(), 0)
     }
 
     /// The random model (Tests/Scenarios/RandomModel.swift, which the host runs too) on

@@ -1,38 +1,22 @@
 import Testing
 @testable import Quarry
+import QuarryScenarios
 #if canImport(Glibc)
 import Glibc
 #endif
 
 @Suite struct SlabCacheTests {
     /// Consecutive slabs get distinct colours in cache-line steps, the cycle wraps
-    /// after `colors` slabs, and no object ever crosses its slab's end.
+    /// after `colors` slabs, and no object ever crosses its slab's end
+    /// (Tests/Scenarios/Colouring.swift, which the test kernel runs too).
     @Test func colouringRotatesAndWraps() throws {
         let arena = TestArena(size: 8 << 20)
         defer { arena.release() }
         // 64-byte objects, at most 40 per slab: 1536 bytes of slack, 25 colours.
         let q = try arena.quarry(tuning: Tuning(maxObjectsPerSlab: 40, emptySlabReserve: 1))
-        let c = try q.createCache(name: "colour", size: 64)
-        let s = c.statistics
+        let s = try q.createCache(name: "probe", size: 64).statistics
         #expect(s.objectsPerSlab == 40 && s.colors == 25)
-        var firstPerSlab: [UnsafeMutableRawPointer] = []
-        var all: [UnsafeMutableRawPointer] = []
-        for i in 0..<(40 * 60) {
-            let p = try c.allocate()
-            all.append(p)
-            if i % 40 == 0 { firstPerSlab.append(p) }
-            let (_, end) = c.slabBounds(of: p)!
-            #expect(UInt(bitPattern: p) + UInt(c.objectSize) <= end, "object crosses its slab's end")
-        }
-        let colours = firstPerSlab.map { c.slabColor(of: $0)! }
-        for (i, colour) in colours.enumerated() {
-            #expect(colour == (i % 25) * 64, "slab \(i) has colour \(colour)")
-            #expect(UInt(bitPattern: firstPerSlab[i]) == c.slabBounds(of: firstPerSlab[i])!.start + UInt(colour))
-        }
-        for i in 1..<colours.count { #expect(colours[i] != colours[i - 1]) }
-        #expect(colours[25] == colours[0], "the cycle wraps")
-        for p in all { try c.free(p) }
-        q.checkInvariants()
+        ColouringScenario.run(q, size: 64, slabs: 60, ExpectChecks())
     }
 
     /// Colours honour large alignments: the step is the alignment when it exceeds a line.
