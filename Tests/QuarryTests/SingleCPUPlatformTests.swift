@@ -4,6 +4,7 @@
 // Neighbours: Platform.swift (SingleCPUPlatform), HostPlatform (the tests' one-CPU
 // platform, which writes to stderr), TestSupport (cookies, overlap check).
 
+import QuarryScenarios
 import Testing
 @testable import Quarry
 
@@ -49,19 +50,19 @@ import Testing
                 let i = Int(rng.next() % 3)
                 let p = try caches[i].allocate()
                 #expect(UInt(bitPattern: p) % UInt(shapes[i].alignment) == 0)
-                fillCookie(p, size: shapes[i].size, cookie: cookie)
+                Cookie.fill(p, size: shapes[i].size, key: UInt(truncatingIfNeeded: cookie))
                 objects.append(LiveObject(address: UInt(bitPattern: p), size: shapes[i].size, cookie: cookie, cacheIndex: i))
                 cookie += 1
             case 2 where !objects.isEmpty:
                 let o = objects.remove(at: Int(rng.next() % UInt64(objects.count)))
                 let p = UnsafeMutableRawPointer(bitPattern: o.address)!
-                #expect(checkCookie(p, size: o.size, cookie: o.cookie))
+                #expect(Cookie.intact(p, size: o.size, key: UInt(truncatingIfNeeded: o.cookie)))
                 try caches[o.cacheIndex].free(p)
             case 3:
                 let size = rng.next() % 8 == 0 ? SizeClasses.largest + 1 + Int(rng.next() % 20_000)
                                                : 1 + Int(rng.next() % 2000)
                 let p = try q.front.malloc(size)
-                fillCookie(p, size: size, cookie: cookie)
+                Cookie.fill(p, size: size, key: UInt(truncatingIfNeeded: cookie))
                 blocks.append(LiveObject(address: UInt(bitPattern: p), size: size, cookie: cookie, cacheIndex: -1))
                 cookie += 1
             case 4 where !blocks.isEmpty:
@@ -70,14 +71,14 @@ import Testing
                 let size = 1 + Int(rng.next() % 40_000)
                 let p = try q.front.realloc(UnsafeMutableRawPointer(bitPattern: o.address), size)
                 // The cookie's pattern is stable for prefixes of whole words.
-                #expect(checkCookie(p, size: min(o.size, size) & ~7, cookie: o.cookie), "realloc kept the common prefix")
-                fillCookie(p, size: size, cookie: cookie)
+                #expect(Cookie.intact(p, size: min(o.size, size) & ~7, key: UInt(truncatingIfNeeded: o.cookie)), "realloc kept the common prefix")
+                Cookie.fill(p, size: size, key: UInt(truncatingIfNeeded: cookie))
                 blocks[i] = LiveObject(address: UInt(bitPattern: p), size: size, cookie: cookie, cacheIndex: -1)
                 cookie += 1
             case 5 where !blocks.isEmpty:
                 let o = blocks.remove(at: Int(rng.next() % UInt64(blocks.count)))
                 let p = UnsafeMutableRawPointer(bitPattern: o.address)!
-                #expect(checkCookie(p, size: o.size, cookie: o.cookie))
+                #expect(Cookie.intact(p, size: o.size, key: UInt(truncatingIfNeeded: o.cookie)))
                 try q.front.free(p)
             default:
                 break

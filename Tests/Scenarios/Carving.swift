@@ -2,7 +2,7 @@
 // slab in another one), a plain cache in address order; validation accepts exactly the
 // carved objects and everything frees back. Written once for the host tests (SafetyTests)
 // and the test kernel (CorruptionSuite).
-// Neighbours: ScenarioChecks (reporting), Quarry/CacheOptions (randomizeFreeSlots).
+// Neighbours: ScenarioChecks (reporting), Quarry/Slabs/CacheOptions (randomizeFreeSlots).
 // Embedded Swift: no allocation, no existentials.
 
 import Quarry

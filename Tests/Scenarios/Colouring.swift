@@ -1,7 +1,7 @@
 // Colouring: consecutive slabs start their first object at rotating cache-line offsets,
 // the cycle wraps after `colors` slabs, and no object crosses its slab's end. Written once
 // for the host tests (SlabCacheTests) and the test kernel (AllocatorSuite).
-// Neighbours: ScenarioChecks (reporting), Quarry/SlabGeometry (the colours).
+// Neighbours: ScenarioChecks (reporting), Quarry/Slabs/SlabGeometry (the colours).
 // Embedded Swift: no allocation, no existentials.
 
 import Quarry

@@ -4,7 +4,7 @@
 // each expecting an exact number and kind of findings from `validate()` and of reports
 // (error hook and counters), then zero after repair or after the report.
 // Neighbours: ScenarioChecks (reporting, the hook recorder), CorruptionSurvival (what
-// follows a damaged link: many allocations), Quarry/SlabCache+Debug (validate, the
+// follows a damaged link: many allocations), Quarry/Slabs/SlabCache+Debug (validate, the
 // @_spi(Testing) link hooks), docs/design.md ("After a corruption").
 
 @_spi(Testing) import Quarry

@@ -5,7 +5,7 @@
 // never get the object back while the reader is inside (the reader stays until the
 // writer has allocated 32 objects, then leaves), it must get it back after, and the
 // reader must always find the object's cookie intact.
-// Neighbours: Quarry/EpochReclaimer (under test), EpochStall and EpochStackStress (the
+// Neighbours: Quarry/Epochs/EpochReclaimer (under test), EpochStall and EpochStackStress (the
 // other epoch scenarios), ScenarioChecks (reporting). Embedded Swift: no allocation.
 
 import Quarry

@@ -4,7 +4,7 @@
 // CPUs, simulated interrupts) and the test kernel (EpochSuite: SMP under QEMU, the LAPIC
 // timer). Every value pushed is popped exactly once, no reader sees a freed node, no CPU
 // holds more retired nodes than the bound.
-// Neighbours: Quarry/LockFreeStack and Quarry/EpochReclaimer (under test), ScenarioChecks
+// Neighbours: Quarry/Epochs/LockFreeStack and Quarry/Epochs/EpochReclaimer (under test), ScenarioChecks
 // (reporting), ReclaimScenario (the same shape: state in memory the harness gives).
 // Embedded Swift: no classes, arrays or escaping closures; the interrupt path touches
 // only the stack, atomics and its own CPU's record.

@@ -4,14 +4,14 @@
 // stops, each CPU's backlog fills to the bound and no further, pops are refused with
 // `.reclaimStalled`, the stall is counted and reported (EpochStallRecorder) naming the
 // reader; once every other CPU was refused, the reader leaves.
-// Neighbours: Quarry/EpochReclaimer (under test), EpochStackStress (the stack's stress),
+// Neighbours: Quarry/Epochs/EpochReclaimer (under test), EpochStackStress (the stack's stress),
 // ScenarioChecks (reporting). Embedded Swift: no allocation, no existentials.
 
 import Quarry
 import Synchronization
 
 /// The stall hook scenarios give `createReclaimer(stallHook:)`: counts the reports, the
-/// ones naming `namedCPU`, and keeps the last CPU named. One reclaimer at a time.
+/// ones naming the `watched` CPU, and keeps the last CPU named. One reclaimer at a time.
 public enum EpochStallRecorder {
     public static let calls = Atomic<Int>(0)
     public static let lastCPU = Atomic<Int>(-2)

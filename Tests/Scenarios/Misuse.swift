@@ -3,8 +3,8 @@
 // statistics, reported once to the error hook with the cache and the address, and nothing
 // else changed; after them the heap is consistent (validate, invariants) and the objects
 // the refused calls named still free normally.
-// Neighbours: ScenarioChecks (reporting, the hook recorder), Quarry/QuarryError (the
-// reasons), Quarry/SlabCache (`locate`, the one door a free goes through).
+// Neighbours: ScenarioChecks (reporting, the hook recorder), Quarry/Platform/QuarryError (the
+// reasons), Quarry/Slabs/SlabCache (`locate`, the one door a free goes through).
 
 @_spi(CABI) import Quarry
 
