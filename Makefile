@@ -444,6 +444,7 @@ test: deps
 	@$(MAKE) --no-print-directory doc-test
 	@$(MAKE) --no-print-directory deps-test
 	@$(MAKE) --no-print-directory doc-references
+	@$(MAKE) --no-print-directory format-lint
 	@$(MAKE) --no-print-directory docs
 	@$(MAKE) --no-print-directory host-test
 	@$(MAKE) --no-print-directory host-tsan
@@ -469,8 +470,8 @@ deps-test:
 FORMAT_FILES = $(shell git ls-files '*.swift' 2>/dev/null || find . -name '*.swift' -not -path '*/.build*' -not -path './build/*')
 
 format:
-	@echo "== format: swift format -i with .swift-format"
-	$(SWIFT) format format -i --configuration .swift-format $(FORMAT_FILES)
+	@echo "== format: swift format -i with .swift-format ($(words $(FORMAT_FILES)) files)"
+	@$(SWIFT) format format -i --configuration .swift-format $(FORMAT_FILES)
 
 format-lint:
 	@echo "== format-lint: swift format lint --strict with .swift-format ($(words $(FORMAT_FILES)) files)"

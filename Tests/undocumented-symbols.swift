@@ -14,12 +14,15 @@
 import Foundation
 
 guard CommandLine.arguments.count == 2 else {
-    FileHandle.standardError.write("usage: swift Tests/undocumented-symbols.swift SYMBOL-GRAPH-DIR\n".data(using: .utf8)!)
+    FileHandle.standardError.write(
+        "usage: swift Tests/undocumented-symbols.swift SYMBOL-GRAPH-DIR\n".data(using: .utf8)!)
     exit(2)
 }
 let directory = URL(fileURLWithPath: CommandLine.arguments[1])
 let files = (try? FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)) ?? []
-let graphs = files.filter { $0.lastPathComponent.hasPrefix("Quarry") && $0.lastPathComponent.hasSuffix(".symbols.json") }
+let graphs = files.filter {
+    $0.lastPathComponent.hasPrefix("Quarry") && $0.lastPathComponent.hasSuffix(".symbols.json")
+}
 guard !graphs.isEmpty else {
     print("undocumented-symbols: no Quarry*.symbols.json in \(directory.path)")
     exit(2)
@@ -31,16 +34,16 @@ var missing: [String: (file: String, line: Int, report: String)] = [:]  // by "f
 for graph in graphs {
     let data = try Data(contentsOf: graph)
     guard let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-          let symbols = root["symbols"] as? [[String: Any]]
+        let symbols = root["symbols"] as? [[String: Any]]
     else {
         print("undocumented-symbols: \(graph.path) is not a symbol graph")
         exit(2)
     }
     for symbol in symbols {
         guard let location = symbol["location"] as? [String: Any],
-              let uri = location["uri"] as? String,
-              let position = location["position"] as? [String: Any],
-              let line = position["line"] as? Int
+            let uri = location["uri"] as? String,
+            let position = location["position"] as? [String: Any],
+            let line = position["line"] as? Int
         else { continue }
         checked += 1
         let lines = ((symbol["docComment"] as? [String: Any])?["lines"] as? [[String: Any]]) ?? []

@@ -30,7 +30,8 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     let safetyBytes = 256 << 10
     let nmiBytes = 1 << 20
     let stepBytes = 1 << 20
-    let mainBytes = arenaSize - tinyBytes - smallHeapBytes - smpBytes - epochBytes - safetyBytes
+    let mainBytes =
+        arenaSize - tinyBytes - smallHeapBytes - smpBytes - epochBytes - safetyBytes
         - nmiBytes - stepBytes
     let start = Clock.now()
     let main: KernelQuarry
@@ -100,22 +101,30 @@ func allocatorTimerHook() {
 enum AllocatorChecks {
     /// Style rule 10: the constants' relations hold on this target too (4-byte pointers).
     static func geometryAtBoot() {
-        TestHarness.check("alloc: page size is 1 << pageShift", Geometry.pageSize == 1 << Geometry.pageShift, "mismatch")
-        TestHarness.check("alloc: bitmap bytes per page", Geometry.bitmapBytesPerPage * 8 * Geometry.bitmapGranule == Geometry.pageSize, "mismatch")
-        TestHarness.check("alloc: largest object fills the largest slab",
-                          Geometry.maxObjectSize == Geometry.maxSlabPages * Geometry.pageSize, "mismatch")
+        TestHarness.check(
+            "alloc: page size is 1 << pageShift", Geometry.pageSize == 1 << Geometry.pageShift, "mismatch")
+        TestHarness.check(
+            "alloc: bitmap bytes per page",
+            Geometry.bitmapBytesPerPage * 8 * Geometry.bitmapGranule == Geometry.pageSize, "mismatch")
+        TestHarness.check(
+            "alloc: largest object fills the largest slab",
+            Geometry.maxObjectSize == Geometry.maxSlabPages * Geometry.pageSize, "mismatch")
     }
 
     /// The random model (Tests/Scenarios/RandomModel.swift, which the host runs too) on
     /// the real arena; its table is an object of the heap under test.
     static func randomModel(_ q: KernelQuarry, seed: UInt64, steps: Int) {
         let capacity = 1024
-        guard let tableCache = try? q.createCache(name: "model-table", size: capacity * MemoryLayout<RandomModelSlot>.stride),
-              let tableMemory = try? tableCache.allocate() else {
+        guard
+            let tableCache = try? q.createCache(
+                name: "model-table", size: capacity * MemoryLayout<RandomModelSlot>.stride),
+            let tableMemory = try? tableCache.allocate()
+        else {
             return TestHarness.fail("alloc: random model set-up") { Console.print("allocation failed") }
         }
-        let table = UnsafeMutableBufferPointer(start: tableMemory.bindMemory(to: RandomModelSlot.self, capacity: capacity),
-                                               count: capacity)
+        let table = UnsafeMutableBufferPointer(
+            start: tableMemory.bindMemory(to: RandomModelSlot.self, capacity: capacity),
+            count: capacity)
         var model = RandomModel(quarry: q, live: table, seed: seed)
         let r = model.run(steps: steps, checkEvery: 500, HarnessChecks())
         Console.line {
@@ -146,8 +155,11 @@ enum AllocatorChecks {
         var sample = SlabinfoSample()
         let sizes: InlineArray<4, Int> = [32, 192, 1024, 4096]
         for k in 0..<4 {
-            guard let c = try? q.createCache(name: k == 0 ? "dentry" : k == 1 ? "inode" : k == 2 ? "buffer" : "page-sized",
-                                             size: sizes[k]) else { continue }
+            guard
+                let c = try? q.createCache(
+                    name: k == 0 ? "dentry" : k == 1 ? "inode" : k == 2 ? "buffer" : "page-sized",
+                    size: sizes[k])
+            else { continue }
             sample.caches[k] = c
             for _ in 0..<SlabinfoSample.objectsOf(k) {
                 guard let p = try? c.allocate() else { break }

@@ -31,8 +31,8 @@ enum Clock {
         var best = UInt64.max
         for _ in 0..<3 {
             let gate = quarry_inb(pitGatePort)
-            quarry_outb(pitGatePort, (gate & ~0x02) | 0x01)   // speaker off, gate on
-            quarry_outb(pitCommand, 0xB0)                     // channel 2, lo/hi byte, mode 0, binary
+            quarry_outb(pitGatePort, (gate & ~0x02) | 0x01)  // speaker off, gate on
+            quarry_outb(pitCommand, 0xB0)  // channel 2, lo/hi byte, mode 0, binary
             quarry_outb(pitChannel2Data, UInt8(truncatingIfNeeded: count))
             quarry_outb(pitChannel2Data, UInt8(truncatingIfNeeded: count >> 8))
             let start = now()
@@ -49,7 +49,7 @@ enum Clock {
     /// 40 kHz gave about 4000 NMIs a second, mode 3 at 20 kHz about 17000.
     static func startPITChannel0(hz: UInt64) {
         let count = UInt16(clamping: max(pitHz / hz, 2))
-        quarry_outb(pitCommand, 0x36)                         // channel 0, lo/hi byte, mode 3, binary
+        quarry_outb(pitCommand, 0x36)  // channel 0, lo/hi byte, mode 3, binary
         quarry_outb(pitChannel0Data, UInt8(truncatingIfNeeded: count))
         quarry_outb(pitChannel0Data, UInt8(truncatingIfNeeded: count >> 8))
     }
@@ -57,7 +57,7 @@ enum Clock {
     /// Stops channel 0's pulses: mode 0 (one-shot) with the longest count, so its output
     /// rises at most once more, 55 ms later.
     static func stopPITChannel0() {
-        quarry_outb(pitCommand, 0x30)                         // channel 0, lo/hi byte, mode 0, binary
+        quarry_outb(pitCommand, 0x30)  // channel 0, lo/hi byte, mode 0, binary
         quarry_outb(pitChannel0Data, 0xFF)
         quarry_outb(pitChannel0Data, 0xFF)
     }

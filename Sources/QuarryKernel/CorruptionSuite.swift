@@ -44,7 +44,8 @@ enum CorruptionSuite {
         case 6: "safety: survives a link to a live object: objects distinct, one report, one refusal at most"
         case 7: "safety: survives a cycle: objects distinct, one report, one refusal at most"
         case 8: "safety: survives a truncated list: objects distinct, one report, one refusal at most"
-        default: "safety: survives an 8-byte overflow from a neighbour: objects distinct, one report, one refusal at most"
+        default:
+            "safety: survives an 8-byte overflow from a neighbour: objects distinct, one report, one refusal at most"
         }
     }
 
@@ -58,7 +59,8 @@ enum CorruptionSuite {
         guard let memory = try? q.front.malloc(liveCount * MemoryLayout<UInt>.stride) else {
             return TestHarness.fail("safety: survival set-up") { Console.print("no memory for the live set") }
         }
-        let live = UnsafeMutableBufferPointer(start: memory.bindMemory(to: UInt.self, capacity: liveCount), count: liveCount)
+        let live = UnsafeMutableBufferPointer(
+            start: memory.bindMemory(to: UInt.self, capacity: liveCount), count: liveCount)
         var kind = 0
         while kind < FreeLinkDamage.count {
             let damage = FreeLinkDamage.kind(kind)
@@ -87,10 +89,11 @@ enum CorruptionSuite {
             }
             let consistent = c.validate().total == 0 && q.validate() == nil
             q.checkInvariants()
-            TestHarness.check(survivalName(kind),
-                              r.survived && r.allocations == survivalAllocations && r.reports == 1 && r.refusals <= 1
-                                && r.quarantinedSlabs == 1 && consistent && c.destroy() == 0,
-                              "a duplicate, a stray, another refusal, a report missing, or validate found something")
+            TestHarness.check(
+                survivalName(kind),
+                r.survived && r.allocations == survivalAllocations && r.reports == 1 && r.refusals <= 1
+                    && r.quarantinedSlabs == 1 && consistent && c.destroy() == 0,
+                "a duplicate, a stray, another refusal, a report missing, or validate found something")
             kind += 1
         }
         _ = try? q.front.free(memory)

@@ -101,9 +101,10 @@ func runEpochSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
         r = try q.createReclaimer(retiredPerCPU: EpochSuite.bound, stallHook: EpochStallRecorder.hook)
         EpochSuite.stack = try KernelStack.create(in: q, reclaimer: r)
         EpochSuite.plain = try q.createCache(name: "ebr_plain", size: 48)
-        state = try q.createCache(name: "ebr_stress",
-                                  size: EpochStackStress<X86Platform>.bytes(cpus: cpus, valueBits: EpochSuite.valueBits),
-                                  alignment: 64)
+        state = try q.createCache(
+            name: "ebr_stress",
+            size: EpochStackStress<X86Platform>.bytes(cpus: cpus, valueBits: EpochSuite.valueBits),
+            alignment: 64)
         memory = try state.allocate()
     } catch {
         TestHarness.fail("epoch: set-up") { Console.print(error.name) }
@@ -113,9 +114,11 @@ func runEpochSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
     let stack = EpochSuite.stack!
 
     // 1. The stack on every CPU, with the timer hook in interrupt context on every CPU.
-    let stress = EpochStackStress(stack: stack, memory: memory, configuration: .init(
-        cpus: cpus, operationsPerCPU: EpochSuite.operationsPerCPU, valueBits: EpochSuite.valueBits,
-        seed: 0xEB0C_0000, interrupts: true))
+    let stress = EpochStackStress(
+        stack: stack, memory: memory,
+        configuration: .init(
+            cpus: cpus, operationsPerCPU: EpochSuite.operationsPerCPU, valueBits: EpochSuite.valueBits,
+            seed: 0xEB0C_0000, interrupts: true))
     EpochSuite.stress = stress
     let start = Clock.now()
     EpochSuite.hookEnabled.store(true, ordering: .releasing)
@@ -169,16 +172,19 @@ func runEpochSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
         // object comes back (it may wait in a full magazine, then in the depot).
         let heldCount = 4096
         guard let reuseMemory = try? state.allocate(),
-              let heldCache = try? q.createCache(name: "ebr_reuse", size: heldCount * MemoryLayout<UInt>.stride),
-              let heldMemory = try? heldCache.allocate() else {
+            let heldCache = try? q.createCache(name: "ebr_reuse", size: heldCount * MemoryLayout<UInt>.stride),
+            let heldMemory = try? heldCache.allocate()
+        else {
             return TestHarness.fail("epoch: reuse set-up") { Console.print("allocation failed") }
         }
         let reuseState = reuseMemory.bindMemory(to: EpochReuseState.self, capacity: 1)
         reuseState.initialize(to: EpochReuseState())
-        let held = UnsafeMutableBufferPointer(start: heldMemory.bindMemory(to: UInt.self, capacity: heldCount),
-                                              count: heldCount)
-        EpochSuite.reuse = EpochReuse(reclaimer: r, cache: EpochSuite.plain!, state: reuseState, held: held,
-                                      rounds: EpochSuite.reuseRounds, writer: 0, reader: 1)
+        let held = UnsafeMutableBufferPointer(
+            start: heldMemory.bindMemory(to: UInt.self, capacity: heldCount),
+            count: heldCount)
+        EpochSuite.reuse = EpochReuse(
+            reclaimer: r, cache: EpochSuite.plain!, state: reuseState, held: held,
+            rounds: EpochSuite.reuseRounds, writer: 0, reader: 1)
         SMP.runOnAllCPUs { cpu in EpochSuite.reuse!.run(cpu: cpu) }
         EpochSuite.reuse!.finish(HarnessChecks())
         EpochSuite.reuse = nil
@@ -188,8 +194,9 @@ func runEpochSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
         TestHarness.checkEqual("epoch: the reuse buffer's cache destroyed", heldCache.destroy(), 0)
     } else {
         epochReuseAlone()
-        TestHarness.checkEqual("epoch: a retired object is not reused while its reader is inside, then is",
-                               EpochSuite.reusedTooEarly.load(ordering: .relaxed), 0)
+        TestHarness.checkEqual(
+            "epoch: a retired object is not reused while its reader is inside, then is",
+            EpochSuite.reusedTooEarly.load(ordering: .relaxed), 0)
     }
 
     // 3. A stalled reader (the EpochStall scenario: CPU 1 stays inside; on one CPU, the
@@ -200,8 +207,9 @@ func runEpochSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
         }
         let stallState = stallMemory.bindMemory(to: EpochStallState.self, capacity: 1)
         stallState.initialize(to: EpochStallState())
-        EpochSuite.stall = EpochStall(stack: stack, state: stallState, cpus: cpus, reader: 1,
-                                      maxWaits: EpochSuite.stallWaits)
+        EpochSuite.stall = EpochStall(
+            stack: stack, state: stallState, cpus: cpus, reader: 1,
+            maxWaits: EpochSuite.stallWaits)
         SMP.runOnAllCPUs { cpu in EpochSuite.stall!.run(cpu: cpu) }
         EpochSuite.stall!.finish(HarnessChecks())
         EpochSuite.stall = nil
@@ -214,19 +222,23 @@ func runEpochSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
             guard let p = try? EpochSuite.plain!.allocate() else { break }
             do throws(QuarryError) { try r.retire(p, to: EpochSuite.plain!) } catch {
                 refused += 1
-                _ = try? EpochSuite.plain!.free(p)   // nobody else can hold it: never published
+                _ = try? EpochSuite.plain!.free(p)  // nobody else can hold it: never published
             }
             if r.statistics(cpu: 0).pending > EpochSuite.bound { EpochSuite.overBound.add(1, ordering: .relaxed) }
         }
         r.exit()
-        TestHarness.checkEqual("epoch: a CPU inside its own section is refused past the bound", refused, EpochSuite.bound)
-        TestHarness.checkEqual("epoch: the stall hook named CPU 0", EpochStallRecorder.lastCPU.load(ordering: .relaxed), 0)
-        TestHarness.checkEqual("epoch: backlogs never passed the bound while stalled",
-                               EpochSuite.overBound.load(ordering: .relaxed), 0)
-        TestHarness.check("epoch: stalls counted and reported",
-                          r.statistics.stalls > 0
-                            && Int(r.statistics.stalls) == EpochStallRecorder.calls.load(ordering: .relaxed),
-                          "stall counter and hook disagree")
+        TestHarness.checkEqual(
+            "epoch: a CPU inside its own section is refused past the bound", refused, EpochSuite.bound)
+        TestHarness.checkEqual(
+            "epoch: the stall hook named CPU 0", EpochStallRecorder.lastCPU.load(ordering: .relaxed), 0)
+        TestHarness.checkEqual(
+            "epoch: backlogs never passed the bound while stalled",
+            EpochSuite.overBound.load(ordering: .relaxed), 0)
+        TestHarness.check(
+            "epoch: stalls counted and reported",
+            r.statistics.stalls > 0
+                && Int(r.statistics.stalls) == EpochStallRecorder.calls.load(ordering: .relaxed),
+            "stall counter and hook disagree")
     }
 
     // 4. Everything back: drain, flush, destroy, shrink.

@@ -10,7 +10,7 @@ import Quarry
 /// the LAPIC). Registers are reached through a select register and a window. Only the
 /// boot CPU programs it, with no other CPU touching it.
 enum IOAPIC {
-    static let base = UInt(0xFEC0_0000)   // UInt(...): the literal overflows Int on i686
+    static let base = UInt(0xFEC0_0000)  // UInt(...): the literal overflows Int on i686
     static let selectRegister = base
     static let windowRegister = base + 0x10
 

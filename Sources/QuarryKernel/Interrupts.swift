@@ -49,11 +49,11 @@ enum Interrupts {
         precondition(vector >= 0 && vector < 256, "setGate: vector out of range")
         let gate = UnsafeMutablePointer<UInt32>(bitPattern: quarry_idt_base() + UInt(vector * gateSize))!
         let low = UInt32(truncatingIfNeeded: handler)
-        gate[0] = (low & 0xFFFF) | (codeSelector << 16)    // offset 15:0, kernel code selector
-        gate[1] = (low & 0xFFFF_0000) | interruptGate      // offset 31:16, type and present (IST 0)
+        gate[0] = (low & 0xFFFF) | (codeSelector << 16)  // offset 15:0, kernel code selector
+        gate[1] = (low & 0xFFFF_0000) | interruptGate  // offset 31:16, type and present (IST 0)
         #if arch(x86_64)
-        gate[2] = UInt32(truncatingIfNeeded: handler >> 32) // offset 63:32
-        gate[3] = 0                                         // reserved
+        gate[2] = UInt32(truncatingIfNeeded: handler >> 32)  // offset 63:32
+        gate[3] = 0  // reserved
         #endif
     }
 
@@ -71,13 +71,13 @@ enum Interrupts {
         let master: UInt16 = 0x20, slave: UInt16 = 0xA0
         func out(_ port: UInt16, _ value: UInt8) {
             quarry_outb(port, value)
-            quarry_outb(0x80, 0)   // a short I/O delay for old PICs
+            quarry_outb(0x80, 0)  // a short I/O delay for old PICs
         }
-        out(master, 0x11); out(slave, 0x11)            // ICW1: init, ICW4 follows
-        out(master + 1, 0x20); out(slave + 1, 0x28)    // ICW2: vector offsets
-        out(master + 1, 0x04); out(slave + 1, 0x02)    // ICW3: cascade on IRQ2
-        out(master + 1, 0x01); out(slave + 1, 0x01)    // ICW4: 8086 mode
-        out(master + 1, 0xFF); out(slave + 1, 0xFF)    // mask everything
+        out(master, 0x11); out(slave, 0x11)  // ICW1: init, ICW4 follows
+        out(master + 1, 0x20); out(slave + 1, 0x28)  // ICW2: vector offsets
+        out(master + 1, 0x04); out(slave + 1, 0x02)  // ICW3: cascade on IRQ2
+        out(master + 1, 0x01); out(slave + 1, 0x01)  // ICW4: 8086 mode
+        out(master + 1, 0xFF); out(slave + 1, 0xFF)  // mask everything
     }
 
     static var picMasks: (master: UInt8, slave: UInt8) {
@@ -156,8 +156,9 @@ func quarryInterruptDispatch(_ vector: UInt32, _ errorCode: UInt32, _ frame: Uns
         SingleStep.trap(frame)
     case 3 where Interrupts.breakpointExpected.load(ordering: .relaxed):
         Interrupts.breakpointExpected.store(false, ordering: .relaxed)
-        Interrupts.lastBreakpointFrame.store(UInt(frame.pointee.vector) << 16 | UInt(frame.pointee.error_code),
-                                             ordering: .relaxed)
+        Interrupts.lastBreakpointFrame.store(
+            UInt(frame.pointee.vector) << 16 | UInt(frame.pointee.error_code),
+            ordering: .relaxed)
         Interrupts.breakpointsTaken.add(1, ordering: .relaxed)
     default:
         reportFatalException(vector, errorCode, frame)
@@ -166,7 +167,8 @@ func quarryInterruptDispatch(_ vector: UInt32, _ errorCode: UInt32, _ frame: Uns
 
 /// Prints `EXCEPTION vector=… error=… eip=… cpu=…` (`rip=` on x86_64) and the registers,
 /// then exits QEMU with the failure status. Does not return.
-func reportFatalException(_ vector: UInt32, _ errorCode: UInt32, _ frame: UnsafeMutablePointer<InterruptFrame>) -> Never {
+func reportFatalException(_ vector: UInt32, _ errorCode: UInt32, _ frame: UnsafeMutablePointer<InterruptFrame>) -> Never
+{
     let f = frame.pointee
     Console.line {
         Console.newline()

@@ -56,28 +56,34 @@ func kernelMain(_ magic: UInt32, _ info: UInt32) {
         if mbi.flags & 1 != 0 { ramEnd = 0x10_0000 + UInt(mbi.memUpper) * 1024 }
     }
 
-    TestHarness.check("boot: multiboot magic", magic == Kernel.multibootMagic,
-                      "EAX was not 0x2BADB002 at entry")
-    TestHarness.check("serial: COM1 loopback", Serial.loopbackWorks(),
-                      "bytes sent in loopback mode did not come back")
-    TestHarness.checkEqual("platform: maxCPUs matches the boot code", X86Platform.maxCPUs,
-                           Int(QUARRY_MAX_CPUS))
+    TestHarness.check(
+        "boot: multiboot magic", magic == Kernel.multibootMagic,
+        "EAX was not 0x2BADB002 at entry")
+    TestHarness.check(
+        "serial: COM1 loopback", Serial.loopbackWorks(),
+        "bytes sent in loopback mode did not come back")
+    TestHarness.checkEqual(
+        "platform: maxCPUs matches the boot code", X86Platform.maxCPUs,
+        Int(QUARRY_MAX_CPUS))
     TestHarness.checkEqual("platform: cpuIndex is 0 on the boot CPU", X86Platform.cpuIndex, 0)
-    TestHarness.check("arena: page-aligned, at least 16 MiB",
-                      Kernel.arenaBase % 4096 == 0 && Kernel.arenaSize % 4096 == 0
-                          && Kernel.arenaSize >= 16 << 20,
-                      "linker/<arch>.ld arena symbols are wrong")
-    TestHarness.check("arena: inside the RAM the loader reports",
-                      ramEnd >= Kernel.arenaBase + UInt(Kernel.arenaSize),
-                      "run QEMU with more memory (-m 128M)")
+    TestHarness.check(
+        "arena: page-aligned, at least 16 MiB",
+        Kernel.arenaBase % 4096 == 0 && Kernel.arenaSize % 4096 == 0
+            && Kernel.arenaSize >= 16 << 20,
+        "linker/<arch>.ld arena symbols are wrong")
+    TestHarness.check(
+        "arena: inside the RAM the loader reports",
+        ramEnd >= Kernel.arenaBase + UInt(Kernel.arenaSize),
+        "run QEMU with more memory (-m 128M)")
 
     // From here on, class instances, array buffers and escaping closures come from Quarry:
     // the Embedded runtime calls posix_memalign/free, which libquarry.a's quarry_libc.o
     // defines over the C ABI's global instance. Nothing above allocates (an allocation
     // before quarry_init would trap: posix_memalign says ENOMEM until then).
     // Sound: the slice is the arena's last runtimeArenaBytes, used by nothing else.
-    let runtimeInit = quarry_init(UnsafeMutableRawPointer(bitPattern: Kernel.runtimeArenaBase),
-                                  Kernel.runtimeArenaBytes)
+    let runtimeInit = quarry_init(
+        UnsafeMutableRawPointer(bitPattern: Kernel.runtimeArenaBase),
+        Kernel.runtimeArenaBytes)
     TestHarness.checkEqual("runtime: quarry_init on the runtime slice", Int(runtimeInit.rawValue), 0)
 
     // Interrupts: IDT, PIC out of the way, LAPIC, then the first sti.
@@ -85,19 +91,24 @@ func kernelMain(_ magic: UInt32, _ info: UInt32) {
     Interrupts.load()
     Interrupts.remapAndMaskPIC()
     let masks = Interrupts.picMasks
-    TestHarness.check("interrupts: 8259 PIC masked", masks.master == 0xFF && masks.slave == 0xFF,
-                      "PIC mask registers are not 0xFF")
-    TestHarness.check("interrupts: disable/restore nest with interrupts off",
-                      PlatformChecks.interruptNestingWorks(), "IF differs from the saved state")
-    TestHarness.check("interrupts: int3 returns through the stub", PlatformChecks.breakpointReturns(),
-                      "the breakpoint was not counted or its frame is wrong")
+    TestHarness.check(
+        "interrupts: 8259 PIC masked", masks.master == 0xFF && masks.slave == 0xFF,
+        "PIC mask registers are not 0xFF")
+    TestHarness.check(
+        "interrupts: disable/restore nest with interrupts off",
+        PlatformChecks.interruptNestingWorks(), "IF differs from the saved state")
+    TestHarness.check(
+        "interrupts: int3 returns through the stub", PlatformChecks.breakpointReturns(),
+        "the breakpoint was not counted or its frame is wrong")
 
     Clock.calibrate()
-    TestHarness.check("clock: TSC calibrated against the PIT",
-                      Clock.tscPerMillisecond.load(ordering: .relaxed) > 1000,
-                      "fewer than 1000 TSC ticks per millisecond")
-    TestHarness.check("lapic: enabled at 0xFEE00000", LocalAPIC.isAtResetBase,
-                      "IA32_APIC_BASE moved or disabled the LAPIC")
+    TestHarness.check(
+        "clock: TSC calibrated against the PIT",
+        Clock.tscPerMillisecond.load(ordering: .relaxed) > 1000,
+        "fewer than 1000 TSC ticks per millisecond")
+    TestHarness.check(
+        "lapic: enabled at 0xFEE00000", LocalAPIC.isAtResetBase,
+        "IA32_APIC_BASE moved or disabled the LAPIC")
     LocalAPIC.enable()
     LocalAPIC.calibrateTimer(hz: UInt(Kernel.timerHz))
     LocalAPIC.startPeriodicTimer()
@@ -120,20 +131,25 @@ func kernelMain(_ magic: UInt32, _ info: UInt32) {
         Console.print(" ms")
         Console.newline()
     }
-    TestHarness.checkAtLeast("timer: 100 ticks on the boot CPU within 3 s", ticks,
-                             PlatformChecks.requiredTicks)
-    TestHarness.check("interrupts: disable/restore nest with interrupts on",
-                      PlatformChecks.interruptNestingWorks(), "IF differs from the saved state")
-    TestHarness.check("interrupts: masking holds off the timer", PlatformChecks.maskingHoldsOffTheTimer(),
-                      "a tick arrived while masked, or none after restore")
+    TestHarness.checkAtLeast(
+        "timer: 100 ticks on the boot CPU within 3 s", ticks,
+        PlatformChecks.requiredTicks)
+    TestHarness.check(
+        "interrupts: disable/restore nest with interrupts on",
+        PlatformChecks.interruptNestingWorks(), "IF differs from the saved state")
+    TestHarness.check(
+        "interrupts: masking holds off the timer", PlatformChecks.maskingHoldsOffTheTimer(),
+        "a tick arrived while masked, or none after restore")
     Interrupts.clobberSIMDInTimer.store(true, ordering: .relaxed)
-    TestHarness.check("interrupts: fxsave/fxrstor keep every xmm register across a clobbering timer handler",
-                      PlatformChecks.simdSurvivesInterrupts(), "an xmm register changed across hlt")
+    TestHarness.check(
+        "interrupts: fxsave/fxrstor keep every xmm register across a clobbering timer handler",
+        PlatformChecks.simdSurvivesInterrupts(), "an xmm register changed across hlt")
 
     // SMP.
     let firmwareCount = SMP.firmwareCPUCount()
-    TestHarness.check("smp: fw_cfg reports the CPU count", firmwareCount != nil,
-                      "no QEMU fw_cfg signature at port 0x510")
+    TestHarness.check(
+        "smp: fw_cfg reports the CPU count", firmwareCount != nil,
+        "no QEMU fw_cfg signature at port 0x510")
     let expected = min(firmwareCount ?? 1, X86Platform.maxCPUs)
     let online = SMP.startApplicationProcessors(expected: expected)
     Console.line {
@@ -150,9 +166,11 @@ func kernelMain(_ magic: UInt32, _ info: UInt32) {
     Interrupts.clobberSIMDInTimer.store(false, ordering: .relaxed)
 
     // Sound: the arena is reserved by the linker script for Quarry alone.
-    runAllocatorSuite(arenaBase: UnsafeMutableRawPointer(bitPattern: Kernel.arenaBase)!,
-                      arenaSize: Kernel.arenaSize - Kernel.runtimeArenaBytes - Kernel.reclaimArenaBytes)
-    ReclaimSuite.run(base: UnsafeMutableRawPointer(bitPattern: Kernel.reclaimArenaBase)!, size: Kernel.reclaimArenaBytes)
+    runAllocatorSuite(
+        arenaBase: UnsafeMutableRawPointer(bitPattern: Kernel.arenaBase)!,
+        arenaSize: Kernel.arenaSize - Kernel.runtimeArenaBytes - Kernel.reclaimArenaBytes)
+    ReclaimSuite.run(
+        base: UnsafeMutableRawPointer(bitPattern: Kernel.reclaimArenaBase)!, size: Kernel.reclaimArenaBytes)
     runRuntimeSuite(base: Kernel.runtimeArenaBase, size: Kernel.runtimeArenaBytes)
 
     TestHarness.finish()

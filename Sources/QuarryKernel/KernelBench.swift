@@ -17,8 +17,9 @@ enum KernelBench {
         for k in 0..<4 {
             let size = sizes[k]
             guard let cache = try? q.createCache(name: "bench", size: size),
-                  let keep = try? cache.allocate(),
-                  let keepBlock = try? q.front.malloc(size) else { continue }
+                let keep = try? cache.allocate(),
+                let keepBlock = try? q.front.malloc(size)
+            else { continue }
             let cacheCycles = measure { () throws(QuarryError) in try cache.free(try cache.allocate()) }
             let frontCycles = measure { () throws(QuarryError) in try q.front.free(try q.front.malloc(size)) }
             _ = try? cache.free(keep)

@@ -11,19 +11,19 @@ import Synchronization
 /// directly). boot/isr_<arch>.S hard-codes the EOI register
 /// at this base; `enable()` checks the base has not been moved.
 enum LocalAPIC {
-    static let base = UInt(0xFEE0_0000)   // UInt(...): the literal overflows Int on i686
+    static let base = UInt(0xFEE0_0000)  // UInt(...): the literal overflows Int on i686
     static let baseMSR: UInt32 = 0x1B
 
     enum Register: UInt {
-        case id = 0x20               // bits 31:24
+        case id = 0x20  // bits 31:24
         case taskPriority = 0x80
         case endOfInterrupt = 0xB0
-        case logicalDestination = 0xD0    // bits 31:24
+        case logicalDestination = 0xD0  // bits 31:24
         case destinationFormat = 0xE0
         case spuriousVector = 0xF0
         case commandLow = 0x300
         case commandHigh = 0x310
-        case timerVector = 0x320     // LVT timer
+        case timerVector = 0x320  // LVT timer
         case timerInitialCount = 0x380
         case timerCurrentCount = 0x390
         case timerDivide = 0x3E0
@@ -69,13 +69,13 @@ enum LocalAPIC {
     /// both counts alike. Boot CPU, after `Clock.calibrate()`.
     static func calibrateTimer(hz: UInt) {
         write(.timerDivide, divideBy16)
-        write(.timerVector, lvtMasked | UInt32(QUARRY_VECTOR_TIMER))   // one-shot, masked
+        write(.timerVector, lvtMasked | UInt32(QUARRY_VECTOR_TIMER))  // one-shot, masked
         let start = Clock.now()
         write(.timerInitialCount, UInt32.max)
         Clock.delay(microseconds: 10_000)
         let remaining = read(.timerCurrentCount)
         let end = Clock.now()
-        write(.timerInitialCount, 0)                                   // stop
+        write(.timerInitialCount, 0)  // stop
         let decrements = UInt64(UInt32.max - remaining)
         let tscPerSecond = UInt64(Clock.tscPerMillisecond.load(ordering: .acquiring)) * 1000
         let perSecond = decrements * tscPerSecond / max(end &- start, 1)

@@ -78,13 +78,17 @@ enum NMIStorm {
             return
         }
         let cpus = SMP.cpuCount
-        guard let records = try? q.createCache(name: "nmi-records",
-                                               size: X86Platform.maxCPUs * MemoryLayout<StormRow>.stride),
-              let ledgerRecords = try? q.createCache(name: "nmi-ledgers",
-                                                     size: X86Platform.maxCPUs * MemoryLayout<HandlerLedger>.stride),
-              let rowMemory = try? records.allocate(),
-              let ledgerMemory = try? ledgerRecords.allocate(),
-              let cache = try? q.createCache(name: "nmi-objects", size: objectSize) else {
+        guard
+            let records = try? q.createCache(
+                name: "nmi-records",
+                size: X86Platform.maxCPUs * MemoryLayout<StormRow>.stride),
+            let ledgerRecords = try? q.createCache(
+                name: "nmi-ledgers",
+                size: X86Platform.maxCPUs * MemoryLayout<HandlerLedger>.stride),
+            let rowMemory = try? records.allocate(),
+            let ledgerMemory = try? ledgerRecords.allocate(),
+            let cache = try? q.createCache(name: "nmi-objects", size: objectSize)
+        else {
             TestHarness.fail("nmi: set-up") { Console.print("allocation refused") }
             return
         }
@@ -112,9 +116,11 @@ enum NMIStorm {
         clobberSIMD.store(true, ordering: .relaxed)
         SMP.runOnAllCPUs { cpu in NMIStorm.simdPhase(cpu) }
         clobberSIMD.store(false, ordering: .relaxed)
-        TestHarness.checkEqual("nmi: xmm registers survive NMIs whose handler zeroes them (the stub's fxsave)",
-                               simdDamage.load(ordering: .relaxed), 0)
-        TestHarness.checkEqual("nmi: CPUs that took no NMI during that check", simdQuietCPUs.load(ordering: .relaxed), 0)
+        TestHarness.checkEqual(
+            "nmi: xmm registers survive NMIs whose handler zeroes them (the stub's fxsave)",
+            simdDamage.load(ordering: .relaxed), 0)
+        TestHarness.checkEqual(
+            "nmi: CPUs that took no NMI during that check", simdQuietCPUs.load(ordering: .relaxed), 0)
         let start = Clock.now()
         SMP.runOnAllCPUs { cpu in NMIStorm.phase(cpu) }
         let milliseconds = Clock.milliseconds(from: start, to: Clock.now())
@@ -217,7 +223,9 @@ enum NMIStorm {
     }
 
     /// Checks the cookie of an object or block and frees it.
-    static func retire(_ address: UInt, size: Int, isBlock: Bool, _ row: UnsafeMutablePointer<StormRow>) throws(QuarryError) {
+    static func retire(_ address: UInt, size: Int, isBlock: Bool, _ row: UnsafeMutablePointer<StormRow>)
+        throws(QuarryError)
+    {
         if !Cookie.intact(at: address, size: size) { row.pointee.mismatches.add(1, ordering: .relaxed) }
         let p = UnsafeMutableRawPointer(bitPattern: address)
         if isBlock { try work!.front.free(p) } else { try work!.cache.free(p) }
@@ -255,10 +263,13 @@ enum NMIStorm {
         let row = rows! + cpu
         var bad = 0
         if row.pointee.timerObject != 0 {
-            do throws(QuarryError) { try retire(row.pointee.timerObject, size: objectSize, isBlock: false, row) } catch { bad += 1 }
+            do throws(QuarryError) { try retire(row.pointee.timerObject, size: objectSize, isBlock: false, row) } catch
+            { bad += 1 }
         }
         if row.pointee.timerBlock != 0 {
-            do throws(QuarryError) { try retire(row.pointee.timerBlock, size: blockSize, isBlock: true, row) } catch { bad += 1 }
+            do throws(QuarryError) { try retire(row.pointee.timerBlock, size: blockSize, isBlock: true, row) } catch {
+                bad += 1
+            }
         }
         row.pointee.timerObject = 0
         row.pointee.timerBlock = 0
@@ -282,12 +293,15 @@ enum NMIStorm {
         let ledger = ledgers! + cpu
         ledger.pointee.taken.add(1, ordering: .relaxed)
         noteLanding(frame, rows! + cpu, ledger)
-        work.run(ledger, objects: .unbalanced(keeping: ledger.pointee.objects.count),
-                 blocks: .unbalanced(keeping: ledger.pointee.blocks.count))
+        work.run(
+            ledger, objects: .unbalanced(keeping: ledger.pointee.objects.count),
+            blocks: .unbalanced(keeping: ledger.pointee.blocks.count))
     }
 
-    static func noteLanding(_ frame: UnsafeMutablePointer<InterruptFrame>, _ row: UnsafeMutablePointer<StormRow>,
-                            _ ledger: UnsafeMutablePointer<HandlerLedger>) {
+    static func noteLanding(
+        _ frame: UnsafeMutablePointer<InterruptFrame>, _ row: UnsafeMutablePointer<StormRow>,
+        _ ledger: UnsafeMutablePointer<HandlerLedger>
+    ) {
         if HandlerPolicy.landedInMaskedCode(frame) { ledger.pointee.landedMasked.add(1, ordering: .relaxed) }
         let ip = frame.pointee.interruptedIP
         let n = row.pointee.distinctLandings
@@ -329,7 +343,8 @@ enum NMIStorm {
                 Console.decimal(l.pointee.landedMasked.load(ordering: .relaxed))
                 Console.print(" in masked code; ")
                 Console.decimal(r.pointee.distinctLandings)
-                Console.print(r.pointee.distinctLandings == landingSlots ? "+ distinct addresses), " : " distinct addresses), ")
+                Console.print(
+                    r.pointee.distinctLandings == landingSlots ? "+ distinct addresses), " : " distinct addresses), ")
                 Console.decimal(allocations)
                 Console.print(" allocations, ")
                 Console.decimal(l.pointee.frees.load(ordering: .relaxed))
@@ -364,10 +379,12 @@ enum NMIStorm {
             Console.newline()
         }
         TestHarness.checkAtLeast("nmi: NMIs taken on the CPU that took fewest", fewestNMIs, minimumNMIsPerCPU)
-        TestHarness.checkAtLeast("nmi: handler allocations on the CPU that made fewest", fewestAllocations,
-                                 minimumHandlerAllocationsPerCPU)
+        TestHarness.checkAtLeast(
+            "nmi: handler allocations on the CPU that made fewest", fewestAllocations,
+            minimumHandlerAllocationsPerCPU)
         TestHarness.checkAtLeast("nmi: NMIs landed in masked code", totalMasked, minimumMaskedLandings)
-        TestHarness.checkEqual("nmi: handler failures (errors other than .outOfMemory/.busy, cookie mismatches)", failures, 0)
+        TestHarness.checkEqual(
+            "nmi: handler failures (errors other than .outOfMemory/.busy, cookie mismatches)", failures, 0)
         TestHarness.checkEqual("nmi: main loop and timer handler cookie mismatches", mismatches, 0)
         TestHarness.checkEqual("nmi: main loop and timer handler errors", errors, 0)
         TestHarness.check("nmi: the timer handler allocated on every CPU", timerEverywhere, "a CPU never did")

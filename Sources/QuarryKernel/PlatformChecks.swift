@@ -35,7 +35,7 @@ enum PlatformChecks {
     /// Waits (halting between interrupts) until this CPU has taken `requiredTicks`
     /// timer interrupts or the deadline passes. Returns the ticks taken.
     static func ticksWithinDeadline() -> Int {
-        guard interruptsEnabled else { return 0 }   // hlt would never wake
+        guard interruptsEnabled else { return 0 }  // hlt would never wake
         let counter = PerCPU.current.ticks
         let start = counter.pointee.load(ordering: .relaxed)
         let deadline = Clock.now() &+ Clock.ticks(microseconds: tickDeadlineMilliseconds * 1000)
@@ -76,7 +76,7 @@ enum PlatformChecks {
     /// xmm0-7 (xmm0-15 on x86_64) survive timer interrupts whose handler zeroes them.
     /// Needs interrupts on, the timer running and `Interrupts.clobberSIMDInTimer` set.
     static func simdSurvivesInterrupts() -> Bool {
-        guard interruptsEnabled else { return false }   // hlt would never wake
+        guard interruptsEnabled else { return false }  // hlt would never wake
         return quarry_xmm_damage_across_halts(5) == 0
     }
 
@@ -115,24 +115,32 @@ enum PlatformChecks {
 
     static func reportPhase(cpuCount: Int) {
         let all = cpuCount >= UInt.bitWidth ? UInt.max : (UInt(1) << UInt(cpuCount)) - 1
-        TestHarness.checkEqual("smp: every CPU ran the phase (atomic counter)",
-                               arrivals.load(ordering: .acquiring), cpuCount)
-        TestHarness.check("smp: X86Platform.cpuIndex is distinct on every CPU",
-                          duplicateIndices.load(ordering: .acquiring) == 0
-                              && indexMask.load(ordering: .acquiring) == all,
-                          "two CPUs reported the same index, or an index is missing")
-        TestHarness.checkEqual("smp: cpuIndex matches the index the trampoline assigned",
-                               indexMismatches.load(ordering: .acquiring), 0)
-        TestHarness.checkEqual("smp: interrupts enabled on every CPU during the phase",
-                               interruptsOffInPhase.load(ordering: .acquiring), 0)
-        TestHarness.check("smp: timer fired 100 times on every CPU",
-                          timerMask.load(ordering: .acquiring) == all,
-                          "some CPU took fewer than 100 ticks within 3 s")
-        TestHarness.checkAtLeast("smp: fewest timer ticks on one CPU",
-                                 fewestTicks.load(ordering: .acquiring), requiredTicks)
-        TestHarness.checkEqual("smp: interrupt disable/restore nest on every CPU",
-                               nestingFailures.load(ordering: .acquiring), 0)
-        TestHarness.checkEqual("smp: xmm registers survive clobbering timer handlers on every CPU",
-                               simdFailures.load(ordering: .acquiring), 0)
+        TestHarness.checkEqual(
+            "smp: every CPU ran the phase (atomic counter)",
+            arrivals.load(ordering: .acquiring), cpuCount)
+        TestHarness.check(
+            "smp: X86Platform.cpuIndex is distinct on every CPU",
+            duplicateIndices.load(ordering: .acquiring) == 0
+                && indexMask.load(ordering: .acquiring) == all,
+            "two CPUs reported the same index, or an index is missing")
+        TestHarness.checkEqual(
+            "smp: cpuIndex matches the index the trampoline assigned",
+            indexMismatches.load(ordering: .acquiring), 0)
+        TestHarness.checkEqual(
+            "smp: interrupts enabled on every CPU during the phase",
+            interruptsOffInPhase.load(ordering: .acquiring), 0)
+        TestHarness.check(
+            "smp: timer fired 100 times on every CPU",
+            timerMask.load(ordering: .acquiring) == all,
+            "some CPU took fewer than 100 ticks within 3 s")
+        TestHarness.checkAtLeast(
+            "smp: fewest timer ticks on one CPU",
+            fewestTicks.load(ordering: .acquiring), requiredTicks)
+        TestHarness.checkEqual(
+            "smp: interrupt disable/restore nest on every CPU",
+            nestingFailures.load(ordering: .acquiring), 0)
+        TestHarness.checkEqual(
+            "smp: xmm registers survive clobbering timer handlers on every CPU",
+            simdFailures.load(ordering: .acquiring), 0)
     }
 }

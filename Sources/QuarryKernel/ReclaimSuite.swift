@@ -36,8 +36,10 @@ enum ReclaimSuite {
             return
         }
         let cpus = SMP.cpuCount
-        let s = ReclaimScenario(quarry: q, memory: base, configuration: .init(
-            cpus: cpus, operationsPerCPU: operationsPerCPU, limitBytes: heapBytes / 2, seed: seed))
+        let s = ReclaimScenario(
+            quarry: q, memory: base,
+            configuration: .init(
+                cpus: cpus, operationsPerCPU: operationsPerCPU, limitBytes: heapBytes / 2, seed: seed))
         scenario = s
         let start = Clock.now()
         hookEnabled.store(true, ordering: .releasing)
@@ -96,11 +98,13 @@ enum ReclaimSuite {
         TestHarness.checkEqual("reclaim: unexpected errors", r.unexpected, 0)
         TestHarness.checkEqual("reclaim: every operation ran", r.operations, cpus * operationsPerCPU)
         TestHarness.checkEqual("reclaim: every CPU's timer handler allocated", r.cpusWithHandlerAllocations, cpus)
-        TestHarness.check("reclaim: live blocks reached the limit and stayed within it",
-                          r.peakLiveBytes <= heapBytes / 2 && r.peakLiveBytes > heapBytes / 2 - 200_000,
-                          "peak live out of range")
+        TestHarness.check(
+            "reclaim: live blocks reached the limit and stayed within it",
+            r.peakLiveBytes <= heapBytes / 2 && r.peakLiveBytes > heapBytes / 2 - 200_000,
+            "peak live out of range")
         TestHarness.checkEqual("reclaim: nothing live at the end", r.liveBytesAtEnd, 0)
-        TestHarness.check("reclaim: the per-CPU budget held", budget.highWaterBytes <= budget.budgetBytes,
-                          "high water above the budget")
+        TestHarness.check(
+            "reclaim: the per-CPU budget held", budget.highWaterBytes <= budget.budgetBytes,
+            "high water above the budget")
     }
 }

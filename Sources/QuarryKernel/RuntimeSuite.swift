@@ -61,13 +61,14 @@ enum RuntimeChecks {
     static func frontCounters() -> SlabinfoTotals {
         var totals = SlabinfoTotals()
         withUnsafeMutablePointer(to: &totals) { context in
-            quarry_slabinfo({ text, length, context in
-                // Sound: `context` is the SlabinfoTotals passed below, alive for the call;
-                // `text` points at `length` bytes of slabinfo text.
-                let totals = context!.assumingMemoryBound(to: SlabinfoTotals.self)
-                let bytes = UnsafeRawPointer(text!).assumingMemoryBound(to: UInt8.self)
-                for i in 0..<length { totals.pointee.consume(bytes[i]) }
-            }, context)
+            quarry_slabinfo(
+                { text, length, context in
+                    // Sound: `context` is the SlabinfoTotals passed below, alive for the call;
+                    // `text` points at `length` bytes of slabinfo text.
+                    let totals = context!.assumingMemoryBound(to: SlabinfoTotals.self)
+                    let bytes = UnsafeRawPointer(text!).assumingMemoryBound(to: UInt8.self)
+                    for i in 0..<length { totals.pointee.consume(bytes[i]) }
+                }, context)
         }
         return totals
     }
@@ -93,17 +94,21 @@ enum RuntimeChecks {
         let head = UnsafeMutableRawPointer(Unmanaged.passUnretained(list!).toOpaque())
         TestHarness.checkEqual("runtime: 100 class instances lie in Quarry's slice", inside, 100)
         TestHarness.checkEqual("runtime: the list holds its values", sum, 99 * 100 / 2)
-        TestHarness.check("runtime: a live instance is a block Quarry handed out",
-                          quarry_usable_size(head) >= MemoryLayout<Int>.size * 2, "quarry_usable_size is 0")
+        TestHarness.check(
+            "runtime: a live instance is a block Quarry handed out",
+            quarry_usable_size(head) >= MemoryLayout<Int>.size * 2, "quarry_usable_size is 0")
         let alive = frontCounters()
         list = nil
         let after = frontCounters()
-        TestHarness.check("runtime: slabinfo has the malloc rows and their columns", after.valid,
-                          "no allocs/frees columns or no malloc-<size> row")
-        TestHarness.checkAtLeast("runtime: 100 instances counted as malloc allocations",
-                                 Int(alive.allocations &- before.allocations), 100)
-        TestHarness.checkEqual("runtime: dropping the list frees its 100 instances",
-                               Int(after.frees &- alive.frees), 100)
+        TestHarness.check(
+            "runtime: slabinfo has the malloc rows and their columns", after.valid,
+            "no allocs/frees columns or no malloc-<size> row")
+        TestHarness.checkAtLeast(
+            "runtime: 100 instances counted as malloc allocations",
+            Int(alive.allocations &- before.allocations), 100)
+        TestHarness.checkEqual(
+            "runtime: dropping the list frees its 100 instances",
+            Int(after.frees &- alive.frees), 100)
     }
 
     // MARK: Arrays
@@ -140,8 +145,9 @@ enum RuntimeChecks {
         TestHarness.checkEqual("runtime: every array buffer lies in Quarry's slice", outside, 0)
         TestHarness.checkAtLeast("runtime: appending beyond capacity reallocates the buffer", growths, 5)
         TestHarness.checkEqual("runtime: the array holds its elements", sum, (count - 1) * count / 2)
-        TestHarness.checkAtLeast("runtime: each growth freed the buffer it replaced",
-                                 Int(grown.frees &- before.frees), 3)
+        TestHarness.checkAtLeast(
+            "runtime: each growth freed the buffer it replaced",
+            Int(grown.frees &- before.frees), 3)
         TestHarness.checkEqual("runtime: the large buffer is a span", spansAlive - spansBefore, 1)
         numbers = []
         _ = quarry_heap_stats(&heap)
@@ -173,18 +179,22 @@ enum RuntimeChecks {
         }
         let first = counter!()
         let second = counter!()
-        TestHarness.check("runtime: a stored closure's context lies in Quarry's slice", inSlice(context),
-                          "the context is not in the slice")
-        TestHarness.checkAtLeast("runtime: creating the closure allocated from the malloc front",
-                                 Int(created.allocations &- before.allocations), 1)
-        TestHarness.check("runtime: the closure's captured state persists across calls",
-                          first == 42 && second == 43, "the counter did not count 42, 43")
+        TestHarness.check(
+            "runtime: a stored closure's context lies in Quarry's slice", inSlice(context),
+            "the context is not in the slice")
+        TestHarness.checkAtLeast(
+            "runtime: creating the closure allocated from the malloc front",
+            Int(created.allocations &- before.allocations), 1)
+        TestHarness.check(
+            "runtime: the closure's captured state persists across calls",
+            first == 42 && second == 43, "the counter did not count 42, 43")
         counter = nil
         let after = frontCounters()
         // Storing the closure in an Optional global and calling it through there may add
         // reabstraction-thunk contexts (allocated and freed per call): count them all.
-        TestHarness.checkEqual("runtime: releasing the closure frees everything it allocated",
-                               Int(after.frees &- before.frees), Int(after.allocations &- before.allocations))
+        TestHarness.checkEqual(
+            "runtime: releasing the closure frees everything it allocated",
+            Int(after.frees &- before.frees), Int(after.allocations &- before.allocations))
     }
 }
 
@@ -227,7 +237,8 @@ struct SlabinfoTotals {
             return
         }
         guard allocsColumn >= 0, freesColumn >= 0, let (start, end) = token(0),
-              end - start > 7, matches(start, start + 7, "malloc-") else { return }
+            end - start > 7, matches(start, start + 7, "malloc-")
+        else { return }
         mallocRows += 1
         allocations &+= number(allocsColumn)
         frees &+= number(freesColumn)

@@ -36,15 +36,15 @@ enum SMP {
     /// QEMU's firmware configuration interface: write a key to the selector, read bytes.
     static let fwCfgSelector: UInt16 = 0x510
     static let fwCfgData: UInt16 = 0x511
-    static let fwCfgSignature: UInt16 = 0x0000   // "QEMU"
-    static let fwCfgCPUCount: UInt16 = 0x0005    // 16-bit little-endian, CPUs at boot
+    static let fwCfgSignature: UInt16 = 0x0000  // "QEMU"
+    static let fwCfgCPUCount: UInt16 = 0x0005  // 16-bit little-endian, CPUs at boot
 
     /// The number of CPUs QEMU was started with, or nil without fw_cfg.
     static func firmwareCPUCount() -> Int? {
         quarry_outw(fwCfgSelector, fwCfgSignature)
         var signature: UInt32 = 0
         for i in 0..<4 { signature |= UInt32(quarry_inb(fwCfgData)) << UInt32(8 * i) }
-        guard signature == 0x554D_4551 else { return nil }   // "QEMU"
+        guard signature == 0x554D_4551 else { return nil }  // "QEMU"
         quarry_outw(fwCfgSelector, fwCfgCPUCount)
         let low = Int(quarry_inb(fwCfgData))
         let high = Int(quarry_inb(fwCfgData))

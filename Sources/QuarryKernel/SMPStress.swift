@@ -29,14 +29,17 @@ enum SMPStress {
         let cpus = SMP.cpuCount
         let bytes = CacheStress<X86Platform>.bytes(cpus: cpus, listCapacity: listCapacity)
         guard let irq = try? q.createCache(name: "smp-irq", size: 48),
-              let state = try? q.createCache(name: "smp-state", size: bytes, alignment: 64),
-              let memory = try? state.allocate() else {
+            let state = try? q.createCache(name: "smp-state", size: bytes, alignment: 64),
+            let memory = try? state.allocate()
+        else {
             TestHarness.fail("smp: set-up") { Console.print("allocation refused") }
             return
         }
-        var s = CacheStress(quarry: q, handlerCache: irq, memory: memory, configuration: .init(
-            cpus: cpus, operationsPerCPU: operationsPerCPU, listCapacity: listCapacity, seed: 0x51ED_0000,
-            key: 0x5EED_5EED, interrupts: true))
+        var s = CacheStress(
+            quarry: q, handlerCache: irq, memory: memory,
+            configuration: .init(
+                cpus: cpus, operationsPerCPU: operationsPerCPU, listCapacity: listCapacity, seed: 0x51ED_0000,
+                key: 0x5EED_5EED, interrupts: true))
         var caches = InlineArray<3, KernelCache?>(repeating: nil)
         for k in 0..<3 {
             caches[k] = try? q.createCache(name: "smp-objects", size: sizes[k])

@@ -11,8 +11,8 @@ enum Serial {
 
     /// Register offsets from `base`.
     enum Register: UInt16 {
-        case data = 0              // also the divisor low byte while DLAB is set
-        case interruptEnable = 1   // also the divisor high byte while DLAB is set
+        case data = 0  // also the divisor low byte while DLAB is set
+        case interruptEnable = 1  // also the divisor high byte while DLAB is set
         case fifoControl = 2
         case lineControl = 3
         case modemControl = 4
@@ -36,12 +36,12 @@ enum Serial {
     static let dataReady: UInt8 = 0x01
 
     static func initialize() {
-        write(.interruptEnable, 0x00)   // no UART interrupts
-        write(.lineControl, 0x80)       // DLAB: the next two writes set the divisor
-        write(.data, 0x01)              // divisor 1: 115200 baud
+        write(.interruptEnable, 0x00)  // no UART interrupts
+        write(.lineControl, 0x80)  // DLAB: the next two writes set the divisor
+        write(.data, 0x01)  // divisor 1: 115200 baud
         write(.interruptEnable, 0x00)
-        write(.lineControl, 0x03)       // 8 data bits, no parity, 1 stop bit, DLAB off
-        write(.fifoControl, 0xC7)       // FIFOs on and cleared, 14-byte threshold
+        write(.lineControl, 0x03)  // 8 data bits, no parity, 1 stop bit, DLAB off
+        write(.fifoControl, 0xC7)  // FIFOs on and cleared, 14-byte threshold
         write(.modemControl, modemNormal)
     }
 
@@ -49,11 +49,11 @@ enum Serial {
     /// the port exists and its transmit and receive paths work. Leaves the UART in
     /// normal mode. Call before other CPUs print.
     static func loopbackWorks() -> Bool {
-        if read(.lineStatus) == 0xFF { return false }   // no device answers the port
+        if read(.lineStatus) == 0xFF { return false }  // no device answers the port
         write(.modemControl, modemLoopback)
         defer { write(.modemControl, modemNormal) }
-        while read(.lineStatus) & dataReady != 0 { _ = read(.data) }   // drain
-        let probes: UInt32 = 0xA55A_00FF   // four probe bytes, no array (no allocation)
+        while read(.lineStatus) & dataReady != 0 { _ = read(.data) }  // drain
+        let probes: UInt32 = 0xA55A_00FF  // four probe bytes, no array (no allocation)
         for i in 0..<4 {
             let probe = UInt8(truncatingIfNeeded: probes >> UInt32(8 * i))
             X86Platform.write(probe)

@@ -72,9 +72,10 @@ enum SingleStep {
     static func run(base: UnsafeMutableRawPointer, size: Int) {
         Console.printLine("== single-step (allocate and free at every instruction boundary of each path)")
         guard let q = try? KernelQuarry.initialize(base: base, size: size),
-              let records = try? q.createCache(name: "step-ledger", size: MemoryLayout<HandlerLedger>.stride),
-              let ledgerMemory = try? records.allocate(),
-              let cache = try? q.createCache(name: "step-objects", size: objectSize) else {
+            let records = try? q.createCache(name: "step-ledger", size: MemoryLayout<HandlerLedger>.stride),
+            let ledgerMemory = try? records.allocate(),
+            let cache = try? q.createCache(name: "step-objects", size: objectSize)
+        else {
             TestHarness.fail("step: set-up") { Console.print("refused") }
             return
         }
@@ -110,15 +111,19 @@ enum SingleStep {
             Console.print(" operations meanwhile; handlers call Quarry wherever they land")
             Console.newline()
         }
-        TestHarness.checkEqual("step: handler failures (errors other than .outOfMemory/.busy, cookie mismatches)", failures, 0)
-        TestHarness.checkEqual("step: stepped calls and set-ups: errors and cookie mismatches",
-                               stepFailures.load(ordering: .relaxed), 0)
+        TestHarness.checkEqual(
+            "step: handler failures (errors other than .outOfMemory/.busy, cookie mismatches)", failures, 0)
+        TestHarness.checkEqual(
+            "step: stepped calls and set-ups: errors and cookie mismatches",
+            stepFailures.load(ordering: .relaxed), 0)
         TestHarness.checkEqual("step: objects kept by the handler freed intact", leftovers, 0)
-        TestHarness.checkEqual("step: other CPUs' failures (errors, cookie mismatches)",
-                               companionFailures.load(ordering: .relaxed), 0)
+        TestHarness.checkEqual(
+            "step: other CPUs' failures (errors, cookie mismatches)",
+            companionFailures.load(ordering: .relaxed), 0)
         if SMP.cpuCount > 1 {
-            TestHarness.checkAtLeast("step: other CPUs allocated from the same caches meanwhile",
-                                     companionOperations.load(ordering: .relaxed), 1)
+            TestHarness.checkAtLeast(
+                "step: other CPUs allocated from the same caches meanwhile",
+                companionOperations.load(ordering: .relaxed), 1)
         }
 
         q.checkInvariants()
@@ -185,7 +190,9 @@ enum SingleStep {
     /// Checks the cookie and frees, with TF clear.
     static func giveBack(_ address: UInt, isBlock: Bool) {
         guard let work else { return }
-        if !Cookie.intact(at: address, size: isBlock ? blockSize : objectSize) { stepFailures.add(1, ordering: .relaxed) }
+        if !Cookie.intact(at: address, size: isBlock ? blockSize : objectSize) {
+            stepFailures.add(1, ordering: .relaxed)
+        }
         let p = UnsafeMutableRawPointer(bitPattern: address)
         do throws(QuarryError) {
             if isBlock { try work.front.free(p) } else { try work.cache.free(p) }
@@ -218,7 +225,9 @@ enum SingleStep {
             held.append(UInt(bitPattern: p))
         }
         func stepFree(_ path: Path, _ address: UInt) {
-            if !Cookie.intact(at: address, size: isBlock ? blockSize : objectSize) { stepFailures.add(1, ordering: .relaxed) }
+            if !Cookie.intact(at: address, size: isBlock ? blockSize : objectSize) {
+                stepFailures.add(1, ordering: .relaxed)
+            }
             let p = UnsafeMutableRawPointer(bitPattern: address)!
             let freed = isBlock ? steppedFrontFree(path, p) : steppedFree(path, p)
             show(path)
@@ -370,7 +379,11 @@ enum SingleStep {
             if old != 0 { retire(old, size, isBlock: isBlock) }
             let p = isBlock ? try? work.front.malloc(blockSize) : try? work.cache.allocate()
             let address = UInt(bitPattern: p)
-            if address != 0 { Cookie.fill(at: address, size: size) } else { companionFailures.add(1, ordering: .relaxed) }
+            if address != 0 {
+                Cookie.fill(at: address, size: size)
+            } else {
+                companionFailures.add(1, ordering: .relaxed)
+            }
             if isBlock { blocks[i] = address } else { objects[i] = address }
             companionOperations.add(1, ordering: .relaxed)
         }
@@ -418,11 +431,13 @@ enum SingleStep {
             if netServed(path) <= 0 { everyPathServed = false }
         }
         TestHarness.check("step: every path interrupted at one boundary or more", everyPath, "a path's count is zero")
-        TestHarness.check("step: the handler allocated and freed inside every path", everyPathServed,
-                          "a path had no boundary where the handler ran")
-        TestHarness.check("step: each miss takes more boundaries than its hit",
-                          net(.cacheAllocateMiss) > net(.cacheAllocateHit) && net(.cacheFreeMiss) > net(.cacheFreeHit)
-                              && net(.mallocMiss) > net(.mallocHit) && net(.frontFreeMiss) > net(.frontFreeHit),
-                          "a miss was served like a hit: the set-up did not reach the slow path")
+        TestHarness.check(
+            "step: the handler allocated and freed inside every path", everyPathServed,
+            "a path had no boundary where the handler ran")
+        TestHarness.check(
+            "step: each miss takes more boundaries than its hit",
+            net(.cacheAllocateMiss) > net(.cacheAllocateHit) && net(.cacheFreeMiss) > net(.cacheFreeHit)
+                && net(.mallocMiss) > net(.mallocHit) && net(.frontFreeMiss) > net(.frontFreeHit),
+            "a miss was served like a hit: the set-up did not reach the slow path")
     }
 }

@@ -23,8 +23,8 @@ enum TestHarness {
     /// makes QEMU exit with status (v << 1) | 1.
     static let debugExitPort: UInt16 = 0xF4
     enum ExitCode: UInt8 {
-        case success = 0x21   // QEMU status 67
-        case failure = 0x22   // QEMU status 69
+        case success = 0x21  // QEMU status 67
+        case failure = 0x22  // QEMU status 69
     }
 
     /// Records a check: `PASS name` when `condition` holds, else `FAIL name: detail`.

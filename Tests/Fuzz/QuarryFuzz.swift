@@ -179,14 +179,18 @@ struct FuzzRun {
             let size = s % 5000  // 0 and > maxObjectSize included
             let alignment = a % 16 == 15 ? Int(a) : 1 << Int(a % 14)  // non-powers of two and > page
             let expected: QuarryError? =
-                size == 0 ? .zeroSize
-                : alignment & (alignment - 1) != 0 || alignment > Geometry.pageSize ? .badAlignment
-                : nil
+                size == 0
+                ? .zeroSize
+                : alignment & (alignment - 1) != 0 || alignment > Geometry.pageSize
+                    ? .badAlignment
+                    : nil
             do {
                 let c = try q.createCache(name: "fuzz", size: size, alignment: alignment)
                 if expected != nil { fuzzFail("quarry-fuzz: createCache accepted a bad size or alignment") }
                 if c.objectSize < size { fuzzFail("quarry-fuzz: objects smaller than asked") }
-                if caches.count < maxCaches { caches.append(c) } else {
+                if caches.count < maxCaches {
+                    caches.append(c)
+                } else {
                     if c.destroy() != 0 { fuzzFail("quarry-fuzz: destroy of an empty cache refused") }
                 }
             } catch {

@@ -6,9 +6,10 @@
 
 import CQuarryHeader
 @_spi(Testing) import Quarry
-@testable import QuarryC
 import QuarryScenarios
 import Testing
+
+@testable import QuarryC
 
 /// What the C error hook saw (the suite is serialized; the hook never allocates).
 nonisolated(unsafe) var cHookCorrupt = 0
@@ -50,21 +51,24 @@ extension CABITests {
         var live = [UInt](repeating: 0, count: 1024)
         let report = live.withUnsafeMutableBufferPointer { buffer in
             var scenario = CorruptionSurvival(cache: cache, live: buffer, seed: 0xC0FF_EE01)
-            return scenario.run(damage, allocations: 100_000,
-                                allocate: { () -> Result<UnsafeMutableRawPointer, QuarryError> in
-                                    if let p = quarry_malloc(64) { return .success(p) }
-                                    return .failure(QuarryError(rawValue: UInt8(quarry_last_error().rawValue)) ?? .outOfMemory)
-                                },
-                                free: { p in
-                                    let before = cHookOther
-                                    quarry_free(p)
-                                    return cHookOther == before ? nil : QuarryError(rawValue: cHookLastOther)
-                                })
+            return scenario.run(
+                damage, allocations: 100_000,
+                allocate: { () -> Result<UnsafeMutableRawPointer, QuarryError> in
+                    if let p = quarry_malloc(64) { return .success(p) }
+                    return .failure(QuarryError(rawValue: UInt8(quarry_last_error().rawValue)) ?? .outOfMemory)
+                },
+                free: { p in
+                    let before = cHookOther
+                    quarry_free(p)
+                    return cHookOther == before ? nil : QuarryError(rawValue: cHookLastOther)
+                })
         }
-        print("survival (C malloc): \(damage.name): refusals \(report.refusals) at allocation \(report.firstRefusal), "
-              + "reports \(report.reports), quarantined \(report.quarantinedSlabs), leaked \(report.leakedObjects)")
+        print(
+            "survival (C malloc): \(damage.name): refusals \(report.refusals) at allocation \(report.firstRefusal), "
+                + "reports \(report.reports), quarantined \(report.quarantinedSlabs), leaked \(report.leakedObjects)")
         #expect(report.survived, "\(damage.name): \(report)")
-        #expect(report.reports == 1 && cHookCorrupt == 1 && cHookOther == 0, "\(damage.name): reported once, hooked once")
+        #expect(
+            report.reports == 1 && cHookCorrupt == 1 && cHookOther == 0, "\(damage.name): reported once, hooked once")
         #expect(report.refusals <= 1)
         quarry_check_invariants()
         var found = quarry_validation()

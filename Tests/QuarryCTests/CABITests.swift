@@ -7,10 +7,12 @@
 import CQuarryHeader
 import Foundation
 import Quarry
-@testable import QuarryC
 import QuarryCScenario
 import Synchronization
 import Testing
+
+@testable import QuarryC
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,10 +31,12 @@ func onNewThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     for i in 0..<count {
         let job = Unmanaged.passRetained(ThreadJob { body(i) }).toOpaque()
         var thread = pthread_t()
-        let created = pthread_create(&thread, nil, { job in
-            Unmanaged<ThreadJob>.fromOpaque(job!).takeRetainedValue().body()
-            return nil
-        }, job)
+        let created = pthread_create(
+            &thread, nil,
+            { job in
+                Unmanaged<ThreadJob>.fromOpaque(job!).takeRetainedValue().body()
+                return nil
+            }, job)
         precondition(created == 0, "pthread_create")
         threads.append(thread)
     }
@@ -171,10 +175,11 @@ func withInstance(size: Int = 8 << 20, _ body: () throws -> Void) rethrows {
         let p = quarry_malloc(300)
         final class Lines: @unchecked Sendable { var text = "" }
         let lines = Lines()
-        quarry_slabinfo({ text, length, context in
-            let lines = Unmanaged<Lines>.fromOpaque(context!).takeUnretainedValue()
-            lines.text += String(decoding: UnsafeRawBufferPointer(start: text, count: length), as: UTF8.self)
-        }, Unmanaged.passUnretained(lines).toOpaque())
+        quarry_slabinfo(
+            { text, length, context in
+                let lines = Unmanaged<Lines>.fromOpaque(context!).takeUnretainedValue()
+                lines.text += String(decoding: UnsafeRawBufferPointer(start: text, count: length), as: UTF8.self)
+            }, Unmanaged.passUnretained(lines).toOpaque())
         #expect(lines.text.hasPrefix("# name"))
         #expect(lines.text.contains("malloc-320"))
         #expect(lines.text.contains("# spans: 0 live"))
@@ -235,13 +240,16 @@ func withInstance(size: Int = 8 << 20, _ body: () throws -> Void) rethrows {
             }
             #expect(results.failures.load(ordering: .relaxed) == 0)
             let a = results.cpus[0].load(ordering: .relaxed), b = results.cpus[1].load(ordering: .relaxed)
-            #expect(a >= 0 && b >= 0 && a != b && a != mine && b != mine, "indexes \(a), \(b); the test thread's \(mine)")
+            #expect(
+                a >= 0 && b >= 0 && a != b && a != mine && b != mine, "indexes \(a), \(b); the test thread's \(mine)")
             #expect(results.errors[0].load(ordering: .relaxed) == QUARRY_ERR_OUTSIDE_ARENA.rawValue)
             #expect(results.errors[1].load(ordering: .relaxed) == QUARRY_OK.rawValue)
-            #expect(!CCaller.owners[a].load(ordering: .acquiring) && !CCaller.owners[b].load(ordering: .acquiring),
-                    "given back at thread exit")
+            #expect(
+                !CCaller.owners[a].load(ordering: .acquiring) && !CCaller.owners[b].load(ordering: .acquiring),
+                "given back at thread exit")
             var cs = quarry_cache_statistics()
-            #expect(quarry_cache_stats(cache, &cs) == QUARRY_OK && cs.active_objects == 0 && cs.allocations == 2 * 500 * 12)
+            #expect(
+                quarry_cache_stats(cache, &cs) == QUARRY_OK && cs.active_objects == 0 && cs.allocations == 2 * 500 * 12)
             quarry_check_invariants()
             #expect(quarry_cache_destroy(cache) == QUARRY_OK)
             _ = quarry_drain_all()
@@ -266,8 +274,9 @@ func withInstance(size: Int = 8 << 20, _ body: () throws -> Void) rethrows {
                     results.refused.wrappingAdd(1, ordering: .relaxed)
                     results.refusal.store(quarry_last_error().rawValue, ordering: .relaxed)
                     results.check(CCaller.cpu == -1)
-                    results.check(quarry_cache_create("x", 16, 0, nil) == nil
-                                  && quarry_last_error() == QUARRY_ERR_TOO_MANY_THREADS)
+                    results.check(
+                        quarry_cache_create("x", 16, 0, nil) == nil
+                            && quarry_last_error() == QUARRY_ERR_TOO_MANY_THREADS)
                 }
                 // Hold the index until every thread has tried.
                 results.meet(free + 1)

@@ -18,41 +18,60 @@ let moduleDirectory: String? = {
     /// The ownership errors come from SIL diagnostics, so every snippet is compiled with
     /// -emit-sil (type checking alone would pass them).
     static let snippets: [(String, String, String?)] = [
-        ("control: allocate, use, free once", """
+        (
+            "control: allocate, use, free once",
+            """
             let object = try cache.allocateObject()
             object.pointer.storeBytes(of: 1, as: UInt.self)
             object.free()
-            """, nil),
-        ("free twice", """
+            """, nil
+        ),
+        (
+            "free twice",
+            """
             let object = try cache.allocateObject()
             object.free()
             object.free()
-            """, "'object' consumed more than once"),
-        ("use after free", """
+            """, "'object' consumed more than once"
+        ),
+        (
+            "use after free",
+            """
             let object = try cache.allocateObject()
             object.free()
             object.pointer.storeBytes(of: 1, as: UInt.self)
-            """, "'object' used after consume"),
-        ("a copy freed too", """
+            """, "'object' used after consume"
+        ),
+        (
+            "a copy freed too",
+            """
             let object = try cache.allocateObject()
             let copy = object
             object.free()
             copy.free()
-            """, "'object' consumed more than once"),
-        ("free to another cache", """
+            """, "'object' consumed more than once"
+        ),
+        (
+            "free to another cache",
+            """
             let object = try cache.allocateObject()
             try other.free(object)
-            """, "cannot convert value of type 'CacheObject<P>'"),
-        ("a handle made from an interior pointer", """
+            """, "cannot convert value of type 'CacheObject<P>'"
+        ),
+        (
+            "a handle made from an interior pointer",
+            """
             let object = try cache.allocateObject()
             let inside = CacheObject<P>(state: cache.state, pointer: object.pointer + 8)
             inside.free()
             object.free()
-            """, "'CacheObject<P>' initializer is inaccessible"),
+            """, "'CacheObject<P>' initializer is inaccessible"
+        ),
     ]
 
-    @Test(.enabled(if: moduleDirectory != nil && FileManager.default.fileExists(atPath: swiftBin + "/swiftc")),
-          arguments: 0..<snippets.count)
+    @Test(
+        .enabled(if: moduleDirectory != nil && FileManager.default.fileExists(atPath: swiftBin + "/swiftc")),
+        arguments: 0..<snippets.count)
     func misuseDoesNotCompile(index: Int) throws {
         let (name, body, expected) = Self.snippets[index]
         let source = """
@@ -66,8 +85,9 @@ let moduleDirectory: String? = {
             .appendingPathComponent("cacheobject-snippet-\(getpid())-\(index).swift").path
         try source.write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let (status, output) = try run(swiftBin + "/swiftc",
-                                       ["-emit-sil", "-o", "/dev/null", "-I", moduleDirectory!, file])
+        let (status, output) = try run(
+            swiftBin + "/swiftc",
+            ["-emit-sil", "-o", "/dev/null", "-I", moduleDirectory!, file])
         if let expected {
             #expect(status != 0, "\(name): compiled, but must not")
             #expect(output.contains("error: \(expected)"), "\(name): expected \"\(expected)\" in:\n\(output)")

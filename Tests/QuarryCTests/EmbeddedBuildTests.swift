@@ -9,7 +9,8 @@ import Testing
 
 /// The toolchain's bin directory: $SWIFT_BIN, else /opt/swift/usr/bin.
 let swiftBin = ProcessInfo.processInfo.environment["SWIFT_BIN"] ?? "/opt/swift/usr/bin"
-let embeddedAvailable = FileManager.default.fileExists(atPath: swiftBin + "/swiftc")
+let embeddedAvailable =
+    FileManager.default.fileExists(atPath: swiftBin + "/swiftc")
     && FileManager.default.fileExists(atPath: swiftBin + "/../lib/swift/embedded")
 
 /// What an image must provide to the library (docs/integration.md, "Symbols the library needs").
@@ -36,9 +37,11 @@ let makeAvailable = (try? run("make", ["--version"]).status) == 0
     /// JSON parser sees, in order, or `make lib` and `swift build --toolset` would differ.
     @Test(.enabled(if: makeAvailable), arguments: ["swiftCompiler", "cCompiler"])
     func makefileReadsTheToolset(tool: String) throws {
-        let (status, output) = try run("make", [
-            "-s", "--no-print-directory", "-C", packageRoot.path, "toolset-options", "TOOL=\(tool)",
-        ])
+        let (status, output) = try run(
+            "make",
+            [
+                "-s", "--no-print-directory", "-C", packageRoot.path, "toolset-options", "TOOL=\(tool)",
+            ])
         #expect(status == 0, "make toolset-options: \(output)")
         let options = try toolsetOptions(tool)
         #expect(!options.isEmpty)
@@ -56,23 +59,29 @@ let makeAvailable = (try? run("make", ["--version"]).status) == 0
         let sources = try swiftFiles("Sources/Quarry") + swiftFiles("Sources/QuarryX86") + swiftFiles("Sources/QuarryC")
         let object = FileManager.default.temporaryDirectory.appendingPathComponent("quarry-\(arch)-\(getpid()).o").path
         defer { try? FileManager.default.removeItem(atPath: object) }
-        let (status, output) = try run(swiftBin + "/swiftc", ["-target", "\(arch)-unknown-none-elf"]
-            + toolsetOptions("swiftCompiler") + [
-                "-Xfrontend", "-no-allocations",
-                "-I", root + "/Sources/CQuarrySupport/include", "-I", root + "/include",
-                "-module-name", "Quarry", "-c", "-o", object,
-            ] + sources)
+        let (status, output) = try run(
+            swiftBin + "/swiftc",
+            ["-target", "\(arch)-unknown-none-elf"]
+                + toolsetOptions("swiftCompiler") + [
+                    "-Xfrontend", "-no-allocations",
+                    "-I", root + "/Sources/CQuarrySupport/include", "-I", root + "/include",
+                    "-module-name", "Quarry", "-c", "-o", object,
+                ] + sources)
         #expect(status == 0, "swiftc \(arch): \(output)")
         guard status == 0 else { return }
         let defined = try definedSymbols([object])
         let declared = try headerFunctions()
-        #expect(declared.subtracting(defined).isEmpty, "not in the \(arch) library: \(declared.subtracting(defined).sorted())")
+        #expect(
+            declared.subtracting(defined).isEmpty,
+            "not in the \(arch) library: \(declared.subtracting(defined).sorted())")
         // The test hooks (quarry.h's QUARRY_TESTING block) only in a QUARRY_CHECKED library.
         let hooks = try headerFunctions(testing: true).subtracting(declared)
         #expect(!hooks.isEmpty && hooks.isDisjoint(with: defined), "test hooks in the \(arch) release library")
         let (_, undefinedText) = try run("nm", ["-u", "-P", object])
-        let undefined = Set(undefinedText.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) })
-        #expect(undefined.subtracting(allowedUndefined).isEmpty,
-                "\(arch) library needs more than documented: \(undefined.subtracting(allowedUndefined).sorted())")
+        let undefined = Set(
+            undefinedText.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) })
+        #expect(
+            undefined.subtracting(allowedUndefined).isEmpty,
+            "\(arch) library needs more than documented: \(undefined.subtracting(allowedUndefined).sorted())")
     }
 }

@@ -41,7 +41,8 @@ func headerFunctions(testing: Bool = false) throws -> Set<String> {
     var text = try String(contentsOf: packageRoot.appendingPathComponent("include/quarry.h"), encoding: .utf8)
     text = text.replacingOccurrences(of: #"/\*[\s\S]*?\*/"#, with: " ", options: .regularExpression)
     if !testing {
-        text = text.replacingOccurrences(of: #"#ifdef QUARRY_TESTING[\s\S]*?#endif"#, with: " ", options: .regularExpression)
+        text = text.replacingOccurrences(
+            of: #"#ifdef QUARRY_TESTING[\s\S]*?#endif"#, with: " ", options: .regularExpression)
     }
     let regex = try NSRegularExpression(pattern: #"\b(quarry_[a-z0-9_]+)\s*\("#)
     let range = NSRange(text.startIndex..., in: text)
@@ -52,18 +53,21 @@ func headerFunctions(testing: Bool = false) throws -> Set<String> {
 func definedSymbols(_ objects: [String]) throws -> Set<String> {
     let (status, output) = try run("nm", ["-g", "--defined-only", "-P"] + objects)
     #expect(status == 0, "nm: \(output)")
-    return Set(output.split(separator: "\n").compactMap { line in
-        let name = line.split(separator: " ").first.map(String.init)
-        return name?.hasSuffix(":") == true ? nil : name
-    })
+    return Set(
+        output.split(separator: "\n").compactMap { line in
+            let name = line.split(separator: " ").first.map(String.init)
+            return name?.hasSuffix(":") == true ? nil : name
+        })
 }
 
 @Suite struct HeaderTests {
     @Test func declaresSomething() throws {
         let functions = try headerFunctions(testing: libraryIsChecked)
         #expect(functions.contains("quarry_init") && functions.contains("quarry_posix_memalign"))
-        #expect(try headerFunctions(testing: true).subtracting(headerFunctions()) ==
-                ["quarry_test_fail_page_request", "quarry_test_injected_failures"])
+        #expect(
+            try headerFunctions(testing: true).subtracting(headerFunctions()) == [
+                "quarry_test_fail_page_request", "quarry_test_injected_failures",
+            ])
         // The C scenario takes the address of every declared function through the header
         // (the test hooks when built with QUARRY_TESTING, as it is with a checked library).
         #expect(functions.count == quarry_c_function_count)
@@ -79,17 +83,25 @@ func definedSymbols(_ objects: [String]) throws -> Set<String> {
         #expect(!objects.isEmpty, "no objects in \(objectDirectory.path)")
         let exported = try definedSymbols(objects).filter { $0.hasPrefix("quarry_") }
         let declared = try headerFunctions(testing: libraryIsChecked)
-        #expect(exported.subtracting(declared).isEmpty, "exported, not declared: \(exported.subtracting(declared).sorted())")
-        #expect(declared.subtracting(exported).isEmpty, "declared, not exported: \(declared.subtracting(exported).sorted())")
+        #expect(
+            exported.subtracting(declared).isEmpty, "exported, not declared: \(exported.subtracting(declared).sorted())"
+        )
+        #expect(
+            declared.subtracting(exported).isEmpty, "declared, not exported: \(declared.subtracting(exported).sorted())"
+        )
     }
 
-    @Test(.enabled(if: gccAvailable), arguments: ["-m32", "-m64"], [[], ["-ffreestanding"], ["-x", "c++", "-std=c++11"], ["-DQUARRY_TESTING"]])
+    @Test(
+        .enabled(if: gccAvailable), arguments: ["-m32", "-m64"],
+        [[], ["-ffreestanding"], ["-x", "c++", "-std=c++11"], ["-DQUARRY_TESTING"]])
     func headerCompilesStrictly(mode: String, extra: [String]) throws {
         let header = packageRoot.appendingPathComponent("include/quarry.h").path
         let language = extra.contains("c++") ? [] : ["-x", "c", "-std=c11"]
-        let (status, output) = try run("gcc", language + extra + [
-            mode, "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only", header,
-        ])
+        let (status, output) = try run(
+            "gcc",
+            language + extra + [
+                mode, "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only", header,
+            ])
         #expect(status == 0, "gcc \(mode) \(extra): \(output)")
     }
 
@@ -100,16 +112,22 @@ func definedSymbols(_ objects: [String]) throws -> Set<String> {
         let object = FileManager.default.temporaryDirectory
             .appendingPathComponent("quarry_libc\(mode)-\(getpid()).o").path
         defer { try? FileManager.default.removeItem(atPath: object) }
-        let flags = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffreestanding", "-fno-builtin",
-                     "-O2", "-fno-pic", mode, "-I", include, "-c", source, "-o", object]
+        let flags = [
+            "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffreestanding", "-fno-builtin",
+            "-O2", "-fno-pic", mode, "-I", include, "-c", source, "-o", object,
+        ]
         var (status, output) = try run("gcc", flags + ["-DQUARRY_EXPORT_LIBC_NAMES"])
         #expect(status == 0, "gcc: \(output)")
-        #expect(try definedSymbols([object]) ==
-                ["malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc"])
+        #expect(
+            try definedSymbols([object]) == ["malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc"])
         (status, output) = try run("nm", ["-u", "-P", object])
-        let undefined = Set(output.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) })
-        #expect(undefined == ["quarry_malloc", "quarry_free", "quarry_calloc", "quarry_realloc",
-                              "quarry_posix_memalign", "quarry_aligned_alloc"])
+        let undefined = Set(
+            output.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) })
+        #expect(
+            undefined == [
+                "quarry_malloc", "quarry_free", "quarry_calloc", "quarry_realloc",
+                "quarry_posix_memalign", "quarry_aligned_alloc",
+            ])
         // Without the macro (the host build) it defines nothing.
         (status, output) = try run("gcc", flags)
         #expect(status == 0, "gcc: \(output)")

@@ -4,6 +4,7 @@
 // Neighbours: AddressSanitizer.swift (what is poisoned), CQuarryASan, HostPlatform.
 
 import Testing
+
 @testable import Quarry
 
 @Suite("AddressSanitizer", .enabled(if: AddressSanitizer.isActive, "needs make test-asan"))

@@ -3,9 +3,11 @@
 // too small, stale pages.
 // Neighbours: SafetyTests (refused frees: the same scenario), Tests/Scenarios/Misuse.swift.
 
-import Testing
-@testable import Quarry
 import QuarryScenarios
+import Testing
+
+@testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -40,8 +42,8 @@ import Glibc
         let keep = try big.allocate()
         let p = try big.allocate()
         let q2 = try big.allocate()  // second slab
-        try big.free(q2)             // into this CPU's magazine,
-        big.drainCPU()               // then to its slab: the second slab is released
+        try big.free(q2)  // into this CPU's magazine,
+        big.drainCPU()  // then to its slab: the second slab is released
         #expect(throws: QuarryError.freePage) { try big.free(q2) }
         #expect(throws: QuarryError.freePage) { try big.free(q2 + 4096) }
         try big.free(p)

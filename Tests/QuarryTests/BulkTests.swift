@@ -5,10 +5,12 @@
 // Neighbours: SlabCache+Bulk (under test), InjectionTests (the hook technique),
 // ConcurrencyTests (the threads and timer), SafetyTests (the one-object misuse cases).
 
+import QuarryScenarios
 import Synchronization
 import Testing
+
 @_spi(Testing) @testable import Quarry
-import QuarryScenarios
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -185,8 +187,9 @@ final class PointCounter {
         // The third object on the list gets a link that leaves the slab.
         var victim = head
         for _ in 0..<2 {
-            victim = FreeLink.read(from: victim, g, secret: c.state.pointee.secret,
-                                   objects: slab.objectsStart, carved: carved)!
+            victim = FreeLink.read(
+                from: victim, g, secret: c.state.pointee.secret,
+                objects: slab.objectsStart, carved: carved)!
         }
         let link = UnsafeMutableRawPointer(bitPattern: victim + UInt(g.linkOffset))!
         link.storeBytes(of: link.load(fromByteOffset: 6, as: UInt8.self) ^ 0x40, toByteOffset: 6, as: UInt8.self)

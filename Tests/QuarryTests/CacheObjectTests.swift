@@ -4,9 +4,10 @@
 // `tryFree()` may be used. The compile-time half is QuarryCTests/CacheObjectCompileTests.
 // Neighbours: Sources/Quarry/PerCPU/CacheObject.swift, InjectionTests (the hook technique).
 
-import Testing
-@_spi(Testing) @testable import Quarry
 import QuarryScenarios
+import Testing
+
+@_spi(Testing) @testable import Quarry
 
 @Suite struct CacheObjectTests {
     @Test func allocateUseFree() throws {
@@ -111,7 +112,8 @@ import QuarryScenarios
             let injector = HandleInjector(cache: c)
             injector.useFree = true
             injector.target = .cacheLocked
-            q.setTestHook(TestHook(function: HandleInjector.hook, context: Unmanaged.passUnretained(injector).toOpaque()))
+            q.setTestHook(
+                TestHook(function: HandleInjector.hook, context: Unmanaged.passUnretained(injector).toOpaque()))
             for _ in 0..<10 {
                 injector.injectedThisOperation = false
                 injector.push(try c.allocateObject())

@@ -5,10 +5,12 @@
 // Neighbours: ThreadPlatform (CPUs and interrupts), ThreadTestSupport (threads, handoff),
 // Tests/Scenarios/TestRandom.swift (cookies), BulkTests (StressShared's other user).
 
-import Testing
-import Synchronization
-@testable import Quarry
 import QuarryScenarios
+import Synchronization
+import Testing
+
+@testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -77,7 +79,8 @@ final class StressShared: @unchecked Sendable {
             byteCount: CacheStress<ThreadPlatform>.bytes(cpus: cpus, listCapacity: 1024), alignment: 64)
         // The handler reaches the scenario through its context pointer.
         let stress = UnsafeMutablePointer<CacheStress<ThreadPlatform>>.allocate(capacity: 1)
-        stress.initialize(to: CacheStress(quarry: q, handlerCache: caches[1], memory: memory, configuration: configuration))
+        stress.initialize(
+            to: CacheStress(quarry: q, handlerCache: caches[1], memory: memory, configuration: configuration))
         for c in caches { stress.pointee.add(c) }
         defer {
             stress.deinitialize(count: 1)
@@ -90,11 +93,14 @@ final class StressShared: @unchecked Sendable {
                 context!.assumingMemoryBound(to: CacheStress<ThreadPlatform>.self).pointee
                     .interrupt(cpu: ThreadPlatform.cpuIndex)
             }
-            runOnCPUsWithTimer(cpus, microseconds: interruptMicroseconds, warmUp: { cpu in
-                // What the handler runs, once outside it (generic metadata is made here).
-                for _ in 0..<8 { shared.pointee.interrupt(cpu: cpu) }
-                ThreadPlatform.setInterruptBody(body, context: UnsafeMutableRawPointer(shared))
-            }) { cpu in
+            runOnCPUsWithTimer(
+                cpus, microseconds: interruptMicroseconds,
+                warmUp: { cpu in
+                    // What the handler runs, once outside it (generic metadata is made here).
+                    for _ in 0..<8 { shared.pointee.interrupt(cpu: cpu) }
+                    ThreadPlatform.setInterruptBody(body, context: UnsafeMutableRawPointer(shared))
+                }
+            ) { cpu in
                 shared.pointee.run(cpu: cpu)
                 ThreadPlatform.setInterruptBody(nil, context: nil)
             }
@@ -102,9 +108,10 @@ final class StressShared: @unchecked Sendable {
             runOnCPUs(cpus) { cpu in shared.pointee.run(cpu: cpu) }
         }
         let r = ThreadPlatform.withCPU(0) { stress.pointee.finish(ExpectChecks()) }
-        print("cache stress, \(cpus) CPUs, \(tuning.magazineSize)-object magazines: \(r.operations) operations, "
-              + "\(r.mailboxFrees) frees out of the mailbox, \(r.handlerAllocations) allocations in "
-              + "\(r.handlerRuns) handler runs, seed \(seed)")
+        print(
+            "cache stress, \(cpus) CPUs, \(tuning.magazineSize)-object magazines: \(r.operations) operations, "
+                + "\(r.mailboxFrees) frees out of the mailbox, \(r.handlerAllocations) allocations in "
+                + "\(r.handlerRuns) handler runs, seed \(seed)")
         let pages = ThreadPlatform.withCPU(0) { () -> Int in
             q.checkInvariants()
             for c in caches { #expect(c.destroy() == 0, "seed \(seed)") }
@@ -154,7 +161,9 @@ final class StressShared: @unchecked Sendable {
                     try cache.free(p)
                     race.successes.wrappingAdd(1, ordering: .relaxed)
                 } catch {
-                    if error == .doubleFree { race.doubleFrees.wrappingAdd(1, ordering: .relaxed) } else {
+                    if error == .doubleFree {
+                        race.doubleFrees.wrappingAdd(1, ordering: .relaxed)
+                    } else {
                         race.other.wrappingAdd(1, ordering: .relaxed)
                     }
                 }
@@ -190,10 +199,12 @@ final class Thread: @unchecked Sendable {
 
     init(cpu: Int?, _ body: @escaping @Sendable () -> Void) {
         self.body = body
-        let rc = pthread_create(&thread, nil, { raw in
-            Unmanaged<Thread>.fromOpaque(raw!).takeUnretainedValue().body()
-            return nil
-        }, Unmanaged.passUnretained(self).toOpaque())
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                Unmanaged<Thread>.fromOpaque(raw!).takeUnretainedValue().body()
+                return nil
+            }, Unmanaged.passUnretained(self).toOpaque())
         precondition(rc == 0, "pthread_create")
     }
 

@@ -8,13 +8,16 @@
 
 import QuarryScenarios
 import Testing
+
 @_spi(Testing) @testable import Quarry
 
 /// Runs the survival scenario on a fresh 64-byte cache of a fresh heap and checks what
 /// every kind must give; returns the report for the caller's own checks.
 @discardableResult
-func survive(_ damage: FreeLinkDamage, tuning: Tuning, allocations: Int = 100_000,
-             seed: UInt32 = 0x1234_5678) throws -> SurvivalReport {
+func survive(
+    _ damage: FreeLinkDamage, tuning: Tuning, allocations: Int = 100_000,
+    seed: UInt32 = 0x1234_5678
+) throws -> SurvivalReport {
     let arena = TestArena(size: 8 << 20)
     defer { arena.release() }
     let q = try arena.quarry(tuning: tuning)
@@ -24,9 +27,11 @@ func survive(_ damage: FreeLinkDamage, tuning: Tuning, allocations: Int = 100_00
         var scenario = CorruptionSurvival(cache: c, live: buffer, seed: seed)
         return scenario.run(damage, allocations: allocations)
     }
-    let name = "\(damage.name) (\(tuning.magazineSize == 0 ? "no magazines" : tuning.maxObjectsPerSlab < 8 ? "tiny" : "standard"))"
-    print("survival: \(name): refusals \(report.refusals) at allocation \(report.firstRefusal)...\(report.lastRefusal), "
-          + "reports \(report.reports), quarantined \(report.quarantinedSlabs), leaked \(report.leakedObjects)")
+    let name =
+        "\(damage.name) (\(tuning.magazineSize == 0 ? "no magazines" : tuning.maxObjectsPerSlab < 8 ? "tiny" : "standard"))"
+    print(
+        "survival: \(name): refusals \(report.refusals) at allocation \(report.firstRefusal)...\(report.lastRefusal), "
+            + "reports \(report.reports), quarantined \(report.quarantinedSlabs), leaked \(report.leakedObjects)")
     #expect(report.survived, "\(name): \(report)")
     #expect(report.allocations == allocations)
     #expect(report.reports == 1 && report.quarantinedSlabs == 1, "\(name): detected once, one slab quarantined")
@@ -86,7 +91,8 @@ func survive(_ damage: FreeLinkDamage, tuning: Tuning, allocations: Int = 100_00
         let byte = MemoryLayout<UInt>.size - 2
         head.storeBytes(of: head.load(fromByteOffset: byte, as: UInt8.self) ^ 0x40, toByteOffset: byte, as: UInt8.self)
         let found = try #require(q.validate())
-        #expect(found.error == .corruptFreeList && found.address == UInt(bitPattern: head) && found.cache.equals("links"))
+        #expect(
+            found.error == .corruptFreeList && found.address == UInt(bitPattern: head) && found.cache.equals("links"))
         #expect(throws: QuarryError.corruptFreeList) { try c.allocate() }
         guard case .success(let page) = c.locate(UInt(bitPattern: objects[0])) else { Issue.record("locate"); return }
         let d = q.heap.pointee.map[page]
@@ -128,8 +134,13 @@ func survive(_ damage: FreeLinkDamage, tuning: Tuning, allocations: Int = 100_00
         // A red zone: the object.
         objects[1].storeBytes(of: 0, toByteOffset: 64, as: UInt8.self)
         var r = c.validate()
-        #expect(r.redZoneDamaged == 1 && r.total == 1 && r.first == ValidationFinding(error: .redZoneOverwritten,
-                                                                                     address: UInt(bitPattern: objects[1])))
+        #expect(
+            r.redZoneDamaged == 1 && r.total == 1
+                && r.first
+                    == ValidationFinding(
+                        error: .redZoneOverwritten,
+                        address: UInt(bitPattern: objects[1]))
+        )
         var f = try #require(q.validate())
         #expect(f.error == .redZoneOverwritten && f.cache.equals("first"))
         objects[1].storeBytes(of: CacheOptions.redZoneByte, toByteOffset: 64, as: UInt8.self)
@@ -145,8 +156,9 @@ func survive(_ damage: FreeLinkDamage, tuning: Tuning, allocations: Int = 100_00
         // A link that skips objects: well-formed but short; found at the slab.
         c.writeFreeLink(into: second, to: nil)
         r = c.validate()
-        #expect(r.corruptFreeLists == 1 && r.total == 1
-                    && r.first == ValidationFinding(error: .corruptFreeList, address: c.slabBounds(of: head)!.start))
+        #expect(
+            r.corruptFreeLists == 1 && r.total == 1
+                && r.first == ValidationFinding(error: .corruptFreeList, address: c.slabBounds(of: head)!.start))
         c.writeFreeLink(into: second, to: third)
         #expect(c.validate() == ValidationReport() && q.validate() == nil)
         // Metadata: the bit of a live object cleared behind the cache's back.

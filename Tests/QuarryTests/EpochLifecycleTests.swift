@@ -6,6 +6,7 @@
 // FaultInjectionTests (the same hook on a general workload), EpochTestPlatform.
 
 import Testing
+
 @_spi(Testing) @testable import Quarry
 
 @Suite struct EpochLifecycleTests {
@@ -50,9 +51,11 @@ import Testing
         try withEpochHeap(size: 8 << 20) { q in
             // 256 retired objects per CPU: 4 KiB rings, so the rings take several slabs
             // and a failure can land after some rings were taken.
-            let refusals = Self.everyPageFailure(q, create: { () throws(QuarryError) in
-                try q.createReclaimer(retiredPerCPU: 256)
-            }, destroy: { r in r.destroy() })
+            let refusals = Self.everyPageFailure(
+                q,
+                create: { () throws(QuarryError) in
+                    try q.createReclaimer(retiredPerCPU: 256)
+                }, destroy: { r in r.destroy() })
             #expect(refusals.allSatisfy { $0 == .outOfMemory }, "\(refusals)")
             #expect(refusals.count >= 3, "a refusal for each request (the state, the rings): \(refusals.count)")
         }
@@ -63,9 +66,11 @@ import Testing
     @Test func stackCreationUndoesTheNodeCache() throws {
         try withEpochHeap { q in
             let r = try q.createReclaimer(retiredPerCPU: 16)
-            let refusals = Self.everyPageFailure(q, create: { () throws(QuarryError) in
-                try LockFreeStack.create(in: q, reclaimer: r)
-            }, destroy: { stack in #expect(stack.destroy() == 0) })
+            let refusals = Self.everyPageFailure(
+                q,
+                create: { () throws(QuarryError) in
+                    try LockFreeStack.create(in: q, reclaimer: r)
+                }, destroy: { stack in #expect(stack.destroy() == 0) })
             #expect(!refusals.isEmpty && refusals.allSatisfy { $0 == .outOfMemory }, "\(refusals)")
             r.destroy()
         }

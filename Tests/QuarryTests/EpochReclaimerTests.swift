@@ -3,10 +3,11 @@
 // reservations, refused retires, and a simulated interrupt injected at every window.
 // Neighbours: EpochTestPlatform (virtual CPUs, simulated interrupts), LockFreeStackTests.
 
-import Testing
-import Synchronization
-@testable import Quarry
 import QuarryScenarios
+import Synchronization
+import Testing
+
+@testable import Quarry
 
 typealias EpochQuarry = Quarry<EpochTestPlatform>
 
@@ -20,8 +21,10 @@ let recordStall: EpochStallHook = { cpu, _ in
 
 /// A registered thread (CPU 0), an arena and a Quarry over it; checks at the end that
 /// every page came back.
-func withEpochHeap(size: Int = 4 << 20, tuning: Tuning = .standard,
-                   _ body: (EpochQuarry) throws -> Void) throws {
+func withEpochHeap(
+    size: Int = 4 << 20, tuning: Tuning = .standard,
+    _ body: (EpochQuarry) throws -> Void
+) throws {
     EpochTestPlatform.register(cpu: 0)
     defer { EpochTestPlatform.unregister() }
     let arena = TestArena(size: size)
@@ -72,7 +75,7 @@ extension SlabCache {
             #expect(r.statistics(cpu: 0).pending == 0)
             r.checkInvariants()
             r.destroy()
-            _ = f.shrink()       // the class cache of the 100-byte block
+            _ = f.shrink()  // the class cache of the 100-byte block
             _ = q.drainAll()
         }
     }
@@ -152,7 +155,7 @@ extension SlabCache {
             var batches: [[UnsafeMutableRawPointer]] = []
             for _ in 0..<3 { batches.append(try (0..<3).map { _ in try c.allocate() }) }
             EpochTestPlatform.become(cpu: 1)
-            r.enter()   // holds the epoch: each retire below sees the same epoch until we move it
+            r.enter()  // holds the epoch: each retire below sees the same epoch until we move it
             EpochTestPlatform.become(cpu: 0)
             for k in 0..<3 {
                 for p in batches[k] { try r.retire(p, to: c) }
@@ -168,7 +171,7 @@ extension SlabCache {
             }
             r.checkInvariants()
             // Now the epoch is e + 3: batch 1 (e + 1) is two behind, batch 2 (e + 2) one.
-            r.poll()   // CPU 1 announced e + 2 and the epoch is e + 3: blocked; frees e + 1
+            r.poll()  // CPU 1 announced e + 2 and the epoch is e + 3: blocked; frees e + 1
             #expect(batches[0].allSatisfy { !c.isAllocated($0) })
             #expect(batches[1].allSatisfy { !c.isAllocated($0) })
             #expect(batches[2].allSatisfy { c.isAllocated($0) })
@@ -222,7 +225,7 @@ extension SlabCache {
             EpochTestPlatform.become(cpu: 3)
             r.exit()
             EpochTestPlatform.become(cpu: 0)
-            for p in kept { try r.retire(p, to: c) }   // the reader left: retiring works again
+            for p in kept { try r.retire(p, to: c) }  // the reader left: retiring works again
             r.synchronize()
             #expect(r.statistics.pending == 0 && c.activeObjects == 0)
             r.checkInvariants()
@@ -272,7 +275,7 @@ extension SlabCache {
                 try? r.retire(y, to: c)
                 r.exit()
             }
-            _ = r.isInsideCriticalSection   // opens one window: the interrupt fires there
+            _ = r.isInsideCriticalSection  // opens one window: the interrupt fires there
             me.disarm()
             #expect(me.interruptsTaken == 1 && handlerSawDepth)
             #expect(r.isInsideCriticalSection && r.statistics(cpu: 0).announcedEpoch == announced)
@@ -327,7 +330,7 @@ extension SlabCache {
                 _ = consume y
                 _ = consume z
             }
-            _ = try r.reserve()   // dropped at once
+            _ = try r.reserve()  // dropped at once
             #expect(c.activeObjects == 0)
             r.checkInvariants()
             r.destroy()
@@ -349,10 +352,10 @@ extension SlabCache {
             #expect(throws: QuarryError.misaligned) { try r.retire(p + 3, to: a) }
             #expect(throws: QuarryError.doubleFree) { try r.retire(gone, to: a) }
             #expect(r.statistics.pending == 0 && r.statistics.retired == 0)
-            let slot = try r.reserve()   // refused retires gave their slots back
+            let slot = try r.reserve()  // refused retires gave their slots back
             _ = consume slot
             try r.retire(p, to: a)
-            r.destroy()   // flush frees p at once: no CPU is inside
+            r.destroy()  // flush frees p at once: no CPU is inside
             #expect(a.activeObjects == 0)
             #expect(a.destroy() == 0 && b.destroy() == 0)
         }

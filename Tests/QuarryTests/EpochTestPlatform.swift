@@ -5,6 +5,7 @@
 import Quarry
 import QuarryScenarios
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -148,17 +149,20 @@ func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     precondition(count <= EpochTestPlatform.maxCPUs, "runThreads: more threads than virtual CPUs")
     var threads: [pthread_t] = []
     for i in 0..<count {
-        let box = Unmanaged.passRetained(ThreadBody {
-            EpochTestPlatform.register(cpu: i)
-            body(i)
-            EpochTestPlatform.unregister()
-        })
+        let box = Unmanaged.passRetained(
+            ThreadBody {
+                EpochTestPlatform.register(cpu: i)
+                body(i)
+                EpochTestPlatform.unregister()
+            })
         var thread = pthread_t()
-        let created = pthread_create(&thread, nil, { arg in
-            let body = Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue()
-            body.run()
-            return nil
-        }, box.toOpaque())
+        let created = pthread_create(
+            &thread, nil,
+            { arg in
+                let body = Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue()
+                body.run()
+                return nil
+            }, box.toOpaque())
         precondition(created == 0, "pthread_create")
         threads.append(thread)
     }

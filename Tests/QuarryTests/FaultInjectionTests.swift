@@ -3,9 +3,10 @@
 // for k = 1, 2, 3, ... until the workload runs through without reaching the k-th request.
 // Neighbours: PageAllocator+FaultInjection (the hook), Tests/Scenarios/TestRandom.swift (cookies), HostPlatform.
 
-import Testing
-@_spi(Testing) @testable import Quarry
 import QuarryScenarios
+import Testing
+
+@_spi(Testing) @testable import Quarry
 
 @Suite("Fault injection")
 struct FaultInjectionTests {
@@ -30,8 +31,9 @@ struct FaultInjectionTests {
         let shapes = [(24, 8), (200, 64), (1000, 16), (3000, 4096)]
         var caches: [SlabCache<HostPlatform>] = []
         for (size, alignment) in shapes {
-            do { caches.append(try q.createCache(name: "fault", size: size, alignment: alignment)) }
-            catch { note(error, "createCache") }
+            do { caches.append(try q.createCache(name: "fault", size: size, alignment: alignment)) } catch {
+                note(error, "createCache")
+            }
         }
         var objects: [LiveObject] = []
         var blocks: [LiveObject] = []  // front blocks; cacheIndex unused
@@ -51,14 +53,18 @@ struct FaultInjectionTests {
                 do {
                     let p = try caches[i].allocate()
                     Cookie.fill(p, size: caches[i].objectSize, key: UInt(truncatingIfNeeded: cookie))
-                    objects.append(LiveObject(address: UInt(bitPattern: p), size: caches[i].objectSize,
-                                              cookie: cookie, cacheIndex: i))
+                    objects.append(
+                        LiveObject(
+                            address: UInt(bitPattern: p), size: caches[i].objectSize,
+                            cookie: cookie, cacheIndex: i))
                     cookie += 1
                 } catch { note(error, "allocate") }
             case 2 where !objects.isEmpty:
                 let o = objects.remove(at: Int(rng.next() % UInt64(objects.count)))
                 let p = UnsafeMutableRawPointer(bitPattern: o.address)!
-                if !Cookie.intact(p, size: o.size, key: UInt(truncatingIfNeeded: o.cookie)) { out.unexpected.append("cookie before free") }
+                if !Cookie.intact(p, size: o.size, key: UInt(truncatingIfNeeded: o.cookie)) {
+                    out.unexpected.append("cookie before free")
+                }
                 do { try caches[o.cacheIndex].free(p) } catch { out.unexpected.append("free: \(error.name)") }
             case 3:
                 let size = frontSize()
@@ -92,7 +98,9 @@ struct FaultInjectionTests {
                 if !blocks.isEmpty {
                     let b = blocks.remove(at: Int(rng.next() % UInt64(blocks.count)))
                     let p = UnsafeMutableRawPointer(bitPattern: b.address)!
-                    if !Cookie.intact(p, size: b.size, key: UInt(truncatingIfNeeded: b.cookie)) { out.unexpected.append("cookie before front free") }
+                    if !Cookie.intact(p, size: b.size, key: UInt(truncatingIfNeeded: b.cookie)) {
+                        out.unexpected.append("cookie before front free")
+                    }
                     do { try f.free(p) } catch { out.unexpected.append("front free: \(error.name)") }
                 }
             }
@@ -101,12 +109,16 @@ struct FaultInjectionTests {
         q.checkInvariants()
         for o in objects {
             let p = UnsafeMutableRawPointer(bitPattern: o.address)!
-            if !Cookie.intact(p, size: o.size, key: UInt(truncatingIfNeeded: o.cookie)) { out.unexpected.append("cookie at end") }
+            if !Cookie.intact(p, size: o.size, key: UInt(truncatingIfNeeded: o.cookie)) {
+                out.unexpected.append("cookie at end")
+            }
             do { try caches[o.cacheIndex].free(p) } catch { out.unexpected.append("final free: \(error.name)") }
         }
         for b in blocks {
             let p = UnsafeMutableRawPointer(bitPattern: b.address)!
-            if !Cookie.intact(p, size: b.size, key: UInt(truncatingIfNeeded: b.cookie)) { out.unexpected.append("front cookie at end") }
+            if !Cookie.intact(p, size: b.size, key: UInt(truncatingIfNeeded: b.cookie)) {
+                out.unexpected.append("front cookie at end")
+            }
             do { try f.free(p) } catch { out.unexpected.append("final front free: \(error.name)") }
         }
         for c in caches where q.destroy(c) != 0 { out.unexpected.append("destroy leaked") }
@@ -117,8 +129,9 @@ struct FaultInjectionTests {
     /// before it fails, with its retry, absorbs it every time (no error surfaces).
     /// `repeating: true`: the arena is full from the k-th request on: allocations fail
     /// with `.outOfMemory` after their reclaim, frees still work.
-    @Test("the k-th page request fails: .outOfMemory, invariants hold, every page comes back",
-          arguments: [false, true])
+    @Test(
+        "the k-th page request fails: .outOfMemory, invariants hold, every page comes back",
+        arguments: [false, true])
     func everyK(repeating: Bool) throws {
         let arena = TestArena(size: 4 << 20)
         defer { arena.release() }
@@ -155,7 +168,8 @@ struct FaultInjectionTests {
         }
         #expect(k > 20, "the workload should make many page requests")
         #expect(repeating ? surfaced > 0 : surfaced == 0, "surfaced \(surfaced) of \(k - 1)")
-        print("fault injection (\(repeating ? "full from request k on" : "request k only")): \(k - 1) failure points, "
-              + "\(surfaced) surfaced as .outOfMemory, \(absorbed) absorbed")
+        print(
+            "fault injection (\(repeating ? "full from request k on" : "request k only")): \(k - 1) failure points, "
+                + "\(surfaced) surfaced as .outOfMemory, \(absorbed) absorbed")
     }
 }

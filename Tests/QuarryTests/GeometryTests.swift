@@ -1,5 +1,7 @@
 import Testing
+
 @testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -48,7 +50,8 @@ import Glibc
                 let g = try SlabGeometry.make(size: size, alignment: alignment, tuning: tuning)
                 #expect(g.objectSize >= size)
                 #expect(g.objectSize % max(alignment, Geometry.granule) == 0)
-                #expect(g.color(g.colorCount - 1) + g.objectsPerSlab * g.objectSize + g.inSlabBitmapBytes <= g.slabBytes)
+                #expect(
+                    g.color(g.colorCount - 1) + g.objectsPerSlab * g.objectSize + g.inSlabBitmapBytes <= g.slabBytes)
                 #expect(g.colorCount == g.slack / g.colorStep + 1)
                 if tuning.maxObjectsPerSlab >= Int(UInt16.max), size <= Geometry.pageSize / 8, alignment <= 64 {
                     // Small objects waste at most 1/8 of a slab.
@@ -74,7 +77,8 @@ import Glibc
         // Measured on whole heaps, header included (what `quarry-probe memory` reports).
         for size in [16 << 20, 1 << 30] {
             guard let raw = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
-                  raw != MAP_FAILED else {
+                raw != MAP_FAILED
+            else {
                 Issue.record("mmap failed")
                 return
             }
@@ -88,8 +92,10 @@ import Glibc
     /// Objects smaller than the bitmap granule keep their bits at the end of their
     /// one-page slab, clear of every object and colour.
     @Test func smallObjectsKeepTheirBitsInTheSlab() throws {
-        for (size, objects, bytes) in [(8, 504, 64), (16, 254, 32), (24, 169, 32), (32, 127, 16), (48, 85, 16),
-                                       (56, 72, 16), (64, 64, 0), (72, 56, 0)] {
+        for (size, objects, bytes) in [
+            (8, 504, 64), (16, 254, 32), (24, 169, 32), (32, 127, 16), (48, 85, 16),
+            (56, 72, 16), (64, 64, 0), (72, 56, 0),
+        ] {
             let g = try SlabGeometry.make(size: size, alignment: 8, tuning: .standard)
             #expect(g.objectsPerSlab == objects && g.inSlabBitmapBytes == bytes, "size \(size)")
             #expect(g.bitmapInSlab == (bytes > 0) && (!g.bitmapInSlab || g.slabPages == 1))
@@ -106,7 +112,9 @@ import Glibc
             try SlabGeometry.make(size: Geometry.maxObjectSize + 1, alignment: 8, tuning: .standard)
         }
         for a in [0, 3, 12, -8, Geometry.pageSize * 2] {
-            #expect(throws: QuarryError.badAlignment) { try SlabGeometry.make(size: 8, alignment: a, tuning: .standard) }
+            #expect(throws: QuarryError.badAlignment) {
+                try SlabGeometry.make(size: 8, alignment: a, tuning: .standard)
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 // Neighbours: Quarry's Platform protocol; TestArena (host memory for arenas).
 
 import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif

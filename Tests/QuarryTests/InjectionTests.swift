@@ -3,9 +3,10 @@
 // checked after every outer operation; and the nolock behaviour pinned down exactly.
 // Neighbours: TestHooks (the points), CPUCache (the contract under test), HostPlatform.
 
-import Testing
-@_spi(Testing) @testable import Quarry
 import QuarryScenarios
+import Testing
+
+@_spi(Testing) @testable import Quarry
 
 /// Runs nested calls from the heap's test hook.
 final class Injector {
@@ -144,10 +145,11 @@ final class Injector {
         #expect(injector.unexpected.isEmpty, "nested calls failed with \(injector.unexpected)")
         #expect(injector.mismatches == 0)
         #expect(injector.nestedAllocations > 0 && injector.nestedFrees > 0)
-        print("injection (\(tuning.magazineSize)-object magazines, \(tuning.depotEmptyLimit) empty in depot): \(outerOperations) outer operations, "
-              + "\(injector.injected.reduce(0, +)) injections, \(injector.nestedAllocations) nested allocations, "
-              + "\(injector.nestedRefusals) refused (nolock), \(injector.nestedFrees) nested frees, "
-              + "\(injector.nestedBusy) busy; reached per point \(injector.reached)")
+        print(
+            "injection (\(tuning.magazineSize)-object magazines, \(tuning.depotEmptyLimit) empty in depot): \(outerOperations) outer operations, "
+                + "\(injector.injected.reduce(0, +)) injections, \(injector.nestedAllocations) nested allocations, "
+                + "\(injector.nestedRefusals) refused (nolock), \(injector.nestedFrees) nested frees, "
+                + "\(injector.nestedBusy) busy; reached per point \(injector.reached)")
         for c in caches { #expect(c.destroy() == 0) }
         q.drainAll()
         #expect(q.pageStatistics.pagesInUse == 0)

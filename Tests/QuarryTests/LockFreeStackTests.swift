@@ -4,10 +4,12 @@
 // no reuse before a reader leaves, and every page back at the end.
 // Neighbours: EpochTestPlatform (threads as CPUs), EpochReclaimerTests (single-thread cases).
 
-import Testing
-import Synchronization
-@testable import Quarry
 import QuarryScenarios
+import Synchronization
+import Testing
+
+@testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -43,9 +45,11 @@ struct StressConfig: Sendable, CustomTestStringConvertible {
                 byteCount: EpochStackStress<EpochTestPlatform>.bytes(cpus: config.threads, valueBits: valueBits),
                 alignment: 64)
             defer { memory.deallocate() }
-            let stress = EpochStackStress(stack: stack, memory: memory, configuration: .init(
-                cpus: config.threads, operationsPerCPU: config.operations, valueBits: valueBits,
-                seed: 0x5EED_0000, interrupts: config.interruptPeriod > 0))
+            let stress = EpochStackStress(
+                stack: stack, memory: memory,
+                configuration: .init(
+                    cpus: config.threads, operationsPerCPU: config.operations, valueBits: valueBits,
+                    seed: 0x5EED_0000, interrupts: config.interruptPeriod > 0))
             let shared = Shared(stress)
             let start = SpinBarrier(parties: config.threads)
             runThreads(config.threads) { t in
@@ -59,8 +63,10 @@ struct StressConfig: Sendable, CustomTestStringConvertible {
                 me.disarm()
             }
             let report = stress.finish(ExpectChecks())
-            print("epoch stress, \(config.testDescription): \(report.pushes + report.handlerPushes) pushes, "
-                  + "\(report.handlerPushes + report.handlerPops) handler pushes and pops, \(report.stalledPops) stalled pops")
+            print(
+                "epoch stress, \(config.testDescription): \(report.pushes + report.handlerPushes) pushes, "
+                    + "\(report.handlerPushes + report.handlerPops) handler pushes and pops, \(report.stalledPops) stalled pops"
+            )
             r.checkInvariants()
             q.checkInvariants()
             #expect(stack.destroy() == 0)
@@ -117,8 +123,9 @@ struct StressConfig: Sendable, CustomTestStringConvertible {
                 state.deallocate()
                 held.deallocate()
             }
-            let reuse = EpochReuse(reclaimer: r, cache: c, state: state, held: held,
-                                   rounds: stressOperations(40_000) / 100, writer: 0, reader: 1)
+            let reuse = EpochReuse(
+                reclaimer: r, cache: c, state: state, held: held,
+                rounds: stressOperations(40_000) / 100, writer: 0, reader: 1)
             let shared = Shared(reuse)
             runThreads(2) { t in shared.value.run(cpu: t) }
             reuse.finish(ExpectChecks())

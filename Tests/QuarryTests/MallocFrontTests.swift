@@ -2,6 +2,7 @@
 // spans, alignment, calloc, realloc, and every bad input with nothing lost.
 
 import Testing
+
 @testable import Quarry
 
 /// What must not change when a call is refused: page figures and every cache's objects.
@@ -33,8 +34,10 @@ struct HeapSnapshot: Equatable {
             let s = c.statistics
             var name: [UInt8] = []
             s.name.forEachByte { name.append($0) }
-            caches.append(Cache(name: name, active: s.activeObjects, total: s.totalObjects,
-                                allocations: s.allocations, frees: s.frees))
+            caches.append(
+                Cache(
+                    name: name, active: s.activeObjects, total: s.totalObjects,
+                    allocations: s.allocations, frees: s.frees))
         }
         self.caches = caches
     }
@@ -130,7 +133,8 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
         q.checkInvariants()
         // Every later page of the span, and interior addresses of its head, are interior.
         for page in 0..<9 {
-            expectRefusal(q, .interiorPointer) { () throws(QuarryError) in try f.free(p + page * Geometry.pageSize + 64) }
+            expectRefusal(q, .interiorPointer) { () throws(QuarryError) in try f.free(p + page * Geometry.pageSize + 64)
+            }
         }
         expectRefusal(q, .interiorPointer) { () throws(QuarryError) in try f.free(p + 3 * Geometry.pageSize) }
         try f.free(p)
@@ -155,14 +159,14 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
         let f = q.front
         for size in [16, 1000, SizeClasses.largest, SizeClasses.largest + 1, 300_000] {
             let block = try f.malloc(size)
-            let guardBlock = try f.malloc(size)     // above it: block's pages go to a free run
+            let guardBlock = try f.malloc(size)  // above it: block's pages go to a free run
             try f.free(block)
             _ = f.shrink()
-            _ = q.drainAll()                            // class blocks: the slab is released too
+            _ = q.drainAll()  // class blocks: the slab is released too
             expectRefusal(q, .doubleFree) { () throws(QuarryError) in try f.free(block) }
             expectRefusal(q, .doubleFree) { () throws(QuarryError) in try f.free(block, size: size) }
             expectRefusal(q, .doubleFree) { () throws(QuarryError) in _ = try f.usableSize(block) }
-            try f.free(guardBlock)                  // the top: its pages go back to the wilderness
+            try f.free(guardBlock)  // the top: its pages go back to the wilderness
             _ = f.shrink()
             _ = q.drainAll()
             expectRefusal(q, .doubleFree) { () throws(QuarryError) in try f.free(guardBlock) }
@@ -209,8 +213,10 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
         let q = try arena.quarry()
         let f = q.front
         let keep = try f.malloc(100)
-        let huge = [Int.max, Int.max - 1, Int.max - Geometry.pageSize + 1, Int.max / 2 + 1, -1, Int.min,
-                    q.pageStatistics.pageCount * Geometry.pageSize + 1]
+        let huge = [
+            Int.max, Int.max - 1, Int.max - Geometry.pageSize + 1, Int.max / 2 + 1, -1, Int.min,
+            q.pageStatistics.pageCount * Geometry.pageSize + 1,
+        ]
         for size in huge {
             expectRefusal(q, .sizeTooLarge, counted: false) { () throws(QuarryError) in _ = try f.malloc(size) }
             expectRefusal(q, .sizeTooLarge, counted: false) { () throws(QuarryError) in _ = try f.calloc(1, size) }
@@ -224,7 +230,8 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
             expectRefusal(q, .sizeTooLarge, counted: false) { () throws(QuarryError) in _ = try f.realloc(nil, size) }
         }
         // calloc: the product overflows, or is merely too large.
-        for (n, s) in [(Int.max, 2), (2, Int.max), (1 << 32, 1 << 32), (Int.max, Int.max), (-1, 8), (1 << 20, 1 << 20)] {
+        for (n, s) in [(Int.max, 2), (2, Int.max), (1 << 32, 1 << 32), (Int.max, Int.max), (-1, 8), (1 << 20, 1 << 20)]
+        {
             expectRefusal(q, .sizeTooLarge, counted: false) { () throws(QuarryError) in _ = try f.calloc(n, s) }
         }
         // An alignment larger than the arena can never be met.
@@ -320,12 +327,16 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
         defer { arena.release() }
         let q = try arena.quarry(tuning: tuning)
         let f = q.front
-        let sizes = [1, 8, 9, 16, 100, 128, 129, 144, 1000, 4096, 4097, 32768, 32769, 100_000, 200_000,
-                     150_000, 40_000, 36_864, 33_000, 32_768, 20_000, 5000, 100, 0, 300_000, 1, 0]
+        let sizes = [
+            1, 8, 9, 16, 100, 128, 129, 144, 1000, 4096, 4097, 32768, 32769, 100_000, 200_000,
+            150_000, 40_000, 36_864, 33_000, 32_768, 20_000, 5000, 100, 0, 300_000, 1, 0,
+        ]
         var p = try f.realloc(nil, sizes[0])
         var size = sizes[0]
         func fill(_ p: UnsafeMutableRawPointer, _ n: Int, _ seed: Int) {
-            for k in 0..<n { p.storeBytes(of: UInt8(truncatingIfNeeded: k &* 31 &+ seed), toByteOffset: k, as: UInt8.self) }
+            for k in 0..<n {
+                p.storeBytes(of: UInt8(truncatingIfNeeded: k &* 31 &+ seed), toByteOffset: k, as: UInt8.self)
+            }
         }
         fill(p, size, 0)
         for (step, newSize) in sizes.dropFirst().enumerated() {
@@ -333,17 +344,21 @@ func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String?
             let q2 = try f.realloc(p, newSize)
             let kept = min(size, newSize)
             var bad = 0
-            for k in 0..<kept where q2.load(fromByteOffset: k, as: UInt8.self) != UInt8(truncatingIfNeeded: k &* 31 &+ step) {
+            for k in 0..<kept
+            where q2.load(fromByteOffset: k, as: UInt8.self) != UInt8(truncatingIfNeeded: k &* 31 &+ step) {
                 bad += 1
             }
             #expect(bad == 0, "step \(step): \(size) -> \(newSize) lost \(bad) bytes")
-            let sameClass = newSize <= SizeClasses.largest && size <= SizeClasses.largest
+            let sameClass =
+                newSize <= SizeClasses.largest && size <= SizeClasses.largest
                 && SizeClasses.index(forSize: newSize) == SizeClasses.index(forSize: size)
-            let spanFits = newSize > SizeClasses.largest && size > SizeClasses.largest
+            let spanFits =
+                newSize > SizeClasses.largest && size > SizeClasses.largest
                 && (newSize + Geometry.pageSize - 1) / Geometry.pageSize <= oldUsable / Geometry.pageSize
             if sameClass || spanFits { #expect(q2 == p, "step \(step): \(size) -> \(newSize) should stay in place") }
             if spanFits {
-                #expect(try f.usableSize(q2) == (newSize + Geometry.pageSize - 1) / Geometry.pageSize * Geometry.pageSize)
+                #expect(
+                    try f.usableSize(q2) == (newSize + Geometry.pageSize - 1) / Geometry.pageSize * Geometry.pageSize)
             }
             p = q2
             size = newSize

@@ -3,9 +3,11 @@
 // honoured, refusals change nothing, and the heap empties at the end.
 // Replay a failure with QUARRY_SEED=<seed> swift test --filter MallocModelTests.
 
-import Testing
-@testable import Quarry
 import QuarryScenarios
+import Testing
+
+@testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -75,7 +77,9 @@ struct MallocModel {
         let end = start + UInt(max(size, 1))
         for b in live {
             let s = UInt(bitPattern: b.pointer)
-            if start < s + UInt(max(b.size, 1)) && s < end { fail("block \(p)+\(size) overlaps \(b.pointer)+\(b.size)") }
+            if start < s + UInt(max(b.size, 1)) && s < end {
+                fail("block \(p)+\(size) overlaps \(b.pointer)+\(b.size)")
+            }
         }
         if zeroed {
             for k in 0..<size where p.load(fromByteOffset: k, as: UInt8.self) != 0 {
@@ -138,7 +142,8 @@ struct MallocModel {
                         try f.free(b.pointer + 4)
                     case 1:
                         expected = .interiorPointer
-                        try f.free(b.pointer + Geometry.granule * (1 + Int(rng.next() % UInt64(max(usable / 8 - 1, 1)))))
+                        try f.free(
+                            b.pointer + Geometry.granule * (1 + Int(rng.next() % UInt64(max(usable / 8 - 1, 1)))))
                     default:
                         expected = .sizeMismatch
                         try f.free(b.pointer, size: usable + 1)

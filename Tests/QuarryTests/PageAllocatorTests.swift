@@ -1,6 +1,8 @@
-import Testing
-@testable import Quarry
 import QuarryScenarios
+import Testing
+
+@testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,7 +20,9 @@ import Glibc
             var layout = Arena(base: UInt(bitPattern: arena.base), size: UInt(bytes), headerBytes: header)!
             // Trim to exactly `pages` pages so exhaustive tests know the size.
             while layout.pageCount > pages {
-                layout = Arena(base: UInt(bitPattern: arena.base), size: UInt(bytes - (layout.pageCount - pages) * 4096), headerBytes: header)!
+                layout = Arena(
+                    base: UInt(bitPattern: arena.base), size: UInt(bytes - (layout.pageCount - pages) * 4096),
+                    headerBytes: header)!
                 if layout.pageCount < pages { break }
             }
             allocator = PageAllocator(map: PageMap(arena: layout), bitmap: AllocationBitmap(arena: layout))
@@ -40,12 +44,12 @@ import Glibc
         let a = f.take(2)!, b = f.take(3)!, c = f.take(1)!
         #expect(a.raw == 0 && b.raw == 2 && c.raw == 5)
         #expect(f.allocator.bump.raw == 6)
-        f.give(b, 3)                       // a hole in the middle goes to a bin
+        f.give(b, 3)  // a hole in the middle goes to a bin
         #expect(f.allocator.freePages == 3)
-        let d = f.take(2)!                 // reused before the bump pointer moves
+        let d = f.take(2)!  // reused before the bump pointer moves
         #expect(d == b && f.allocator.bump.raw == 6)
         f.allocator.checkInvariants()
-        f.give(c, 1)                       // c touches the hole's remainder: coalesced, then reaches bump
+        f.give(c, 1)  // c touches the hole's remainder: coalesced, then reaches bump
         #expect(f.allocator.bump.raw == 4 && f.allocator.freePages == 0)
         f.give(d, 2)
         f.give(a, 2)
@@ -128,7 +132,8 @@ import Glibc
         var owner = [Int](repeating: -1, count: 200)
         for step in 0..<4000 {
             if live.isEmpty || Int.random(in: 0..<100, using: &rng) < 55 {
-                let n = Bool.random(using: &rng) ? Int.random(in: 1...4, using: &rng) : Int.random(in: 1...40, using: &rng)
+                let n =
+                    Bool.random(using: &rng) ? Int.random(in: 1...4, using: &rng) : Int.random(in: 1...40, using: &rng)
                 if let p = f.take(n) {
                     for i in p.int..<(p.int + n) {
                         #expect(owner[i] == -1, "seed \(seed) step \(step): page \(i) handed out twice")

@@ -3,9 +3,10 @@
 // reciprocal that replaced the division in pointer validation.
 // Neighbours: HostPlatform (one CPU), InjectionTests (nested calls), ConcurrencyTests.
 
-import Testing
-@testable import Quarry
 import QuarryScenarios
+import Testing
+
+@testable import Quarry
 
 @Suite struct PerCPUTests {
     // MARK: Reciprocal
@@ -31,9 +32,10 @@ import QuarryScenarios
         var failures = 0
         var d = Geometry.granule
         while d <= Geometry.maxObjectSize {
-            let g = SlabGeometry(objectSize: d, alignment: 8, slabPages: 16, objectsPerSlab: (1 << 16) / d,
-                                 colorStep: 64, colorCount: 1, linkOffset: 0, reciprocal: SlabGeometry.reciprocal(of: d),
-                                 objectSpan: UInt32((1 << 16) / d * d), redZoneStart: d, carvedFloor: 0)
+            let g = SlabGeometry(
+                objectSize: d, alignment: 8, slabPages: 16, objectsPerSlab: (1 << 16) / d,
+                colorStep: 64, colorCount: 1, linkOffset: 0, reciprocal: SlabGeometry.reciprocal(of: d),
+                objectSpan: UInt32((1 << 16) / d * d), redZoneStart: d, carvedFloor: 0)
             var k = 0
             while k * d <= 1 << 16 {
                 for offset in [k * d - 1, k * d, k * d + 1] where offset >= 0 && offset < 1 << 16 {
@@ -111,7 +113,8 @@ import QuarryScenarios
             let s = cache.statistics
             let m = tuning.magazineCapacity(objectSize: s.objectSize, budget: budget)
             #expect(s.magazineCapacity == m)
-            #expect(s.perCPUBoundObjects
+            #expect(
+                s.perCPUBoundObjects
                     == HostPlatform.maxCPUs * (2 * m + Geometry.cpuReserve) + tuning.depotFullLimit * m)
             #expect(s.perCPUBoundBytes == s.perCPUBoundObjects * s.objectSize)
         }
@@ -214,8 +217,9 @@ import QuarryScenarios
         caches[1].drainDepot()
         q.checkInvariants()
         let drainedCPU = caches[0].statistics
-        #expect(drainedCPU.cachedObjects == drainedCPU.depotFullMagazines * drainedCPU.magazineCapacity,
-                "this CPU's magazines still hold objects")
+        #expect(
+            drainedCPU.cachedObjects == drainedCPU.depotFullMagazines * drainedCPU.magazineCapacity,
+            "this CPU's magazines still hold objects")
         let drainedDepot = caches[1].statistics
         #expect(drainedDepot.depotFullMagazines == 0 && drainedDepot.depotEmptyMagazines == 0)
         for c in caches { #expect(c.destroy() == 0) }

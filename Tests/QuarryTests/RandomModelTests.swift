@@ -1,6 +1,8 @@
-import Testing
-@testable import Quarry
 import QuarryScenarios
+import Testing
+
+@testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,7 +23,8 @@ import Glibc
     static let configs = [
         Config(tuning: .standard, steps: 30_000, arenaBytes: 32 << 20, checkEvery: 997),
         Config(tuning: .tiny, steps: 30_000, arenaBytes: 32 << 20, checkEvery: 251),
-        Config(tuning: Tuning(maxObjectsPerSlab: 1, emptySlabReserve: 0), steps: 8_000, arenaBytes: 8 << 20, checkEvery: 1),
+        Config(
+            tuning: Tuning(maxObjectsPerSlab: 1, emptySlabReserve: 0), steps: 8_000, arenaBytes: 8 << 20, checkEvery: 1),
     ]
 
     @Test(arguments: configs, testSeeds([11, 22, 0xDEADBEEF]))
@@ -35,8 +38,9 @@ import Glibc
         print("random model, \(config.testDescription), seed \(seed)")
         var model = RandomModel(quarry: q, live: table, seed: seed)
         let r = model.run(steps: config.steps, checkEvery: config.checkEvery, ExpectChecks())
-        print("random model, seed \(seed): \(r.allocations) allocations, \(r.cachesCreated) caches, "
-              + "\(r.outOfMemory) out of memory")
+        print(
+            "random model, seed \(seed): \(r.allocations) allocations, \(r.cachesCreated) caches, "
+                + "\(r.outOfMemory) out of memory")
         q.shrink()
         q.checkInvariants()
         let last = q.pageStatistics

@@ -6,10 +6,12 @@
 // Neighbours: ThreadPlatform (CPUs and interrupts), ThreadTestSupport (threads, barrier),
 // ConcurrencyTests (Thread, threadQuarry), Sources/QuarryKernel/ReclaimSuite.swift.
 
-import Testing
-import Synchronization
-@testable import Quarry
 import QuarryScenarios
+import Synchronization
+import Testing
+
+@testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -72,12 +74,15 @@ import Glibc
         }
         let clock = ContinuousClock()
         let start = clock.now
-        let handlerRuns = runOnCPUsWithTimer(cpus, microseconds: 100, warmUp: { cpu in
-            // What the handler runs, once outside it (generic metadata is made here).
-            for _ in 0..<8 { shared.pointee.interrupt(cpu: cpu) }
-            heap.shrink()
-            ThreadPlatform.setInterruptBody(body, context: UnsafeMutableRawPointer(shared))
-        }) { cpu in
+        let handlerRuns = runOnCPUsWithTimer(
+            cpus, microseconds: 100,
+            warmUp: { cpu in
+                // What the handler runs, once outside it (generic metadata is made here).
+                for _ in 0..<8 { shared.pointee.interrupt(cpu: cpu) }
+                heap.shrink()
+                ThreadPlatform.setInterruptBody(body, context: UnsafeMutableRawPointer(shared))
+            }
+        ) { cpu in
             shared.pointee.run(cpu: cpu)
             ThreadPlatform.setInterruptBody(nil, context: nil)
         }
@@ -92,16 +97,18 @@ import Glibc
             return q.pageStatistics.pagesInUse
         }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        return Run(report: report, reclaim: reclaim, pagesAfterDrain: pages, seconds: seconds,
-                   handlerRuns: handlerRuns, seed: seed)
+        return Run(
+            report: report, reclaim: reclaim, pagesAfterDrain: pages, seconds: seconds,
+            handlerRuns: handlerRuns, seed: seed)
     }
 
     /// Issue 11 item 2: live blocks (usable sizes) at most half the arena: no failure.
     @Test(arguments: [1, 2, 4])
     func noAllocationFailsWithinHalfTheArena(cpus: Int) throws {
         let limit = Self.arenaBytes / 2
-        let run = try Self.run(cpus: cpus, limitBytes: limit, operationsPerCPU: Self.operationsPerCPU,
-                               shrinkOneIn: 20_000)
+        let run = try Self.run(
+            cpus: cpus, limitBytes: limit, operationsPerCPU: Self.operationsPerCPU,
+            shrinkOneIn: 20_000)
         print("reclaim stress, \(cpus) CPUs, live <= half: \(run.summary)")
         let r = run.report
         #expect(r.failures == 0, "allocations failed within half the arena (seed \(run.seed))")
@@ -120,8 +127,9 @@ import Glibc
     /// requests), and nothing is lost or corrupted.
     @Test func pastHalfTheArenaAllocationsReclaimBeforeFailing() throws {
         let cpus = 4
-        let run = try Self.run(cpus: cpus, limitBytes: Self.arenaBytes / 8 * 7,
-                               operationsPerCPU: min(Self.operationsPerCPU, 100_000), shrinkOneIn: 0)
+        let run = try Self.run(
+            cpus: cpus, limitBytes: Self.arenaBytes / 8 * 7,
+            operationsPerCPU: min(Self.operationsPerCPU, 100_000), shrinkOneIn: 0)
         print("reclaim stress, \(cpus) CPUs, live <= 7/8: \(run.summary)")
         let r = run.report
         #expect(run.reclaimsByAllocations > 0 && run.reclaim.flushesHonoured > 0)

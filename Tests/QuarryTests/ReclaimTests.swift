@@ -5,9 +5,11 @@
 // Neighbours: Quarry+Reclaim (under test), HostPlatform (one CPU), ThreadPlatform
 // (threads as CPUs), ReclaimStressTests (the whole workload of issue 11).
 
-import Testing
 import Synchronization
+import Testing
+
 @_spi(Testing) @testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -261,8 +263,10 @@ import Glibc
     /// The magazine sizes the budget implies (docs/design.md, Memory bound).
     @Test func magazineCapacityFollowsTheArena() throws {
         let t = Tuning.standard
-        for (size, expected) in [(64 << 10, [0, 0, 0, 0]), (1 << 20, [15, 0, 0, 0]), (8 << 20, [32, 7, 1, 0]),
-                                 (64 << 20, [32, 16, 4, 1])] {
+        for (size, expected) in [
+            (64 << 10, [0, 0, 0, 0]), (1 << 20, [15, 0, 0, 0]), (8 << 20, [32, 7, 1, 0]),
+            (64 << 20, [32, 16, 4, 1]),
+        ] {
             let arena = TestArena(size: size)
             defer { arena.release() }
             let q = try arena.quarry(tuning: t)

@@ -4,9 +4,10 @@
 // ErrorHookRecorder's hook, whose record is global.
 // Neighbours: BadInputTests (refused creations, out of memory), CorruptionSurvivalTests.
 
-import Testing
-@testable import Quarry
 import QuarryScenarios
+import Testing
+
+@testable import Quarry
 
 @Suite(.serialized) struct SafetyTests {
     /// Objects under 64 bytes keep their allocation bits at the end of their slab
@@ -90,8 +91,9 @@ import QuarryScenarios
         try c.free(again)
         #expect(c.validate() == ValidationReport())
         // Conflicting options are dropped: a constructor keeps its bytes.
-        let ctor = try q.createCache(name: "ctor", size: 16, constructor: { _ in },
-                                     options: CacheOptions(poison: true, zeroOnAllocate: true))
+        let ctor = try q.createCache(
+            name: "ctor", size: 16, constructor: { _ in },
+            options: CacheOptions(poison: true, zeroOnAllocate: true))
         #expect(!ctor.state.pointee.options.poison && !ctor.state.pointee.options.zeroOnAllocate)
         q.drainAll()
         q.checkInvariants()

@@ -6,6 +6,7 @@
 
 import QuarryScenarios
 import Testing
+
 @testable import Quarry
 
 @Suite struct SingleCPUPlatformTests {
@@ -37,8 +38,9 @@ import Testing
         let caches = [
             try q.createCache(name: "small", size: shapes[0].size, alignment: shapes[0].alignment),
             try q.createCache(name: "aligned", size: shapes[1].size, alignment: shapes[1].alignment),
-            try q.createCache(name: "debug", size: shapes[2].size, alignment: shapes[2].alignment,
-                              options: CacheOptions(poison: true, redZone: 8)),
+            try q.createCache(
+                name: "debug", size: shapes[2].size, alignment: shapes[2].alignment,
+                options: CacheOptions(poison: true, redZone: 8)),
         ]
         var rng = SeededGenerator(seed: 0x51_C0)
         var cookie: UInt64 = 1
@@ -51,7 +53,8 @@ import Testing
                 let p = try caches[i].allocate()
                 #expect(UInt(bitPattern: p) % UInt(shapes[i].alignment) == 0)
                 Cookie.fill(p, size: shapes[i].size, key: UInt(truncatingIfNeeded: cookie))
-                objects.append(LiveObject(address: UInt(bitPattern: p), size: shapes[i].size, cookie: cookie, cacheIndex: i))
+                objects.append(
+                    LiveObject(address: UInt(bitPattern: p), size: shapes[i].size, cookie: cookie, cacheIndex: i))
                 cookie += 1
             case 2 where !objects.isEmpty:
                 let o = objects.remove(at: Int(rng.next() % UInt64(objects.count)))
@@ -59,8 +62,10 @@ import Testing
                 #expect(Cookie.intact(p, size: o.size, key: UInt(truncatingIfNeeded: o.cookie)))
                 try caches[o.cacheIndex].free(p)
             case 3:
-                let size = rng.next() % 8 == 0 ? SizeClasses.largest + 1 + Int(rng.next() % 20_000)
-                                               : 1 + Int(rng.next() % 2000)
+                let size =
+                    rng.next() % 8 == 0
+                    ? SizeClasses.largest + 1 + Int(rng.next() % 20_000)
+                    : 1 + Int(rng.next() % 2000)
                 let p = try q.front.malloc(size)
                 Cookie.fill(p, size: size, key: UInt(truncatingIfNeeded: cookie))
                 blocks.append(LiveObject(address: UInt(bitPattern: p), size: size, cookie: cookie, cacheIndex: -1))
@@ -71,7 +76,9 @@ import Testing
                 let size = 1 + Int(rng.next() % 40_000)
                 let p = try q.front.realloc(UnsafeMutableRawPointer(bitPattern: o.address), size)
                 // The cookie's pattern is stable for prefixes of whole words.
-                #expect(Cookie.intact(p, size: min(o.size, size) & ~7, key: UInt(truncatingIfNeeded: o.cookie)), "realloc kept the common prefix")
+                #expect(
+                    Cookie.intact(p, size: min(o.size, size) & ~7, key: UInt(truncatingIfNeeded: o.cookie)),
+                    "realloc kept the common prefix")
                 Cookie.fill(p, size: size, key: UInt(truncatingIfNeeded: cookie))
                 blocks[i] = LiveObject(address: UInt(bitPattern: p), size: size, cookie: cookie, cacheIndex: -1)
                 cookie += 1

@@ -20,10 +20,12 @@
 // before stepping (the dry run), so no metadata, lazy binding or `swift_once` is first
 // done inside the handler or between the trap and the handler.
 
-import Testing
-@testable import Quarry
-import QuarryScenarios
 import CSingleStep
+import QuarryScenarios
+import Testing
+
+@testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -201,7 +203,9 @@ extension HandlerOps {
 }
 
 /// One allocation by the handler: checked and marked live, or the refusal counted.
-private func handlerAllocate(_ ctx: UnsafeMutablePointer<StepContext>, _ ops: inout HandlerOps) -> UnsafeMutableRawPointer? {
+private func handlerAllocate(_ ctx: UnsafeMutablePointer<StepContext>, _ ops: inout HandlerOps)
+    -> UnsafeMutableRawPointer?
+{
     switch ops.allocate(ctx.pointee.front) {
     case .success(let p):
         ops.allocations += 1
@@ -214,7 +218,9 @@ private func handlerAllocate(_ ctx: UnsafeMutablePointer<StepContext>, _ ops: in
 }
 
 /// One free by the handler; an object a re-entrant `.busy` left with us goes to `kept`.
-private func handlerFree(_ ctx: UnsafeMutablePointer<StepContext>, _ ops: inout HandlerOps, _ p: UnsafeMutableRawPointer) {
+private func handlerFree(
+    _ ctx: UnsafeMutablePointer<StepContext>, _ ops: inout HandlerOps, _ p: UnsafeMutableRawPointer
+) {
     ctx.release(p, size: ops.size)
     guard let error = ops.free(p, ctx.pointee.front) else {
         ops.frees += 1
@@ -304,7 +310,9 @@ private func interruptBody(_ ctx: UnsafeMutablePointer<StepContext>) {
 }
 
 /// The SIGTRAP handler: one instruction boundary of the stepped call.
-private func onSingleStepTrap(_ signal: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ ucontext: UnsafeMutableRawPointer?) {
+private func onSingleStepTrap(
+    _ signal: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ ucontext: UnsafeMutableRawPointer?
+) {
     let savedErrno = errno
     defer { errno = savedErrno }
     let ctx = stepContext
@@ -568,8 +576,9 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
         let stash1 = UnsafeMutablePointer<UInt>.allocate(capacity: HandlerOps.maxCount)
         defer { stash0.deallocate(); stash1.deallocate() }
         var ops0 = HandlerOps(cache: bench.cache, size: objectBytes, freeFirst: freeFirst, count: 2, stash: stash0)
-        var ops1 = HandlerOps(cache: nil, size: scenario.isMalloc ? objectBytes : otherMallocBytes,
-                              freeFirst: freeFirst && scenario.isMalloc, count: 2, stash: stash1)
+        var ops1 = HandlerOps(
+            cache: nil, size: scenario.isMalloc ? objectBytes : otherMallocBytes,
+            freeFirst: freeFirst && scenario.isMalloc, count: 2, stash: stash1)
         ctx.pointee.front = front
         ctx.pointee.reclaimer = bench.reclaimer
         ctx.pointee.keptCount = 0
@@ -615,8 +624,10 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
         let reclaimer = bench.reclaimer
         let call: () -> Void
         switch scenario.path {
-        case .cacheAllocate: call = { do throws(QuarryError) { allocated = try cache.allocate() } catch { callError = error } }
-        case .malloc: call = { do throws(QuarryError) { allocated = try front.malloc(objectBytes) } catch { callError = error } }
+        case .cacheAllocate:
+            call = { do throws(QuarryError) { allocated = try cache.allocate() } catch { callError = error } }
+        case .malloc:
+            call = { do throws(QuarryError) { allocated = try front.malloc(objectBytes) } catch { callError = error } }
         case .cacheFree: call = { do throws(QuarryError) { try cache.free(freed) } catch { callError = error } }
         case .mallocFree: call = { do throws(QuarryError) { try front.free(freed) } catch { callError = error } }
         case .epochEnter: call = { reclaimer.enter() }
@@ -646,8 +657,10 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
             steps: ctx.pointee.steps, tfSet: ctx.pointee.tfSet, masked: ctx.pointee.masked, ran: ctx.pointee.ran,
             served: ctx.pointee.served, refusals: ctx.pointee.refusals, stray: ctx.pointee.stray,
             perturbAllocations: ctx.pointee.perturbAllocations, perturbFrees: ctx.pointee.perturbFrees)
-        #expect(ctx.pointee.failures == 0,
-                "\(scenario.name): the handler found \(ctx.pointee.failures) problem(s), first \(ctx.pointee.firstFailure) (address or error 0x\(String(ctx.pointee.failureAddress, radix: 16)))")
+        #expect(
+            ctx.pointee.failures == 0,
+            "\(scenario.name): the handler found \(ctx.pointee.failures) problem(s), first \(ctx.pointee.firstFailure) (address or error 0x\(String(ctx.pointee.failureAddress, radix: 16)))"
+        )
 
         // The statistics: the measured call took the intended path, and every successful
         // operation (the call's and the handler's on this cache) was counted once.
@@ -658,22 +671,30 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
         let mainFrees = scenario.allocates || scenario.isEpoch ? 0 : 1
         // Nothing was refused as misuse or corruption (a double free, a bad pointer), on
         // either side: Quarry counts those even when it refuses them cleanly.
-        #expect(after.errors == before.errors, "\(scenario.name): \(after.errors - before.errors) error(s) counted by the cache")
+        #expect(
+            after.errors == before.errors,
+            "\(scenario.name): \(after.errors - before.errors) error(s) counted by the cache")
         #expect(front.statistics.errors == frontErrorsBefore, "\(scenario.name): error(s) counted by the malloc front")
         q.forEachCache { c in
             var name: [UInt8] = []
             c.name.forEachByte { name.append($0) }
-            #expect(c.statistics.errors == 0,
-                    "\(scenario.name): error(s) counted by cache \(String(decoding: name, as: UTF8.self))")
+            #expect(
+                c.statistics.errors == 0,
+                "\(scenario.name): error(s) counted by cache \(String(decoding: name, as: UTF8.self))")
         }
         if stepped {
-            #expect(after.allocations - before.allocations == UInt64(mainAllocations + handlerAllocations), "\(scenario.name): allocations counted")
+            #expect(
+                after.allocations - before.allocations == UInt64(mainAllocations + handlerAllocations),
+                "\(scenario.name): allocations counted")
             #expect(after.frees - before.frees == UInt64(mainFrees + handlerFrees), "\(scenario.name): frees counted")
         }
-        let d = (allocHits: after.allocationHits - before.allocationHits, allocMisses: after.allocationMisses - before.allocationMisses,
-                 freeHits: after.freeHits - before.freeHits, freeMisses: after.freeMisses - before.freeMisses,
-                 refills: after.refills - before.refills, exchanges: after.depotExchanges - before.depotExchanges,
-                 flushes: after.flushes - before.flushes)
+        let d = (
+            allocHits: after.allocationHits - before.allocationHits,
+            allocMisses: after.allocationMisses - before.allocationMisses,
+            freeHits: after.freeHits - before.freeHits, freeMisses: after.freeMisses - before.freeMisses,
+            refills: after.refills - before.refills, exchanges: after.depotExchanges - before.depotExchanges,
+            flushes: after.flushes - before.flushes
+        )
         if !stepped {
             // No handler ran during the call: the deltas are the call's alone.
             let hit = scenario.kind == .hit || scenario.isEpoch
@@ -682,8 +703,11 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
             #expect(d.freeHits == (mainFrees == 1 && hit ? 1 : 0), "\(scenario.name): free hits \(d)")
             #expect(d.freeMisses == (mainFrees == 1 && !hit ? 1 : 0), "\(scenario.name): free misses \(d)")
             #expect(d.refills == (scenario.kind == .missRefill ? 1 : 0), "\(scenario.name): refills \(d)")
-            #expect(d.exchanges == (scenario.kind == .missDepot || scenario.kind == .missExchange || scenario.kind == .missFlush ? 1 : 0),
-                    "\(scenario.name): depot exchanges \(d)")
+            #expect(
+                d.exchanges
+                    == (scenario.kind == .missDepot || scenario.kind == .missExchange || scenario.kind == .missFlush
+                        ? 1 : 0),
+                "\(scenario.name): depot exchanges \(d)")
             #expect(d.flushes == (scenario.kind == .missFlush ? 1 : 0), "\(scenario.name): flushes \(d)")
         } else {
             // The handler's balanced work may add hits (or, in a nested path, misses), but
@@ -691,7 +715,8 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
             switch scenario.kind {
             case .missRefill: #expect(d.allocMisses >= 1 && d.refills >= 1, "\(scenario.name): not a refill \(d)")
             case .missDepot: #expect(d.allocMisses >= 1 && d.exchanges >= 1, "\(scenario.name): no depot exchange \(d)")
-            case .missExchange: #expect(d.freeMisses >= 1 && d.exchanges >= 1, "\(scenario.name): no depot exchange \(d)")
+            case .missExchange:
+                #expect(d.freeMisses >= 1 && d.exchanges >= 1, "\(scenario.name): no depot exchange \(d)")
             case .missFlush: #expect(d.freeMisses >= 1 && d.flushes >= 1, "\(scenario.name): no flush \(d)")
             case .hit:
                 #expect((scenario.allocates ? d.allocHits : d.freeHits) >= 1, "\(scenario.name): no hit \(d)")
@@ -741,8 +766,10 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
         for _ in 0..<many { try bench.take() }
         #expect(Set(bench.held.map { UInt(bitPattern: $0) }).count == many)
         while !bench.held.isEmpty { try bench.give() }
-        #expect(ctx.pointee.failures == 0,
-                "\(scenario.name): \(ctx.pointee.failures) problem(s) after the call, first \(ctx.pointee.firstFailure) (address or error 0x\(String(ctx.pointee.failureAddress, radix: 16)))")
+        #expect(
+            ctx.pointee.failures == 0,
+            "\(scenario.name): \(ctx.pointee.failures) problem(s) after the call, first \(ctx.pointee.firstFailure) (address or error 0x\(String(ctx.pointee.failureAddress, radix: 16)))"
+        )
         q.checkInvariants()
         bench.reclaimer.checkInvariants()
         if !scenario.isMalloc { #expect(bench.cache.destroy() == 0, "\(scenario.name): leaked objects") }
@@ -753,8 +780,9 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
     }
 
     /// Single-stepping needs an x86_64 host: skipped elsewhere.
-    @Test(.enabled(if: quarry_test_single_step_supported() != 0 && !runningUnderThreadSanitizer),
-          arguments: StepScenario.all)
+    @Test(
+        .enabled(if: quarry_test_single_step_supported() != 0 && !runningUnderThreadSanitizer),
+        arguments: StepScenario.all)
     func everyBoundaryOfOneCall(_ scenario: StepScenario) throws {
         _ = Self.overhead
         _ = try run(scenario, stepped: false)
@@ -764,14 +792,19 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
         #else
         let (ranFloor, stepFloor) = (scenario.ranFloor.release, scenario.stepFloor.release)
         #endif
-        print("single-step \(scenario.name): \(n.steps) instructions stepped (\(Self.overhead) of them the TF wrappers), "
-              + "\(n.ran) boundaries ran Quarry (\(n.served) served), \(n.masked) masked, \(n.refusals) refusals, "
-              + "perturb +\(n.perturbAllocations)/-\(n.perturbFrees)")
+        print(
+            "single-step \(scenario.name): \(n.steps) instructions stepped (\(Self.overhead) of them the TF wrappers), "
+                + "\(n.ran) boundaries ran Quarry (\(n.served) served), \(n.masked) masked, \(n.refusals) refusals, "
+                + "perturb +\(n.perturbAllocations)/-\(n.perturbFrees)")
         #expect(n.stray == 0, "\(scenario.name): traps outside the stepped call")
         #expect(n.steps == n.ran + n.masked)
         #expect(n.tfSet == n.steps - 1, "\(scenario.name): TF was not set in the interrupted context")
         #expect(n.steps >= stepFloor && n.steps > Self.overhead + 10, "\(scenario.name): too few instructions stepped")
-        #expect(n.ran > 0 && n.ran >= ranFloor, "\(scenario.name): the handler ran Quarry at only \(n.ran) boundaries (floor \(ranFloor))")
-        #expect(n.served >= ranFloor, "\(scenario.name): the handler got objects at only \(n.served) boundaries (floor \(ranFloor))")
+        #expect(
+            n.ran > 0 && n.ran >= ranFloor,
+            "\(scenario.name): the handler ran Quarry at only \(n.ran) boundaries (floor \(ranFloor))")
+        #expect(
+            n.served >= ranFloor,
+            "\(scenario.name): the handler got objects at only \(n.served) boundaries (floor \(ranFloor))")
     }
 }

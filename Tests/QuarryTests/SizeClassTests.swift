@@ -2,6 +2,7 @@
 // the relations of its table.
 
 import Testing
+
 @testable import Quarry
 
 @Suite struct SizeClassTests {
@@ -28,11 +29,14 @@ import Testing
     @Test func tableExcerpt() {
         // The documented start and end of the table (docs/design.md ("Malloc front")).
         let first = (0..<25).map { SizeClasses.size(ofClass: $0) }
-        #expect(first == [8, 16, 32, 48, 64, 80, 96, 112, 128,
-                          144, 160, 176, 192, 208, 224, 240, 256,
-                          288, 320, 352, 384, 416, 448, 480, 512])
-        #expect((65..<73).map { SizeClasses.size(ofClass: $0) } ==
-                [18432, 20480, 22528, 24576, 26624, 28672, 30720, 32768])
+        #expect(
+            first == [
+                8, 16, 32, 48, 64, 80, 96, 112, 128,
+                144, 160, 176, 192, 208, 224, 240, 256,
+                288, 320, 352, 384, 416, 448, 480, 512,
+            ])
+        #expect(
+            (65..<73).map { SizeClasses.size(ofClass: $0) } == [18432, 20480, 22528, 24576, 26624, 28672, 30720, 32768])
     }
 
     @Test func mallocAlignmentIsSixteenAboveEightBytes() {

@@ -1,6 +1,8 @@
-import Testing
-@testable import Quarry
 import QuarryScenarios
+import Testing
+
+@testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -79,10 +81,12 @@ import Glibc
         let arena = TestArena(size: 1 << 20)
         defer { arena.release() }
         let q = try arena.quarry()
-        let c = try q.createCache(name: "ctor", size: 32, constructor: { p in
-            p.storeBytes(of: 0xC0DE, toByteOffset: 8, as: UInt64.self)
-            constructed += 1
-        })
+        let c = try q.createCache(
+            name: "ctor", size: 32,
+            constructor: { p in
+                p.storeBytes(of: 0xC0DE, toByteOffset: 8, as: UInt64.self)
+                constructed += 1
+            })
         constructed = 0
         var ptrs: [UnsafeMutableRawPointer] = []
         for _ in 0..<10 { ptrs.append(try c.allocate()) }

@@ -4,6 +4,7 @@
 
 import Synchronization
 import Testing
+
 @testable import Quarry
 
 @Suite struct SpinLockedTests {
@@ -91,7 +92,8 @@ import Testing
         let object = try big.allocate()
         let onTail = UInt(bitPattern: object) + UInt(Geometry.pageSize)  // inside it, on the slab's second page
         guard case .success(.slab(let head)) = PageMap.lookup(onTail, in: heap),
-              case .success(let page) = big.locate(UInt(bitPattern: object)) else {
+            case .success(let page) = big.locate(UInt(bitPattern: object))
+        else {
             Issue.record("an address on a slab's tail page has no slab owner")
             return
         }

@@ -1,5 +1,7 @@
 import Testing
+
 @testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,7 +14,8 @@ import Glibc
     @Test func initializeTouchesOnlyTheHeader() throws {
         let size = 64 << 30
         guard let raw = mmap(nil, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
-              raw != MAP_FAILED else {
+            raw != MAP_FAILED
+        else {
             Issue.record("mmap failed")
             return
         }

@@ -3,9 +3,10 @@
 // Neighbours: HostPlatform (the platform and arena), every *Tests.swift file,
 // Tests/Scenarios (ScenarioChecks; TestRandom: the generator and the cookies).
 
-import Testing
-@testable import Quarry
 import QuarryScenarios
+import Testing
+
+@testable import Quarry
 
 /// A scenario's checks as `#expect`s: a failure names the check and where the test ran
 /// the scenario.

@@ -25,6 +25,7 @@
 
 import Quarry
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -128,7 +129,9 @@ enum ThreadPlatform: Platform {
         pthread_sigmask(SIG_UNBLOCK, &unblock, &v.pointee.savedSignalMask)
         let me = UInt(pthread_self())
         for slot in 0..<interruptTargetSlots
-        where interruptTargets[slot].compareExchange(expected: 0, desired: me, ordering: .acquiringAndReleasing).exchanged {
+        where interruptTargets[slot].compareExchange(expected: 0, desired: me, ordering: .acquiringAndReleasing)
+            .exchanged
+        {
             v.pointee.targetSlot = slot
             break
         }
@@ -168,8 +171,10 @@ enum ThreadPlatform: Platform {
     }
 
     /// Sets what an interrupt does on the calling CPU.
-    static func setInterruptBody(_ body: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?,
-                                 context: UnsafeMutableRawPointer?) {
+    static func setInterruptBody(
+        _ body: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?,
+        context: UnsafeMutableRawPointer?
+    ) {
         guard let v = current else { preconditionFailure("ThreadPlatform: this thread is not a virtual CPU") }
         let saved = disableInterrupts()
         v.pointee.body = body

@@ -4,6 +4,7 @@
 
 import Quarry
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,13 +25,15 @@ func runOnCPUs(_ count: Int, firstCPU: Int = 0, _ body: @escaping @Sendable (Int
         let start = Start(cpu: firstCPU + i, body: body)
         starts.append(start)
         var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            let start = Unmanaged<Start>.fromOpaque(raw!).takeUnretainedValue()
-            ThreadPlatform.register(cpu: start.cpu)
-            start.body(start.cpu)
-            start.interrupts = ThreadPlatform.unregister()
-            return nil
-        }, Unmanaged.passUnretained(start).toOpaque())
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                let start = Unmanaged<Start>.fromOpaque(raw!).takeUnretainedValue()
+                ThreadPlatform.register(cpu: start.cpu)
+                start.body(start.cpu)
+                start.interrupts = ThreadPlatform.unregister()
+                return nil
+            }, Unmanaged.passUnretained(start).toOpaque())
         precondition(rc == 0, "pthread_create")
         threads.append(thread)
     }
@@ -43,8 +46,10 @@ func runOnCPUs(_ count: Int, firstCPU: Int = 0, _ body: @escaping @Sendable (Int
 /// interrupt body needs made outside a handler, and the body itself), the timer starts
 /// once every CPU is warm, and stops once every `body(cpu)` has returned.
 @discardableResult
-func runOnCPUsWithTimer(_ count: Int, microseconds: Int, warmUp: @escaping @Sendable (Int) -> Void,
-                        _ body: @escaping @Sendable (Int) -> Void) -> [UInt] {
+func runOnCPUsWithTimer(
+    _ count: Int, microseconds: Int, warmUp: @escaping @Sendable (Int) -> Void,
+    _ body: @escaping @Sendable (Int) -> Void
+) -> [UInt] {
     let warmedUp = SpinBarrier(parties: count + 1)
     let done = SpinBarrier(parties: count + 1)
     let timer = Thread(cpu: nil) {

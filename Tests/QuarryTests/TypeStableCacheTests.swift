@@ -3,10 +3,12 @@
 // reused at once, and readers holding stale pointers always find an object of the type.
 // Neighbours: SlabCacheTests (ordinary caches), EpochReclaimerTests (deferred freeing).
 
-import Testing
-import Synchronization
-@testable import Quarry
 import QuarryScenarios
+import Synchronization
+import Testing
+
+@testable import Quarry
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -100,9 +102,11 @@ let typeTag: UInt = 0x7E57_AB1E
         let arena = TestArena(size: 4 << 20)
         defer { arena.release() }
         let q = try Quarry<EpochTestPlatform>.initialize(base: arena.base, size: arena.size)
-        let c = try q.createCache(name: "typesafe", size: 3 * MemoryLayout<UInt>.size, constructor: { p in
-            p.assumingMemoryBound(to: Atomic<UInt>.self).pointee.store(typeTag, ordering: .relaxed)
-        }, typeStable: true)
+        let c = try q.createCache(
+            name: "typesafe", size: 3 * MemoryLayout<UInt>.size,
+            constructor: { p in
+                p.assumingMemoryBound(to: Atomic<UInt>.self).pointee.store(typeTag, ordering: .relaxed)
+            }, typeStable: true)
         let slots = 16
         let table = UnsafeMutablePointer<Atomic<UInt>>.allocate(capacity: slots)
         for i in 0..<slots { (table + i).initialize(to: Atomic(0)) }
@@ -125,7 +129,7 @@ let typeTag: UInt = 0x7E57_AB1E
                     if fields[0].load(ordering: .relaxed) != typeTag { wrongType.add(1, ordering: .relaxed) }
                     _ = fields[1].load(ordering: .relaxed)
                     n += 1
-                    if n % 16 == 0 { sched_yield() }   // two vCPUs here: let the writers run
+                    if n % 16 == 0 { sched_yield() }  // two vCPUs here: let the writers run
                 }
                 reads.add(n, ordering: .relaxed)
                 return
@@ -136,7 +140,7 @@ let typeTag: UInt = 0x7E57_AB1E
                 let fields = p.assumingMemoryBound(to: Atomic<UInt>.self)
                 fields[1].store(UInt(t), ordering: .relaxed)
                 let old = table[i].exchange(UInt(bitPattern: p), ordering: .acquiringAndReleasing)
-                if old != 0 { try! c.free(UnsafeMutableRawPointer(bitPattern: old)) }   // at once
+                if old != 0 { try! c.free(UnsafeMutableRawPointer(bitPattern: old)) }  // at once
             }
             if t == 0 {
                 while reads.load(ordering: .relaxed) == 0 && !stop.load(ordering: .relaxed) { sched_yield() }

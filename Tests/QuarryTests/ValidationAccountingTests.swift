@@ -6,6 +6,7 @@
 // SafetyTests and CorruptionSurvivalTests (free-list and red-zone corruption).
 
 import Testing
+
 @testable import Quarry
 
 @Suite struct ValidationAccountingTests {
@@ -42,7 +43,10 @@ import Testing
         head.entry.carved = UInt32(c.geometry.objectsPerSlab + 1)
         let r = c.validate()
         #expect(r.total == 1 && r.accountingMismatches == 1)
-        #expect(r.first == ValidationFinding(error: .accountingMismatch, address: UInt(bitPattern: p) & ~UInt(Geometry.pageSize - 1)))
+        #expect(
+            r.first
+                == ValidationFinding(
+                    error: .accountingMismatch, address: UInt(bitPattern: p) & ~UInt(Geometry.pageSize - 1)))
         head.entry.carved = carved
         #expect(c.validate() == ValidationReport())
         try c.free(p)

@@ -105,8 +105,10 @@ public struct CacheStress<P: Platform> {
 
     /// Lays the state out in `memory` (`bytes(cpus:listCapacity:)` bytes, word-aligned,
     /// owned by the caller until after `finish`). Add the caches with `add` before `run`.
-    public init(quarry: Quarry<P>, handlerCache: SlabCache<P>, memory: UnsafeMutableRawPointer,
-                configuration: Configuration) {
+    public init(
+        quarry: Quarry<P>, handlerCache: SlabCache<P>, memory: UnsafeMutableRawPointer,
+        configuration: Configuration
+    ) {
         self.quarry = quarry
         self.handlerCache = handlerCache
         base = memory
@@ -305,13 +307,15 @@ public struct CacheStress<P: Platform> {
         checks.checkEqual("cache stress: cookie mismatches", report.mismatches, 0)
         checks.checkEqual("cache stress: unexpected errors", report.unexpected, 0)
         checks.checkEqual("cache stress: allocations out of memory", report.outOfMemory, 0)
-        checks.checkEqual("cache stress: every operation ran", report.operations,
-                          configuration.cpus * configuration.operationsPerCPU)
+        checks.checkEqual(
+            "cache stress: every operation ran", report.operations,
+            configuration.cpus * configuration.operationsPerCPU)
         checks.check("cache stress: objects were freed out of the mailbox", report.mailboxFrees > 0, "none")
         checks.checkEqual("cache stress: handler failures", report.handlerFailures, 0)
         if configuration.interrupts {
-            checks.checkEqual("cache stress: every CPU's timer handler allocated", report.cpusWithHandlerAllocations,
-                              configuration.cpus)
+            checks.checkEqual(
+                "cache stress: every CPU's timer handler allocated", report.cpusWithHandlerAllocations,
+                configuration.cpus)
         }
         return report
     }

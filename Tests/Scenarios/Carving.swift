@@ -13,8 +13,9 @@ public enum CarvingScenario<P: Platform> {
 
     public static func run<C: ScenarioChecks>(_ q: Quarry<P>, _ checks: C) {
         guard let plain = try? q.createCache(name: "carve-plain", size: 64),
-              let shuffled = try? q.createCache(name: "carve-shuffled", size: 64,
-                                                options: CacheOptions(randomizeFreeSlots: true))
+            let shuffled = try? q.createCache(
+                name: "carve-shuffled", size: 64,
+                options: CacheOptions(randomizeFreeSlots: true))
         else { return checks.check("carving: set-up", false, "create failed") }
         let s = shuffled.statistics
         let n = s.objectsPerSlab
@@ -61,8 +62,9 @@ public enum CarvingScenario<P: Platform> {
             i += 1
         }
         checks.checkEqual("carving: a plain cache carves in address order", ascending, n - 1)
-        checks.check("carving: a randomized cache carves a slab in a permutation of its objects",
-                     descending > 0 && distinct && high1 - low1 < UInt(s.pagesPerSlab * 4096), "not a permutation of one slab")
+        checks.check(
+            "carving: a randomized cache carves a slab in a permutation of its objects",
+            descending > 0 && distinct && high1 - low1 < UInt(s.pagesPerSlab * 4096), "not a permutation of one slab")
         var sameOrder = true
         i = 0
         while i < n {

@@ -38,8 +38,9 @@ public enum ColouringScenario<P: Platform> {
             if Int(firsts[j] & 4095) != (j % s.colors) * 64 { rotation = false }
             j += 1
         }
-        checks.check("colouring: slabs take the colours in cache-line steps, in turn, and wrap",
-                     s.colors > 1 && rotation && firsts[s.colors] & 4095 == firsts[0] & 4095, "wrong colour")
+        checks.check(
+            "colouring: slabs take the colours in cache-line steps, in turn, and wrap",
+            s.colors > 1 && rotation && firsts[s.colors] & 4095 == firsts[0] & 4095, "wrong colour")
         checks.checkEqual("colouring: no object crosses its slab's end", crossing, 0)
         while chain != 0 {
             // Sound: an object of this cache, allocated above, holding the next link.

@@ -20,8 +20,9 @@ public enum CorruptionScenario<P: Platform> {
         freeTwiceAndInterior(q, checks)
         q.setErrorHook(nil)
         q.checkInvariants()
-        checks.check("corruption: validate finds nothing in the whole heap after every scenario",
-                     q.validate() == nil, "a finding")
+        checks.check(
+            "corruption: validate finds nothing in the whole heap after every scenario",
+            q.validate() == nil, "a finding")
     }
 
     /// A high byte of the link word flipped: the decoded link leaves the slab.
@@ -37,8 +38,8 @@ public enum CorruptionScenario<P: Platform> {
     public static func flippedLink<C: ScenarioChecks>(_ q: Quarry<P>, _ checks: C) {
         ErrorHookRecorder.reset()
         guard let c = try? q.createCache(name: "corrupt-link", size: 48),
-              let o0 = try? c.allocate(), let o1 = try? c.allocate(), let o2 = try? c.allocate(),
-              let o3 = try? c.allocate()
+            let o0 = try? c.allocate(), let o1 = try? c.allocate(), let o2 = try? c.allocate(),
+            let o3 = try? c.allocate()
         else { return checks.check("corruption: flipped link: set-up", false, "allocation failed") }
         _ = try? c.free(o0)
         _ = try? c.free(o1)
@@ -57,19 +58,22 @@ public enum CorruptionScenario<P: Platform> {
         }
         flipByte(head)
         let found = c.validate()
-        checks.check("corruption: flipped link: validate counts exactly one corrupt list and reports nothing",
-                     found.corruptFreeLists == 1 && found.total == 1 && ErrorHookRecorder.calls == 0, "wrong count")
+        checks.check(
+            "corruption: flipped link: validate counts exactly one corrupt list and reports nothing",
+            found.corruptFreeLists == 1 && found.total == 1 && ErrorHookRecorder.calls == 0, "wrong count")
         flipByte(head)
         checks.checkEqual("corruption: flipped link repaired: validate finds nothing", c.validate().total, 0)
         flipByte(head)
         var refusedWith: QuarryError? = nil
         do throws(QuarryError) { _ = try c.allocate() } catch { refusedWith = error }
-        checks.check("corruption: flipped link: the allocation is refused, reported once, counted once",
-                     refusedWith == .corruptFreeList && ErrorHookRecorder.reportedOnce(.corruptFreeList)
-                        && c.statistics.count(of: .corruptFreeList) == 1, "wrong report")
+        checks.check(
+            "corruption: flipped link: the allocation is refused, reported once, counted once",
+            refusedWith == .corruptFreeList && ErrorHookRecorder.reportedOnce(.corruptFreeList)
+                && c.statistics.count(of: .corruptFreeList) == 1, "wrong report")
         let s = c.statistics
-        checks.check("corruption: flipped link: slab quarantined, every free object of it counted as leaked",
-                     s.quarantinedSlabs == 1 && s.leakedObjects == listed, "wrong quarantine")
+        checks.check(
+            "corruption: flipped link: slab quarantined, every free object of it counted as leaked",
+            s.quarantinedSlabs == 1 && s.leakedObjects == listed, "wrong quarantine")
         checks.checkEqual("corruption: flipped link: validate then finds nothing", c.validate().total, 0)
         q.checkInvariants()
         // The cache serves on from other slabs.
@@ -84,8 +88,9 @@ public enum CorruptionScenario<P: Platform> {
             _ = try? c.free(UnsafeMutableRawPointer(bitPattern: objects[i]))
             i += 1
         }
-        checks.check("corruption: flipped link: 64 objects served after, one report in all",
-                     served == 64 && ErrorHookRecorder.calls == 1, "refused or reported again")
+        checks.check(
+            "corruption: flipped link: 64 objects served after, one report in all",
+            served == 64 && ErrorHookRecorder.calls == 1, "refused or reported again")
         checks.checkEqual("corruption: flipped link: cache destroyed, quarantined slab and all", c.destroy(), 0)
     }
 
@@ -94,18 +99,20 @@ public enum CorruptionScenario<P: Platform> {
     public static func writePastObject<C: ScenarioChecks>(_ q: Quarry<P>, _ checks: C) {
         ErrorHookRecorder.reset()
         guard let c = try? q.createCache(name: "corrupt-rz", size: 24, options: CacheOptions(redZone: 8)),
-              let p = try? c.allocate(), let other = try? c.allocate()
+            let p = try? c.allocate(), let other = try? c.allocate()
         else { return checks.check("corruption: red zone: set-up", false, "allocation failed") }
         checks.checkEqual("corruption: red zone: 24 bytes and an 8-byte red zone make 32", c.objectSize, 32)
         p.storeBytes(of: 0, toByteOffset: 24, as: UInt8.self)
         let found = c.validate()
-        checks.check("corruption: write past an object: validate counts one red zone",
-                     found.redZoneDamaged == 1 && found.total == 1, "wrong count")
+        checks.check(
+            "corruption: write past an object: validate counts one red zone",
+            found.redZoneDamaged == 1 && found.total == 1, "wrong count")
         _ = try? c.free(p)
-        checks.check("corruption: write past an object: the free reports it once, with the address, counted once",
-                     ErrorHookRecorder.reportedOnce(.redZoneOverwritten)
-                        && ErrorHookRecorder.lastAddress == UInt(bitPattern: p)
-                        && c.statistics.count(of: .redZoneOverwritten) == 1, "wrong report")
+        checks.check(
+            "corruption: write past an object: the free reports it once, with the address, counted once",
+            ErrorHookRecorder.reportedOnce(.redZoneOverwritten)
+                && ErrorHookRecorder.lastAddress == UInt(bitPattern: p)
+                && c.statistics.count(of: .redZoneOverwritten) == 1, "wrong report")
         checks.checkEqual("corruption: red zone restored by the free: validate finds nothing", c.validate().total, 0)
         _ = try? c.free(other)
         checks.checkEqual("corruption: red zone: an intact neighbour reports nothing", ErrorHookRecorder.calls, 1)
@@ -118,25 +125,29 @@ public enum CorruptionScenario<P: Platform> {
     public static func writeAfterFree<C: ScenarioChecks>(_ q: Quarry<P>, _ checks: C) {
         ErrorHookRecorder.reset()
         guard let c = try? q.createCache(name: "corrupt-poison", size: 40, options: CacheOptions(poison: true)),
-              let p = try? c.allocate()
+            let p = try? c.allocate()
         else { return checks.check("corruption: poison: set-up", false, "allocation failed") }
         _ = try? c.free(p)  // poisoned, then into this CPU's magazine
         p.storeBytes(of: 1, toByteOffset: 16, as: UInt8.self)
         let found = c.validate()
-        checks.check("corruption: write after free: validate counts one poisoned object",
-                     found.poisonDamaged == 1 && found.total == 1, "wrong count")
+        checks.check(
+            "corruption: write after free: validate counts one poisoned object",
+            found.poisonDamaged == 1 && found.total == 1, "wrong count")
         let again = try? c.allocate()
-        checks.check("corruption: write after free: the next allocation (the same object) reports it once, counted once",
-                     again == p && ErrorHookRecorder.reportedOnce(.useAfterFree)
-                        && c.statistics.count(of: .useAfterFree) == 1, "wrong report")
+        checks.check(
+            "corruption: write after free: the next allocation (the same object) reports it once, counted once",
+            again == p && ErrorHookRecorder.reportedOnce(.useAfterFree)
+                && c.statistics.count(of: .useAfterFree) == 1, "wrong report")
         checks.checkEqual("corruption: write after free: validate then finds nothing", c.validate().total, 0)
         _ = try? c.free(again)
         c.drainCPU()
-        checks.checkEqual("corruption: poisoned object on its slab's free list: validate finds nothing",
-                          c.validate().total, 0)
+        checks.checkEqual(
+            "corruption: poisoned object on its slab's free list: validate finds nothing",
+            c.validate().total, 0)
         p.storeBytes(of: 2, toByteOffset: 24, as: UInt8.self)
-        checks.checkEqual("corruption: write after free on the slab free list: validate counts it",
-                          c.validate().poisonDamaged, 1)
+        checks.checkEqual(
+            "corruption: write after free on the slab free list: validate counts it",
+            c.validate().poisonDamaged, 1)
         p.storeBytes(of: CacheOptions.poisonByte, toByteOffset: 24, as: UInt8.self)  // repair
         checks.checkEqual("corruption: poison repaired: validate finds nothing", c.validate().total, 0)
         checks.checkEqual("corruption: poison: one report in all", ErrorHookRecorder.calls, 1)
@@ -147,9 +158,11 @@ public enum CorruptionScenario<P: Platform> {
     /// report each, counted, and the cache intact.
     public static func freeTwiceAndInterior<C: ScenarioChecks>(_ q: Quarry<P>, _ checks: C) {
         ErrorHookRecorder.reset()
-        guard let c = try? q.createCache(name: "corrupt-debug", size: 40,
-                                         options: CacheOptions(poison: true, redZone: 16)),
-              let p = try? c.allocate()
+        guard
+            let c = try? q.createCache(
+                name: "corrupt-debug", size: 40,
+                options: CacheOptions(poison: true, redZone: 16)),
+            let p = try? c.allocate()
         else { return checks.check("corruption: debug cache: set-up", false, "allocation failed") }
         var interior: QuarryError? = nil
         do throws(QuarryError) { try c.free(p + 8) } catch { interior = error }
@@ -157,10 +170,11 @@ public enum CorruptionScenario<P: Platform> {
         do throws(QuarryError) { try c.free(p) } catch { first = error }
         var second: QuarryError? = nil
         do throws(QuarryError) { try c.free(p) } catch { second = error }
-        checks.check("corruption: debug cache: interior free and double free refused, one report each, counted",
-                     interior == .interiorPointer && first == nil && second == .doubleFree
-                        && ErrorHookRecorder.count(.interiorPointer) == 1 && ErrorHookRecorder.count(.doubleFree) == 1
-                        && ErrorHookRecorder.calls == 2 && c.statistics.errors == 2, "wrong reports")
+        checks.check(
+            "corruption: debug cache: interior free and double free refused, one report each, counted",
+            interior == .interiorPointer && first == nil && second == .doubleFree
+                && ErrorHookRecorder.count(.interiorPointer) == 1 && ErrorHookRecorder.count(.doubleFree) == 1
+                && ErrorHookRecorder.calls == 2 && c.statistics.errors == 2, "wrong reports")
         checks.checkEqual("corruption: debug cache after the refusals: validate finds nothing", c.validate().total, 0)
         checks.checkEqual("corruption: debug cache destroyed", c.destroy(), 0)
     }

@@ -208,14 +208,15 @@ public struct CorruptionSurvival<P: Platform> {
     /// `run` through the cache's own `allocate` and `free`.
     public mutating func run(_ damage: FreeLinkDamage, allocations: Int) -> SurvivalReport {
         let cache = self.cache
-        return run(damage, allocations: allocations,
-                   allocate: { () -> Result<UnsafeMutableRawPointer, QuarryError> in
-                       do throws(QuarryError) { return .success(try cache.allocate()) } catch { return .failure(error) }
-                   },
-                   free: { p in
-                       do throws(QuarryError) { try cache.free(p) } catch { return error }
-                       return nil
-                   })
+        return run(
+            damage, allocations: allocations,
+            allocate: { () -> Result<UnsafeMutableRawPointer, QuarryError> in
+                do throws(QuarryError) { return .success(try cache.allocate()) } catch { return .failure(error) }
+            },
+            free: { p in
+                do throws(QuarryError) { try cache.free(p) } catch { return error }
+                return nil
+            })
     }
 
     /// Finds a free object `b` on a free list whose left neighbour `a` is live (and,

@@ -37,8 +37,10 @@ public struct EpochReuse<P: Platform> {
 
     /// `state` (initialised) and `held` (at least 64 words) are the caller's, alive until
     /// after `finish`; `cache` is only this scenario's.
-    public init(reclaimer: EpochReclaimer<P>, cache: SlabCache<P>, state: UnsafeMutablePointer<EpochReuseState>,
-                held: UnsafeMutableBufferPointer<UInt>, rounds: Int, writer: Int, reader: Int) {
+    public init(
+        reclaimer: EpochReclaimer<P>, cache: SlabCache<P>, state: UnsafeMutablePointer<EpochReuseState>,
+        held: UnsafeMutableBufferPointer<UInt>, rounds: Int, writer: Int, reader: Int
+    ) {
         precondition(held.count >= 64 && writer != reader, "EpochReuse: a writer, a reader, room for 64 objects")
         self.reclaimer = reclaimer
         self.cache = cache
@@ -67,7 +69,9 @@ public struct EpochReuse<P: Platform> {
             s.pointee.slot.store(UInt(bitPattern: x), ordering: .releasing)
             while s.pointee.insideRound.load(ordering: .acquiring) != round { P.pause() }
             s.pointee.slot.store(0, ordering: .releasing)  // unlink, then retire
-            do throws(QuarryError) { try r.retire(x, to: cache) } catch { s.pointee.unexpected.add(1, ordering: .relaxed) }
+            do throws(QuarryError) { try r.retire(x, to: cache) } catch {
+                s.pointee.unexpected.add(1, ordering: .relaxed)
+            }
             // Allocate and poll until `x` comes back: it may only come back once the
             // reader has left, which it does after the first 32 allocations. `x` is the
             // newest object of this CPU's backlog, which is freed oldest first: the
@@ -141,13 +145,17 @@ public struct EpochReuse<P: Platform> {
     /// object and checks the cache is empty.
     public func finish<C: ScenarioChecks>(_ checks: C) {
         let s = state
-        checks.checkEqual("epoch reuse: no object handed out again while its reader was inside",
-                          s.pointee.violations.load(ordering: .relaxed), 0)
-        checks.checkEqual("epoch reuse: the reader always found its object's cookie intact",
-                          s.pointee.cookieFailures.load(ordering: .relaxed), 0)
-        checks.checkEqual("epoch reuse: every object came back once its reader left",
-                          s.pointee.reused.load(ordering: .relaxed), rounds)
-        checks.checkEqual("epoch reuse: no allocation, retire or free refused", s.pointee.unexpected.load(ordering: .relaxed), 0)
+        checks.checkEqual(
+            "epoch reuse: no object handed out again while its reader was inside",
+            s.pointee.violations.load(ordering: .relaxed), 0)
+        checks.checkEqual(
+            "epoch reuse: the reader always found its object's cookie intact",
+            s.pointee.cookieFailures.load(ordering: .relaxed), 0)
+        checks.checkEqual(
+            "epoch reuse: every object came back once its reader left",
+            s.pointee.reused.load(ordering: .relaxed), rounds)
+        checks.checkEqual(
+            "epoch reuse: no allocation, retire or free refused", s.pointee.unexpected.load(ordering: .relaxed), 0)
         reclaimer.synchronize()
         checks.checkEqual("epoch reuse: the cache is empty after the last grace period", cache.activeObjects, 0)
     }

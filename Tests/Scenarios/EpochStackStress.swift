@@ -101,7 +101,8 @@ public struct EpochStackStress<P: Platform> {
             cpu += 1
         }
         let words = 2 * Self.bitmapWords(configuration.cpus, configuration.valueBits)
-        let bits = (memory + configuration.cpus * Self.countersStride).bindMemory(to: Atomic<UInt32>.self, capacity: words)
+        let bits = (memory + configuration.cpus * Self.countersStride).bindMemory(
+            to: Atomic<UInt32>.self, capacity: words)
         var i = 0
         while i < words {
             (bits + i).initialize(to: Atomic<UInt32>(0))
@@ -266,13 +267,16 @@ public struct EpochStackStress<P: Platform> {
         checks.checkEqual("epoch stress: no reader saw a freed node (cookies)", stack.cookieMismatches, 0)
         checks.checkEqual("epoch stress: every pop retired its node", Int(s.retired), pops)
         if configuration.interrupts {
-            checks.check("epoch stress: the interrupt handlers pushed and popped",
-                         report.handlerPushes + report.handlerPops > 0, "no handler work")
+            checks.check(
+                "epoch stress: the interrupt handlers pushed and popped",
+                report.handlerPushes + report.handlerPops > 0, "no handler work")
         }
-        checks.check("epoch stress: no CPU held more retired nodes than the bound", s.highWater <= s.capacity,
-                     "high water above the bound")
-        checks.checkEqual("epoch stress: every retired node was freed or is pending",
-                          Int(s.retired) - Int(s.freed), s.pending)
+        checks.check(
+            "epoch stress: no CPU held more retired nodes than the bound", s.highWater <= s.capacity,
+            "high water above the bound")
+        checks.checkEqual(
+            "epoch stress: every retired node was freed or is pending",
+            Int(s.retired) - Int(s.freed), s.pending)
         checks.checkEqual("epoch stress: no retired node's free was refused", Int(s.freeErrors), 0)
         return report
     }

@@ -63,8 +63,10 @@ public struct EpochStall<P: Platform> {
     /// `state` is the caller's, initialised, alive until after `finish`. Install
     /// `EpochStallRecorder.hook` as the reclaimer's stall hook and call
     /// `EpochStallRecorder.reset(watching: reader)` before the run.
-    public init(stack: LockFreeStack<P>, state: UnsafeMutablePointer<EpochStallState>, cpus: Int, reader: Int,
-                maxWaits: Int) {
+    public init(
+        stack: LockFreeStack<P>, state: UnsafeMutablePointer<EpochStallState>, cpus: Int, reader: Int,
+        maxWaits: Int
+    ) {
         precondition(cpus >= 2 && reader < cpus, "EpochStall: a reader and at least one other CPU")
         self.stack = stack
         self.state = state
@@ -122,20 +124,27 @@ public struct EpochStall<P: Platform> {
     public func finish<C: ScenarioChecks>(_ checks: C) {
         let s = state
         let r = stack.reclaimer.statistics
-        checks.checkEqual("epoch stall: every other CPU was refused while the reader stayed inside",
-                          s.pointee.refusedCPUs.load(ordering: .relaxed), cpus - 1)
-        checks.checkEqual("epoch stall: the reader did not wait in vain", s.pointee.timedOut.load(ordering: .relaxed), 0)
-        checks.checkEqual("epoch stall: the reader was the stalling CPU while inside",
-                          s.pointee.readerNotNamed.load(ordering: .relaxed), 0)
-        checks.checkEqual("epoch stall: backlogs never passed the bound", s.pointee.overBound.load(ordering: .relaxed), 0)
-        checks.check("epoch stall: the high-water mark stayed within the bound", r.highWater <= r.capacity,
-                     "above the bound")
-        checks.check("epoch stall: each refusal counted as a stall and reported through the hook",
-                     Int(r.stalls) >= s.pointee.refusals.load(ordering: .relaxed) && r.stalls > 0
-                        && Int(r.stalls) == EpochStallRecorder.calls.load(ordering: .relaxed),
-                     "stall counter and hook disagree")
-        checks.check("epoch stall: the hook named the reader",
-                     EpochStallRecorder.watchedCalls.load(ordering: .relaxed) > 0, "never named")
+        checks.checkEqual(
+            "epoch stall: every other CPU was refused while the reader stayed inside",
+            s.pointee.refusedCPUs.load(ordering: .relaxed), cpus - 1)
+        checks.checkEqual(
+            "epoch stall: the reader did not wait in vain", s.pointee.timedOut.load(ordering: .relaxed), 0)
+        checks.checkEqual(
+            "epoch stall: the reader was the stalling CPU while inside",
+            s.pointee.readerNotNamed.load(ordering: .relaxed), 0)
+        checks.checkEqual(
+            "epoch stall: backlogs never passed the bound", s.pointee.overBound.load(ordering: .relaxed), 0)
+        checks.check(
+            "epoch stall: the high-water mark stayed within the bound", r.highWater <= r.capacity,
+            "above the bound")
+        checks.check(
+            "epoch stall: each refusal counted as a stall and reported through the hook",
+            Int(r.stalls) >= s.pointee.refusals.load(ordering: .relaxed) && r.stalls > 0
+                && Int(r.stalls) == EpochStallRecorder.calls.load(ordering: .relaxed),
+            "stall counter and hook disagree")
+        checks.check(
+            "epoch stall: the hook named the reader",
+            EpochStallRecorder.watchedCalls.load(ordering: .relaxed) > 0, "never named")
         checks.checkEqual("epoch stall: no reader saw a freed node (cookies)", stack.cookieMismatches, 0)
     }
 }

@@ -26,8 +26,10 @@ public enum MisuseScenario<P: Platform> {
             q.forEachCache { c in
                 let s = c.statistics
                 caches += 1
-                let values: InlineArray<6, UInt64> = [UInt64(s.activeObjects), UInt64(s.cachedObjects), s.allocations,
-                                                      s.frees, UInt64(s.slabs), UInt64(s.partialSlabs)]
+                let values: InlineArray<6, UInt64> = [
+                    UInt64(s.activeObjects), UInt64(s.cachedObjects), s.allocations,
+                    s.frees, UInt64(s.slabs), UInt64(s.partialSlabs),
+                ]
                 var i = 0
                 while i < 6 {
                     mix = (mix ^ values[i]) &* 0x100_0000_01B3  // FNV-1a, a word at a time
@@ -72,8 +74,9 @@ public enum MisuseScenario<P: Platform> {
         refused("misuse: a reclaimer with 2^20 retired slots is refused: size too large", .sizeTooLarge, checks) {
             () throws(QuarryError) in _ = try q.createReclaimer(retiredPerCPU: 1 << 20)
         }
-        checks.check("misuse: refused creations change nothing, leave no cache behind",
-                     Snapshot(q) == before && q.cacheCount == caches, "the heap changed")
+        checks.check(
+            "misuse: refused creations change nothing, leave no cache behind",
+            Snapshot(q) == before && q.cacheCount == caches, "the heap changed")
     }
 
     /// Every free the heap must refuse, through the per-CPU path (magazines loaded):
@@ -85,9 +88,9 @@ public enum MisuseScenario<P: Platform> {
     /// ErrorHookRecorder.hook for the run and removes it after.
     public static func free<C: ScenarioChecks>(_ q: Quarry<P>, base: UnsafeMutableRawPointer, size: Int, _ checks: C) {
         guard let a = try? q.createCache(name: "misuse-a", size: 40),
-              let b = try? q.createCache(name: "misuse-b", size: 40),
-              let w0 = try? a.allocate(), let w1 = try? a.allocate(), let w2 = try? a.allocate(),
-              let w3 = try? a.allocate(), let w4 = try? a.allocate(), let pb = try? b.allocate()
+            let b = try? q.createCache(name: "misuse-b", size: 40),
+            let w0 = try? a.allocate(), let w1 = try? a.allocate(), let w2 = try? a.allocate(),
+            let w3 = try? a.allocate(), let w4 = try? a.allocate(), let pb = try? b.allocate()
         else {
             return checks.check("misuse: set-up", false, "allocation failed")
         }
@@ -103,24 +106,30 @@ public enum MisuseScenario<P: Platform> {
         let heapBefore = Snapshot(q)
         var local: UInt64 = 0
         withUnsafeMutablePointer(to: &local) { p in
-            refusedFree("misuse: free outside the arena: refused, counted, hooked once", .outsideArena,
-                        UnsafeMutableRawPointer(p), a, checks)
+            refusedFree(
+                "misuse: free outside the arena: refused, counted, hooked once", .outsideArena,
+                UnsafeMutableRawPointer(p), a, checks)
         }
-        refusedFree("misuse: free into the metadata: refused, counted, hooked once", .metadataPointer,
-                    base + 64, a, checks)
-        refusedFree("misuse: free of a page no slab owns: refused, counted, hooked once", .freePage,
-                    base + (size - 4096), a, checks)
-        refusedFree("misuse: free of an interior pointer: refused, counted, hooked once", .interiorPointer,
-                    pa + 8, a, checks)
-        refusedFree("misuse: free of a misaligned pointer: refused, counted, hooked once", .misaligned,
-                    pa + 1, a, checks)
+        refusedFree(
+            "misuse: free into the metadata: refused, counted, hooked once", .metadataPointer,
+            base + 64, a, checks)
+        refusedFree(
+            "misuse: free of a page no slab owns: refused, counted, hooked once", .freePage,
+            base + (size - 4096), a, checks)
+        refusedFree(
+            "misuse: free of an interior pointer: refused, counted, hooked once", .interiorPointer,
+            pa + 8, a, checks)
+        refusedFree(
+            "misuse: free of a misaligned pointer: refused, counted, hooked once", .misaligned,
+            pa + 1, a, checks)
         refusedFree("misuse: free into the wrong cache: refused, counted, hooked once", .wrongCache, pb, a, checks)
         refusedFree("misuse: double free: refused, counted, hooked once", .doubleFree, gone, a, checks)
         checks.checkEqual("misuse: seven refused frees counted as errors", Int(a.statistics.errors - errorsBefore), 7)
         checks.check("misuse: refused frees change nothing in the heap", Snapshot(q) == heapBefore, "the heap changed")
         q.setErrorHook(nil)
-        checks.check("misuse: validate after the refusals finds nothing",
-                     a.validate().total == 0 && b.validate().total == 0 && q.validate() == nil, "a finding")
+        checks.check(
+            "misuse: validate after the refusals finds nothing",
+            a.validate().total == 0 && b.validate().total == 0 && q.validate() == nil, "a finding")
         q.checkInvariants()
         var freedAfter = true
         do throws(QuarryError) {
@@ -130,8 +139,9 @@ public enum MisuseScenario<P: Platform> {
         } catch {
             freedAfter = false
         }
-        checks.check("misuse: a nil free is a no-op; the objects named by refused calls free normally",
-                     freedAfter, "refused")
+        checks.check(
+            "misuse: a nil free is a no-op; the objects named by refused calls free normally",
+            freedAfter, "refused")
         refused("misuse: freeing one of them again is a double free", .doubleFree, checks) { () throws(QuarryError) in
             try a.free(pa)
         }
@@ -165,12 +175,14 @@ public enum MisuseScenario<P: Platform> {
             checks.check(name, false, "accepted")
         } catch {
             let after = cache.statistics
-            checks.check(name, error == expected && after.count(of: expected) == before.count(of: expected) + 1
-                            && ErrorHookRecorder.reportedOnce(expected)
-                            && ErrorHookRecorder.lastCache == cache.handle
-                            && ErrorHookRecorder.lastAddress == UInt(bitPattern: pointer)
-                            && after.cachedObjects == before.cachedObjects && after.frees == before.frees,
-                         "wrong error, count or report, or an object entered a magazine")
+            checks.check(
+                name,
+                error == expected && after.count(of: expected) == before.count(of: expected) + 1
+                    && ErrorHookRecorder.reportedOnce(expected)
+                    && ErrorHookRecorder.lastCache == cache.handle
+                    && ErrorHookRecorder.lastAddress == UInt(bitPattern: pointer)
+                    && after.cachedObjects == before.cachedObjects && after.frees == before.frees,
+                "wrong error, count or report, or an object entered a magazine")
         }
     }
 }

@@ -27,12 +27,14 @@ public enum OutOfMemoryScenario<P: Platform> {
                 break
             }
         }
-        checks.check("out of memory: a full arena refuses with .outOfMemory, not a trap", refusal == .outOfMemory,
-                     "no refusal, or another error")
+        checks.check(
+            "out of memory: a full arena refuses with .outOfMemory, not a trap", refusal == .outOfMemory,
+            "no refusal, or another error")
         let pages = q.pageStatistics
         checks.checkEqual("out of memory: every page in use before refusing", pages.pagesInUse, pages.pageCount)
-        checks.checkEqual("out of memory: every object of the cache handed out before refusing", n,
-                          c.statistics.totalObjects)
+        checks.checkEqual(
+            "out of memory: every object of the cache handed out before refusing", n,
+            c.statistics.totalObjects)
         checks.checkEqual("out of memory: the refusal counted once", Int(c.statistics.failures), 1)
         // A new cache's first slab and a multi-page slab cannot come from a full arena either.
         refused("out of memory: a new cache's first object is refused", checks) { () throws(QuarryError) in
@@ -96,8 +98,9 @@ public enum OutOfMemoryScenario<P: Platform> {
                 refusal = error
             }
         }
-        checks.check("out of memory: creating a cache when the cache of caches needs a page is refused",
-                     refusal == .outOfMemory, "no refusal, or another error")
+        checks.check(
+            "out of memory: creating a cache when the cache of caches needs a page is refused",
+            refusal == .outOfMemory, "no refusal, or another error")
         q.checkInvariants()
         var leaked = 0
         var i = 0

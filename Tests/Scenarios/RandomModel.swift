@@ -86,9 +86,10 @@ public struct RandomModel<P: Platform> {
         while count > 0 { free(count - 1, misuse: false) }
         while cacheCount > 0 { destroyCache(cacheCount - 1) }
         quarry.checkInvariants()
-        checks.check("random model: ran, caches created and destroyed, objects allocated",
-                     report.allocations > 0 && report.cachesCreated > 4 && report.cachesDestroyed == report.cachesCreated,
-                     "nothing ran")
+        checks.check(
+            "random model: ran, caches created and destroyed, objects allocated",
+            report.allocations > 0 && report.cachesCreated > 4 && report.cachesDestroyed == report.cachesCreated,
+            "nothing ran")
         checks.checkEqual("random model: cookie mismatches", report.mismatches, 0)
         checks.checkEqual("random model: misaligned objects", report.misaligned, 0)
         checks.checkEqual("random model: overlapping live objects", report.overlaps, 0)

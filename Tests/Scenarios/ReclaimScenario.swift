@@ -137,7 +137,8 @@ public struct ReclaimScenario<P: Platform> {
             (memory + Self.handlerOffset(cpus) + cpu * Self.handlerStride)
                 .bindMemory(to: ReclaimScenarioHandler.self, capacity: 1)
                 .initialize(to: ReclaimScenarioHandler(random: Self.generator(configuration.seed, 0xA5A5, cpu)))
-            (memory + Self.listOffset(cpus) + cpu * Self.listBytes).bindMemory(to: UInt.self, capacity: 2 * Self.listCapacity)
+            (memory + Self.listOffset(cpus) + cpu * Self.listBytes).bindMemory(
+                to: UInt.self, capacity: 2 * Self.listCapacity)
             cpu += 1
         }
         let mailbox = (memory + Self.mailboxOffset(cpus)).bindMemory(to: Atomic<UInt>.self, capacity: Self.mailboxSlots)
@@ -186,7 +187,8 @@ public struct ReclaimScenario<P: Platform> {
 
     /// Bytes a block of `size` really takes: its class size, or whole pages.
     static func usable(_ size: Int) -> Int {
-        size <= SizeClasses.largest ? SizeClasses.size(ofClass: SizeClasses.index(forSize: size))
+        size <= SizeClasses.largest
+            ? SizeClasses.size(ofClass: SizeClasses.index(forSize: size))
             : (size + 4095) & ~4095
     }
 
@@ -239,7 +241,9 @@ public struct ReclaimScenario<P: Platform> {
     private func free(_ address: UInt, _ bytes: Int, _ c: UnsafeMutablePointer<ReclaimScenarioCounters>) {
         // Sound: a block this scenario allocated and still owns.
         let p = UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
-        if !Cookie.check(p, size: bytes, key: UInt(configuration.seed)) { c.pointee.mismatches.wrappingAdd(1, ordering: .relaxed) }
+        if !Cookie.check(p, size: bytes, key: UInt(configuration.seed)) {
+            c.pointee.mismatches.wrappingAdd(1, ordering: .relaxed)
+        }
         do throws(QuarryError) {
             try quarry.front.free(p)
             release(bytes)
