@@ -71,9 +71,43 @@ public enum CarvingScenario<P: Platform> {
             if first[i] - low1 != second[i] - low2 { sameOrder = false }
             i += 1
         }
+        // Two slabs draw the same permutation by chance with probability about
+        // 1 / (4 × objectsPerSlab) (4 steps, a start below the capacity): then up to
+        // `capacity / n` more slabs are carved and each compared with the first, so a
+        // false failure needs every one of them to repeat it.
+        var extra = InlineArray<512, UInt>(repeating: 0)
+        var extraCount = 0
+        while sameOrder && allocated && extraCount + n <= capacity {
+            var low = UInt.max
+            i = 0
+            while i < n {
+                guard let b = try? shuffled.allocate() else {
+                    allocated = false
+                    break
+                }
+                extra[extraCount + i] = UInt(bitPattern: b)
+                low = min(low, UInt(bitPattern: b))
+                i += 1
+            }
+            guard allocated else {
+                extraCount += i  // freed below with the rest
+                break
+            }
+            i = 0
+            while i < n {
+                if first[i] - low1 != extra[extraCount + i] - low { sameOrder = false }
+                i += 1
+            }
+            extraCount += n
+        }
         checks.check("carving: the next slab is carved in another permutation", !sameOrder || n < 4, "the same order")
         q.checkInvariants()
         checks.checkEqual("carving: validate accepts exactly the carved objects", shuffled.validate().total, 0)
+        i = 0
+        while i < extraCount {
+            _ = try? shuffled.free(UnsafeMutableRawPointer(bitPattern: extra[i]))
+            i += 1
+        }
         i = 0
         while i < n {
             _ = try? plain.free(UnsafeMutableRawPointer(bitPattern: ordered[i]))
