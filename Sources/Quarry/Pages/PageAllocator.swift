@@ -3,6 +3,8 @@
 // as the bump pointer advances), SlabCache (asks for slabs), Span (asks for aligned
 // runs), Quarry (holds the lock).
 
+import Synchronization
+
 /// Pages `0 ..< bump` have been handed out at least once; pages `bump ..< pageCount`
 /// (the wilderness) have never been touched, so start-up costs O(1) whatever the arena's
 /// size. Runs given back are coalesced with free neighbours and kept in bins by length
