@@ -57,11 +57,6 @@ struct SpinLock: ~Copyable {
     func isHeldByCurrentCPU<P: Platform>(_: P.Type) -> Bool {
         owner.load(ordering: .relaxed) == UInt32(truncatingIfNeeded: P.cpuIndex)
     }
-
-    /// True when nobody holds the lock (for invariant checks at quiescence).
-    var isFree: Bool {
-        serving.load(ordering: .acquiring) == next.load(ordering: .acquiring)
-    }
 }
 
 /// What a lock's state does as a lock scope ends, just before the lock is given up:

@@ -34,8 +34,6 @@ struct Slab {
         self.start = arena.address(of: page)
     }
 
-    var descriptor: PageEntry { map[page] }
-
     /// Address of object 0.
     @inline(__always) var objectsStart: UInt { start &+ UInt(map[page].color) }
 
@@ -43,15 +41,6 @@ struct Slab {
     @inline(__always)
     func object(_ index: Int, _ geometry: SlabGeometry) -> UInt {
         objectsStart &+ UInt(index) &* UInt(geometry.objectSize)
-    }
-
-    /// Index of the object starting exactly at `address`, or nil for an address
-    /// inside an object, in the colour area or slack, or beyond the carved objects.
-    /// Lock-free (reads only the shared words `color` and `carved`); no division (see
-    /// SlabGeometry.objectIndex).
-    @inline(__always)
-    func objectIndex(of address: UInt, _ geometry: SlabGeometry) -> Int? {
-        geometry.objectIndex(offset: address &- objectsStart, carved: map[page].carved).map { Int($0) }
     }
 
     /// Takes one free object: from the free list, else the next never-used object.
