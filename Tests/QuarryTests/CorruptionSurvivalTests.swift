@@ -4,7 +4,7 @@
 // met the corruption), and the invariants hold afterwards. Then `validate` (per cache
 // and heap-wide) reports instead of trapping. The scenario is Tests/Scenarios (also run
 // by the kernel); the C ABI's version is CABITests+Corruption.
-// Neighbours: SafetyTests (exact reports), SlabCache+Slabs (quarantine).
+// Neighbours: SafetyTests (exact reports), SlabLayer (quarantine).
 
 import QuarryScenarios
 import Testing

@@ -3,7 +3,7 @@
 // link of a free object on its slab's free list, one way of `FreeLinkDamage`, then run
 // many allocations and frees and check every object handed out. Embedded-compatible:
 // no Array, no existentials, no allocation; the caller gives the live-set buffer.
-// Neighbours: SlabCache+Debug (the @_spi(Testing) hooks used here), SlabCache+Slabs
+// Neighbours: SlabCache+Debug (the @_spi(Testing) hooks used here), SlabLayer
 // (quarantine), docs/design.md ("After a corruption").
 
 @_spi(Testing) import Quarry

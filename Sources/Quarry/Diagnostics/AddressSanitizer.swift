@@ -1,6 +1,6 @@
 // AddressSanitizer: host builds with QUARRY_ASAN poison what is free inside Quarry's own
 // memory, so ASan reports a user's access to a freed object. Compiled out everywhere else.
-// Neighbours: CQuarryASan (the C shim), SlabCache (free and handOut), SlabCache+Slabs
+// Neighbours: CQuarryASan (the C shim), SlabCache (free and handOut), SlabLayer
 // (createSlab), Span (allocate, free, shrink). docs/testing.md.
 
 #if QUARRY_ASAN && !hasFeature(Embedded)

@@ -2,7 +2,7 @@
 // (held by a user or by the per-CPU layer). The exact backstop of double-free and
 // never-allocated checks.
 // Neighbours: Arena (where the out-of-band words live), SlabGeometry (which layout a cache
-// uses), SlabCache+Slabs (sets and clears a bit under the cache lock), SlabCache (reads it on free).
+// uses), SlabLayer (sets and clears a bit under the cache lock), SlabCache (reads it on free).
 
 import Synchronization
 

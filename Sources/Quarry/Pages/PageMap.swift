@@ -18,7 +18,7 @@ enum PageKind: UInt8 {
 }
 
 /// Which of its cache's lists a slab is on. `quarantined`: its free list was found
-/// corrupt; it is never allocated from again (SlabCache+Slabs, `quarantine`).
+/// corrupt; it is never allocated from again (SlabLayer, `quarantine`).
 enum SlabListKind: UInt8 {
     case none = 0, empty = 1, partial = 2, full = 3, quarantined = 4
 }

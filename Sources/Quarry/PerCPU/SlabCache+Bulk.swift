@@ -2,8 +2,8 @@
 // kmem_cache_free_bulk): the slot claimed once per batch, the rest moved to or from the
 // slabs under one acquisition of the cache lock.
 // Neighbours: SlabCache (the one-object paths, whose checks run here per object),
-// SlabCache+PerCPU (the slow path's rules), SlabCache+Slabs (takeRunFromSlabs,
-// returnToSlabs), CPUCache (the claim and the interrupt contract), CABI.swift
+// SlabCache+PerCPU (the slow path's rules), SlabLayer (takeRun,
+// giveBack), CPUCache (the claim and the interrupt contract), CABI.swift
 // (quarry_cache_alloc_bulk, quarry_cache_free_bulk).
 //
 // ## Interrupt contract
@@ -128,7 +128,7 @@ extension SlabCache {
             var taken = 0
             var failure: QuarryError? = nil
             while taken < n {
-                switch takeRunFromSlabs(&slabs, out + taken, n - taken, mode) {
+                switch slabs.takeRun(into: out + taken, n - taken, mode, for: self) {
                 case .success(let run): taken += run
                 case .failure(let error): failure = error
                 }
@@ -137,7 +137,7 @@ extension SlabCache {
             if failure != nil {
                 while taken > 0 {
                     taken -= 1
-                    returnToSlabs(&slabs, UInt(bitPattern: out[taken]), mode)
+                    slabs.giveBack(UInt(bitPattern: out[taken]), mode, for: self)
                 }
             } else {
                 slabs.counters.refills += 1
@@ -245,7 +245,7 @@ extension SlabCache {
             let locked: Void? = state.pointee.lock.tryWithLock(P.self, mode) { slabs in
                 hook(.cacheLocked)
                 _ = admitEach(objects, from: rest, to: n, &first) { address, page, _ in
-                    returnToSlabs(&slabs, address, mode, slab: page)
+                    slabs.giveBack(address, mode, for: self, slab: page)
                     freed += 1
                 }
                 slabs.counters.flushes += 1

@@ -1,6 +1,6 @@
 // SlabCache+Drain: give back what the per-CPU layer and the slabs hold: drain a CPU's
 // magazines, empty the depot, release empty slabs.
-// Neighbours: SlabCache+PerCPU (flushes and magazine frees), SlabCache+Slabs (slab
+// Neighbours: SlabCache+PerCPU (flushes and magazine frees), SlabLayer (slab
 // release), Quarry (drainAll, destroy).
 //
 // None of these is interrupt-safe (thread context; they trap if the CPU holds a Quarry
@@ -104,15 +104,15 @@ extension SlabCache {
 
     /// Releases every empty slab, type-stable or not (`shrink`).
     func releaseEmptySlabs() -> Int {
-        state.pointee.lock.withLock(P.self) { slabs in releaseEmptySlabs(&slabs, keeping: 0) }
+        state.pointee.lock.withLock(P.self) { slabs in slabs.releaseEmptySlabs(keeping: 0, for: self) }
     }
 
     /// Releases every slab of a cache that holds no object (`destroy`, after draining):
     /// the empty ones and the quarantined ones, which nothing else releases.
     func releaseAllSlabs() {
         state.pointee.lock.withLock(P.self) { slabs in
-            _ = releaseEmptySlabs(&slabs, keeping: 0)
-            releaseQuarantinedSlabs(&slabs)
+            _ = slabs.releaseEmptySlabs(keeping: 0, for: self)
+            slabs.releaseQuarantinedSlabs(for: self)
         }
     }
 }

@@ -1,7 +1,7 @@
 // SlabCache+PerCPU: the slow path of allocate and free: swap with the previous magazine,
 // exchange with the depot, refill from the slabs, flush to the slabs, and the tidy-up.
 // Neighbours: SlabCache (the fast path that calls in here), CPUCache (the slot and its
-// contract), Depot, Magazine, SlabCache+Slabs (the slab layer), CPUState (lock modes).
+// contract), Depot, Magazine, SlabLayer (the slab layer), CPUState (lock modes).
 //
 // Every function here runs on the slot's own CPU with interrupts masked and the slot
 // claimed (`allocateSlow`/`freeSlow` mask, claim, and undo both last), or on the nested
@@ -129,12 +129,12 @@ extension SlabCache {
             fill: while true {
                 let m = slot.pointee.loaded
                 guard m.count < m.capacity else { break fill }
-                switch takeFromSlabs(&slabs, mode) {
+                switch slabs.take(mode, for: self) {
                 case .success(let object):
                     // Read the slot again: a nested call may have run inside the slab layer.
                     let now = slot.pointee.loaded
                     guard now.count < now.capacity else {
-                        returnToSlabs(&slabs, object, mode)
+                        slabs.giveBack(object, mode, for: self)
                         break fill
                     }
                     now.push(object)
@@ -194,7 +194,7 @@ extension SlabCache {
     func freeNested(_ address: UInt, _ mode: LockMode) -> Bool {
         let locked: Void? = state.pointee.lock.tryWithLock(P.self, mode) { slabs in
             hook(.cacheLocked)
-            returnToSlabs(&slabs, address, mode)
+            slabs.giveBack(address, mode, for: self)
         }
         guard locked != nil else { return false }
         state.pointee.atomics.nestedFrees.wrappingAdd(1, ordering: .relaxed)
@@ -273,7 +273,7 @@ extension SlabCache {
             while true {
                 let m = slot.pointee.previous  // again each time: nested calls may swap the slots
                 guard m.count > 0 else { break }
-                returnToSlabs(&slabs, m.pop(), .spin)
+                slabs.giveBack(m.pop(), .spin, for: self)
             }
             slabs.counters.flushes += 1
         }
@@ -285,7 +285,7 @@ extension SlabCache {
         guard magazine.count > 0 else { return }
         state.pointee.lock.withLock(P.self) { slabs in
             hook(.flushing)
-            while magazine.count > 0 { returnToSlabs(&slabs, magazine.pop(), .spin) }
+            while magazine.count > 0 { slabs.giveBack(magazine.pop(), .spin, for: self) }
             slabs.counters.flushes += 1
         }
     }
@@ -371,7 +371,7 @@ extension SlabCache {
     func freeInternal(_ object: UInt) {
         let returned = state.pointee.lock.withLock(P.self) { slabs in
             hook(.cacheLocked)
-            return returnToSlabs(&slabs, object, .spin)
+            return slabs.giveBack(object, .spin, for: self)
         }
         precondition(returned, "Quarry: an internal object freed twice")
         cpu(P.cpuIndex).counters.pointee.freeMisses.bump()
@@ -397,7 +397,7 @@ extension SlabCache {
     func flushReserve(_ slot: UnsafeMutablePointer<CPUCache>) {
         state.pointee.lock.withLock(P.self) { slabs in
             hook(.trimming)
-            while let object = slot.pointee.takeReserve() { returnToSlabs(&slabs, object, .spin) }
+            while let object = slot.pointee.takeReserve() { slabs.giveBack(object, .spin, for: self) }
             slabs.counters.flushes += 1
         }
     }
@@ -423,6 +423,6 @@ extension SlabCache {
             freeMagazine(m)
         }
         let reserve = state.pointee.emptySlabReserve
-        _ = state.pointee.lock.withLock(P.self) { slabs in releaseEmptySlabs(&slabs, keeping: reserve) }
+        _ = state.pointee.lock.withLock(P.self) { slabs in slabs.releaseEmptySlabs(keeping: reserve, for: self) }
     }
 }

@@ -85,7 +85,7 @@ struct CacheCounters {
     /// Slabs taken out of service because their free list was found corrupt (ever),
     /// and the objects they hold that can never be handed out again: `Σ (carved -
     /// inUse)` over the quarantined slabs (their free objects when quarantined, and
-    /// every object freed into them since). See SlabCache+Slabs, `quarantine`.
+    /// every object freed into them since). See SlabLayer, `quarantine`.
     var slabsQuarantined: UInt64 = 0
     var leakedObjects = 0
 }
@@ -380,19 +380,6 @@ struct CacheState: ~Copyable {
         }
         return state
     }
-}
-
-/// The slab layer of one cache: its four lists, colour cursor and counters. Reached
-/// only through the cache lock (`CacheState.lock`); SlabCache+Slabs works on it.
-struct SlabLayer: LockedState {
-    var nextColor = 0
-    var partial = SlabList(kind: .partial)
-    var full = SlabList(kind: .full)
-    var empty = SlabList(kind: .empty)
-    var quarantined = SlabList(kind: .quarantined)
-    var counters = CacheCounters()
-
-    var slabCount: Int { partial.count + full.count + empty.count + quarantined.count }
 }
 
 /// A cache's links in the heap's registry of live caches, in creation order. Under

@@ -16,7 +16,7 @@
 /// Invariants (per slab, checked by SlabCache.checkInvariants):
 /// - `inUse + |free list| + leaked == carved <= capacity`, where `leaked` is 0 for a
 ///   slab in service and `carved - inUse` for a quarantined one, whose free list is
-///   empty (`freeHead == 0`): its free objects are lost on purpose (SlabCache+Slabs)
+///   empty (`freeHead == 0`): its free objects are lost on purpose (SlabLayer)
 /// - `color + capacity * objectSize + inSlabBitmapBytes <= slabBytes` (no object
 ///   crosses the slab's end or reaches its bits)
 /// - every object on the free list is at an object boundary below `carved`, and its

@@ -1,7 +1,7 @@
 // SlabCache: a kmem_cache of fixed-size objects: the public allocate and free (the
 // per-CPU fast path), pointer validation, and the cache's name and size.
 // Neighbours: CPUCache and Magazine (what the fast path touches), SlabCache+PerCPU (the
-// slow path: depot exchange, refill, flush), SlabCache+Slabs (the slab layer under the
+// slow path: depot exchange, refill, flush), SlabLayer (the slab layer under the
 // cache lock), SlabCache+Drain (drain, shrink), CacheState (its state), AllocationBitmap.
 //
 // ## Concurrency and interrupt contract
