@@ -27,6 +27,10 @@ public struct SlabCache<P: Platform> {
 
     @inline(__always) var heap: UnsafeMutablePointer<HeapState> { state.pointee.heap }
     @inline(__always) var geometry: SlabGeometry { state.pointee.geometry }
+    @inline(__always) var map: PageMap { heap.pointee.map }
+    @inline(__always) var arena: Arena { heap.pointee.arena }
+    @inline(__always) var bitmap: AllocationBitmap { state.pointee.bitmap }
+    @inline(__always) var secret: UInt { state.pointee.secret }
 
     /// The name given to `createCache` (at most 31 bytes), as slabinfo prints it.
     public var name: CacheName { state.pointee.name }

@@ -41,12 +41,12 @@ struct SlabLayer: LockedState {
     /// corrupted slab refuses at most one allocation (a refill that already holds
     /// objects is not refused at all), and nothing on this path traps.
     mutating func take<P>(_ mode: LockMode, for cache: SlabCache<P>) -> Result<UInt, QuarryError> {
-        let map = cache.heap.pointee.map
+        let map = cache.map
         guard let page = slabToTakeFrom(mode, for: cache) else { return .failure(.outOfMemory) }
-        let slab = Slab(page: page, map: map, arena: cache.heap.pointee.arena)
-        switch slab.pop(cache.geometry, secret: cache.state.pointee.secret, bitmap: cache.state.pointee.bitmap) {
+        let slab = Slab(page: page, map: map, arena: cache.arena)
+        switch slab.pop(cache.geometry, secret: cache.secret, bitmap: cache.bitmap) {
         case .object(let object, let fresh):
-            guard cache.state.pointee.bitmap.setLocked(object) else {
+            guard cache.bitmap.setLocked(object) else {
                 // Out already (a randomized slab's list named an object not yet carved,
                 // which was handed out and is now carved again): never hand it out twice.
                 map[page].inUse -= 1
@@ -76,7 +76,7 @@ struct SlabLayer: LockedState {
     /// (moved to partial), else a new slab; nil when no page is left.
     @inline(__always)
     mutating func slabToTakeFrom<P>(_ mode: LockMode, for cache: SlabCache<P>) -> PageNumber? {
-        let map = cache.heap.pointee.map
+        let map = cache.map
         var page = partial.head
         if page == .none {
             page = empty.head
@@ -100,12 +100,12 @@ struct SlabLayer: LockedState {
         into out: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ n: Int, _ mode: LockMode,
         for cache: SlabCache<P>
     ) -> Result<Int, QuarryError> {
-        let map = cache.heap.pointee.map
+        let map = cache.map
         guard let page = slabToTakeFrom(mode, for: cache) else { return .failure(.outOfMemory) }
-        let slab = Slab(page: page, map: map, arena: cache.heap.pointee.arena)
+        let slab = Slab(page: page, map: map, arena: cache.arena)
         let g = cache.geometry
-        let secret = cache.state.pointee.secret
-        let bitmap = cache.state.pointee.bitmap
+        let secret = cache.secret
+        let bitmap = cache.bitmap
         let objectWork = cache.state.pointee.objectWork
         let constructor = cache.state.pointee.constructor
         var taken = 0
@@ -163,7 +163,7 @@ struct SlabLayer: LockedState {
     mutating func quarantine<P>(
         _ page: PageNumber, reporting address: UInt, for cache: SlabCache<P>
     ) -> Result<UInt, QuarryError> {
-        let map = cache.heap.pointee.map
+        let map = cache.map
         let d = map[page]
         partial.remove(page, map)
         d.freeHead = 0
@@ -188,12 +188,12 @@ struct SlabLayer: LockedState {
     mutating func giveBack<P>(
         _ object: UInt, _ mode: LockMode, for cache: SlabCache<P>, slab: PageNumber? = nil
     ) -> Bool {
-        guard cache.state.pointee.bitmap.clearLocked(object) else {
+        guard cache.bitmap.clearLocked(object) else {
             cache.state.pointee.atomics.droppedDuplicates.wrappingAdd(1, ordering: .relaxed)
             cache.report(.doubleFree, object)
             return false
         }
-        let map = cache.heap.pointee.map
+        let map = cache.map
         let page = slab ?? cache.slabOf(object)
         counters.slabFrees += 1
         counters.inUse -= 1
@@ -205,7 +205,7 @@ struct SlabLayer: LockedState {
             return true
         }
         let wasFull = list == .full
-        Slab(page: page, map: map, arena: cache.heap.pointee.arena).push(object, cache.geometry, secret: cache.state.pointee.secret)
+        Slab(page: page, map: map, arena: cache.arena).push(object, cache.geometry, secret: cache.secret)
         if wasFull {
             full.remove(page, map)
             partial.push(page, map)
@@ -235,7 +235,7 @@ struct SlabLayer: LockedState {
         }
         guard let page = taken ?? nil else { return nil }
         AddressSanitizer.unpoison(h.pointee.arena.address(of: page), g.slabPages << Geometry.pageShift)
-        cache.state.pointee.bitmap.clearSlab(page, pages: g.slabPages)
+        cache.bitmap.clearSlab(page, pages: g.slabPages)
         let map = h.pointee.map
         map[page].setSlabHead(
             color: g.color(nextColor), pages: g.slabPages,
@@ -259,7 +259,7 @@ struct SlabLayer: LockedState {
 
     /// Releases empty slabs beyond `keep`. Returns the number of pages given back.
     mutating func releaseEmptySlabs<P>(keeping keep: Int, for cache: SlabCache<P>) -> Int {
-        let map = cache.heap.pointee.map
+        let map = cache.map
         var released = 0
         while empty.count > keep {
             let page = empty.head
@@ -273,7 +273,7 @@ struct SlabLayer: LockedState {
     /// Releases every quarantined slab (`destroy`: no object of the cache is out, so
     /// each has `inUse == 0`), and forgets their leaked objects.
     mutating func releaseQuarantinedSlabs<P>(for cache: SlabCache<P>) {
-        let map = cache.heap.pointee.map
+        let map = cache.map
         while quarantined.count > 0 {
             let page = quarantined.head
             quarantined.remove(page, map)
