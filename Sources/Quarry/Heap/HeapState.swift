@@ -6,10 +6,10 @@
 
 import Synchronization
 
-/// Locks, in the only order they may be taken: the malloc front's lock (`front.lock`),
-/// then the registry lock (`registry`), then one cache's depot lock (`depot`), then one
-/// cache's cache lock (`lock`), then the page lock (`pages`); all but the first are
-/// SpinLocked, each owning the state it guards. Each saves and restores the interrupt
+/// Locks, in the only order they may be taken: the malloc front's lock
+/// (`front.creation`), then the registry lock (`registry`), then one cache's depot lock
+/// (`depot`), then one cache's cache lock (`lock`), then the page lock (`pages`); each is
+/// SpinLocked, owning the state it guards. Each saves and restores the interrupt
 /// state, and each is taken only through `HeapState.acquire` (CPUState.swift), which
 /// counts the locks a CPU holds.
 ///
@@ -19,7 +19,8 @@ import Synchronization
 ///
 /// - `pages` is the PageAllocator (with the span counters) behind the page lock: reached
 ///   only inside `pages.withLock` / `tryWithLock`.
-/// - `front` is the malloc front's state (atomics and its lock; see FrontState).
+/// - `front` is the malloc front's state (atomics, and its lock owning ClassCreation, a
+///   record of the header; see FrontState).
 /// - `registry` is the Registry behind the registry lock, which also guards every
 ///   cache's CacheLinks: both reached only inside `registry.withLock`.
 /// - `bumpLimit` mirrors the page allocator's `bump` for lock-free readers (the door,
@@ -38,7 +39,7 @@ import Synchronization
 /// Header layout (each part starts on a cache line):
 ///
 ///     | HeapState | CPUState x maxCPUs | empty sentinel magazine | PageAllocator | Registry |
-///     | cache of caches: CacheState ... CPU slots | magazine cache: CacheState ... CPU slots |
+///     | ClassCreation | cache of caches: CacheState ... CPU slots | magazine cache: CacheState ... CPU slots |
 ///
 /// Invariants: `bumpLimit == bump` and `usedLimit == highWater` of the page allocator
 /// whenever the page lock is free;
@@ -78,7 +79,6 @@ struct HeapState: ~Copyable {
 
     init(arena: Arena, tuning: Tuning, maxCPUs: Int, layout: HeaderLayout, mallocOptions: CacheOptions = CacheOptions())
     {
-        front = FrontState(options: mallocOptions)
         self.arena = arena
         self.tuning = tuning
         self.maxCPUs = maxCPUs
@@ -95,6 +95,9 @@ struct HeapState: ~Copyable {
         let caches = (base + layout.registry).bindMemory(to: Registry.self, capacity: 1)
         caches.initialize(to: Registry())
         registry = SpinLocked(caches, heap: heap)
+        let creation = (base + layout.classCreation).bindMemory(to: ClassCreation.self, capacity: 1)
+        creation.initialize(to: ClassCreation())
+        front = FrontState(creation, heap: heap, options: mallocOptions)
         cpuStates = (base + layout.cpuStates).bindMemory(to: CPUState.self, capacity: 1)
         sentinel = Magazine.initialize(base + layout.sentinel, capacity: 0)
         cacheOfCaches = (base + layout.cacheOfCaches).bindMemory(to: CacheState.self, capacity: 1)
@@ -155,6 +158,7 @@ struct HeaderLayout {
     let sentinel: Int
     let pages: Int
     let registry: Int
+    let classCreation: Int
     let cacheOfCaches: Int
     let magazineCache: Int
     let bytes: Int
@@ -165,7 +169,8 @@ struct HeaderLayout {
         sentinel = line(cpuStates + maxCPUs * CPUState.stride)
         pages = line(sentinel + MemoryLayout<MagazineHeader>.stride)
         registry = line(pages + MemoryLayout<PageAllocator>.stride)
-        cacheOfCaches = line(registry + MemoryLayout<Registry>.stride)
+        classCreation = line(registry + MemoryLayout<Registry>.stride)
+        cacheOfCaches = line(classCreation + MemoryLayout<ClassCreation>.stride)
         magazineCache = line(cacheOfCaches + CacheState.footprint(maxCPUs: maxCPUs))
         bytes = line(magazineCache + CacheState.footprint(maxCPUs: maxCPUs))
     }

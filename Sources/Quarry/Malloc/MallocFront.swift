@@ -11,24 +11,27 @@ import Synchronization
 ///
 /// Concurrency and interrupt contract:
 /// - `classes[i]` is the address of class i's CacheState, or 0 before its first use. It
-///   is written under `lock` with a releasing store and read with an acquiring load and
-///   no lock (the fast path). Only `MallocFront.shrink`, at quiescence, clears it.
-/// - `lock` serialises the creation of class caches and `shrink`; it is taken through
-///   `HeapState.acquire`, so a re-entrant first allocation of a class (from a
-///   constructor) gets `.outOfMemory` instead of waiting.
+///   is written only inside a scope of `creation` (the front lock) with a releasing
+///   store, and read with an acquiring load and no lock (the fast path). Only
+///   `MallocFront.shrink`, at quiescence, clears it.
+/// - `creation` (the front lock) owns `ClassCreation`: creating class caches and
+///   `shrink` run inside its scope. A re-entrant first allocation of a class (from a
+///   constructor) only tries it, and gets `.outOfMemory` instead of waiting.
 /// - `errors` are atomic counters (any context, no lock).
-/// - Lock order: `lock` first, then the registry lock, one depot lock, one cache lock,
-///   the page lock.
+/// - Lock order: the front lock first, then the registry lock, one depot lock, one
+///   cache lock, the page lock.
 /// - `malloc`, `free` and the rest may run wherever `SlabCache.allocate` and `free` may
-///   (see SlabCache); the first allocation of a class also takes `lock` and the
+///   (see SlabCache); the first allocation of a class also takes the front lock and the
 ///   cache-of-caches lock.
 ///
 /// Invariants (checked by `MallocFront.checkInvariants`):
 /// - `classes[i] != 0` ⇒ it names a live cache with
 ///   `objectSize == SizeClasses.size(ofClass: i)` and `alignment == SizeClasses.alignment(ofClass: i)`
 /// - no two slots name the same cache
+/// - `creation.created − creation.removed ==` the number of non-zero slots
 struct FrontState: ~Copyable {
-    let lock = SpinLock()
+    /// The front lock and what it guards.
+    let creation: SpinLocked<ClassCreation>
     /// One slot per size class; `InlineArray`'s count must equal `SizeClasses.count`.
     let classes: InlineArray<73, Atomic<UInt>>
     /// Refused operations the front detected itself, by kind (`QuarryError.tableIndex`);
@@ -38,10 +41,64 @@ struct FrontState: ~Copyable {
     /// `mallocOptions`): no red zone (a class's stride is its size) and not type-stable.
     let options: CacheOptions
 
-    init(options: CacheOptions = CacheOptions()) {
+    init(_ creation: UnsafeMutablePointer<ClassCreation>, heap: UnsafeMutablePointer<HeapState>, options: CacheOptions)
+    {
+        self.creation = SpinLocked(creation, heap: heap)
         classes = InlineArray { _ in Atomic<UInt>(0) }
         errors = InlineArray { _ in Atomic<UInt>(0) }
         self.options = options
+    }
+}
+
+/// What the front lock guards (`FrontState.creation`): the writes of the class slots,
+/// which only its scope makes, and their count. Its own record in the heap header.
+struct ClassCreation: LockedState {
+    /// Class caches created, ever.
+    private(set) var created = 0
+    /// Class caches `shrink` removed, ever.
+    private(set) var removed = 0
+
+    /// The cache of class `index`: the one another CPU just created, else a new one,
+    /// listed in its slot.
+    mutating func create<P>(_ index: Int, for quarry: Quarry<P>) -> Result<SlabCache<P>, QuarryError> {
+        let existing = quarry.heap.pointee.front.classes[index].load(ordering: .acquiring)
+        if let state = UnsafeMutablePointer<CacheState>(bitPattern: existing) {
+            return .success(SlabCache(state: state))
+        }
+        var name = CacheName("malloc-")
+        name.write(UInt64(word: UInt(SizeClasses.size(ofClass: index))))
+        let cache: SlabCache<P>
+        do {
+            cache = try quarry.createCacheUnchecked(
+                name: name, size: SizeClasses.size(ofClass: index), alignment: SizeClasses.alignment(ofClass: index),
+                constructor: nil, options: quarry.heap.pointee.front.options)
+        } catch {
+            return .failure(error)
+        }
+        cache.state.pointee.handleMagic.store(CacheState.classMagic, ordering: .releasing)
+        quarry.heap.pointee.front.classes[index].store(UInt(bitPattern: cache.state), ordering: .releasing)
+        created += 1
+        return .success(cache)
+    }
+
+    /// Drains and shrinks every class cache and removes those that hold no object
+    /// (`MallocFront.shrink`, at quiescence).
+    mutating func shrink<P>(_ quarry: Quarry<P>) {
+        var i = 0
+        while i < SizeClasses.count {
+            let address = quarry.heap.pointee.front.classes[i].load(ordering: .acquiring)
+            if let state = UnsafeMutablePointer<CacheState>(bitPattern: address) {
+                let cache = SlabCache<P>(state: state)
+                cache.drainAllSlots()
+                _ = cache.shrinkUnchecked()
+                if cache.activeObjects == 0 {
+                    quarry.heap.pointee.front.classes[i].store(0, ordering: .releasing)
+                    _ = quarry.destroyUnchecked(cache)
+                    removed += 1
+                }
+            }
+            i += 1
+        }
     }
 }
 
@@ -374,18 +431,12 @@ public struct MallocFront<P: Platform> {
     }
 
     private func createClassCacheOnce(_ index: Int) throws(QuarryError) -> SlabCache<P> {
-        guard let saved = heap.pointee.acquire(heap.pointee.front.lock, P.self) else { throw .outOfMemory }
-        defer { heap.pointee.release(heap.pointee.front.lock, P.self, saved) }
-        let existing = heap.pointee.front.classes[index].load(ordering: .acquiring)
-        if let state = UnsafeMutablePointer<CacheState>(bitPattern: existing) { return SlabCache(state: state) }
-        var name = CacheName("malloc-")
-        name.write(UInt64(word: UInt(SizeClasses.size(ofClass: index))))
-        let cache = try Quarry<P>(heap: heap).createCacheUnchecked(
-            name: name, size: SizeClasses.size(ofClass: index), alignment: SizeClasses.alignment(ofClass: index),
-            constructor: nil, options: heap.pointee.front.options)
-        cache.state.pointee.handleMagic.store(CacheState.classMagic, ordering: .releasing)
-        heap.pointee.front.classes[index].store(UInt(bitPattern: cache.state), ordering: .releasing)
-        return cache
+        let h = heap
+        let result = h.pointee.front.creation.tryWithLock(P.self) { creation -> Result<SlabCache<P>, QuarryError> in
+            creation.create(index, for: Quarry<P>(heap: h))
+        }
+        guard let result else { throw .outOfMemory }
+        return try result.get()
     }
 
     /// A span of at least `size` bytes aligned to `alignment` (at least the page size).
@@ -424,22 +475,7 @@ public struct MallocFront<P: Platform> {
         heap.pointee.requireNotReentrant(P.self)
         let quarry = Quarry<P>(heap: heap)
         let before = quarry.pageStatistics.pagesInUse
-        let saved = heap.pointee.acquireBlocking(heap.pointee.front.lock, P.self)
-        var i = 0
-        while i < SizeClasses.count {
-            let address = heap.pointee.front.classes[i].load(ordering: .acquiring)
-            if let state = UnsafeMutablePointer<CacheState>(bitPattern: address) {
-                let cache = SlabCache<P>(state: state)
-                cache.drainAllSlots()
-                _ = cache.shrinkUnchecked()
-                if cache.activeObjects == 0 {
-                    heap.pointee.front.classes[i].store(0, ordering: .releasing)
-                    _ = quarry.destroyUnchecked(cache)
-                }
-            }
-            i += 1
-        }
-        heap.pointee.release(heap.pointee.front.lock, P.self, saved)
+        heap.pointee.front.creation.withLock(P.self) { creation in creation.shrink(quarry) }
         quarry.cacheOfCaches.shrink()
         quarry.magazineCache.shrink()
         return before - quarry.pageStatistics.pagesInUse
@@ -470,6 +506,7 @@ public struct MallocFront<P: Platform> {
     /// Traps on the first broken invariant of FrontState (see there). Quiescent only.
     public func checkInvariants() {
         precondition(SizeClasses.count == 73, "MallocFront: slot count differs from SizeClasses.count")
+        var listed = 0
         var i = 0
         while i < SizeClasses.count {
             let address = heap.pointee.front.classes[i].load(ordering: .acquiring)
@@ -490,8 +527,12 @@ public struct MallocFront<P: Platform> {
                         "MallocFront: one cache in two slots")
                     j += 1
                 }
+                listed += 1
             }
             i += 1
+        }
+        heap.pointee.front.creation.withLock(P.self) { creation in
+            precondition(creation.created - creation.removed == listed, "MallocFront: class caches miscounted")
         }
     }
 }
