@@ -111,6 +111,14 @@ cat > "$work/docs/map.md" << 'EOF'
 `Widget` lives in `Sources/Quarry/Widget.swift`; `quarry_limit`, `Widget.count`,
 `Widget.place(of:in:)`, `.busy`.
 EOF
+# The design doc's file map must name every core file: Gadget.swift is left out.
+cat > "$work/docs/design.md" << 'EOF'
+# Design
+| `Widget.swift` | widgets |
+EOF
+expect "a core file missing from the design doc's map is reported" 1 \
+    "docs/design.md:1: missing map-entry Sources/Quarry/Gadget.swift"
+echo '| `Gadget.swift` | gadgets |' >> "$work/docs/design.md"
 expect "a repaired tree passes" 0 ""
 
 echo "doc-references-test: $passed passed, $failed failed"

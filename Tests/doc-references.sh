@@ -13,6 +13,7 @@
 #   neighbour  each name in a "Neighbours:" sentence, outside its parentheses, is a file,
 #              a folder, the end of a path or a declared type: `SlabCache+Bulk`,
 #              `HeapState`, `Kernel.swift`, `Quarry/Platform.swift`, `boot/isr_<arch>.S`.
+#   map-entry  docs/design.md names every file of Sources/Quarry (`Name.swift`).
 #   type, member, function, symbol  backticked names that look like Swift or C API names
 #              (in the docs outside code blocks, and in comments): `Type.member` needs the
 #              type declared and the member declared in it, an extension of it or a
@@ -529,6 +530,18 @@ for my $f (sort keys %comments) {
                 missing($f, $i + 1, 'neighbour', $word) unless neighbour_exists($word);
             }
         }
+    }
+}
+
+# The map: docs/design.md names every core file (`Name.swift`, backticked) so that a
+# newcomer finds any concept's file from it in one step.
+if (-f 'docs/design.md' && !$skip{'docs/design.md'}) {
+    open(my $fh, '<', 'docs/design.md') or die "docs/design.md: $!";
+    my $design = do { local $/; <$fh> };
+    close $fh;
+    for my $core (grep { m{^Sources/Quarry/.*\.swift$} } @files) {
+        (my $name = $core) =~ s{.*/}{};
+        missing('docs/design.md', 1, 'map-entry', $core) unless index($design, "`$name`") >= 0;
     }
 }
 
