@@ -47,13 +47,14 @@ let package = Package(
         ),
         .testTarget(
             name: "QuarryTests",
-            dependencies: ["Quarry", "CSingleStep", "QuarryScenarios"],
+            dependencies: ["Quarry", "CTestPlatform", "QuarryScenarios"],
             swiftSettings: checked
         ),
         // Scenarios written once for the host tests and the test kernel (Makefile:
         // compiled into QuarryKernel), in Embedded-compatible Swift.
         .target(name: "QuarryScenarios", dependencies: ["Quarry"], path: "Tests/Scenarios", swiftSettings: checked),
-        .target(name: "CSingleStep", path: "Tests/CSingleStep"),  // EFLAGS.TF for SingleStepTests
+        // ThreadPlatform's per-thread words (interrupt mask, virtual CPU) and EFLAGS.TF.
+        .target(name: "CTestPlatform", path: "Tests/CTestPlatform"),
         // A C program written against quarry.h, linked into the C ABI tests. QUARRY_TESTING
         // (quarry.h's test-only functions) exactly when the library is checked (QUARRY_CHECKED).
         .target(

@@ -1,7 +1,7 @@
 // AddressSanitizerTests: under `make test-asan` (QUARRY_ASAN=1, --sanitize=address) a
 // write to a freed object (in a magazine, on a slab's free list) or a freed span must
 // kill the process with ASan's report; elsewhere these tests are skipped.
-// Neighbours: AddressSanitizer.swift (what is poisoned), CQuarryASan, HostPlatform.
+// Neighbours: AddressSanitizer.swift (what is poisoned), CQuarryASan, ThreadPlatform.
 
 import Testing
 

@@ -28,7 +28,7 @@ import Glibc
         defer { arena.release() }
         #expect(throws: QuarryError.arenaTooSmall) { try arena.quarry() }
         #expect(throws: QuarryError.arenaTooSmall) {
-            try Quarry<HostPlatform>.initialize(base: arena.base, size: 0)
+            try Quarry<ThreadPlatform<1>>.initialize(base: arena.base, size: 0)
         }
     }
 

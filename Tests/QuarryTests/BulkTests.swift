@@ -3,7 +3,7 @@
 // the middle of a batch (refused, counted, the rest freed), nested bulk calls at every
 // hook point, and bulk calls on threads with timer interrupts doing bulk calls too.
 // Neighbours: SlabCache+Bulk (under test), InjectionTests (the hook technique),
-// ConcurrencyTests (the threads and timer), SafetyTests (the one-object misuse cases).
+// TestThread (the threads and timer), Handoff, SafetyTests (the one-object misuse cases).
 
 import QuarryScenarios
 import Synchronization
@@ -343,33 +343,29 @@ final class PointCounter {
     @Test func bulkCallsOnTwoCPUsWithTimerInterrupts() throws {
         let arena = TestArena(size: 32 << 20)
         defer { arena.release() }
-        let q = try ThreadPlatform.withCPU(0) { try arena.threadQuarry(tuning: .tiny) }
+        let q = try VirtualCPU.withCPU(0) { try arena.quarry(on: ThreadPlatform<16>.self, tuning: .tiny) }
         let shared = try StressShared(quarry: q, sizes: [64])
-        let work = UnsafeMutablePointer<BulkInterruptWork>.allocate(capacity: ThreadPlatform.maxCPUs)
-        for i in 0..<ThreadPlatform.maxCPUs {
+        let work = UnsafeMutablePointer<BulkInterruptWork>.allocate(capacity: ThreadPlatform<16>.maxCPUs)
+        for i in 0..<ThreadPlatform<16>.maxCPUs {
             (work + i).initialize(to: BulkInterruptWork(cache: shared.caches[0], key: shared.key))
         }
         defer {
-            for i in 0..<ThreadPlatform.maxCPUs { work[i].buffer.deallocate() }
-            work.deinitialize(count: ThreadPlatform.maxCPUs)
+            for i in 0..<ThreadPlatform<16>.maxCPUs { work[i].buffer.deallocate() }
+            work.deinitialize(count: ThreadPlatform<16>.maxCPUs)
             work.deallocate()
         }
         nonisolated(unsafe) let workArray = work
         let cpus = 2
-        let warmedUp = SpinBarrier(parties: cpus + 1)
-        let done = SpinBarrier(parties: cpus + 1)
-        let timer = Thread(cpu: nil) {
-            warmedUp.wait()
-            ThreadPlatform.startTimer(microseconds: 100)
-            done.wait()
-            ThreadPlatform.stopTimer()
-        }
         let seed = UInt64.random(in: 1...UInt64.max)
-        runOnCPUs(cpus) { cpu in
+        runOnCPUsWithTimer(
+            cpus, microseconds: 100,
+            warmUp: { cpu in
+                let w = workArray + cpu
+                w.pointee.run()
+                VirtualCPU.setInterruptBody(BulkInterruptWork.body, context: UnsafeMutableRawPointer(w))
+            }
+        ) { cpu in
             let w = workArray + cpu
-            w.pointee.run()
-            ThreadPlatform.setInterruptBody(BulkInterruptWork.body, context: UnsafeMutableRawPointer(w))
-            warmedUp.wait()
             let cache = shared.caches[0]
             var rng = SeededGenerator(seed: seed &+ UInt64(cpu))
             let batch = Batch(100)
@@ -411,12 +407,10 @@ final class PointCounter {
                     }
                 }
             }
-            ThreadPlatform.setInterruptBody(nil, context: nil)
+            VirtualCPU.setInterruptBody(nil, context: nil)
             for a in live { shared.free(a, 0) }
             w.pointee.releaseAll()
-            done.wait()
         }
-        timer.join()
         let handlerCalls = (0..<cpus).reduce(0) { $0 + work[$1].calls }
         let handlerFailures = (0..<cpus).reduce(0) { $0 + work[$1].failures + work[$1].mismatches }
         let pages = shared.finish()
@@ -431,7 +425,7 @@ final class PointCounter {
 /// Runs a nested bulk allocate and bulk free from the heap's test hook (see Injector
 /// in InjectionTests) and checks that every refusal left nothing changed.
 final class BulkInjector {
-    let caches: [SlabCache<HostPlatform>]
+    let caches: [SlabCache<ThreadPlatform<1>>]
     let sizes: [Int]
     let key: UInt = 0xB7C
     var target: HookPoint? = nil
@@ -449,7 +443,7 @@ final class BulkInjector {
     var mismatches = 0
     var unexpected: [QuarryError] = []
 
-    init(caches: [SlabCache<HostPlatform>], sizes: [Int]) {
+    init(caches: [SlabCache<ThreadPlatform<1>>], sizes: [Int]) {
         self.caches = caches
         self.sizes = sizes
     }
@@ -517,7 +511,7 @@ final class BulkInjector {
 /// and a bulk free of the 4 the previous interrupt kept (cookies checked). Signal-safe:
 /// Quarry and memory allocated before the timer starts only.
 struct BulkInterruptWork {
-    let cache: SlabCache<ThreadPlatform>
+    let cache: SlabCache<ThreadPlatform<16>>
     let key: UInt
     let buffer: UnsafeMutableBufferPointer<UnsafeMutableRawPointer?>
     var held = 0
@@ -525,7 +519,7 @@ struct BulkInterruptWork {
     var failures = 0
     var mismatches = 0
 
-    init(cache: SlabCache<ThreadPlatform>, key: UInt) {
+    init(cache: SlabCache<ThreadPlatform<16>>, key: UInt) {
         self.cache = cache
         self.key = key
         buffer = .allocate(capacity: 8)
@@ -559,5 +553,48 @@ struct BulkInterruptWork {
 
     static let body: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
         context!.assumingMemoryBound(to: BulkInterruptWork.self).pointee.run()
+    }
+}
+
+/// Everything the threads of a bulk test share (BulkTests). The Quarry handles are pointers
+/// into the arena; the allocator itself is what makes concurrent use safe.
+final class StressShared: @unchecked Sendable {
+    let quarry: Quarry<ThreadPlatform<16>>
+    let caches: [SlabCache<ThreadPlatform<16>>]
+    let sizes: [Int]
+    let handoff = Handoff(capacity: 4096)
+    let key = UInt.random(in: 1...UInt.max)
+    let mismatches = Atomic<Int>(0)
+    let unexpected = Atomic<Int>(0)
+
+    init(quarry: Quarry<ThreadPlatform<16>>, sizes: [Int]) throws {
+        self.quarry = quarry
+        self.sizes = sizes
+        caches = try VirtualCPU.withCPU(0) {
+            try sizes.map { size throws(QuarryError) in try quarry.createCache(name: "stress", size: size) }
+        }
+    }
+
+    func free(_ address: UInt, _ cache: Int) {
+        let p = UnsafeMutableRawPointer(bitPattern: address)!
+        if !Cookie.check(p, size: sizes[cache], key: key) { mismatches.wrappingAdd(1, ordering: .relaxed) }
+        do throws(QuarryError) {
+            try caches[cache].free(p)
+        } catch {
+            unexpected.wrappingAdd(1, ordering: .relaxed)
+        }
+    }
+
+    /// After the threads are joined: free what is left in the handoff, check, destroy,
+    /// drain, and return the pages still in use (0 expected).
+    func finish() -> Int {
+        VirtualCPU.withCPU(0) {
+            while let item = handoff.pop() { free(item.address, item.cache) }
+            quarry.checkInvariants()
+            for c in caches where c.destroy() != 0 { unexpected.wrappingAdd(1, ordering: .relaxed) }
+            quarry.drainAll()
+            quarry.checkInvariants()
+            return quarry.pageStatistics.pagesInUse
+        }
     }
 }

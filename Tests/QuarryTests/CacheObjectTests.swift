@@ -42,7 +42,7 @@ import Testing
         let q = try arena.quarry(tuning: tuning)
         let c = try q.createCache(name: "typed-many", size: 64)
         let count = 500
-        let handles = UnsafeMutablePointer<CacheObject<HostPlatform>>.allocate(capacity: count)
+        let handles = UnsafeMutablePointer<CacheObject<ThreadPlatform<1>>>.allocate(capacity: count)
         defer { handles.deallocate() }
         for round in 0..<3 {
             for i in 0..<count {
@@ -127,9 +127,9 @@ import Testing
 /// Handles owned by the test, in allocator-independent host memory, and what a
 /// simulated interrupt does with them.
 final class HandleInjector {
-    let cache: SlabCache<HostPlatform>
+    let cache: SlabCache<ThreadPlatform<1>>
     let capacity = 4096
-    let handles: UnsafeMutablePointer<CacheObject<HostPlatform>>
+    let handles: UnsafeMutablePointer<CacheObject<ThreadPlatform<1>>>
     var count = 0
     var target: HookPoint? = nil
     var injectedThisOperation = false
@@ -141,7 +141,7 @@ final class HandleInjector {
     var nestedBusy = 0
     var mismatches = 0
 
-    init(cache: SlabCache<HostPlatform>) {
+    init(cache: SlabCache<ThreadPlatform<1>>) {
         self.cache = cache
         handles = .allocate(capacity: capacity)
     }
@@ -151,14 +151,14 @@ final class HandleInjector {
         handles.deallocate()
     }
 
-    func push(_ object: consuming CacheObject<HostPlatform>) {
+    func push(_ object: consuming CacheObject<ThreadPlatform<1>>) {
         precondition(count < capacity)
         Cookie.write(object.pointer, size: 48, key: 0x7E5)
         (handles + count).initialize(to: object)
         count += 1
     }
 
-    func pop() -> CacheObject<HostPlatform> {
+    func pop() -> CacheObject<ThreadPlatform<1>> {
         count -= 1
         let object = (handles + count).move()
         if !Cookie.check(object.pointer, size: 48, key: 0x7E5) { mismatches += 1 }

@@ -2,8 +2,8 @@
 // between CPUs and a cookie checked on every free, with and without a SIGALRM timer whose
 // handler allocates and frees on the interrupted CPU (Tests/Scenarios/CacheStress.swift,
 // which the test kernel runs too); two CPUs freeing one object at once.
-// Neighbours: ThreadPlatform (CPUs and interrupts), ThreadTestSupport (threads, handoff),
-// Tests/Scenarios/TestRandom.swift (cookies), BulkTests (StressShared's other user).
+// Neighbours: VirtualCPU (CPUs and interrupts), TestThread (the threads), SpinBarrier,
+// Tests/Scenarios/CacheStress.swift, Tests/Scenarios/TestRandom.swift (cookies).
 
 import QuarryScenarios
 import Synchronization
@@ -15,49 +15,6 @@ import Testing
 import Glibc
 #endif
 
-/// Everything the threads of a bulk test share (BulkTests). The Quarry handles are pointers
-/// into the arena; the allocator itself is what makes concurrent use safe.
-final class StressShared: @unchecked Sendable {
-    let quarry: Quarry<ThreadPlatform>
-    let caches: [SlabCache<ThreadPlatform>]
-    let sizes: [Int]
-    let handoff = Handoff(capacity: 4096)
-    let key = UInt.random(in: 1...UInt.max)
-    let mismatches = Atomic<Int>(0)
-    let unexpected = Atomic<Int>(0)
-
-    init(quarry: Quarry<ThreadPlatform>, sizes: [Int]) throws {
-        self.quarry = quarry
-        self.sizes = sizes
-        caches = try ThreadPlatform.withCPU(0) {
-            try sizes.map { size throws(QuarryError) in try quarry.createCache(name: "stress", size: size) }
-        }
-    }
-
-    func free(_ address: UInt, _ cache: Int) {
-        let p = UnsafeMutableRawPointer(bitPattern: address)!
-        if !Cookie.check(p, size: sizes[cache], key: key) { mismatches.wrappingAdd(1, ordering: .relaxed) }
-        do throws(QuarryError) {
-            try caches[cache].free(p)
-        } catch {
-            unexpected.wrappingAdd(1, ordering: .relaxed)
-        }
-    }
-
-    /// After the threads are joined: free what is left in the handoff, check, destroy,
-    /// drain, and return the pages still in use (0 expected).
-    func finish() -> Int {
-        ThreadPlatform.withCPU(0) {
-            while let item = handoff.pop() { free(item.address, item.cache) }
-            quarry.checkInvariants()
-            for c in caches where c.destroy() != 0 { unexpected.wrappingAdd(1, ordering: .relaxed) }
-            quarry.drainAll()
-            quarry.checkInvariants()
-            return quarry.pageStatistics.pagesInUse
-        }
-    }
-}
-
 @Suite struct ConcurrencyTests {
     static let sizes = [8, 24, 64, 200, 1000, 4096]
 
@@ -67,18 +24,18 @@ final class StressShared: @unchecked Sendable {
     static func runCacheStress(cpus: Int, tuning: Tuning, operationsPerCPU: Int, interruptMicroseconds: Int) throws {
         let arena = TestArena(size: 32 << 20)
         defer { arena.release() }
-        let q = try ThreadPlatform.withCPU(0) { try arena.threadQuarry(tuning: tuning) }
-        let caches = try ThreadPlatform.withCPU(0) {
+        let q = try VirtualCPU.withCPU(0) { try arena.quarry(on: ThreadPlatform<16>.self, tuning: tuning) }
+        let caches = try VirtualCPU.withCPU(0) {
             try sizes.map { size throws(QuarryError) in try q.createCache(name: "stress", size: size) }
         }
         let seed = testSeeds([UInt64.random(in: 1...UInt64.max)])[0]
-        let configuration = CacheStress<ThreadPlatform>.Configuration(
+        let configuration = CacheStress<ThreadPlatform<16>>.Configuration(
             cpus: cpus, operationsPerCPU: operationsPerCPU, listCapacity: 1024, seed: seed,
             key: UInt.random(in: 1...UInt.max), interrupts: interruptMicroseconds > 0)
         let memory = UnsafeMutableRawPointer.allocate(
-            byteCount: CacheStress<ThreadPlatform>.bytes(cpus: cpus, listCapacity: 1024), alignment: 64)
+            byteCount: CacheStress<ThreadPlatform<16>>.bytes(cpus: cpus, listCapacity: 1024), alignment: 64)
         // The handler reaches the scenario through its context pointer.
-        let stress = UnsafeMutablePointer<CacheStress<ThreadPlatform>>.allocate(capacity: 1)
+        let stress = UnsafeMutablePointer<CacheStress<ThreadPlatform<16>>>.allocate(capacity: 1)
         stress.initialize(
             to: CacheStress(quarry: q, handlerCache: caches[1], memory: memory, configuration: configuration))
         for c in caches { stress.pointee.add(c) }
@@ -90,29 +47,29 @@ final class StressShared: @unchecked Sendable {
         nonisolated(unsafe) let shared = stress
         if interruptMicroseconds > 0 {
             let body: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
-                context!.assumingMemoryBound(to: CacheStress<ThreadPlatform>.self).pointee
-                    .interrupt(cpu: ThreadPlatform.cpuIndex)
+                context!.assumingMemoryBound(to: CacheStress<ThreadPlatform<16>>.self).pointee
+                    .interrupt(cpu: ThreadPlatform<16>.cpuIndex)
             }
             runOnCPUsWithTimer(
                 cpus, microseconds: interruptMicroseconds,
                 warmUp: { cpu in
                     // What the handler runs, once outside it (generic metadata is made here).
                     for _ in 0..<8 { shared.pointee.interrupt(cpu: cpu) }
-                    ThreadPlatform.setInterruptBody(body, context: UnsafeMutableRawPointer(shared))
+                    VirtualCPU.setInterruptBody(body, context: UnsafeMutableRawPointer(shared))
                 }
             ) { cpu in
                 shared.pointee.run(cpu: cpu)
-                ThreadPlatform.setInterruptBody(nil, context: nil)
+                VirtualCPU.setInterruptBody(nil, context: nil)
             }
         } else {
             runOnCPUs(cpus) { cpu in shared.pointee.run(cpu: cpu) }
         }
-        let r = ThreadPlatform.withCPU(0) { stress.pointee.finish(ExpectChecks()) }
+        let r = VirtualCPU.withCPU(0) { stress.pointee.finish(ExpectChecks()) }
         print(
             "cache stress, \(cpus) CPUs, \(tuning.magazineSize)-object magazines: \(r.operations) operations, "
                 + "\(r.mailboxFrees) frees out of the mailbox, \(r.handlerAllocations) allocations in "
                 + "\(r.handlerRuns) handler runs, seed \(seed)")
-        let pages = ThreadPlatform.withCPU(0) { () -> Int in
+        let pages = VirtualCPU.withCPU(0) { () -> Int in
             q.checkInvariants()
             for c in caches { #expect(c.destroy() == 0, "seed \(seed)") }
             q.drainAll()
@@ -136,8 +93,8 @@ final class StressShared: @unchecked Sendable {
     @Test func sequentialDoubleFreeOnTwoCPUsIsRefused() throws {
         let arena = TestArena(size: 4 << 20)
         defer { arena.release() }
-        let q = try ThreadPlatform.withCPU(0) { try arena.threadQuarry(tuning: .tiny) }
-        let c = try ThreadPlatform.withCPU(0) { try q.createCache(name: "race", size: 48) }
+        let q = try VirtualCPU.withCPU(0) { try arena.quarry(on: ThreadPlatform<16>.self, tuning: .tiny) }
+        let c = try VirtualCPU.withCPU(0) { try q.createCache(name: "race", size: 48) }
         final class Race: @unchecked Sendable {
             let object = Atomic<UInt>(0)
             let successes = Atomic<Int>(0)
@@ -174,7 +131,7 @@ final class StressShared: @unchecked Sendable {
         #expect(race.successes.load(ordering: .relaxed) == rounds)
         #expect(race.doubleFrees.load(ordering: .relaxed) == rounds)
         #expect(race.other.load(ordering: .relaxed) == 0)
-        ThreadPlatform.withCPU(0) {
+        VirtualCPU.withCPU(0) {
             #expect(c.statistics.count(of: .doubleFree) == UInt64(rounds))
             q.checkInvariants()
             #expect(c.destroy() == 0)
@@ -189,30 +146,5 @@ final class StressShared: @unchecked Sendable {
     /// behind.
     @Test func timerInterruptsAllocateOnTheInterruptedCPU() throws {
         try Self.runCacheStress(cpus: 4, tuning: .tiny, operationsPerCPU: 150_000, interruptMicroseconds: 100)
-    }
-}
-
-/// A plain pthread running a closure (the timer controller), joined explicitly.
-final class Thread: @unchecked Sendable {
-    private var thread = pthread_t()
-    private let body: @Sendable () -> Void
-
-    init(cpu: Int?, _ body: @escaping @Sendable () -> Void) {
-        self.body = body
-        let rc = pthread_create(
-            &thread, nil,
-            { raw in
-                Unmanaged<Thread>.fromOpaque(raw!).takeUnretainedValue().body()
-                return nil
-            }, Unmanaged.passUnretained(self).toOpaque())
-        precondition(rc == 0, "pthread_create")
-    }
-
-    func join() { pthread_join(thread, nil) }
-}
-
-extension TestArena {
-    func threadQuarry(tuning: Tuning) throws(QuarryError) -> Quarry<ThreadPlatform> {
-        try Quarry<ThreadPlatform>.initialize(base: base, size: size, tuning: tuning)
     }
 }

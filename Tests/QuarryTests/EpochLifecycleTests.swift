@@ -3,7 +3,7 @@
 // destroy with values left, an object retired twice, critical sections through
 // `withCriticalSection` (also when its body throws).
 // Neighbours: EpochReclaimerTests and LockFreeStackTests (the deferred-freeing scenarios),
-// FaultInjectionTests (the same hook on a general workload), EpochTestPlatform.
+// FaultInjectionTests (the same hook on a general workload), ThreadPlatform.
 
 import Testing
 
@@ -16,7 +16,7 @@ import Testing
     /// `destroy`) the heap must be as before: no new cache, every page back after a
     /// shrink, every invariant. Returns the refusals seen; each must be `.outOfMemory`.
     static func everyPageFailure<T>(
-        _ q: EpochQuarry, create: () throws(QuarryError) -> T, destroy: (T) -> Void
+        _ q: Quarry<ThreadPlatform<16>>, create: () throws(QuarryError) -> T, destroy: (T) -> Void
     ) -> [QuarryError] {
         q.shrink()
         let caches = q.cacheCount
@@ -45,7 +45,7 @@ import Testing
     }
 
     /// Each page request of `createReclaimer` (its two caches, the state, one ring per
-    /// CPU: 8 on EpochTestPlatform) can fail; each failure is `.outOfMemory` and undoes
+    /// CPU: 16 on ThreadPlatform<16>) can fail; each failure is `.outOfMemory` and undoes
     /// what was made before it: the rings already taken, the state, both caches.
     @Test func reclaimerCreationUndoesEveryStep() throws {
         try withEpochHeap(size: 8 << 20) { q in

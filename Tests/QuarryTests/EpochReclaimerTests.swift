@@ -1,15 +1,13 @@
 // EpochReclaimerTests: deterministic scenarios of deferred freeing: critical sections and
 // nesting, the two-advance rule, readers holding objects, the bound and stall reports,
 // reservations, refused retires, and a simulated interrupt injected at every window.
-// Neighbours: EpochTestPlatform (virtual CPUs, simulated interrupts), LockFreeStackTests.
+// Neighbours: VirtualCPU (virtual CPUs, injected interrupts), LockFreeStackTests.
 
 import QuarryScenarios
 import Synchronization
 import Testing
 
 @testable import Quarry
-
-typealias EpochQuarry = Quarry<EpochTestPlatform>
 
 /// What the stall hook saw (a @convention(c) hook cannot capture).
 let stallHookCalls = Atomic<Int>(0)
@@ -23,16 +21,16 @@ let recordStall: EpochStallHook = { cpu, _ in
 /// every page came back.
 func withEpochHeap(
     size: Int = 4 << 20, tuning: Tuning = .standard,
-    _ body: (EpochQuarry) throws -> Void
+    _ body: (Quarry<ThreadPlatform<16>>) throws -> Void
 ) throws {
-    EpochTestPlatform.register(cpu: 0)
-    defer { EpochTestPlatform.unregister() }
+    VirtualCPU.register(cpu: 0)
+    defer { VirtualCPU.unregister() }
     let arena = TestArena(size: size)
     defer { arena.release() }
-    let q = try EpochQuarry.initialize(base: arena.base, size: arena.size, tuning: tuning)
+    let q = try arena.quarry(on: ThreadPlatform<16>.self, tuning: tuning)
     let first = q.pageStatistics.pagesInUse
     try body(q)
-    EpochTestPlatform.become(cpu: 0)
+    VirtualCPU.become(cpu: 0)
     q.shrink()
     q.checkInvariants()
     #expect(q.cacheCount == internalCaches, "every cache destroyed")
@@ -112,9 +110,9 @@ extension SlabCache {
             let c = try q.createCache(name: "obj", size: 64)
             let x = try c.allocate()
             Cookie.fill(x, size: 64, key: 0xC0FFEE)
-            EpochTestPlatform.become(cpu: 1)
+            VirtualCPU.become(cpu: 1)
             r.enter()
-            EpochTestPlatform.become(cpu: 0)
+            VirtualCPU.become(cpu: 0)
             let start = r.epoch
             try r.retire(x, to: c)
             for _ in 0..<20 { r.poll() }
@@ -129,9 +127,9 @@ extension SlabCache {
             }
             #expect(Cookie.intact(x, size: 64, key: 0xC0FFEE), "nothing wrote into the retired object")
             r.checkInvariants()
-            EpochTestPlatform.become(cpu: 1)
+            VirtualCPU.become(cpu: 1)
             r.exit()
-            EpochTestPlatform.become(cpu: 0)
+            VirtualCPU.become(cpu: 0)
             // The first advance (start -> start + 1) happened while CPU 1 was inside: it
             // had announced `start`, which allows one. The second needs it gone.
             r.poll()
@@ -154,19 +152,19 @@ extension SlabCache {
             // for one still waiting.
             var batches: [[UnsafeMutableRawPointer]] = []
             for _ in 0..<3 { batches.append(try (0..<3).map { _ in try c.allocate() }) }
-            EpochTestPlatform.become(cpu: 1)
+            VirtualCPU.become(cpu: 1)
             r.enter()  // holds the epoch: each retire below sees the same epoch until we move it
-            EpochTestPlatform.become(cpu: 0)
+            VirtualCPU.become(cpu: 0)
             for k in 0..<3 {
                 for p in batches[k] { try r.retire(p, to: c) }
                 // Epoch e + k: batch k - 2 (two behind) was freed by these retires.
                 if k == 2 { #expect(batches[0].allSatisfy { !c.isAllocated($0) }) }
                 #expect(batches[1].allSatisfy { c.isAllocated($0) })
                 // Let the epoch move by one: CPU 1 re-announces the current epoch.
-                EpochTestPlatform.become(cpu: 1)
+                VirtualCPU.become(cpu: 1)
                 r.exit()
                 r.enter()
-                EpochTestPlatform.become(cpu: 0)
+                VirtualCPU.become(cpu: 0)
                 #expect(r.tryAdvance() != .blocked(by: 1))
             }
             r.checkInvariants()
@@ -175,9 +173,9 @@ extension SlabCache {
             #expect(batches[0].allSatisfy { !c.isAllocated($0) })
             #expect(batches[1].allSatisfy { !c.isAllocated($0) })
             #expect(batches[2].allSatisfy { c.isAllocated($0) })
-            EpochTestPlatform.become(cpu: 1)
+            VirtualCPU.become(cpu: 1)
             r.exit()
-            EpochTestPlatform.become(cpu: 0)
+            VirtualCPU.become(cpu: 0)
             r.poll()
             #expect(batches[2].allSatisfy { !c.isAllocated($0) })
             #expect(r.statistics.pending == 0)
@@ -197,9 +195,9 @@ extension SlabCache {
             stallHookCalls.store(0, ordering: .relaxed)
             let r = try q.createReclaimer(retiredPerCPU: bound, stallHook: recordStall)
             let c = try q.createCache(name: "obj", size: 48)
-            EpochTestPlatform.become(cpu: 3)
+            VirtualCPU.become(cpu: 3)
             r.enter()
-            EpochTestPlatform.become(cpu: 0)
+            VirtualCPU.become(cpu: 0)
             var accepted = 0
             var kept: [UnsafeMutableRawPointer] = []
             for _ in 0..<100 {
@@ -222,9 +220,9 @@ extension SlabCache {
             #expect(stallHookLastCPU.load(ordering: .relaxed) == 3)
             #expect(s.highWater == bound)
             r.checkInvariants()
-            EpochTestPlatform.become(cpu: 3)
+            VirtualCPU.become(cpu: 3)
             r.exit()
-            EpochTestPlatform.become(cpu: 0)
+            VirtualCPU.become(cpu: 0)
             for p in kept { try r.retire(p, to: c) }  // the reader left: retiring works again
             r.synchronize()
             #expect(r.statistics.pending == 0 && c.activeObjects == 0)
@@ -265,23 +263,22 @@ extension SlabCache {
             let r = try q.createReclaimer(retiredPerCPU: 8)
             let c = try q.createCache(name: "obj", size: 32)
             let y = try c.allocate()
-            let me = EpochTestPlatform.current
             r.enter()
             let announced = r.statistics(cpu: 0).announcedEpoch
             var handlerSawDepth = false
-            me.arm(at: 0) {
+            VirtualCPU.injectInterrupt(atWindow: 0) {
                 r.enter()
                 handlerSawDepth = r.isInsideCriticalSection
                 try? r.retire(y, to: c)
                 r.exit()
             }
             _ = r.isInsideCriticalSection  // opens one window: the interrupt fires there
-            me.disarm()
-            #expect(me.interruptsTaken == 1 && handlerSawDepth)
+            VirtualCPU.stopInjecting()
+            #expect(VirtualCPU.injectedInterrupts == 1 && handlerSawDepth)
             #expect(r.isInsideCriticalSection && r.statistics(cpu: 0).announcedEpoch == announced)
-            EpochTestPlatform.become(cpu: 1)
+            VirtualCPU.become(cpu: 1)
             for _ in 0..<10 { r.poll() }
-            EpochTestPlatform.become(cpu: 0)
+            VirtualCPU.become(cpu: 0)
             r.poll()
             #expect(c.isAllocated(y), "freed while the interrupted reader was inside")
             r.exit()
@@ -375,8 +372,7 @@ extension SlabCache {
                 let plain = try q.createCache(name: "plain", size: 24)
                 var popped: [UInt] = []
                 var pushed: [UInt] = []
-                let me = EpochTestPlatform.current
-                me.arm(at: window) {
+                VirtualCPU.injectInterrupt(atWindow: window) {
                     if (try? stack.push(1000)) != nil { pushed.append(1000) }
                     if let v = try? stack.pop() { popped.append(v) }
                     if let p = try? plain.allocate() {
@@ -398,8 +394,8 @@ extension SlabCache {
                 r.exit()
                 r.poll()
                 r.synchronize()
-                fired = me.interruptsTaken == 1
-                me.disarm()
+                fired = VirtualCPU.injectedInterrupts == 1
+                VirtualCPU.stopInjecting()
                 while let v = try stack.pop() { popped.append(v) }
                 #expect(popped.sorted() == pushed.sorted(), "window \(window): pushed \(pushed), popped \(popped)")
                 #expect(stack.cookieMismatches == 0)

@@ -1,7 +1,7 @@
 // FaultInjectionTests: a fixed workload (several caches, the malloc front with spans and
 // realloc, per-CPU magazines under Tuning.tiny) run with the k-th page request failing,
 // for k = 1, 2, 3, ... until the workload runs through without reaching the k-th request.
-// Neighbours: PageAllocator+FaultInjection (the hook), Tests/Scenarios/TestRandom.swift (cookies), HostPlatform.
+// Neighbours: PageAllocator+FaultInjection (the hook), Tests/Scenarios/TestRandom.swift (cookies), ThreadPlatform.
 
 import QuarryScenarios
 import Testing
@@ -20,7 +20,7 @@ struct FaultInjectionTests {
     /// One deterministic workload. Every refusal must be `.outOfMemory`; a refused
     /// operation must change nothing (a failed realloc leaves its block intact). Ends by
     /// freeing everything, destroying the caches, draining and shrinking.
-    static func workload(_ q: Quarry<HostPlatform>) -> Outcome {
+    static func workload(_ q: Quarry<ThreadPlatform<1>>) -> Outcome {
         var out = Outcome()
         var rng = SeededGenerator(seed: 0xFA17)
         var cookie: UInt64 = 1
@@ -29,7 +29,7 @@ struct FaultInjectionTests {
         }
         // Caches: (size, alignment).
         let shapes = [(24, 8), (200, 64), (1000, 16), (3000, 4096)]
-        var caches: [SlabCache<HostPlatform>] = []
+        var caches: [SlabCache<ThreadPlatform<1>>] = []
         for (size, alignment) in shapes {
             do { caches.append(try q.createCache(name: "fault", size: size, alignment: alignment)) } catch {
                 note(error, "createCache")

@@ -83,7 +83,7 @@ import Glibc
                 return
             }
             defer { munmap(raw, size) }
-            let q = try Quarry<HostPlatform>.initialize(base: raw, size: size)
+            let q = try Quarry<ThreadPlatform<1>>.initialize(base: raw, size: size)
             let meta = q.pageStatistics.metadataBytes
             #expect(meta * 50 <= size, "\(meta) bytes of metadata in \(size)")
         }

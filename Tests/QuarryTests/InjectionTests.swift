@@ -1,7 +1,7 @@
 // InjectionTests: a simulated interrupt (a nested allocate and free on the same CPU) at
 // every numbered point of the fast and slow paths, with the whole-heap invariants
 // checked after every outer operation; and the nolock behaviour pinned down exactly.
-// Neighbours: TestHooks (the points), CPUCache (the contract under test), HostPlatform.
+// Neighbours: TestHooks (the points), CPUCache (the contract under test), ThreadPlatform.
 
 import QuarryScenarios
 import Testing
@@ -10,7 +10,7 @@ import Testing
 
 /// Runs nested calls from the heap's test hook.
 final class Injector {
-    let caches: [SlabCache<HostPlatform>]
+    let caches: [SlabCache<ThreadPlatform<1>>]
     let sizes: [Int]
     let key: UInt = 0x5EED
     /// The point to inject at (nil: none), and whether this outer operation already did.
@@ -31,7 +31,7 @@ final class Injector {
     var mismatches = 0
     var unexpected: [QuarryError] = []
 
-    init(caches: [SlabCache<HostPlatform>], sizes: [Int]) {
+    init(caches: [SlabCache<ThreadPlatform<1>>], sizes: [Int]) {
         self.caches = caches
         self.sizes = sizes
     }
@@ -166,21 +166,22 @@ final class Injector {
         let q = try arena.quarry(tuning: .tiny)
         let c = try q.createCache(name: "nolock", size: 64)
         final class Probe {
-            let cache: SlabCache<HostPlatform>
+            let cache: SlabCache<ThreadPlatform<1>>
             var point = HookPoint.depotLocked
             var armed = false
             var allocated: [UnsafeMutableRawPointer] = []
             var allocateResult: QuarryError? = nil
             var toFree: [UnsafeMutableRawPointer] = []
             var freeResults: [QuarryError?] = []
-            init(_ cache: SlabCache<HostPlatform>) { self.cache = cache }
+            init(_ cache: SlabCache<ThreadPlatform<1>>) { self.cache = cache }
         }
         let probe = Probe(c)
         let hook: @convention(c) (UnsafeMutableRawPointer?, UInt32) -> Void = { context, raw in
             let probe = Unmanaged<Probe>.fromOpaque(context!).takeUnretainedValue()
             guard probe.armed, raw == probe.point.rawValue else { return }
             // Only where this cache's own lock is held (not the magazine cache's).
-            if probe.point == .cacheLocked && !probe.cache.state.pointee.lock.isHeldByCurrentCPU(HostPlatform.self) {
+            if probe.point == .cacheLocked && !probe.cache.state.pointee.lock.isHeldByCurrentCPU(ThreadPlatform<1>.self)
+            {
                 return
             }
             probe.armed = false

@@ -2,7 +2,7 @@
 // each) with simulated interrupts: exactly-once delivery, cookie checks, the bound
 // (Tests/Scenarios/EpochStackStress.swift, run by the test kernel too), stalled readers,
 // no reuse before a reader leaves, and every page back at the end.
-// Neighbours: EpochTestPlatform (threads as CPUs), EpochReclaimerTests (single-thread cases).
+// Neighbours: VirtualCPU (threads as CPUs, injected interrupts), EpochReclaimerTests (single-thread cases).
 
 import QuarryScenarios
 import Synchronization
@@ -42,7 +42,7 @@ struct StressConfig: Sendable, CustomTestStringConvertible {
             let stack = try LockFreeStack.create(in: q, reclaimer: r)
             let valueBits = 16  // 32 768 values per CPU for each of thread context and handler
             let memory = UnsafeMutableRawPointer.allocate(
-                byteCount: EpochStackStress<EpochTestPlatform>.bytes(cpus: config.threads, valueBits: valueBits),
+                byteCount: EpochStackStress<ThreadPlatform<16>>.bytes(cpus: config.threads, valueBits: valueBits),
                 alignment: 64)
             defer { memory.deallocate() }
             let stress = EpochStackStress(
@@ -52,15 +52,16 @@ struct StressConfig: Sendable, CustomTestStringConvertible {
                     seed: 0x5EED_0000, interrupts: config.interruptPeriod > 0))
             let shared = Shared(stress)
             let start = SpinBarrier(parties: config.threads)
-            runThreads(config.threads) { t in
+            runOnCPUs(config.threads) { t in
                 let stress = shared.value
-                let me = EpochTestPlatform.current
                 if config.interruptPeriod > 0 {
-                    me.arm(period: config.interruptPeriod, seed: UInt64(t) &+ 99) { stress.interrupt(cpu: t) }
+                    VirtualCPU.injectInterrupts(period: config.interruptPeriod, seed: UInt64(t) &+ 99) {
+                        stress.interrupt(cpu: t)
+                    }
                 }
                 start.wait()
                 stress.run(cpu: t)
-                me.disarm()
+                VirtualCPU.stopInjecting()
             }
             let report = stress.finish(ExpectChecks())
             print(
@@ -96,7 +97,7 @@ struct StressConfig: Sendable, CustomTestStringConvertible {
             }
             let stall = EpochStall(stack: stack, state: state, cpus: workers + 1, reader: 0, maxWaits: 10_000_000)
             let shared = Shared(stall)
-            runThreads(workers + 1) { t in shared.value.run(cpu: t) }
+            runOnCPUs(workers + 1) { t in shared.value.run(cpu: t) }
             stall.finish(ExpectChecks())
             while try stack.pop() != nil {}
             r.synchronize()
@@ -127,7 +128,7 @@ struct StressConfig: Sendable, CustomTestStringConvertible {
                 reclaimer: r, cache: c, state: state, held: held,
                 rounds: stressOperations(40_000) / 100, writer: 0, reader: 1)
             let shared = Shared(reuse)
-            runThreads(2) { t in shared.value.run(cpu: t) }
+            runOnCPUs(2) { t in shared.value.run(cpu: t) }
             reuse.finish(ExpectChecks())
             r.destroy()
             #expect(c.destroy() == 0)

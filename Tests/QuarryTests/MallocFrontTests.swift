@@ -5,46 +5,8 @@ import Testing
 
 @testable import Quarry
 
-/// What must not change when a call is refused: page figures and every cache's objects.
-struct HeapSnapshot: Equatable {
-    struct Cache: Equatable {
-        var name: [UInt8]
-        var active: Int
-        var total: Int
-        var allocations: UInt64
-        var frees: UInt64
-    }
-    var pagesInUse: Int
-    var bump: Int
-    var freeRunPages: Int
-    var liveSpans: Int
-    var spanPages: Int
-    var caches: [Cache]
-
-    init(_ q: Quarry<HostPlatform>) {
-        let p = q.pageStatistics
-        let m = q.front.statistics
-        pagesInUse = p.pagesInUse
-        bump = p.bump
-        freeRunPages = p.freeRunPages
-        liveSpans = m.liveSpans
-        spanPages = m.spanPages
-        var caches: [Cache] = []
-        q.forEachCache { c in
-            let s = c.statistics
-            var name: [UInt8] = []
-            s.name.forEachByte { name.append($0) }
-            caches.append(
-                Cache(
-                    name: name, active: s.activeObjects, total: s.totalObjects,
-                    allocations: s.allocations, frees: s.frees))
-        }
-        self.caches = caches
-    }
-}
-
 /// Total count of `error` over the front and every cache.
-func errorCount(_ q: Quarry<HostPlatform>, _ error: QuarryError) -> UInt64 {
+func errorCount(_ q: Quarry<ThreadPlatform<1>>, _ error: QuarryError) -> UInt64 {
     var n = q.front.statistics.count(of: error)
     q.forEachCache { n += $0.statistics.count(of: error) }
     return n
@@ -53,7 +15,7 @@ func errorCount(_ q: Quarry<HostPlatform>, _ error: QuarryError) -> UInt64 {
 /// Runs `body`, expects it to throw exactly `expected`, and checks that nothing but
 /// one error counter changed.
 func expectRefusal(
-    _ q: Quarry<HostPlatform>, _ expected: QuarryError, counted: Bool = true,
+    _ q: Quarry<ThreadPlatform<1>>, _ expected: QuarryError, counted: Bool = true,
     sourceLocation: SourceLocation = #_sourceLocation,
     _ body: () throws(QuarryError) -> Void
 ) {
@@ -72,7 +34,7 @@ func expectRefusal(
     q.checkInvariants()
 }
 
-func cacheName(_ q: Quarry<HostPlatform>, owning p: UnsafeRawPointer) -> String? {
+func cacheName(_ q: Quarry<ThreadPlatform<1>>, owning p: UnsafeRawPointer) -> String? {
     guard let c = q.cache(owning: p) else { return nil }
     var bytes: [UInt8] = []
     c.name.forEachByte { bytes.append($0) }

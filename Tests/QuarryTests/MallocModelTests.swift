@@ -28,14 +28,14 @@ struct MallocModel {
     }
 
     let seed: UInt64
-    let q: Quarry<HostPlatform>
-    var f: MallocFront<HostPlatform> { q.front }
+    let q: Quarry<ThreadPlatform<1>>
+    var f: MallocFront<ThreadPlatform<1>> { q.front }
     var rng: SeededGenerator
     var live: [Block] = []
     var nextCookie: UInt8 = 1
     var failures = 0
 
-    init(seed: UInt64, quarry: Quarry<HostPlatform>) {
+    init(seed: UInt64, quarry: Quarry<ThreadPlatform<1>>) {
         self.seed = seed
         self.q = quarry
         rng = SeededGenerator(seed: seed)

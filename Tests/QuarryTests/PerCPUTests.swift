@@ -1,7 +1,7 @@
 // PerCPUTests: the per-CPU layer on one CPU: magazine and depot paths, statistics and the
 // memory bound, drain and leak accounting, misuse caught before a magazine, and the
 // reciprocal that replaced the division in pointer validation.
-// Neighbours: HostPlatform (one CPU), InjectionTests (nested calls), ConcurrencyTests.
+// Neighbours: ThreadPlatform (one CPU), InjectionTests (nested calls), ConcurrencyTests.
 
 import QuarryScenarios
 import Testing
@@ -115,7 +115,7 @@ import Testing
             #expect(s.magazineCapacity == m)
             #expect(
                 s.perCPUBoundObjects
-                    == HostPlatform.maxCPUs * (2 * m + Geometry.cpuReserve) + tuning.depotFullLimit * m)
+                    == ThreadPlatform<1>.maxCPUs * (2 * m + Geometry.cpuReserve) + tuning.depotFullLimit * m)
             #expect(s.perCPUBoundBytes == s.perCPUBoundObjects * s.objectSize)
         }
         #expect(small.magazineCapacity == 32 && big.magazineCapacity == 2 && huge.magazineCapacity == 0)

@@ -3,8 +3,8 @@
 // 4 CPUs (threads) with cross-CPU frees and SIGALRM handlers that allocate; and past half,
 // allocations that would fail reclaim first. The workload is ReclaimScenario
 // (Tests/Scenarios), which the test kernel runs too.
-// Neighbours: ThreadPlatform (CPUs and interrupts), ThreadTestSupport (threads, barrier),
-// ConcurrencyTests (Thread, threadQuarry), Sources/QuarryKernel/ReclaimSuite.swift.
+// Neighbours: VirtualCPU (CPUs and interrupts), TestThread (threads, timer),
+// Sources/QuarryKernel/ReclaimSuite.swift.
 
 import QuarryScenarios
 import Synchronization
@@ -52,15 +52,15 @@ import Glibc
     static func run(cpus: Int, limitBytes: Int, operationsPerCPU: Int, shrinkOneIn: Int) throws -> Run {
         let arena = TestArena(size: arenaBytes)
         defer { arena.release() }
-        let q = try ThreadPlatform.withCPU(0) { try arena.threadQuarry(tuning: .standard) }
+        let q = try VirtualCPU.withCPU(0) { try arena.quarry(on: ThreadPlatform<16>.self, tuning: .standard) }
         let seed = testSeeds([UInt64(UInt32.random(in: 1...UInt32.max))])[0]
-        let configuration = ReclaimScenario<ThreadPlatform>.Configuration(
+        let configuration = ReclaimScenario<ThreadPlatform<16>>.Configuration(
             cpus: cpus, operationsPerCPU: operationsPerCPU, limitBytes: limitBytes,
             seed: UInt32(truncatingIfNeeded: seed), shrinkOneIn: shrinkOneIn)
         let memory = UnsafeMutableRawPointer.allocate(
-            byteCount: ReclaimScenario<ThreadPlatform>.bytes(cpus: cpus), alignment: 64)
+            byteCount: ReclaimScenario<ThreadPlatform<16>>.bytes(cpus: cpus), alignment: 64)
         // The handler reaches the scenario through its context pointer.
-        let scenario = UnsafeMutablePointer<ReclaimScenario<ThreadPlatform>>.allocate(capacity: 1)
+        let scenario = UnsafeMutablePointer<ReclaimScenario<ThreadPlatform<16>>>.allocate(capacity: 1)
         scenario.initialize(to: ReclaimScenario(quarry: q, memory: memory, configuration: configuration))
         defer {
             scenario.deinitialize(count: 1)
@@ -69,8 +69,8 @@ import Glibc
         }
         nonisolated(unsafe) let (shared, heap) = (scenario, q)
         let body: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
-            context!.assumingMemoryBound(to: ReclaimScenario<ThreadPlatform>.self).pointee
-                .interrupt(cpu: ThreadPlatform.cpuIndex)
+            context!.assumingMemoryBound(to: ReclaimScenario<ThreadPlatform<16>>.self).pointee
+                .interrupt(cpu: ThreadPlatform<16>.cpuIndex)
         }
         let clock = ContinuousClock()
         let start = clock.now
@@ -80,16 +80,16 @@ import Glibc
                 // What the handler runs, once outside it (generic metadata is made here).
                 for _ in 0..<8 { shared.pointee.interrupt(cpu: cpu) }
                 heap.shrink()
-                ThreadPlatform.setInterruptBody(body, context: UnsafeMutableRawPointer(shared))
+                VirtualCPU.setInterruptBody(body, context: UnsafeMutableRawPointer(shared))
             }
         ) { cpu in
             shared.pointee.run(cpu: cpu)
-            ThreadPlatform.setInterruptBody(nil, context: nil)
+            VirtualCPU.setInterruptBody(nil, context: nil)
         }
         let elapsed = clock.now - start
-        let report = ThreadPlatform.withCPU(0) { shared.pointee.finish() }
+        let report = VirtualCPU.withCPU(0) { shared.pointee.finish() }
         let reclaim = q.reclaimStatistics
-        let pages = ThreadPlatform.withCPU(0) { () -> Int in
+        let pages = VirtualCPU.withCPU(0) { () -> Int in
             q.checkInvariants()
             q.front.shrink()
             q.drainAll()

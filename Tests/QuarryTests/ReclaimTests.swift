@@ -2,8 +2,8 @@
 // back, that an allocation (cache, span, nested) reclaims before it fails and a `.tryOnly`
 // one does not, that other CPUs honour the flush request on their next slow path, the
 // budget's bound and the magazine sizes it implies, and reclaims racing `destroy`.
-// Neighbours: Quarry+Reclaim (under test), HostPlatform (one CPU), ThreadPlatform
-// (threads as CPUs), ReclaimStressTests (the whole workload of issue 11).
+// Neighbours: Quarry+Reclaim (under test), ThreadPlatform (one CPU, or threads as CPUs),
+// TestThread, ReclaimStressTests (the whole workload of issue 11).
 
 import Synchronization
 import Testing
@@ -17,7 +17,7 @@ import Glibc
 @Suite struct ReclaimTests {
     /// Allocates and frees `rounds` rounds of `n` objects, so the CPU's magazines and
     /// the depot hold some.
-    static func churn(_ c: SlabCache<HostPlatform>, _ n: Int, rounds: Int = 2) throws {
+    static func churn(_ c: SlabCache<ThreadPlatform<1>>, _ n: Int, rounds: Int = 2) throws {
         for _ in 0..<rounds {
             let ps = try (0..<n).map { _ in try c.allocate() }
             for p in ps { try c.free(p) }
@@ -102,11 +102,11 @@ import Glibc
         #expect(q.reclaimStatistics.reclaims == 0)
 
         final class Probe {
-            let cache: SlabCache<HostPlatform>
+            let cache: SlabCache<ThreadPlatform<1>>
             var armed = true
             var nested: Result<UnsafeMutableRawPointer, QuarryError>? = nil
             var cachedInside = -1
-            init(_ cache: SlabCache<HostPlatform>) { self.cache = cache }
+            init(_ cache: SlabCache<ThreadPlatform<1>>) { self.cache = cache }
         }
         let probe = Probe(a)
         let hook: @convention(c) (UnsafeMutableRawPointer?, UInt32) -> Void = { context, raw in
@@ -159,9 +159,9 @@ import Glibc
         final class Probe {
             var armed = false
             var result: QuarryError? = nil
-            let front: MallocFront<HostPlatform>
+            let front: MallocFront<ThreadPlatform<1>>
             let bytes: Int
-            init(_ front: MallocFront<HostPlatform>, _ bytes: Int) { self.front = front; self.bytes = bytes }
+            init(_ front: MallocFront<ThreadPlatform<1>>, _ bytes: Int) { self.front = front; self.bytes = bytes }
         }
         // Every page of the arena: some are in use, so only a reclaim could (try to) help.
         let probe = Probe(q.front, q.pageStatistics.pageCount * Geometry.pageSize)
@@ -191,8 +191,8 @@ import Glibc
     @Test func otherCPUsHonourTheFlushRequestOnTheirNextSlowPath() throws {
         let arena = TestArena(size: 4 << 20)
         defer { arena.release() }
-        let q = try ThreadPlatform.withCPU(0) { try arena.threadQuarry(tuning: .standard) }
-        let (a, b) = try ThreadPlatform.withCPU(0) {
+        let q = try VirtualCPU.withCPU(0) { try arena.quarry(on: ThreadPlatform<16>.self, tuning: .standard) }
+        let (a, b) = try VirtualCPU.withCPU(0) {
             (try q.createCache(name: "a", size: 64), try q.createCache(name: "b", size: 64))
         }
         final class Seen: @unchecked Sendable {
@@ -224,7 +224,7 @@ import Glibc
         #expect(seen.slotBeforeShrink >= 20)
         #expect(seen.slotAfterShrink == seen.slotBeforeShrink, "the reclaim touched another CPU's slot")
         #expect(seen.slotAfterSlowPath == 0 && seen.honoured == 1)
-        ThreadPlatform.withCPU(0) {
+        VirtualCPU.withCPU(0) {
             q.checkInvariants()
             #expect(a.destroy() == 0 && b.destroy() == 0)
             q.drainAll()
@@ -241,7 +241,7 @@ import Glibc
         let q = try arena.quarry(tuning: tuning)
         let budget = q.reclaimStatistics.budgetBytes
         #expect(budget == q.pageStatistics.pageCount * Geometry.pageSize / tuning.perCPUShare)
-        var caches: [SlabCache<HostPlatform>] = []
+        var caches: [SlabCache<ThreadPlatform<1>>] = []
         var ps: [(UnsafeMutableRawPointer, Int)] = []
         for i in 0..<60 {
             let c = try q.createCache(name: "budget", size: 64 + 8 * i)
@@ -282,7 +282,7 @@ import Glibc
     @Test func reclaimsRaceDestroy() throws {
         let arena = TestArena(size: 8 << 20)
         defer { arena.release() }
-        let q = try ThreadPlatform.withCPU(0) { try arena.threadQuarry(tuning: .tiny) }
+        let q = try VirtualCPU.withCPU(0) { try arena.quarry(on: ThreadPlatform<16>.self, tuning: .tiny) }
         nonisolated(unsafe) let heap = q
         let stop = Atomic<Bool>(false)
         let shrinks = Atomic<Int>(0)
@@ -304,7 +304,7 @@ import Glibc
             }
         }
         #expect(shrinks.load(ordering: .relaxed) > 0 && leaks.load(ordering: .relaxed) == 0)
-        ThreadPlatform.withCPU(0) {
+        VirtualCPU.withCPU(0) {
             q.checkInvariants()
             q.drainAll()
             #expect(q.pageStatistics.pagesInUse == 0 && q.cacheCount == internalCaches)

@@ -81,13 +81,13 @@ import Testing
         let q = try arena.quarry()
         let c = try q.createCache(name: "zero", size: 40, options: CacheOptions(zeroOnAllocate: true, zeroOnFree: true))
         let p = try c.allocate()
-        #expect(SlabCache<HostPlatform>.holds(UInt(bitPattern: p), 40, 0))
-        SlabCache<HostPlatform>.fill(UInt(bitPattern: p), 40, 0xFF)
+        #expect(SlabCache<ThreadPlatform<1>>.holds(UInt(bitPattern: p), 40, 0))
+        SlabCache<ThreadPlatform<1>>.fill(UInt(bitPattern: p), 40, 0xFF)
         try c.free(p)
         // Zeroed on free but for the link word, which holds the cached mark.
-        #expect(SlabCache<HostPlatform>.holds(UInt(bitPattern: p), 40, 0, skip: 0), "zeroed on free")
+        #expect(SlabCache<ThreadPlatform<1>>.holds(UInt(bitPattern: p), 40, 0, skip: 0), "zeroed on free")
         let again = try c.allocate()
-        #expect(SlabCache<HostPlatform>.holds(UInt(bitPattern: again), 40, 0))
+        #expect(SlabCache<ThreadPlatform<1>>.holds(UInt(bitPattern: again), 40, 0))
         try c.free(again)
         #expect(c.validate() == ValidationReport())
         // Conflicting options are dropped: a constructor keeps its bytes.

@@ -1,8 +1,8 @@
 // SingleCPUPlatformTests: the library's own one-CPU platform, the one the single-CPU
 // libquarry.a runs on (`make lib QUARRY_PLATFORM=single-cpu`, measured by `make budgets`):
 // its contract, and a whole heap's life over it, from the first cache to the last page.
-// Neighbours: Platform.swift (SingleCPUPlatform), HostPlatform (the tests' one-CPU
-// platform, which writes to stderr), TestSupport (cookies, overlap check).
+// Neighbours: Platform.swift (SingleCPUPlatform), ThreadPlatform (the tests' platform,
+// which writes to stderr), TestSupport (cookies, overlap check).
 
 import QuarryScenarios
 import Testing

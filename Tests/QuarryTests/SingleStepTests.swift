@@ -1,13 +1,14 @@
 // SingleStepTests: single-step re-entry (issue 14, item 1, host part). The x86 trap flag
-// (EFLAGS.TF, Tests/CSingleStep) is set around one call of a hit path or a miss path, so
-// a SIGTRAP arrives after every instruction of it. The SIGTRAP handler plays an
-// interrupt on the same CPU: unless the test platform's mask count says "interrupts
-// off", it allocates, checks and frees on the same cache, through the malloc front and
-// inside an epoch read section. After the call, at quiescence, everything both sides
-// allocated must be distinct, intact and freeable, and the invariants must hold.
-// Neighbours: Tests/CSingleStep (TF, the per-thread mask count), ThreadPlatform (the
-// signal-interrupt model this one follows), InjectionTests (nested calls at hook
-// points), docs/testing.md ("Single-step re-entry").
+// (EFLAGS.TF, Tests/CTestPlatform) is set around one call of a hit path or a miss path, so
+// a SIGTRAP arrives after every instruction of it. The test thread does not register, so
+// it is CPU 0 (of a `ThreadPlatform<1>` heap), and the SIGTRAP handler plays an interrupt
+// on that CPU: unless VirtualCPU's per-thread mask count says "interrupts off", it allocates,
+// checks and frees on the same cache, through the malloc front and inside an epoch read
+// section. After the call, at quiescence, everything both sides allocated must be
+// distinct, intact and freeable, and the invariants must hold.
+// Neighbours: Tests/CTestPlatform (TF, the per-thread mask count), VirtualCPU (the
+// signal-interrupt model this handler follows), InjectionTests
+// (nested calls at hook points), docs/testing.md ("Single-step re-entry").
 //
 // Written against the public API (plus `checkInvariants`), so it holds for any hit-path
 // design: today's (the hit path masks interrupts, so most of its boundaries are masked
@@ -20,7 +21,7 @@
 // before stepping (the dry run), so no metadata, lazy binding or `swift_once` is first
 // done inside the handler or between the trap and the handler.
 
-import CSingleStep
+import CTestPlatform
 import QuarryScenarios
 import Testing
 
@@ -29,23 +30,6 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
-
-// MARK: - Platform
-
-/// One CPU (index 0) whose "interrupts" are the SIGTRAPs of single-stepping. The mask is
-/// a per-thread nesting count (C thread-local, read by the handler on the same thread):
-/// `disableInterrupts` increments it, `restoreInterrupts` stores the saved value back. A
-/// trap that arrives with the count above 0 does not call Quarry, as a CPU with IF clear
-/// takes no interrupt; it is counted as a masked boundary.
-enum StepPlatform: Platform {
-    static var maxCPUs: Int { 1 }
-    static var cpuIndex: Int { 0 }
-    static func disableInterrupts() -> InterruptState { InterruptState(raw: UInt(quarry_test_mask_raise())) }
-    static func restoreInterrupts(_ state: InterruptState) { quarry_test_mask_restore(CUnsignedLong(state.raw)) }
-    static func pause() {}
-    static func write(_ byte: UInt8) { var b = byte; _ = Glibc.write(2, &b, 1) }
-    static func entropy() -> UInt { 0x5EED_57E9_0000_0001 }
-}
 
 // MARK: - What the handler sees
 
@@ -73,7 +57,7 @@ enum StepFailure: UInt8 {
 /// interrupted call does).
 struct HandlerOps {
     /// The cache for `allocate`/`free`, or nil for the malloc front (`malloc(size)`).
-    var cache: SlabCache<StepPlatform>?
+    var cache: SlabCache<ThreadPlatform<1>>?
     var size: Int
     var freeFirst: Bool
     var count: Int
@@ -97,8 +81,8 @@ struct StepContext {
     var live: UnsafeMutablePointer<UInt8>? = nil
     let key: UInt = 0x51DE_57E9
     var ops = (HandlerOps?.none, HandlerOps?.none)
-    var front: MallocFront<StepPlatform>? = nil
-    var reclaimer: EpochReclaimer<StepPlatform>? = nil
+    var front: MallocFront<ThreadPlatform<1>>? = nil
+    var reclaimer: EpochReclaimer<ThreadPlatform<1>>? = nil
     /// Change the slot's object count at every interrupt: one net allocation (kept) at
     /// each of `perturbPeriod - 1` interrupts, then all of them freed at the next. Any run
     /// of 1 to `perturbPeriod - 1` consecutive interrupts changes the count, so an
@@ -183,7 +167,7 @@ extension UnsafeMutablePointer where Pointee == StepContext {
 }
 
 extension HandlerOps {
-    func allocate(_ front: MallocFront<StepPlatform>?) -> Result<UnsafeMutableRawPointer, QuarryError> {
+    func allocate(_ front: MallocFront<ThreadPlatform<1>>?) -> Result<UnsafeMutableRawPointer, QuarryError> {
         do throws(QuarryError) {
             if let cache { return .success(try cache.allocate()) }
             return .success(try front.unsafelyUnwrapped.malloc(size))
@@ -192,7 +176,7 @@ extension HandlerOps {
         }
     }
 
-    func free(_ p: UnsafeMutableRawPointer, _ front: MallocFront<StepPlatform>?) -> QuarryError? {
+    func free(_ p: UnsafeMutableRawPointer, _ front: MallocFront<ThreadPlatform<1>>?) -> QuarryError? {
         do throws(QuarryError) {
             if let cache { try cache.free(p) } else { try front.unsafelyUnwrapped.free(p) }
             return nil
@@ -460,9 +444,9 @@ private let otherMallocBytes = 48
 /// One heap set up for a scenario, with the test's own objects tracked in the live map.
 private struct Bench {
     let arena: TestArena
-    let q: Quarry<StepPlatform>
-    let reclaimer: EpochReclaimer<StepPlatform>
-    let cache: SlabCache<StepPlatform>
+    let q: Quarry<ThreadPlatform<1>>
+    let reclaimer: EpochReclaimer<ThreadPlatform<1>>
+    let cache: SlabCache<ThreadPlatform<1>>
     let scenario: StepScenario
     /// Objects the test holds (of `cache`), newest last.
     var held: [UnsafeMutableRawPointer] = []
@@ -471,7 +455,7 @@ private struct Bench {
     init(_ scenario: StepScenario) throws {
         self.scenario = scenario
         arena = TestArena(size: 8 << 20)
-        q = try Quarry<StepPlatform>.initialize(base: arena.base, size: arena.size)
+        q = try Quarry<ThreadPlatform<1>>.initialize(base: arena.base, size: arena.size)
         reclaimer = try q.createReclaimer(retiredPerCPU: 16)
         live = .allocate(capacity: arena.size / 8)
         live.initialize(repeating: 0, count: arena.size / 8)

@@ -118,7 +118,7 @@ import Glibc
         defer { arena.release() }
         let q = try arena.quarry()
         let first = q.pageStatistics
-        var caches: [SlabCache<HostPlatform>] = []
+        var caches: [SlabCache<ThreadPlatform<1>>] = []
         var objects: [(Int, UnsafeMutableRawPointer)] = []
         for i in 0..<40 {
             let c = try q.createCache(name: "many", size: 8 + i * 97, alignment: 8 << (i % 4))

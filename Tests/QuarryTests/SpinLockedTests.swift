@@ -9,7 +9,7 @@ import Testing
 
 @Suite struct SpinLockedTests {
     /// This CPU's count of the Quarry locks it holds.
-    private static func held(_ q: Quarry<HostPlatform>) -> UInt32 { q.heap.pointee.cpuState(0).pointee.locksHeld }
+    private static func held(_ q: Quarry<ThreadPlatform<1>>) -> UInt32 { q.heap.pointee.cpuState(0).pointee.locksHeld }
 
     /// Each scope counts its lock from before it is taken until after it is given up,
     /// nested scopes count both, and nothing is left counted afterwards.
@@ -19,13 +19,13 @@ import Testing
         let q = try arena.quarry()
         let heap = q.heap
         #expect(Self.held(q) == 0)
-        heap.pointee.registry.withLock(HostPlatform.self) { _ in
-            let holds = heap.pointee.registry.isHeldByCurrentCPU(HostPlatform.self)
+        heap.pointee.registry.withLock(ThreadPlatform<1>.self) { _ in
+            let holds = heap.pointee.registry.isHeldByCurrentCPU(ThreadPlatform<1>.self)
             #expect(Self.held(q) == 1 && holds)
-            heap.pointee.pages.withLock(HostPlatform.self) { _ in #expect(Self.held(q) == 2) }
+            heap.pointee.pages.withLock(ThreadPlatform<1>.self) { _ in #expect(Self.held(q) == 2) }
             #expect(Self.held(q) == 1)
         }
-        let holds = heap.pointee.registry.isHeldByCurrentCPU(HostPlatform.self)
+        let holds = heap.pointee.registry.isHeldByCurrentCPU(ThreadPlatform<1>.self)
         #expect(Self.held(q) == 0 && !holds)
     }
 
@@ -37,14 +37,14 @@ import Testing
         defer { arena.release() }
         let q = try arena.quarry()
         let heap = q.heap
-        heap.pointee.pages.withLock(HostPlatform.self) { _ in
+        heap.pointee.pages.withLock(ThreadPlatform<1>.self) { _ in
             var ran = false
-            let again: Void? = heap.pointee.pages.tryWithLock(HostPlatform.self) { _ in ran = true }
+            let again: Void? = heap.pointee.pages.tryWithLock(ThreadPlatform<1>.self) { _ in ran = true }
             #expect(again == nil && !ran && Self.held(q) == 1)
-            let caches: Int? = heap.pointee.registry.tryWithLock(HostPlatform.self) { registry in registry.count }
+            let caches: Int? = heap.pointee.registry.tryWithLock(ThreadPlatform<1>.self) { registry in registry.count }
             #expect(caches == internalCaches && Self.held(q) == 1)
         }
-        let free: Int? = heap.pointee.pages.tryWithLock(HostPlatform.self, .tryOnly) { pages in pages.pageCount }
+        let free: Int? = heap.pointee.pages.tryWithLock(ThreadPlatform<1>.self, .tryOnly) { pages in pages.pageCount }
         #expect(free == q.pageStatistics.pageCount && Self.held(q) == 0)
     }
 

@@ -22,7 +22,7 @@ import Glibc
         defer { munmap(raw, size) }
         let base = raw
         #expect(mprotect(base, 4096, PROT_READ | PROT_WRITE) == 0)
-        let q = try Quarry<HostPlatform>.initialize(base: base, size: size)
+        let q = try Quarry<ThreadPlatform<1>>.initialize(base: base, size: size)
         let stats = q.pageStatistics
         #expect(stats.pageCount > 15_000_000)
         #expect(stats.bump == 0)

@@ -1,6 +1,6 @@
-// TestSupport: seeds, live-object models and interval checks shared by the host tests,
-// and ExpectChecks (the scenarios of Tests/Scenarios reporting through #expect).
-// Neighbours: HostPlatform (the platform and arena), every *Tests.swift file,
+// TestSupport: seeds, stress sizes, live-object models and interval checks shared by the
+// host tests, and ExpectChecks (the scenarios of Tests/Scenarios reporting through #expect).
+// Neighbours: ThreadPlatform (the platform), TestArena, every *Tests.swift file,
 // Tests/Scenarios (ScenarioChecks; TestRandom: the generator and the cookies).
 
 import QuarryScenarios
@@ -30,6 +30,12 @@ func testSeeds(_ fixed: [UInt64]) -> [UInt64] {
     return fixed
 }
 
+/// Operations per thread in the threaded tests (QUARRY_STRESS_OPS overrides).
+func stressOperations(_ standard: Int) -> Int {
+    if let s = ProcessInfoLite.environment("QUARRY_STRESS_OPS"), let v = Int(s) { return v }
+    return standard
+}
+
 enum ProcessInfoLite {
     static func environment(_ name: String) -> String? {
         guard let v = getenv(name) else { return nil }
@@ -40,6 +46,17 @@ enum ProcessInfoLite {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Caches every heap has from `initialize` on: `quarry_cache` (the cache of caches)
+/// and `quarry_magazine` (the per-CPU layer's magazines).
+let internalCaches = 2
+
+/// Collects text written through a ByteSink.
+struct TextBuffer: ByteSink {
+    var bytes: [UInt8] = []
+    mutating func write(_ byte: UInt8) { bytes.append(byte) }
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+}
 
 /// A live object in a model: its address, size and cookie.
 struct LiveObject {

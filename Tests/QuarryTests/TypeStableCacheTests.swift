@@ -97,11 +97,11 @@ let typeTag: UInt = 0x7E57_AB1E
     /// pointers without any critical section. Readers read only atomic fields; every
     /// object they reach carries the type tag its constructor wrote, whatever its life.
     @Test func staleReadersAlwaysFindTheType() throws {
-        EpochTestPlatform.register(cpu: 0)
-        defer { EpochTestPlatform.unregister() }
+        VirtualCPU.register(cpu: 0)
+        defer { VirtualCPU.unregister() }
         let arena = TestArena(size: 4 << 20)
         defer { arena.release() }
-        let q = try Quarry<EpochTestPlatform>.initialize(base: arena.base, size: arena.size)
+        let q = try Quarry<ThreadPlatform<16>>.initialize(base: arena.base, size: arena.size)
         let c = try q.createCache(
             name: "typesafe", size: 3 * MemoryLayout<UInt>.size,
             constructor: { p in
@@ -116,7 +116,7 @@ let typeTag: UInt = 0x7E57_AB1E
         let stop = Atomic<Bool>(false)
         let iterations = stressOperations(40_000) / 4
         let shared = Shared((c, table))
-        runThreads(4) { t in
+        runOnCPUs(4) { t in
             let (c, table) = shared.value
             var rng = SeededGenerator(seed: UInt64(t) &+ 7)
             if t >= 2 {

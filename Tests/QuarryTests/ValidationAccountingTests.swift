@@ -18,13 +18,13 @@ import Testing
         let q = try arena.quarry()
         let c = try q.createCache(name: "counted", size: 64)
         let p = try c.allocate()
-        c.state.pointee.lock.withLock(HostPlatform.self) { $0.counters.inUse += 1 }
+        c.state.pointee.lock.withLock(ThreadPlatform<1>.self) { $0.counters.inUse += 1 }
         let r = c.validate()
         #expect(r.total == 1 && r.accountingMismatches == 1)
         #expect(r.first == ValidationFinding(error: .accountingMismatch, address: UInt(bitPattern: c.state)))
         let f = try #require(q.validate())
         #expect(f.error == .accountingMismatch && f.address == UInt(bitPattern: c.state) && f.cache.equals("counted"))
-        c.state.pointee.lock.withLock(HostPlatform.self) { $0.counters.inUse -= 1 }
+        c.state.pointee.lock.withLock(ThreadPlatform<1>.self) { $0.counters.inUse -= 1 }
         #expect(c.validate() == ValidationReport() && q.validate() == nil)
         try c.free(p)
         #expect(c.destroy() == 0)
@@ -82,11 +82,11 @@ import Testing
         defer { arena.release() }
         let q = try arena.quarry()
         let block = try q.front.malloc(SizeClasses.largest + 1)
-        q.heap.pointee.pages.withLock(HostPlatform.self) { $0.spans.pages += 1 }
+        q.heap.pointee.pages.withLock(ThreadPlatform<1>.self) { $0.spans.pages += 1 }
         let f = try #require(q.validate())
         #expect(f.error == .accountingMismatch)
         #expect(f.address == q.heap.pointee.arena.dataStart && f.cache.equals(""))
-        q.heap.pointee.pages.withLock(HostPlatform.self) { $0.spans.pages -= 1 }
+        q.heap.pointee.pages.withLock(ThreadPlatform<1>.self) { $0.spans.pages -= 1 }
         #expect(q.validate() == nil)
         try q.front.free(block)
     }

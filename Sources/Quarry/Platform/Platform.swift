@@ -1,6 +1,6 @@
 // Platform: the one boundary between Quarry and the machine it runs on.
 // Neighbours: SpinLock (uses interrupt save/restore and pause), CPUCache and CPUState (use
-// cpuIndex), the kernel's X86Platform and the tests' HostPlatform and ThreadPlatform.
+// cpuIndex), the kernel's X86Platform and the tests' ThreadPlatform.
 
 /// What Quarry needs from the machine. Every requirement is static: a platform is
 /// a type, passed as a generic parameter (`Quarry<P>`), never a value or an

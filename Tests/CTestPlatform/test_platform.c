@@ -1,12 +1,12 @@
-// single_step.c: see include/single_step.h.
+// test_platform.c: see include/test_platform.h.
 #define _GNU_SOURCE
-#include "single_step.h"
+#include "test_platform.h"
 
 #include <signal.h>
 #include <ucontext.h>
 
 // The mask count lives in thread-local storage (initial-exec: a %fs-relative access,
-// no call), so the SIGTRAP handler on the same thread sees every update. Each access is
+// no call), so a signal handler on the same thread (SIGALRM, SIGTRAP) sees every update. Each access is
 // one atomic instruction and a compiler barrier: the allocator's memory accesses never
 // move across a mask change, as they would not across `cli`/`popf`.
 static _Thread_local unsigned long mask_depth __attribute__((tls_model("initial-exec")));
@@ -21,6 +21,18 @@ unsigned long quarry_test_mask_raise(void) {
 
 void quarry_test_mask_restore(unsigned long saved) {
     __atomic_store_n(&mask_depth, saved, __ATOMIC_SEQ_CST);
+}
+
+// The virtual CPU record, likewise: read by the signal handlers (SIGALRM, SIGTRAP) on the
+// thread they interrupt, and by every `cpuIndex`.
+static _Thread_local void *current_cpu __attribute__((tls_model("initial-exec")));
+
+void *quarry_test_current_cpu(void) {
+    return __atomic_load_n(&current_cpu, __ATOMIC_SEQ_CST);
+}
+
+void quarry_test_set_current_cpu(void *cpu) {
+    __atomic_store_n(&current_cpu, cpu, __ATOMIC_SEQ_CST);
 }
 
 #if defined(__x86_64__)
