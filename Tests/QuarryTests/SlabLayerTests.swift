@@ -2,7 +2,7 @@
 // no per-CPU layer in between: which list a slab is on as objects leave and come back,
 // the empty-slab reserve, runs, and a second give-back of the same object.
 // Neighbours: SlabLayer (under test), SlabCacheTests (the same through the public API),
-// TestSupport (TestArena).
+// TestArena.
 
 import Testing
 
@@ -10,7 +10,7 @@ import Testing
 
 @Suite struct SlabLayerTests {
     /// A cache of four 64-byte objects per slab, one empty slab kept.
-    func makeCache(_ arena: TestArena) throws -> (Quarry<HostPlatform>, SlabCache<HostPlatform>) {
+    func makeCache(_ arena: TestArena) throws -> (Quarry<ThreadPlatform<1>>, SlabCache<ThreadPlatform<1>>) {
         let q = try arena.quarry(tuning: Tuning(maxObjectsPerSlab: 4, emptySlabReserve: 1))
         let c = try q.createCache(name: "layer", size: 64)
         #expect(c.statistics.objectsPerSlab == 4)
@@ -23,7 +23,7 @@ import Testing
         let arena = TestArena(size: 1 << 20)
         defer { arena.release() }
         let (q, c) = try makeCache(arena)
-        c.state.pointee.lock.withLock(HostPlatform.self) { slabs in
+        c.state.pointee.lock.withLock(ThreadPlatform<1>.self) { slabs in
             var first: [UInt] = []
             for _ in 0..<4 {
                 guard case .success(let object) = slabs.take(.spin, for: c) else { Issue.record("take"); return }
@@ -63,7 +63,7 @@ import Testing
         let (q, c) = try makeCache(arena)
         let out = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: 10)
         defer { out.deallocate() }
-        c.state.pointee.lock.withLock(HostPlatform.self) { slabs in
+        c.state.pointee.lock.withLock(ThreadPlatform<1>.self) { slabs in
             guard case .success(let taken) = slabs.takeRun(into: out, 10, .spin, for: c) else {
                 Issue.record("takeRun")
                 return
@@ -84,7 +84,7 @@ import Testing
         defer { arena.release() }
         let (_, c) = try makeCache(arena)
         let before = c.state.pointee.atomics.errorCount(.doubleFree)
-        c.state.pointee.lock.withLock(HostPlatform.self) { slabs in
+        c.state.pointee.lock.withLock(ThreadPlatform<1>.self) { slabs in
             guard case .success(let kept) = slabs.take(.spin, for: c),
                 case .success(let object) = slabs.take(.spin, for: c)
             else {
