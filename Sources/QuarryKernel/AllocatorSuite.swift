@@ -94,7 +94,6 @@ func runAllocatorSuite(arenaBase: UnsafeMutableRawPointer, arenaSize: Int) {
 func allocatorTimerHook() {
     SMPStress.timerHook()
     NMIStorm.timerHook()
-    ReclaimSuite.timerHook()
     epochTimerHook()
 }
 

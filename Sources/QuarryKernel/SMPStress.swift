@@ -1,10 +1,10 @@
-// SMPStress: the CacheStress scenario (Tests/Scenarios) on every CPU at once: each CPU
-// allocates and frees objects of three caches, hands objects to other CPUs through a
-// mailbox, while the timer interrupt allocates and frees on every CPU meanwhile; every
-// object's cookie is checked when it is freed.
-// Neighbours: AllocatorSuite.swift (runs it, forwards the timer hook), SMP.swift (phases),
-// TestHarness.swift (reports), Tests/QuarryTests/ConcurrencyTests.swift (the same scenario
-// on the host).
+// SMPStress: MultiCPUStress (Tests/Scenarios) on every CPU at once, the timer interrupt
+// allocating and freeing on every CPU meanwhile: `run` drives it over three caches (each
+// CPU hands objects to the others through the mailbox); `drive` runs any configured
+// stress and is what ReclaimSuite uses for the malloc source.
+// Neighbours: AllocatorSuite.swift (runs it, forwards the timer hook), ReclaimSuite.swift
+// (the other driven stress), SMP.swift (phases), TestHarness.swift (reports),
+// Tests/QuarryTests/ConcurrencyTests.swift (the same scenario on the host).
 
 import Quarry
 import Synchronization
@@ -15,19 +15,19 @@ enum SMPStress {
     /// Live objects each CPU holds at most.
     static let listCapacity = 256
 
-    /// Written by the boot CPU before `hookEnabled` is set (release), read by the
-    /// timer handlers after they see it set (acquire).
-    nonisolated(unsafe) static var scenario: CacheStress<X86Platform>? = nil
+    /// The stress being driven: written by the boot CPU before `hookEnabled` is set
+    /// (release), read by the timer handlers after they see it set (acquire).
+    nonisolated(unsafe) static var scenario: MultiCPUStress<X86Platform>? = nil
     static let hookEnabled = Atomic<Bool>(false)
 
-    /// Runs the whole stress on a heap over `[base, base + size)`.
+    /// Runs the cache stress on a heap over `[base, base + size)`.
     static func run(base: UnsafeMutableRawPointer, size: Int) {
         guard let q = try? KernelQuarry.initialize(base: base, size: size) else {
             TestHarness.fail("smp: initialize") { Console.print("refused") }
             return
         }
         let cpus = SMP.cpuCount
-        let bytes = CacheStress<X86Platform>.bytes(cpus: cpus, listCapacity: listCapacity)
+        let bytes = MultiCPUStress<X86Platform>.bytes(cpus: cpus, listCapacity: listCapacity)
         guard let irq = try? q.createCache(name: "smp-irq", size: 48),
             let state = try? q.createCache(name: "smp-state", size: bytes, alignment: 64),
             let memory = try? state.allocate()
@@ -35,8 +35,8 @@ enum SMPStress {
             TestHarness.fail("smp: set-up") { Console.print("allocation refused") }
             return
         }
-        var s = CacheStress(
-            quarry: q, handlerCache: irq, memory: memory,
+        var s = MultiCPUStress(
+            quarry: q, source: .caches(handlerCache: irq), memory: memory,
             configuration: .init(
                 cpus: cpus, operationsPerCPU: operationsPerCPU, listCapacity: listCapacity, seed: 0x51ED_0000,
                 key: 0x5EED_5EED, interrupts: true))
@@ -45,16 +45,7 @@ enum SMPStress {
             caches[k] = try? q.createCache(name: "smp-objects", size: sizes[k])
             if let c = caches[k] { s.add(c) }
         }
-        scenario = s
-        let start = Clock.now()
-        hookEnabled.store(true, ordering: .releasing)
-        SMP.runOnAllCPUs { cpu in SMPStress.scenario!.run(cpu: cpu) }
-        hookEnabled.store(false, ordering: .releasing)
-        // Let every handler that saw the flag finish (a tick is 0.5 ms).
-        Clock.delay(microseconds: 5_000)
-        let milliseconds = Clock.milliseconds(from: start, to: Clock.now())
-        let r = s.finish(HarnessChecks())
-        scenario = nil
+        let (r, milliseconds) = drive(s)
         Console.line {
             Console.stressHead("smp: ", cpus: cpus, operations: operationsPerCPU, milliseconds: milliseconds)
             Console.decimal(r.mailboxFrees)
@@ -74,7 +65,24 @@ enum SMPStress {
         TestHarness.checkEqual("smp: every page came back", q.pageStatistics.pagesInUse, 0)
     }
 
-    /// Runs in every timer interrupt (interrupts disabled): the stress's interrupt step.
+    /// Runs `s` on every online CPU with the timer hook on, then (at quiescence) its
+    /// `finish`, whose checks become TestHarness checks. Returns the report and the time
+    /// from start to the end of the run.
+    static func drive(_ s: MultiCPUStress<X86Platform>) -> (MultiCPUStressReport, UInt64) {
+        scenario = s
+        let start = Clock.now()
+        hookEnabled.store(true, ordering: .releasing)
+        SMP.runOnAllCPUs { cpu in SMPStress.scenario!.run(cpu: cpu) }
+        hookEnabled.store(false, ordering: .releasing)
+        let milliseconds = Clock.milliseconds(from: start, to: Clock.now())
+        // Let every handler that saw the flag finish (a tick is 0.5 ms).
+        Clock.delay(microseconds: 5_000)
+        let r = s.finish(HarnessChecks())
+        scenario = nil
+        return (r, milliseconds)
+    }
+
+    /// Runs in every timer interrupt (interrupts disabled): the driven stress's interrupt step.
     static func timerHook() {
         guard hookEnabled.load(ordering: .acquiring), let s = scenario else { return }
         s.interrupt(cpu: X86Platform.cpuIndex)

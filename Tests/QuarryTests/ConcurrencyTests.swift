@@ -1,9 +1,9 @@
 // ConcurrencyTests: real threads as virtual CPUs: random allocate/free with objects handed
 // between CPUs and a cookie checked on every free, with and without a SIGALRM timer whose
-// handler allocates and frees on the interrupted CPU (Tests/Scenarios/CacheStress.swift,
-// which the test kernel runs too); two CPUs freeing one object at once.
+// handler allocates and frees on the interrupted CPU (Tests/Scenarios/MultiCPUStress.swift
+// over caches, which the test kernel runs too); two CPUs freeing one object at once.
 // Neighbours: VirtualCPU (CPUs and interrupts), TestThread (the threads), SpinBarrier,
-// Tests/Scenarios/CacheStress.swift, Tests/Scenarios/TestRandom.swift (cookies).
+// Tests/Scenarios/MultiCPUStress.swift, Tests/Scenarios/TestRandom.swift (cookies).
 
 import QuarryScenarios
 import Synchronization
@@ -18,7 +18,7 @@ import Glibc
 @Suite struct ConcurrencyTests {
     static let sizes = [8, 24, 64, 200, 1000, 4096]
 
-    /// CacheStress on `cpus` threads over the caches of `sizes` (the handlers allocate
+    /// MultiCPUStress on `cpus` threads over the caches of `sizes` (the handlers allocate
     /// from the second), with the timer when `interruptMicroseconds > 0`; then the caches
     /// are destroyed and every page must come back.
     static func runCacheStress(cpus: Int, tuning: Tuning, operationsPerCPU: Int, interruptMicroseconds: Int) throws {
@@ -29,15 +29,16 @@ import Glibc
             try sizes.map { size throws(QuarryError) in try q.createCache(name: "stress", size: size) }
         }
         let seed = testSeeds([UInt64.random(in: 1...UInt64.max)])[0]
-        let configuration = CacheStress<ThreadPlatform<16>>.Configuration(
+        let configuration = MultiCPUStress<ThreadPlatform<16>>.Configuration(
             cpus: cpus, operationsPerCPU: operationsPerCPU, listCapacity: 1024, seed: seed,
             key: UInt.random(in: 1...UInt.max), interrupts: interruptMicroseconds > 0)
         let memory = UnsafeMutableRawPointer.allocate(
-            byteCount: CacheStress<ThreadPlatform<16>>.bytes(cpus: cpus, listCapacity: 1024), alignment: 64)
+            byteCount: MultiCPUStress<ThreadPlatform<16>>.bytes(cpus: cpus, listCapacity: 1024), alignment: 64)
         // The handler reaches the scenario through its context pointer.
-        let stress = UnsafeMutablePointer<CacheStress<ThreadPlatform<16>>>.allocate(capacity: 1)
+        let stress = UnsafeMutablePointer<MultiCPUStress<ThreadPlatform<16>>>.allocate(capacity: 1)
         stress.initialize(
-            to: CacheStress(quarry: q, handlerCache: caches[1], memory: memory, configuration: configuration))
+            to: MultiCPUStress(
+                quarry: q, source: .caches(handlerCache: caches[1]), memory: memory, configuration: configuration))
         for c in caches { stress.pointee.add(c) }
         defer {
             stress.deinitialize(count: 1)
@@ -47,7 +48,7 @@ import Glibc
         nonisolated(unsafe) let shared = stress
         if interruptMicroseconds > 0 {
             let body: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
-                context!.assumingMemoryBound(to: CacheStress<ThreadPlatform<16>>.self).pointee
+                context!.assumingMemoryBound(to: MultiCPUStress<ThreadPlatform<16>>.self).pointee
                     .interrupt(cpu: ThreadPlatform<16>.cpuIndex)
             }
             runOnCPUsWithTimer(

@@ -1,8 +1,9 @@
 // ReclaimStressTests: issue 11's acceptance test on the host: with live data at most half
 // of an 8 MiB arena, no allocation fails, for a random mix of 1 B ... 100 KB on 1, 2 and
 // 4 CPUs (threads) with cross-CPU frees and SIGALRM handlers that allocate; and past half,
-// allocations that would fail reclaim first. The workload is ReclaimScenario
-// (Tests/Scenarios), which the test kernel runs too.
+// allocations that would fail reclaim first. The workload is MultiCPUStress over the
+// malloc front (Tests/Scenarios), which the test kernel runs too; it checks what both
+// harnesses check (cookies, errors, failures within the limit, the peak, the budget).
 // Neighbours: VirtualCPU (CPUs and interrupts), TestThread (threads, timer),
 // Sources/QuarryKernel/ReclaimSuite.swift.
 
@@ -27,7 +28,7 @@ import Glibc
 
     /// What one run saw.
     struct Run {
-        var report: ReclaimScenarioReport
+        var report: MultiCPUStressReport
         var reclaim: ReclaimStatistics
         var pagesAfterDrain: Int
         var seconds: Double
@@ -49,19 +50,24 @@ import Glibc
     }
 
     /// Runs the scenario on `cpus` threads with the timer on, then frees, checks and drains.
-    static func run(cpus: Int, limitBytes: Int, operationsPerCPU: Int, shrinkOneIn: Int) throws -> Run {
+    /// `mayRunOut`: the limit is past what the arena can serve, so `.outOfMemory` is no failure.
+    static func run(cpus: Int, limitBytes: Int, mayRunOut: Bool, operationsPerCPU: Int, shrinkOneIn: Int) throws
+        -> Run
+    {
         let arena = TestArena(size: arenaBytes)
         defer { arena.release() }
         let q = try VirtualCPU.withCPU(0) { try arena.quarry(on: ThreadPlatform<16>.self, tuning: .standard) }
-        let seed = testSeeds([UInt64(UInt32.random(in: 1...UInt32.max))])[0]
-        let configuration = ReclaimScenario<ThreadPlatform<16>>.Configuration(
-            cpus: cpus, operationsPerCPU: operationsPerCPU, limitBytes: limitBytes,
-            seed: UInt32(truncatingIfNeeded: seed), shrinkOneIn: shrinkOneIn)
+        let seed = testSeeds([UInt64.random(in: 1...UInt64.max)])[0]
+        let configuration = MultiCPUStress<ThreadPlatform<16>>.Configuration(
+            cpus: cpus, operationsPerCPU: operationsPerCPU, listCapacity: 2048, seed: seed,
+            key: UInt(truncatingIfNeeded: seed), interrupts: true, limitBytes: limitBytes, mayRunOut: mayRunOut,
+            shrinkOneIn: shrinkOneIn)
         let memory = UnsafeMutableRawPointer.allocate(
-            byteCount: ReclaimScenario<ThreadPlatform<16>>.bytes(cpus: cpus), alignment: 64)
+            byteCount: MultiCPUStress<ThreadPlatform<16>>.bytes(cpus: cpus, listCapacity: 2048), alignment: 64)
         // The handler reaches the scenario through its context pointer.
-        let scenario = UnsafeMutablePointer<ReclaimScenario<ThreadPlatform<16>>>.allocate(capacity: 1)
-        scenario.initialize(to: ReclaimScenario(quarry: q, memory: memory, configuration: configuration))
+        let scenario = UnsafeMutablePointer<MultiCPUStress<ThreadPlatform<16>>>.allocate(capacity: 1)
+        scenario.initialize(
+            to: MultiCPUStress(quarry: q, source: .mallocFront, memory: memory, configuration: configuration))
         defer {
             scenario.deinitialize(count: 1)
             scenario.deallocate()
@@ -69,7 +75,7 @@ import Glibc
         }
         nonisolated(unsafe) let (shared, heap) = (scenario, q)
         let body: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
-            context!.assumingMemoryBound(to: ReclaimScenario<ThreadPlatform<16>>.self).pointee
+            context!.assumingMemoryBound(to: MultiCPUStress<ThreadPlatform<16>>.self).pointee
                 .interrupt(cpu: ThreadPlatform<16>.cpuIndex)
         }
         let clock = ContinuousClock()
@@ -87,7 +93,7 @@ import Glibc
             VirtualCPU.setInterruptBody(nil, context: nil)
         }
         let elapsed = clock.now - start
-        let report = VirtualCPU.withCPU(0) { shared.pointee.finish() }
+        let report = VirtualCPU.withCPU(0) { shared.pointee.finish(ExpectChecks()) }
         let reclaim = q.reclaimStatistics
         let pages = VirtualCPU.withCPU(0) { () -> Int in
             q.checkInvariants()
@@ -106,20 +112,14 @@ import Glibc
     @Test(arguments: [1, 2, 4])
     func noAllocationFailsWithinHalfTheArena(cpus: Int) throws {
         let limit = Self.arenaBytes / 2
+        // The scenario checked failures (thread and handler), cookies, errors, operations,
+        // mailbox frees, every CPU's handler, the peak near the limit, the end, the budget.
         let run = try Self.run(
-            cpus: cpus, limitBytes: limit, operationsPerCPU: Self.operationsPerCPU,
+            cpus: cpus, limitBytes: limit, mayRunOut: false, operationsPerCPU: Self.operationsPerCPU,
             shrinkOneIn: 20_000)
         print("reclaim stress, \(cpus) CPUs, live <= half: \(run.summary)")
-        let r = run.report
-        #expect(r.failures == 0, "allocations failed within half the arena (seed \(run.seed))")
-        #expect(r.unexpected == 0 && r.mismatches == 0, "seed \(run.seed)")
-        #expect(r.operations == cpus * Self.operationsPerCPU)
-        #expect(r.spans > 0 && r.mailboxFrees > 0)
-        #expect(r.cpusWithHandlerAllocations == cpus, "a CPU's handler never allocated")
-        #expect(r.peakLiveBytes <= limit && r.peakLiveBytes > limit - 200_000, "the limit was never approached")
-        #expect(r.liveBytesAtEnd == 0)
-        #expect(run.reclaim.highWaterBytes <= run.reclaim.budgetBytes)
-        #expect(run.pagesAfterDrain == 0)
+        #expect(run.report.spans > 0, "seed \(run.seed)")
+        #expect(run.pagesAfterDrain == 0, "seed \(run.seed)")
     }
 
     /// Live blocks up to 7/8 of the arena: allocations do run out of pages; each reclaims
@@ -127,14 +127,12 @@ import Glibc
     /// requests), and nothing is lost or corrupted.
     @Test func pastHalfTheArenaAllocationsReclaimBeforeFailing() throws {
         let cpus = 4
+        // The scenario checked cookies, errors, every CPU's handler, the end, the budget.
         let run = try Self.run(
-            cpus: cpus, limitBytes: Self.arenaBytes / 8 * 7,
+            cpus: cpus, limitBytes: Self.arenaBytes / 8 * 7, mayRunOut: true,
             operationsPerCPU: min(Self.operationsPerCPU, 100_000), shrinkOneIn: 0)
         print("reclaim stress, \(cpus) CPUs, live <= 7/8: \(run.summary)")
-        let r = run.report
-        #expect(run.reclaimsByAllocations > 0 && run.reclaim.flushesHonoured > 0)
-        #expect(r.unexpected == 0 && r.mismatches == 0, "seed \(run.seed)")
-        #expect(r.cpusWithHandlerAllocations == cpus)
-        #expect(r.liveBytesAtEnd == 0 && run.pagesAfterDrain == 0)
+        #expect(run.reclaimsByAllocations > 0 && run.reclaim.flushesHonoured > 0, "seed \(run.seed)")
+        #expect(run.pagesAfterDrain == 0, "seed \(run.seed)")
     }
 }

@@ -5,7 +5,7 @@
 // timer). Every value pushed is popped exactly once, no reader sees a freed node, no CPU
 // holds more retired nodes than the bound.
 // Neighbours: Quarry/Epochs/LockFreeStack and Quarry/Epochs/EpochReclaimer (under test), ScenarioChecks
-// (reporting), ReclaimScenario (the same shape: state in memory the harness gives).
+// (reporting), MultiCPUStress (the same shape: state in memory the harness gives).
 // Embedded Swift: no classes, arrays or escaping closures; the interrupt path touches
 // only the stack, atomics and its own CPU's record.
 
