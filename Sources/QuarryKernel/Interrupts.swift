@@ -3,7 +3,7 @@
 // Neighbours: boot/isr_<arch>.S (the stubs that call quarry_interrupt_dispatch),
 // LocalAPIC.swift (timer and EOI), PerCPU.swift (tick counts), AllocatorSuite.swift
 // (allocatorTimerHook, called from every tick), NMIStorm.swift (vector 2) and
-// SingleStep.swift (vector 1), HandlerWork.swift (what those two handlers do).
+// SingleStep.swift (vector 1), Tests/Scenarios/HandlerWork.swift (what those two handlers do).
 
 import CQuarrySupport
 import Quarry

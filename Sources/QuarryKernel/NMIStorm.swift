@@ -1,6 +1,6 @@
 // NMIStorm: NMIs at a high rate on every CPU while its main loop and its timer handler
 // allocate and free; the NMI handler allocates and frees wherever it lands (issue 10).
-// Neighbours: HandlerWork.swift (the handler's work and counts), Interrupts.swift
+// Neighbours: Tests/Scenarios/HandlerWork.swift (the handler's work and counts), Interrupts.swift
 // (vector 2 and HandlerPolicy), LocalAPIC.swift and IOAPIC.swift (the two NMI sources),
 // AllocatorSuite.swift (runs it, forwards the timer hook), TestHarness.swift (reports).
 
@@ -53,7 +53,7 @@ enum NMIStorm {
     static let minimumHandlerAllocationsPerCPU = 1_000
     static let minimumMaskedLandings = 10
 
-    nonisolated(unsafe) static var work: HandlerWork? = nil
+    nonisolated(unsafe) static var work: HandlerWork<X86Platform>? = nil
     nonisolated(unsafe) static var rows: UnsafeMutablePointer<StormRow>? = nil
     nonisolated(unsafe) static var ledgers: UnsafeMutablePointer<HandlerLedger>? = nil
     /// APIC id of each CPU (written by that CPU in the set-up phase).
@@ -280,7 +280,7 @@ enum NMIStorm {
 
     /// Vector 2, on any CPU, with NMIs held by the CPU until its iret. Where
     /// HandlerPolicy allows, allocates and frees objects and blocks, keeping one more or
-    /// one fewer than before (`Shape.unbalanced`).
+    /// one fewer than before (`HandlerShape.unbalanced`).
     static func nmi(_ frame: UnsafeMutablePointer<InterruptFrame>) {
         inFlight.add(1, ordering: .sequentiallyConsistent)
         defer { inFlight.subtract(1, ordering: .sequentiallyConsistent) }
@@ -325,7 +325,7 @@ enum NMIStorm {
             let l = ledgers! + cpu
             let r = rows! + cpu
             let taken = l.pointee.taken.load(ordering: .relaxed)
-            let allocations = l.pointee.allocations.load(ordering: .relaxed)
+            let allocations = l.pointee.allocations
             fewestNMIs = min(fewestNMIs, taken)
             fewestAllocations = min(fewestAllocations, allocations)
             totalNMIs += taken
@@ -347,13 +347,13 @@ enum NMIStorm {
                     r.pointee.distinctLandings == landingSlots ? "+ distinct addresses), " : " distinct addresses), ")
                 Console.decimal(allocations)
                 Console.print(" allocations, ")
-                Console.decimal(l.pointee.frees.load(ordering: .relaxed))
+                Console.decimal(l.pointee.frees)
                 Console.print(" frees, ")
                 Console.decimal(l.pointee.refusals.load(ordering: .relaxed))
                 Console.print(" refusals, ")
                 if l.pointee.skipped.load(ordering: .relaxed) > 0 {
                     Console.decimal(l.pointee.skipped.load(ordering: .relaxed))
-                    Console.print(" allocations skipped (8 objects held after .busy), ")
+                    Console.print(" allocations skipped (16 held after .busy), ")
                 }
                 Console.decimal(l.pointee.failures.load(ordering: .relaxed))
                 Console.print(" failures; main loop ")

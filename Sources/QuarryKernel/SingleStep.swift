@@ -1,7 +1,7 @@
 // SingleStep: EFLAGS.TF around one call of each allocate and free path (cache and malloc
 // front, hit and miss); the #DB handler allocates and frees at every instruction boundary
 // it interrupts, on the same caches, while the other CPUs use them too (issue 14).
-// Neighbours: HandlerWork.swift (the handler's work), Interrupts.swift (vector 1 and
+// Neighbours: Tests/Scenarios/HandlerWork.swift (the handler's work), Interrupts.swift (vector 1 and
 // HandlerPolicy), quarry_support.h (quarry_set_tf, quarry_clear_tf), AllocatorSuite.swift
 // (runs it), TestHarness.swift (reports).
 
@@ -47,11 +47,11 @@ enum SingleStep {
     static let companionRing = 16
 
     nonisolated(unsafe) static var heap: KernelQuarry? = nil
-    nonisolated(unsafe) static var work: HandlerWork? = nil
+    nonisolated(unsafe) static var work: HandlerWork<X86Platform>? = nil
     nonisolated(unsafe) static var ledger: UnsafeMutablePointer<HandlerLedger>? = nil
     /// The shapes the handler uses for the path being stepped (set with TF clear).
-    nonisolated(unsafe) static var objectShape = HandlerWork.Shape.allocateThenFree
-    nonisolated(unsafe) static var blockShape = HandlerWork.Shape.allocateThenFree
+    nonisolated(unsafe) static var objectShape = HandlerShape.allocateThenFree
+    nonisolated(unsafe) static var blockShape = HandlerShape.allocateThenFree
 
     /// The path being stepped (`-1`: none) and the CPU stepping it.
     static let current = Atomic<Int>(-1)
@@ -95,15 +95,15 @@ enum SingleStep {
         let failures = l.pointee.failures.load(ordering: .relaxed)
         Console.line {
             Console.print("step: handler ")
-            Console.decimal(l.pointee.allocations.load(ordering: .relaxed))
+            Console.decimal(l.pointee.allocations)
             Console.print(" allocations, ")
-            Console.decimal(l.pointee.frees.load(ordering: .relaxed))
+            Console.decimal(l.pointee.frees)
             Console.print(" frees, ")
             Console.decimal(l.pointee.refusals.load(ordering: .relaxed))
             Console.print(" refusals, ")
             if l.pointee.skipped.load(ordering: .relaxed) > 0 {
                 Console.decimal(l.pointee.skipped.load(ordering: .relaxed))
-                Console.print(" allocations skipped (8 objects held after .busy), ")
+                Console.print(" allocations skipped (16 held after .busy), ")
             }
             Console.decimal(failures)
             Console.print(" failures; other CPUs ")
@@ -211,7 +211,7 @@ enum SingleStep {
             stepFailures.add(1, ordering: .relaxed)
             return
         }
-        func setShape(_ shape: HandlerWork.Shape) {
+        func setShape(_ shape: HandlerShape) {
             if isBlock { blockShape = shape } else { objectShape = shape }
         }
         func stepAllocation(_ path: Path) {
@@ -241,7 +241,7 @@ enum SingleStep {
         for _ in 0..<m {
             if let p = take(isBlock: isBlock) { held.append(p) }
         }
-        if isBlock { ledger!.pointee.blocks.push(kept) } else { ledger!.pointee.objects.push(kept) }
+        ledger!.pointee.hold(kept, isBlock: isBlock)
         setShape(.freeThenAllocate)
         stepAllocation(isBlock ? .mallocMiss : .cacheAllocateMiss)
 

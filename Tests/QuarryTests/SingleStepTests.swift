@@ -16,7 +16,9 @@
 // (then the handler lands inside the hit path and must be served by a nested path).
 //
 // Signal-safety: the handler touches only the context below (C heap memory, raw
-// buffers), Quarry and the C mask functions: no Swift allocation, no lock, no
+// buffers), Quarry, the C mask functions and the shared HandlerWork
+// (Tests/Scenarios/HandlerWork.swift: the allocations, checks and counts, whose state is
+// the ledger and live map this context points to): no Swift allocation, no lock, no
 // exclusivity-checked global. Every path it and the stepped call take is run once
 // before stepping (the dry run), so no metadata, lazy binding or `swift_once` is first
 // done inside the handler or between the trap and the handler.
@@ -33,54 +35,27 @@ import Glibc
 
 // MARK: - What the handler sees
 
-/// What the handler found wrong (the first one is kept, with its address).
-enum StepFailure: UInt8 {
-    case none = 0
-    /// An object outside the arena, or not 8-byte aligned.
-    case outside
-    /// An object that is already live (handed out twice).
-    case duplicate
-    /// A cookie that did not read back, or changed while the object was held.
-    case cookie
-    /// An allocation refused with another error than a re-entrant `.outOfMemory`.
-    case allocateError
-    /// A free refused with another error than a re-entrant `.busy`.
-    case freeError
-    /// `isInsideCriticalSection` false right after `enter`.
-    case notInside
-}
-
-/// The handler's work on one cache or one malloc class: `count` objects per interrupt.
-/// Balanced: allocate then free in reverse (the slot ends as it began), or, with
-/// `freeFirst`, free the handler's stash then allocate as many back (for a slot whose
-/// loaded magazine is empty, where an allocation first would miss and change what the
-/// interrupted call does).
-struct HandlerOps {
-    /// The cache for `allocate`/`free`, or nil for the malloc front (`malloc(size)`).
-    var cache: SlabCache<ThreadPlatform<1>>?
-    var size: Int
-    var freeFirst: Bool
-    var count: Int
-    /// Objects the handler owns between interrupts (`freeFirst`), `stashCount` of them.
-    var stash: UnsafeMutablePointer<UInt>
-    var stashCount = 0
-    /// Successful operations (for the statistics check).
-    var allocations = 0
-    var frees = 0
-
-    static let maxCount = 4
-}
-
-/// Everything the handler reads and writes, in C heap memory.
+/// Everything the handler reads and writes, in C heap memory. The handler's work, its
+/// checks and its counts are the shared `HandlerWork` (Tests/Scenarios, as the test
+/// kernel's NMI and #DB handlers use it): its state is the ledger and the live map's
+/// bytes this context points to.
 struct StepContext {
     var armed = false
-    var arenaStart: UInt = 0
-    var arenaEnd: UInt = 0
-    /// One byte per 8-byte granule of the arena: 1 while someone (test or handler) holds
-    /// an object starting there. Shared by both, so no object is ever held twice.
-    var live: UnsafeMutablePointer<UInt8>? = nil
-    let key: UInt = 0x51DE_57E9
-    var ops = (HandlerOps?.none, HandlerOps?.none)
+    /// One byte per 8-byte granule of the arena, shared by the test's own objects and the
+    /// handler's, so no object is ever held twice.
+    var live: LiveMap? = nil
+    /// The handler's work on the measured cache (objects) and a malloc class (blocks),
+    /// nil while no scenario runs.
+    var work: HandlerWork<ThreadPlatform<1>>? = nil
+    /// Per interrupt: two objects and two blocks, allocated then freed in reverse (the
+    /// slot ends as it began), or for a slot whose loaded magazine is empty (where an
+    /// allocation first would miss and change what the interrupted call does) the two the
+    /// handler keeps freed, then as many allocated back.
+    var objectShape = HandlerShape.allocateThenFree(2)
+    var blockShape = HandlerShape.allocateThenFree(2)
+    /// The handler's kept objects, counts and first failure (also the test's own
+    /// objects' failures), made fresh for each run.
+    var ledger: UnsafeMutablePointer<HandlerLedger>
     var front: MallocFront<ThreadPlatform<1>>? = nil
     var reclaimer: EpochReclaimer<ThreadPlatform<1>>? = nil
     /// Change the slot's object count at every interrupt: one net allocation (kept) at
@@ -92,10 +67,6 @@ struct StepContext {
     /// Off for miss scenarios, where it would turn the measured miss into a hit.
     var perturb = false
     static let perturbPeriod = 12
-    /// Objects the handler keeps: perturbing allocations, refused frees.
-    var kept: UnsafeMutablePointer<UInt>? = nil
-    var keptCount = 0
-    static let keptCapacity = 64
 
     // Counters.
     var steps = 0
@@ -106,156 +77,46 @@ struct StepContext {
     var ran = 0
     /// Of those, boundaries where it got at least one object.
     var served = 0
-    /// Re-entrant refusals (`.outOfMemory` on allocate, `.busy` on free).
-    var refusals = 0
     var perturbAllocations = 0
     var perturbFrees = 0
     var stray = 0
-    var failures = 0
-    var firstFailure = StepFailure.none
-    /// The object's address, or for a refused call the error's raw value.
-    var failureAddress: UInt = 0
 }
 
 /// The one context (a `let`: no exclusivity check, no lazy initialisation in the handler).
 nonisolated(unsafe) let stepContext: UnsafeMutablePointer<StepContext> = {
+    let ledger = UnsafeMutablePointer<HandlerLedger>.allocate(capacity: 1)
+    ledger.initialize(to: HandlerLedger())
     let p = UnsafeMutablePointer<StepContext>.allocate(capacity: 1)
-    p.initialize(to: StepContext())
-    p.pointee.kept = .allocate(capacity: StepContext.keptCapacity)
+    p.initialize(to: StepContext(ledger: ledger))
     return p
 }()
 
 extension UnsafeMutablePointer where Pointee == StepContext {
-    func fail(_ what: StepFailure, _ address: UInt) {
-        if pointee.failures == 0 {
-            pointee.firstFailure = what
-            pointee.failureAddress = address
-        }
-        pointee.failures += 1
-    }
+    func fail(_ what: HandlerFailure, _ address: UInt) { pointee.ledger.pointee.fail(what, address) }
 
-    /// Checks a new object of `size` bytes, marks it live and writes its cookie.
+    /// Checks a new object of the test's own of `size` bytes, marks it live and writes its cookie.
     func accept(_ p: UnsafeMutableRawPointer, size: Int) {
         let a = UInt(bitPattern: p)
-        guard a >= pointee.arenaStart, a &+ UInt(size) <= pointee.arenaEnd, a & 7 == 0, let live = pointee.live else {
-            fail(.outside, a)
-            return
-        }
-        let i = Int((a - pointee.arenaStart) >> 3)
-        if live[i] != 0 { fail(.duplicate, a) }
-        live[i] = 1
-        Cookie.write(p, size: size, key: pointee.key)
-        if !Cookie.check(p, size: size, key: pointee.key) { fail(.cookie, a) }
+        let found = HandlerWork<ThreadPlatform<1>>.accept(a, size: size, live: pointee.live)
+        if found != .none { fail(found, a) }
     }
 
     /// Checks an object's cookie and marks it no longer live (before it is freed).
     func release(_ p: UnsafeMutableRawPointer, size: Int) {
         let a = UInt(bitPattern: p)
-        guard a >= pointee.arenaStart, a &+ UInt(size) <= pointee.arenaEnd, let live = pointee.live else {
-            fail(.outside, a)
-            return
-        }
-        if !Cookie.check(p, size: size, key: pointee.key) { fail(.cookie, a) }
-        live[Int((a - pointee.arenaStart) >> 3)] = 0
+        let found = HandlerWork<ThreadPlatform<1>>.release(a, size: size, live: pointee.live)
+        if found != .none { fail(found, a) }
     }
 
-    /// Undoes `release` for an object whose free was refused (it is still ours).
-    func relive(_ p: UnsafeMutableRawPointer) {
-        let a = UInt(bitPattern: p)
-        pointee.live?[Int((a - pointee.arenaStart) >> 3)] = 1
+    var failures: Int { pointee.ledger.pointee.failures.load(ordering: .relaxed) }
+    var failureText: String {
+        let ledger = pointee.ledger
+        return "first \(ledger.pointee.firstFailure) (address or error 0x"
+            + "\(String(ledger.pointee.failureAddress.load(ordering: .relaxed), radix: 16)))"
     }
 }
 
-extension HandlerOps {
-    func allocate(_ front: MallocFront<ThreadPlatform<1>>?) -> Result<UnsafeMutableRawPointer, QuarryError> {
-        do throws(QuarryError) {
-            if let cache { return .success(try cache.allocate()) }
-            return .success(try front.unsafelyUnwrapped.malloc(size))
-        } catch {
-            return .failure(error)
-        }
-    }
-
-    func free(_ p: UnsafeMutableRawPointer, _ front: MallocFront<ThreadPlatform<1>>?) -> QuarryError? {
-        do throws(QuarryError) {
-            if let cache { try cache.free(p) } else { try front.unsafelyUnwrapped.free(p) }
-            return nil
-        } catch {
-            return error
-        }
-    }
-}
-
-/// One allocation by the handler: checked and marked live, or the refusal counted.
-private func handlerAllocate(_ ctx: UnsafeMutablePointer<StepContext>, _ ops: inout HandlerOps)
-    -> UnsafeMutableRawPointer?
-{
-    switch ops.allocate(ctx.pointee.front) {
-    case .success(let p):
-        ops.allocations += 1
-        ctx.accept(p, size: ops.size)
-        return p
-    case .failure(let error):
-        if error == .outOfMemory { ctx.pointee.refusals += 1 } else { ctx.fail(.allocateError, UInt(error.rawValue)) }
-        return nil
-    }
-}
-
-/// One free by the handler; an object a re-entrant `.busy` left with us goes to `kept`.
-private func handlerFree(
-    _ ctx: UnsafeMutablePointer<StepContext>, _ ops: inout HandlerOps, _ p: UnsafeMutableRawPointer
-) {
-    ctx.release(p, size: ops.size)
-    guard let error = ops.free(p, ctx.pointee.front) else {
-        ops.frees += 1
-        return
-    }
-    ctx.relive(p)
-    if error == .busy && ctx.pointee.keptCount < StepContext.keptCapacity {
-        ctx.pointee.refusals += 1
-        ctx.pointee.kept.unsafelyUnwrapped[ctx.pointee.keptCount] = UInt(bitPattern: p)
-        ctx.pointee.keptCount += 1
-    } else {
-        ctx.fail(.freeError, UInt(error.rawValue))
-    }
-}
-
-/// The handler's balanced work on one cache or class. Returns true if it got an object.
-private func runOps(_ ctx: UnsafeMutablePointer<StepContext>, _ ops: inout HandlerOps) -> Bool {
-    var got = false
-    if ops.freeFirst {
-        while ops.stashCount > 0 {
-            ops.stashCount -= 1
-            // Sound: stash entries are objects the handler allocated and still holds.
-            handlerFree(ctx, &ops, UnsafeMutableRawPointer(bitPattern: ops.stash[ops.stashCount]).unsafelyUnwrapped)
-        }
-        while ops.stashCount < ops.count {
-            guard let p = handlerAllocate(ctx, &ops) else { break }
-            ops.stash[ops.stashCount] = UInt(bitPattern: p)
-            ops.stashCount += 1
-            got = true
-        }
-    } else {
-        var held = (UInt(0), UInt(0), UInt(0), UInt(0))
-        var n = 0
-        withUnsafeMutableBytes(of: &held) { raw in
-            let slots = raw.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: UInt.self)
-            while n < ops.count {
-                guard let p = handlerAllocate(ctx, &ops) else { break }
-                slots[n] = UInt(bitPattern: p)
-                n += 1
-            }
-            got = n > 0
-            while n > 0 {
-                n -= 1
-                handlerFree(ctx, &ops, UnsafeMutableRawPointer(bitPattern: slots[n]).unsafelyUnwrapped)
-            }
-        }
-    }
-    return got
-}
-
-/// The interrupt body: an epoch read section around the balanced work on both caches,
+/// The interrupt body: an epoch read section around the work on the cache and the class,
 /// plus one net allocation or free when perturbing.
 private func interruptBody(_ ctx: UnsafeMutablePointer<StepContext>) {
     let reclaimer = ctx.pointee.reclaimer
@@ -263,34 +124,22 @@ private func interruptBody(_ ctx: UnsafeMutablePointer<StepContext>) {
         reclaimer.enter()
         if !reclaimer.isInsideCriticalSection { ctx.fail(.notInside, 0) }
     }
-    var got = false
-    if var ops = ctx.pointee.ops.0 {
-        got = runOps(ctx, &ops) || got
+    if let work = ctx.pointee.work {
+        let ledger = ctx.pointee.ledger
+        if work.run(ledger, objects: ctx.pointee.objectShape, blocks: ctx.pointee.blockShape) {
+            ctx.pointee.served += 1
+        }
         if ctx.pointee.perturb {
             if ctx.pointee.ran % StepContext.perturbPeriod != StepContext.perturbPeriod - 1 {
-                if ctx.pointee.keptCount < StepContext.keptCapacity, let p = handlerAllocate(ctx, &ops) {
-                    ctx.pointee.kept.unsafelyUnwrapped[ctx.pointee.keptCount] = UInt(bitPattern: p)
-                    ctx.pointee.keptCount += 1
-                    ctx.pointee.perturbAllocations += 1
-                }
+                ctx.pointee.perturbAllocations += work.perform(ledger, isBlock: false, .keepOne)
             } else {
-                while ctx.pointee.keptCount > 0 {
-                    ctx.pointee.keptCount -= 1
-                    let p = ctx.pointee.kept.unsafelyUnwrapped[ctx.pointee.keptCount]
-                    handlerFree(ctx, &ops, UnsafeMutableRawPointer(bitPattern: p).unsafelyUnwrapped)
-                    ctx.pointee.perturbFrees += 1
-                }
+                ctx.pointee.perturbFrees += ledger.pointee.objects.count
+                work.perform(ledger, isBlock: false, .freeAll)
             }
         }
-        ctx.pointee.ops.0 = ops
-    }
-    if var ops = ctx.pointee.ops.1 {
-        got = runOps(ctx, &ops) || got
-        ctx.pointee.ops.1 = ops
     }
     reclaimer?.exit()
     ctx.pointee.ran += 1
-    if got { ctx.pointee.served += 1 }
 }
 
 /// The SIGTRAP handler: one instruction boundary of the stepped call.
@@ -351,8 +200,8 @@ private func withTrapHandler<R>(_ body: () throws -> R) rethrows -> R {
 private func resetCounters() {
     let c = stepContext
     c.pointee.steps = 0; c.pointee.tfSet = 0; c.pointee.masked = 0; c.pointee.ran = 0; c.pointee.served = 0
-    c.pointee.refusals = 0; c.pointee.perturbAllocations = 0; c.pointee.perturbFrees = 0; c.pointee.stray = 0
-    c.pointee.failures = 0; c.pointee.firstFailure = .none; c.pointee.failureAddress = 0
+    c.pointee.perturbAllocations = 0; c.pointee.perturbFrees = 0; c.pointee.stray = 0
+    c.pointee.ledger.pointee.resetCounts()
 }
 
 // MARK: - Scenarios
@@ -460,9 +309,10 @@ private struct Bench {
         live = .allocate(capacity: arena.size / 8)
         live.initialize(repeating: 0, count: arena.size / 8)
         let c = stepContext
-        c.pointee.arenaStart = UInt(bitPattern: arena.base)
-        c.pointee.arenaEnd = UInt(bitPattern: arena.base) + UInt(arena.size)
-        c.pointee.live = live
+        c.pointee.live = LiveMap(start: arena.base, size: arena.size, bytes: live)
+        // A fresh ledger: nothing held from a run that stopped half-way.
+        c.pointee.ledger.deinitialize(count: 1)
+        c.pointee.ledger.initialize(to: HandlerLedger())
         if scenario.isMalloc {
             // The class cache exists once the first block of its class was allocated.
             let first = try q.front.malloc(objectBytes)
@@ -533,7 +383,7 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
     /// closure call): the per-call overhead included in every count.
     static let overhead: Int = withTrapHandler {
         resetCounters()
-        stepContext.pointee.ops = (nil, nil)
+        stepContext.pointee.work = nil
         stepContext.pointee.reclaimer = nil
         for _ in 0..<2 { resetCounters(); singleStep {} }
         return stepContext.pointee.steps
@@ -555,32 +405,30 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
         let m = bench.cache.magazineCapacity
         let freeFirst = scenario.kind == .missRefill || scenario.kind == .missDepot
 
-        // The handler's stashes come first, so they do not change the prepared state.
-        let stash0 = UnsafeMutablePointer<UInt>.allocate(capacity: HandlerOps.maxCount)
-        let stash1 = UnsafeMutablePointer<UInt>.allocate(capacity: HandlerOps.maxCount)
-        defer { stash0.deallocate(); stash1.deallocate() }
-        var ops0 = HandlerOps(cache: bench.cache, size: objectBytes, freeFirst: freeFirst, count: 2, stash: stash0)
-        var ops1 = HandlerOps(
-            cache: nil, size: scenario.isMalloc ? objectBytes : otherMallocBytes,
-            freeFirst: freeFirst && scenario.isMalloc, count: 2, stash: stash1)
+        // The handler's work: the measured cache's objects, and blocks of its class (malloc
+        // paths) or of another class. What it keeps comes first, so it does not change the
+        // prepared state.
+        let blockBytes = scenario.isMalloc ? objectBytes : otherMallocBytes
+        let work = HandlerWork(cache: bench.cache, front: front, blockSize: blockBytes, live: ctx.pointee.live)
+        let ledger = ctx.pointee.ledger
+        let blocksFreeFirst = freeFirst && scenario.isMalloc
         ctx.pointee.front = front
         ctx.pointee.reclaimer = bench.reclaimer
-        ctx.pointee.keptCount = 0
         resetCounters()
-        for i in 0..<2 {
-            if ops0.freeFirst {
+        for _ in 0..<2 {
+            if freeFirst {
                 let p = try bench.cache.allocate()
-                ctx.accept(p, size: ops0.size)
-                stash0[i] = UInt(bitPattern: p)
+                ctx.accept(p, size: objectBytes)
+                ledger.pointee.hold(UInt(bitPattern: p), isBlock: false)
             }
-            if ops1.freeFirst {
-                let p = try front.malloc(ops1.size)
-                ctx.accept(p, size: ops1.size)
-                stash1[i] = UInt(bitPattern: p)
+            if blocksFreeFirst {
+                let p = try front.malloc(blockBytes)
+                ctx.accept(p, size: blockBytes)
+                ledger.pointee.hold(UInt(bitPattern: p), isBlock: true)
             }
         }
-        ops0.stashCount = ops0.freeFirst ? 2 : 0
-        ops1.stashCount = ops1.freeFirst ? 2 : 0
+        ctx.pointee.objectShape = freeFirst ? .freeThenAllocate(2) : .allocateThenFree(2)
+        ctx.pointee.blockShape = blocksFreeFirst ? .freeThenAllocate(2) : .allocateThenFree(2)
         if !scenario.isMalloc {
             // The other class: created and loaded, so the handler's malloc hits.
             let p = try front.malloc(otherMallocBytes)
@@ -591,7 +439,7 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
             if scenario.path == .epochExit { bench.reclaimer.enter() }
             if scenario.kind == .nested { bench.reclaimer.enter() }
         }
-        ctx.pointee.ops = (ops0, ops1)
+        ctx.pointee.work = work
         ctx.pointee.perturb = !scenario.isMiss
 
         // The measured call.
@@ -639,18 +487,20 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
         }
         let counts = StepMeasurement(
             steps: ctx.pointee.steps, tfSet: ctx.pointee.tfSet, masked: ctx.pointee.masked, ran: ctx.pointee.ran,
-            served: ctx.pointee.served, refusals: ctx.pointee.refusals, stray: ctx.pointee.stray,
+            served: ctx.pointee.served, refusals: ledger.pointee.refusals.load(ordering: .relaxed),
+            stray: ctx.pointee.stray,
             perturbAllocations: ctx.pointee.perturbAllocations, perturbFrees: ctx.pointee.perturbFrees)
         #expect(
-            ctx.pointee.failures == 0,
-            "\(scenario.name): the handler found \(ctx.pointee.failures) problem(s), first \(ctx.pointee.firstFailure) (address or error 0x\(String(ctx.pointee.failureAddress, radix: 16)))"
+            ctx.failures == 0, "\(scenario.name): the handler found \(ctx.failures) problem(s), \(ctx.failureText)"
         )
 
         // The statistics: the measured call took the intended path, and every successful
         // operation (the call's and the handler's on this cache) was counted once.
-        (ops0, ops1) = (ctx.pointee.ops.0.unsafelyUnwrapped, ctx.pointee.ops.1.unsafelyUnwrapped)
-        let handlerAllocations = ops0.allocations + (scenario.isMalloc ? ops1.allocations : 0)
-        let handlerFrees = ops0.frees + (scenario.isMalloc ? ops1.frees : 0)
+        let objectAllocations = ledger.pointee.objectAllocations.load(ordering: .relaxed)
+        let blockAllocations = ledger.pointee.blockAllocations.load(ordering: .relaxed)
+        let handlerAllocations = objectAllocations + (scenario.isMalloc ? blockAllocations : 0)
+        let objectFrees = ledger.pointee.objectFrees.load(ordering: .relaxed)
+        let handlerFrees = objectFrees + (scenario.isMalloc ? ledger.pointee.blockFrees.load(ordering: .relaxed) : 0)
         let mainAllocations = scenario.allocates ? 1 : 0
         let mainFrees = scenario.allocates || scenario.isEpoch ? 0 : 1
         // Nothing was refused as misuse or corruption (a double free, a bad pointer), on
@@ -725,22 +575,10 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
         q.checkInvariants()
         bench.reclaimer.checkInvariants()
         resetCounters()
-        for i in 0..<ctx.pointee.keptCount {
-            let p = UnsafeMutableRawPointer(bitPattern: ctx.pointee.kept.unsafelyUnwrapped[i]).unsafelyUnwrapped
-            let owner = try #require(q.cache(owning: p), "\(scenario.name): a kept object has no cache")
-            ctx.release(p, size: owner.objectSize)
-            #expect(throws: Never.self) { try owner.free(p) }
-        }
-        ctx.pointee.keptCount = 0
-        for (ops, stash) in [(ops0, stash0), (ops1, stash1)] {
-            for i in 0..<ops.stashCount {
-                let p = UnsafeMutableRawPointer(bitPattern: stash[i]).unsafelyUnwrapped
-                ctx.release(p, size: ops.size)
-                #expect(throws: Never.self) {
-                    if let c = ops.cache { try c.free(p) } else { try front.free(p) }
-                }
-            }
-        }
+        // Everything the handler keeps (perturbing, refused frees, the free-first pair):
+        // each intact and freed without error.
+        ctx.pointee.work = nil
+        #expect(work.release(ledger) == 0, "\(scenario.name): an object the handler kept was damaged or refused")
         while !bench.held.isEmpty { try bench.give() }
         q.checkInvariants()
         #expect(bench.stats.activeObjects == 0, "\(scenario.name): objects still counted active")
@@ -751,13 +589,12 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
         #expect(Set(bench.held.map { UInt(bitPattern: $0) }).count == many)
         while !bench.held.isEmpty { try bench.give() }
         #expect(
-            ctx.pointee.failures == 0,
-            "\(scenario.name): \(ctx.pointee.failures) problem(s) after the call, first \(ctx.pointee.firstFailure) (address or error 0x\(String(ctx.pointee.failureAddress, radix: 16)))"
+            ctx.failures == 0, "\(scenario.name): \(ctx.failures) problem(s) after the call, \(ctx.failureText)"
         )
         q.checkInvariants()
         bench.reclaimer.checkInvariants()
         if !scenario.isMalloc { #expect(bench.cache.destroy() == 0, "\(scenario.name): leaked objects") }
-        ctx.pointee.ops = (nil, nil)
+        ctx.pointee.work = nil
         ctx.pointee.reclaimer = nil
         ctx.pointee.front = nil
         return counts
