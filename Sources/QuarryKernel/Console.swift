@@ -87,6 +87,23 @@ enum Console {
         print(" ms: ")
     }
 
+    /// `A allocations, F frees, R refusals, [S allocations skipped ..., ]X failures`: a
+    /// handler's ledger (Tests/Scenarios/HandlerWork.swift) in a report line (inside `line`).
+    static func handlerCounts(_ l: UnsafeMutablePointer<HandlerLedger>) {
+        decimal(l.pointee.allocations)
+        print(" allocations, ")
+        decimal(l.pointee.frees)
+        print(" frees, ")
+        decimal(l.pointee.refusals.load(ordering: .relaxed))
+        print(" refusals, ")
+        if l.pointee.skipped.load(ordering: .relaxed) > 0 {
+            decimal(l.pointee.skipped.load(ordering: .relaxed))
+            print(" allocations skipped (16 held after .busy), ")
+        }
+        decimal(l.pointee.failures.load(ordering: .relaxed))
+        print(" failures")
+    }
+
     /// `0x` and `digits` hex digits (leading zeros kept).
     static func hex(_ value: UInt64, digits: Int = 8) {
         print("0x")

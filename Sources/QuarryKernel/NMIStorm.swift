@@ -345,18 +345,8 @@ enum NMIStorm {
                 Console.decimal(r.pointee.distinctLandings)
                 Console.print(
                     r.pointee.distinctLandings == landingSlots ? "+ distinct addresses), " : " distinct addresses), ")
-                Console.decimal(allocations)
-                Console.print(" allocations, ")
-                Console.decimal(l.pointee.frees)
-                Console.print(" frees, ")
-                Console.decimal(l.pointee.refusals.load(ordering: .relaxed))
-                Console.print(" refusals, ")
-                if l.pointee.skipped.load(ordering: .relaxed) > 0 {
-                    Console.decimal(l.pointee.skipped.load(ordering: .relaxed))
-                    Console.print(" allocations skipped (16 held after .busy), ")
-                }
-                Console.decimal(l.pointee.failures.load(ordering: .relaxed))
-                Console.print(" failures; main loop ")
+                Console.handlerCounts(l)
+                Console.print("; main loop ")
                 Console.decimal(r.pointee.operations.load(ordering: .relaxed))
                 Console.print(" operations, ")
                 Console.decimal(r.pointee.sent.load(ordering: .relaxed))

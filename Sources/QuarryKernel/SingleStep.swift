@@ -95,18 +95,8 @@ enum SingleStep {
         let failures = l.pointee.failures.load(ordering: .relaxed)
         Console.line {
             Console.print("step: handler ")
-            Console.decimal(l.pointee.allocations)
-            Console.print(" allocations, ")
-            Console.decimal(l.pointee.frees)
-            Console.print(" frees, ")
-            Console.decimal(l.pointee.refusals.load(ordering: .relaxed))
-            Console.print(" refusals, ")
-            if l.pointee.skipped.load(ordering: .relaxed) > 0 {
-                Console.decimal(l.pointee.skipped.load(ordering: .relaxed))
-                Console.print(" allocations skipped (16 held after .busy), ")
-            }
-            Console.decimal(failures)
-            Console.print(" failures; other CPUs ")
+            Console.handlerCounts(l)
+            Console.print("; other CPUs ")
             Console.decimal(companionOperations.load(ordering: .relaxed))
             Console.print(" operations meanwhile; handlers call Quarry wherever they land")
             Console.newline()

@@ -124,7 +124,9 @@ public struct HandlerLedger: ~Copyable {
         objectAllocations.load(ordering: .relaxed) + blockAllocations.load(ordering: .relaxed)
     }
     public var frees: Int { objectFrees.load(ordering: .relaxed) + blockFrees.load(ordering: .relaxed) }
-    public var firstFailure: HandlerFailure { HandlerFailure(rawValue: firstFailureRaw.load(ordering: .relaxed)) ?? .none }
+    public var firstFailure: HandlerFailure {
+        HandlerFailure(rawValue: firstFailureRaw.load(ordering: .relaxed)) ?? .none
+    }
 
     /// Counts a failure; the first one since `resetCounts` is kept with `address`.
     public func fail(_ what: HandlerFailure, _ address: UInt) {
@@ -171,10 +173,14 @@ public struct HandlerShape: Sendable {
 
     /// Allocate `n`, then free as many as were allocated: a magazine it hits ends as it
     /// was (a full one stays full).
-    public static func allocateThenFree(_ n: Int) -> HandlerShape { HandlerShape(allocate: n, free: n, freeFirst: false) }
+    public static func allocateThenFree(_ n: Int) -> HandlerShape {
+        HandlerShape(allocate: n, free: n, freeFirst: false)
+    }
     /// Free the `n` most recently kept, then allocate `n` and keep them: a magazine it
     /// hits ends as it was (an empty one stays empty).
-    public static func freeThenAllocate(_ n: Int) -> HandlerShape { HandlerShape(allocate: n, free: n, freeFirst: true) }
+    public static func freeThenAllocate(_ n: Int) -> HandlerShape {
+        HandlerShape(allocate: n, free: n, freeFirst: true)
+    }
     public static var allocateThenFree: HandlerShape { .allocateThenFree(1) }
     public static var freeThenAllocate: HandlerShape { .freeThenAllocate(1) }
     /// Allocate two, free the second: the handler keeps one more than before.
@@ -212,7 +218,8 @@ public struct HandlerWork<P: Platform> {
     /// Allocates and frees objects and blocks as the shapes say, counting into `ledger`.
     /// Any context where the harness allows Quarry. True if it got a block.
     @discardableResult
-    public func run(_ ledger: UnsafeMutablePointer<HandlerLedger>, objects: HandlerShape, blocks: HandlerShape) -> Bool {
+    public func run(_ ledger: UnsafeMutablePointer<HandlerLedger>, objects: HandlerShape, blocks: HandlerShape) -> Bool
+    {
         let gotObjects = perform(ledger, isBlock: false, objects)
         let gotBlocks = perform(ledger, isBlock: true, blocks)
         return gotObjects + gotBlocks > 0
