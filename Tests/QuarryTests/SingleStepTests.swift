@@ -242,40 +242,40 @@ struct StepScenario: CustomTestStringConvertible, Sendable {
     var allocates: Bool { path == .cacheAllocate || path == .malloc }
     var isMiss: Bool { kind != .hit && kind != .outer && kind != .nested }
 
-    /// Floors: half of what was measured here with the hit path masking interrupts
-    /// (Swift 6.3.1, x86_64; boundaries that ran Quarry, instructions stepped), for the
-    /// checked debug build and the release build. Measured:
+    /// Floors: half of what was measured here (Swift 6.3.1, x86_64, `ThreadPlatform<1>`;
+    /// boundaries that ran Quarry, instructions stepped), for the checked debug build and
+    /// the release build (docs/testing.md, "Single-step re-entry"). Measured:
     ///
     ///     path                     checked ran / stepped   release ran / stepped
-    ///     cacheAllocate hit          1030 / 1789        166 / 198
-    ///     cacheAllocate missRefill   1048 / 89551       181 / 4394
-    ///     cacheAllocate missDepot    1048 / 6147        181 / 463
-    ///     cacheFree hit              1840 / 2606        222 / 257
-    ///     cacheFree missExchange     1854 / 11507       233 / 849
-    ///     cacheFree missFlush        1854 / 82696       233 / 3771
-    ///     malloc hit                 1342 / 2101        188 / 220
-    ///     malloc missRefill          1348 / 89851       202 / 4415
-    ///     mallocFree hit             2683 / 3449        262 / 294
-    ///     mallocFree missExchange    2697 / 12362       272 / 887
-    ///     epochEnter outer            130 / 430          42 / 76
-    ///     epochEnter nested           130 / 422          42 / 72
-    ///     epochExit outer             113 / 417          42 / 74
-    ///     epochExit nested            113 / 414          42 / 73
+    ///     cacheAllocate hit         1879 / 1879        196 / 196
+    ///     cacheAllocate missRefill  2103 / 90780       260 / 5950
+    ///     cacheAllocate missDepot   2103 / 7870        260 / 667
+    ///     cacheFree hit             3372 / 3372        259 / 259
+    ///     cacheFree missExchange    6452 / 17755       486 / 1394
+    ///     cacheFree missFlush       6452 / 97785       486 / 5522
+    ///     malloc hit                2182 / 2182        219 / 219
+    ///     malloc missRefill         2406 / 90982       286 / 5976
+    ///     mallocFree hit            3358 / 3358        276 / 276
+    ///     mallocFree missExchange   6257 / 17560       513 / 1421
+    ///     epochEnter outer           189 / 598          72 / 133
+    ///     epochEnter nested          189 / 590          72 / 129
+    ///     epochExit outer            172 / 585          72 / 131
+    ///     epochExit nested           172 / 582          72 / 130
     static let all: [StepScenario] = [
-        .init(path: .cacheAllocate, kind: .hit, ranFloor: (515, 83), stepFloor: (894, 99)),
-        .init(path: .cacheAllocate, kind: .missRefill, ranFloor: (524, 90), stepFloor: (44775, 2197)),
-        .init(path: .cacheAllocate, kind: .missDepot, ranFloor: (524, 90), stepFloor: (3073, 231)),
-        .init(path: .cacheFree, kind: .hit, ranFloor: (920, 111), stepFloor: (1303, 128)),
-        .init(path: .cacheFree, kind: .missExchange, ranFloor: (927, 116), stepFloor: (5753, 424)),
-        .init(path: .cacheFree, kind: .missFlush, ranFloor: (927, 116), stepFloor: (41348, 1885)),
-        .init(path: .malloc, kind: .hit, ranFloor: (671, 94), stepFloor: (1050, 110)),
-        .init(path: .malloc, kind: .missRefill, ranFloor: (674, 101), stepFloor: (44925, 2207)),
-        .init(path: .mallocFree, kind: .hit, ranFloor: (1341, 131), stepFloor: (1724, 147)),
-        .init(path: .mallocFree, kind: .missExchange, ranFloor: (1348, 136), stepFloor: (6181, 443)),
-        .init(path: .epochEnter, kind: .outer, ranFloor: (65, 21), stepFloor: (215, 38)),
-        .init(path: .epochEnter, kind: .nested, ranFloor: (65, 21), stepFloor: (211, 36)),
-        .init(path: .epochExit, kind: .outer, ranFloor: (56, 21), stepFloor: (208, 37)),
-        .init(path: .epochExit, kind: .nested, ranFloor: (56, 21), stepFloor: (207, 36)),
+        .init(path: .cacheAllocate, kind: .hit, ranFloor: (939, 98), stepFloor: (939, 98)),
+        .init(path: .cacheAllocate, kind: .missRefill, ranFloor: (1051, 130), stepFloor: (45390, 2975)),
+        .init(path: .cacheAllocate, kind: .missDepot, ranFloor: (1051, 130), stepFloor: (3935, 333)),
+        .init(path: .cacheFree, kind: .hit, ranFloor: (1686, 129), stepFloor: (1686, 129)),
+        .init(path: .cacheFree, kind: .missExchange, ranFloor: (3226, 243), stepFloor: (8877, 697)),
+        .init(path: .cacheFree, kind: .missFlush, ranFloor: (3226, 243), stepFloor: (48892, 2761)),
+        .init(path: .malloc, kind: .hit, ranFloor: (1091, 109), stepFloor: (1091, 109)),
+        .init(path: .malloc, kind: .missRefill, ranFloor: (1203, 143), stepFloor: (45491, 2988)),
+        .init(path: .mallocFree, kind: .hit, ranFloor: (1679, 138), stepFloor: (1679, 138)),
+        .init(path: .mallocFree, kind: .missExchange, ranFloor: (3128, 256), stepFloor: (8780, 710)),
+        .init(path: .epochEnter, kind: .outer, ranFloor: (94, 36), stepFloor: (299, 66)),
+        .init(path: .epochEnter, kind: .nested, ranFloor: (94, 36), stepFloor: (295, 64)),
+        .init(path: .epochExit, kind: .outer, ranFloor: (86, 36), stepFloor: (292, 65)),
+        .init(path: .epochExit, kind: .nested, ranFloor: (86, 36), stepFloor: (291, 65)),
     ]
 }
 
