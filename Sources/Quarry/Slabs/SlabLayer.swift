@@ -40,6 +40,7 @@ struct SlabLayer: LockedState {
     /// and the corruption reported, once; the next call takes another slab. So one
     /// corrupted slab refuses at most one allocation (a refill that already holds
     /// objects is not refused at all), and nothing on this path traps.
+    @inline(__always)
     mutating func take<P>(_ mode: LockMode, for cache: SlabCache<P>) -> Result<UInt, QuarryError> {
         let map = cache.map
         guard let page = slabToTakeFrom(mode, for: cache) else { return .failure(.outOfMemory) }
