@@ -462,9 +462,6 @@ deps-test:
 	@echo "== deps-test: Tests/deps-test.sh (.ci/deps with gcc-multilib, valgrind, QEMU missing)"
 	@GCC='$(GCC)' bash Tests/deps-test.sh
 
-# Docs, Neighbours lines and comments against the tree; first the check's own test
-# (a small tree with one broken reference of each kind). DOC_REFERENCES_SKIP='FILE ...'
-# leaves files out.
 # Every Swift file the repository holds, for the formatter (SwiftPM scratch folders and
 # build outputs excluded).
 FORMAT_FILES = $(shell git ls-files '*.swift' 2>/dev/null || find . -name '*.swift' -not -path '*/.build*' -not -path './build/*')
@@ -477,6 +474,9 @@ format-lint:
 	@echo "== format-lint: swift format lint --strict with .swift-format ($(words $(FORMAT_FILES)) files)"
 	@$(SWIFT) format lint --strict --configuration .swift-format $(FORMAT_FILES)
 
+# Docs, Neighbours lines and comments against the tree; first the check's own test
+# (a small tree with one broken reference of each kind). DOC_REFERENCES_SKIP='FILE ...'
+# leaves files out.
 doc-references:
 	@echo "== doc-references: Tests/doc-references-test.sh, then Tests/doc-references.sh (docs, Neighbours lines, comments)"
 	@bash Tests/doc-references-test.sh

@@ -15,8 +15,10 @@
  * them. 4 GiB on 64-bit, 256 MiB in a 32-bit process. */
 #define QUARRY_ARENA_BYTES (sizeof(void *) == 8 ? (size_t)1 << 32 : (size_t)256 << 20)
 
-/* Both libraries run Quarry on one CPU (the host's CPlatform, SingleCPUPlatform on i686):
- * calls must not overlap, so the two-thread workloads are not run. */
+/* The two-thread workloads are not run for Quarry: the i686 library runs on one CPU
+ * (SingleCPUPlatform: calls must not overlap); the host library gives each thread its own
+ * CPU index (CPlatform) but its two-thread figures have not been measured yet
+ * (docs/benchmarks.md, "Method"). */
 #define QUARRY_PEER_FLAGS BENCH_ONE_THREAD
 
 static int quarry_ready(void) {

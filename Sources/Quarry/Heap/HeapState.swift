@@ -36,10 +36,11 @@ import Synchronization
 /// - `testHook` (checked builds) is set at quiescence only.
 /// - `reclaim` is the per-CPU budget and the flush requests (atomics; Quarry+Reclaim).
 ///
-/// Header layout (each part starts on a cache line):
+/// Header layout (each part starts on a cache line, but the empty ClassCreation, which
+/// sits right after the Registry):
 ///
 ///     | HeapState | CPUState x maxCPUs | empty sentinel magazine | PageAllocator | Registry |
-///     | ClassCreation | cache of caches: CacheState ... CPU slots | magazine cache: CacheState ... CPU slots |
+///     | cache of caches: CacheState ... CPU slots | magazine cache: CacheState ... CPU slots |
 ///
 /// Invariants: `bumpLimit == bump` and `usedLimit == highWater` of the page allocator
 /// whenever the page lock is free;
@@ -169,7 +170,8 @@ struct HeaderLayout {
         sentinel = line(cpuStates + maxCPUs * CPUState.stride)
         pages = line(sentinel + MemoryLayout<MagazineHeader>.stride)
         registry = line(pages + MemoryLayout<PageAllocator>.stride)
-        classCreation = line(registry + MemoryLayout<Registry>.stride)
+        // ClassCreation is empty (no byte is ever read or written): no line of its own.
+        classCreation = registry + MemoryLayout<Registry>.stride
         cacheOfCaches = line(classCreation + MemoryLayout<ClassCreation>.stride)
         magazineCache = line(cacheOfCaches + CacheState.footprint(maxCPUs: maxCPUs))
         bytes = line(magazineCache + CacheState.footprint(maxCPUs: maxCPUs))

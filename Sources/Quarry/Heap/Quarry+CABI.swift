@@ -28,7 +28,7 @@ extension Quarry {
         #if QUARRY_CHECKED
         let address = UInt(bitPattern: CacheState.state(ofHandle: handle))
         guard UInt(bitPattern: handle) % 4 == 0, case .success = cacheOfCaches.locate(address),
-            cacheOfCaches.state.pointee.bitmap.isAllocated(address)
+            cacheOfCaches.bitmap.isAllocated(address)
         else {
             return nil
         }

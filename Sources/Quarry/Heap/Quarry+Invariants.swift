@@ -14,7 +14,8 @@ extension Quarry {
     /// - magazines held by all caches (CPU slots and depots) `==` objects allocated
     ///   from the magazine cache; the per-CPU budget's `charged ==` Σ magazines held ×
     ///   their cache's magazine charge `<= budget` (ReclaimState)
-    /// - `bumpLimit == bump`; `cacheCount ==` caches in the registry; no CPU holds a lock
+    /// - `bumpLimit == bump`, `usedLimit == highWater`; `cacheCount ==` caches in the
+    ///   registry; no CPU holds a lock
     /// Quiescence only (see SlabCache.checkInvariants). Not interrupt-safe.
     public func checkInvariants() {
         heap.pointee.requireNotReentrant(P.self)

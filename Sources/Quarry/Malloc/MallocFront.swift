@@ -28,7 +28,6 @@ import Synchronization
 /// - `classes[i] != 0` ⇒ it names a live cache with
 ///   `objectSize == SizeClasses.size(ofClass: i)` and `alignment == SizeClasses.alignment(ofClass: i)`
 /// - no two slots name the same cache
-/// - `creation.created − creation.removed ==` the number of non-zero slots
 struct FrontState: ~Copyable {
     /// The front lock and what it guards.
     let creation: SpinLocked<ClassCreation>
@@ -51,13 +50,9 @@ struct FrontState: ~Copyable {
 }
 
 /// What the front lock guards (`FrontState.creation`): the writes of the class slots,
-/// which only its scope makes, and their count. Its own record in the heap header.
+/// which only its scope makes (its mutating methods). It holds no data of its own (the
+/// slots are atomics, read without the lock); its record in the heap header is empty.
 struct ClassCreation: LockedState {
-    /// Class caches created, ever.
-    private(set) var created = 0
-    /// Class caches `shrink` removed, ever.
-    private(set) var removed = 0
-
     /// The cache of class `index`: the one another CPU just created, else a new one,
     /// listed in its slot.
     mutating func create<P>(_ index: Int, for quarry: Quarry<P>) -> Result<SlabCache<P>, QuarryError> {
@@ -77,7 +72,6 @@ struct ClassCreation: LockedState {
         }
         cache.state.pointee.handleMagic.store(CacheState.classMagic, ordering: .releasing)
         quarry.heap.pointee.front.classes[index].store(UInt(bitPattern: cache.state), ordering: .releasing)
-        created += 1
         return .success(cache)
     }
 
@@ -94,7 +88,6 @@ struct ClassCreation: LockedState {
                 if cache.activeObjects == 0 {
                     quarry.heap.pointee.front.classes[i].store(0, ordering: .releasing)
                     _ = quarry.destroyUnchecked(cache)
-                    removed += 1
                 }
             }
             i += 1
@@ -506,7 +499,6 @@ public struct MallocFront<P: Platform> {
     /// Traps on the first broken invariant of FrontState (see there). Quiescent only.
     public func checkInvariants() {
         precondition(SizeClasses.count == 73, "MallocFront: slot count differs from SizeClasses.count")
-        var listed = 0
         var i = 0
         while i < SizeClasses.count {
             let address = heap.pointee.front.classes[i].load(ordering: .acquiring)
@@ -527,12 +519,8 @@ public struct MallocFront<P: Platform> {
                         "MallocFront: one cache in two slots")
                     j += 1
                 }
-                listed += 1
             }
             i += 1
-        }
-        heap.pointee.front.creation.withLock(P.self) { creation in
-            precondition(creation.created - creation.removed == listed, "MallocFront: class caches miscounted")
         }
     }
 }

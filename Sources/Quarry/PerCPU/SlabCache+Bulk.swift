@@ -330,6 +330,6 @@ extension SlabCache {
     @inline(__always)
     func setCachedMark(_ address: UInt) {
         FreeLink.setWord(
-            FreeLink.mark(of: address, secret: state.pointee.secret), of: address, offset: geometry.linkOffset)
+            FreeLink.mark(of: address, secret: secret), of: address, offset: geometry.linkOffset)
     }
 }

@@ -175,7 +175,7 @@ extension SlabCache {
             // the caller's word back: nothing changed.
             let offset = geometry.linkOffset
             let word = FreeLink.word(of: address, offset: offset)
-            FreeLink.setWord(FreeLink.mark(of: address, secret: state.pointee.secret), of: address, offset: offset)
+            setCachedMark(address)
             done = freeMissed(address, index, mode)
             if !done { FreeLink.setWord(word, of: address, offset: offset) }
             if mode == .spin { tidy(index) }

@@ -1,7 +1,8 @@
 // SpinLock: the interrupt-saving ticket lock that guards every slow path, and SpinLocked,
 // a lock that owns the state it guards.
 // Neighbours: Platform (interrupt save/restore, pause), CPUState (`HeapState.acquire`, the
-// NMI-safe way every lock is taken), PageAllocator and SlabCache (its users).
+// NMI-safe way every lock is taken), HeapState, CacheState and FrontState (the locks
+// and the state each owns).
 
 import Synchronization
 
@@ -16,7 +17,7 @@ import Synchronization
 /// (it would spin forever). `tryAcquireMasked` never spins. Quarry takes its locks only
 /// through `HeapState.acquire` (CPUState.swift), which counts the locks each CPU holds
 /// and, for a call that re-entered Quarry while its CPU holds one, uses `tryAcquireMasked`
-/// only. Lock order across Quarry: registry -> depot -> cache -> page (HeapState).
+/// only. Lock order across Quarry: front -> registry -> depot -> cache -> page (HeapState).
 struct SpinLock: ~Copyable {
     private let next = Atomic<UInt32>(0)
     private let serving = Atomic<UInt32>(0)
@@ -103,11 +104,7 @@ struct SpinLocked<Value: LockedState>: ~Copyable {
     /// this CPU holds the lock already.
     @inline(__always)
     func withLock<P: Platform, R>(_: P.Type, _ body: (inout Value) -> R) -> R {
-        let saved = heap.pointee.acquireBlocking(lock, P.self)
-        let result = body(&value.pointee)
-        value.pointee.lockScopeEnds(heap)
-        heap.pointee.release(lock, P.self, saved)
-        return result
+        scope(P.self, heap.pointee.acquireBlocking(lock, P.self), body)
     }
 
     /// Runs `body` under the lock taken the way `mode` allows; nil (body not run) only
@@ -115,10 +112,7 @@ struct SpinLocked<Value: LockedState>: ~Copyable {
     @inline(__always)
     func tryWithLock<P: Platform, R>(_: P.Type, _ mode: LockMode, _ body: (inout Value) -> R) -> R? {
         guard let saved = heap.pointee.acquire(lock, P.self, mode) else { return nil }
-        let result = body(&value.pointee)
-        value.pointee.lockScopeEnds(heap)
-        heap.pointee.release(lock, P.self, saved)
-        return result
+        return scope(P.self, saved, body)
     }
 
     /// Runs `body` under the lock taken the way this CPU's lock count calls for:
@@ -127,6 +121,13 @@ struct SpinLocked<Value: LockedState>: ~Copyable {
     @inline(__always)
     func tryWithLock<P: Platform, R>(_: P.Type, _ body: (inout Value) -> R) -> R? {
         guard let saved = heap.pointee.acquire(lock, P.self) else { return nil }
+        return scope(P.self, saved, body)
+    }
+
+    /// The scope itself, the lock held (`saved`: the interrupt state before it was taken):
+    /// `body` on the state, `lockScopeEnds`, the release.
+    @inline(__always)
+    private func scope<P: Platform, R>(_: P.Type, _ saved: InterruptState, _ body: (inout Value) -> R) -> R {
         let result = body(&value.pointee)
         value.pointee.lockScopeEnds(heap)
         heap.pointee.release(lock, P.self, saved)

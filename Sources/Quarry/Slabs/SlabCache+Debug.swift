@@ -250,7 +250,7 @@ extension SlabCache {
         }
         let carved = d.carved
         let poison = state.pointee.options.poison
-        let walk = slab.walkFreeList(g, secret: secret, bitmap: state.pointee.bitmap) { p in
+        let walk = slab.walkFreeList(g, secret: secret, bitmap: bitmap) { p in
             if poison && !poisonIntact(p) { r.note(.useAfterFree, p) }
         }
         // A quarantined slab has no free list: its free objects are leaked.
@@ -266,7 +266,7 @@ extension SlabCache {
                 r.note(.corruptFreeList, slab.start)
             }
         }
-        if state.pointee.bitmap.count(slab: page, pages: g.slabPages) != Int(d.inUse) {
+        if bitmap.count(slab: page, pages: g.slabPages) != Int(d.inUse) {
             r.note(.accountingMismatch, slab.start)
         }
         if g.hasRedZone {
@@ -290,7 +290,7 @@ extension SlabCache {
     /// or the list is empty. At quiescence.
     @_spi(Testing) public func freeListHead(ofSlabHolding object: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
         guard case .success(let page) = locate(UInt(bitPattern: object)) else { return nil }
-        return UnsafeMutableRawPointer(bitPattern: heap.pointee.map[page].freeHead)
+        return UnsafeMutableRawPointer(bitPattern: map[page].freeHead)
     }
 
     /// True when `pointer` is the start of a carved object of a live slab of this cache.
@@ -302,7 +302,7 @@ extension SlabCache {
     /// True when `pointer` is an object of this cache that is in its slab (its bit is
     /// clear: on its slab's free list, or leaked in a quarantined slab).
     @_spi(Testing) public func isInItsSlab(_ pointer: UnsafeRawPointer) -> Bool {
-        owns(pointer) && !state.pointee.bitmap.isAllocated(UInt(bitPattern: pointer))
+        owns(pointer) && !bitmap.isAllocated(UInt(bitPattern: pointer))
     }
 
     /// The next object after `object` on its slab's free list as the slab layer would
@@ -311,10 +311,10 @@ extension SlabCache {
     @_spi(Testing) public func freeLink(of object: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
         let address = UInt(bitPattern: object)
         guard case .success(let page) = locate(address) else { return nil }
-        let slab = Slab(page: page, map: heap.pointee.map, arena: heap.pointee.arena)
+        let slab = Slab(page: page, map: map, arena: arena)
         let next = FreeLink.read(
-            from: address, geometry, secret: state.pointee.secret,
-            objects: slab.objectsStart, carved: heap.pointee.map[page].carved)
+            from: address, geometry, secret: secret,
+            objects: slab.objectsStart, carved: map[page].carved)
         return next.flatMap { UnsafeMutableRawPointer(bitPattern: $0) }
     }
 
@@ -324,7 +324,7 @@ extension SlabCache {
     @_spi(Testing) public func writeFreeLink(into object: UnsafeMutableRawPointer, to next: UnsafeMutableRawPointer?) {
         FreeLink.write(
             UInt(bitPattern: next), into: UInt(bitPattern: object), offset: geometry.linkOffset,
-            secret: state.pointee.secret)
+            secret: secret)
     }
 
     /// Byte offset of the free link inside an object (0, or past the caller's bytes in

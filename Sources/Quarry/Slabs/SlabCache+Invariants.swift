@@ -98,11 +98,11 @@ extension SlabCache {
                 preconditionFailure("CPUCache: a cached object is not an object of this cache")
             }
             precondition(
-                state.pointee.bitmap.markFree(object),
+                bitmap.markFree(object),
                 "CPUCache: a cached object is in its slab, or cached twice")
             cached += 1
         }
-        forEachCachedObject(depot) { object in _ = state.pointee.bitmap.markAllocated(object) }
+        forEachCachedObject(depot) { object in _ = bitmap.markAllocated(object) }
 
         let map = h.pointee.map
         let arena = h.pointee.arena
@@ -121,7 +121,7 @@ extension SlabCache {
                 Int(d.color) % g.colorStep == 0 && Int(d.color) / g.colorStep < g.colorCount,
                 "SlabCache: colour out of range")
             let slab = Slab(page: page, map: map, arena: arena)
-            guard case .length(let free) = slab.walkFreeList(g, secret: secret, bitmap: state.pointee.bitmap) else {
+            guard case .length(let free) = slab.walkFreeList(g, secret: secret, bitmap: bitmap) else {
                 preconditionFailure("SlabCache: corrupt free list")
             }
             let leaked = d.list == .quarantined ? Int(d.carved) - Int(d.inUse) : 0
@@ -129,7 +129,7 @@ extension SlabCache {
                 leaked >= 0 && (d.list != .quarantined || free == 0),
                 "SlabCache: a quarantined slab with a free list, or more objects out than carved")
             precondition(Int(d.inUse) + free + leaked == Int(d.carved), "SlabCache: inUse + free + leaked != carved")
-            let bits = state.pointee.bitmap.count(slab: page, pages: g.slabPages)
+            let bits = bitmap.count(slab: page, pages: g.slabPages)
             precondition(bits == Int(d.inUse), "SlabCache: bitmap (allocated + cached) disagrees with inUse")
             return Int(d.inUse)
         }

@@ -13,7 +13,7 @@
 // `shrink`, `statistics`, `checkInvariants`, `destroy`) is for thread context only and
 // traps if called while the CPU holds a Quarry lock.
 //
-// Lock order: registry -> depot -> cache -> page (HeapState). The hit paths take none and
+// Lock order: front -> registry -> depot -> cache -> page (HeapState). The hit paths take none and
 // mask nothing: each CPU's slot has an in-use marker (CPUCache.swift) that sends a call
 // which interrupted the slot's owner to the nested path.
 
@@ -168,9 +168,9 @@ public struct SlabCache<P: Platform> {
 
     @inline(__always)
     func freeLocatedHit(_ address: UInt, inSlab: Bool) -> Bool {
-        let mark = FreeLink.mark(of: address, secret: state.pointee.secret)
+        let mark = FreeLink.mark(of: address, secret: secret)
         let offset = geometry.linkOffset
-        guard state.pointee.bitmap.isAllocated(address, inSlab: inSlab),
+        guard bitmap.isAllocated(address, inSlab: inSlab),
             FreeLink.word(of: address, offset: offset) != mark
         else { return false }
         poisonFreed(address)
@@ -236,7 +236,7 @@ public struct SlabCache<P: Platform> {
         poisonFreed(address)
         hook(.freeValidated)
         if push(
-            address, mark: FreeLink.mark(of: address, secret: state.pointee.secret),
+            address, mark: FreeLink.mark(of: address, secret: secret),
             offset: geometry.linkOffset)
         {
             return
@@ -248,9 +248,9 @@ public struct SlabCache<P: Platform> {
     /// a user: out of its slab and without the cached mark. The free hit path's test.
     @inline(__always)
     func isUserHeld(_ address: UInt) -> Bool {
-        state.pointee.bitmap.isAllocated(address)
+        bitmap.isAllocated(address)
             && FreeLink.word(of: address, offset: geometry.linkOffset)
-                != FreeLink.mark(of: address, secret: state.pointee.secret)
+                != FreeLink.mark(of: address, secret: secret)
     }
 
     /// Counts a refused free and calls the error hook; returns the error to throw.
