@@ -278,9 +278,10 @@ enum NMIStorm {
 
     // MARK: NMI handler
 
-    /// Vector 2, on any CPU, with NMIs held by the CPU until its iret. Where
-    /// HandlerPolicy allows, allocates and frees objects and blocks, keeping one more or
-    /// one fewer than before (`HandlerShape.unbalanced`).
+    /// Vector 2, on any CPU, with NMIs held by the CPU until its iret. Wherever it lands
+    /// (HandlerPolicy only counts the landings in masked code), allocates and frees
+    /// objects and blocks, keeping one more or one fewer than before
+    /// (`HandlerShape.unbalanced`).
     static func nmi(_ frame: UnsafeMutablePointer<InterruptFrame>) {
         inFlight.add(1, ordering: .sequentiallyConsistent)
         defer { inFlight.subtract(1, ordering: .sequentiallyConsistent) }

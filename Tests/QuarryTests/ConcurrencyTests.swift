@@ -3,7 +3,7 @@
 // handler allocates and frees on the interrupted CPU (Tests/Scenarios/MultiCPUStress.swift
 // over caches, which the test kernel runs too); two CPUs freeing one object at once.
 // Neighbours: VirtualCPU (CPUs and interrupts), TestThread (the threads), SpinBarrier,
-// Tests/Scenarios/MultiCPUStress.swift, Tests/Scenarios/TestRandom.swift (cookies).
+// MultiCPUStressHarness (runs the scenario), Tests/Scenarios/MultiCPUStress.swift, Tests/Scenarios/TestRandom.swift (cookies).
 
 import QuarryScenarios
 import Synchronization
@@ -32,40 +32,10 @@ import Glibc
         let configuration = MultiCPUStress<ThreadPlatform<16>>.Configuration(
             cpus: cpus, operationsPerCPU: operationsPerCPU, listCapacity: 1024, seed: seed,
             key: UInt.random(in: 1...UInt.max), interrupts: interruptMicroseconds > 0)
-        let memory = UnsafeMutableRawPointer.allocate(
-            byteCount: MultiCPUStress<ThreadPlatform<16>>.bytes(cpus: cpus, listCapacity: 1024), alignment: 64)
-        // The handler reaches the scenario through its context pointer.
-        let stress = UnsafeMutablePointer<MultiCPUStress<ThreadPlatform<16>>>.allocate(capacity: 1)
-        stress.initialize(
-            to: MultiCPUStress(
-                quarry: q, source: .caches(handlerCache: caches[1]), memory: memory, configuration: configuration))
-        for c in caches { stress.pointee.add(c) }
-        defer {
-            stress.deinitialize(count: 1)
-            stress.deallocate()
-            memory.deallocate()
-        }
-        nonisolated(unsafe) let shared = stress
-        if interruptMicroseconds > 0 {
-            let body: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
-                context!.assumingMemoryBound(to: MultiCPUStress<ThreadPlatform<16>>.self).pointee
-                    .interrupt(cpu: ThreadPlatform<16>.cpuIndex)
-            }
-            runOnCPUsWithTimer(
-                cpus, microseconds: interruptMicroseconds,
-                warmUp: { cpu in
-                    // What the handler runs, once outside it (generic metadata is made here).
-                    for _ in 0..<8 { shared.pointee.interrupt(cpu: cpu) }
-                    VirtualCPU.setInterruptBody(body, context: UnsafeMutableRawPointer(shared))
-                }
-            ) { cpu in
-                shared.pointee.run(cpu: cpu)
-                VirtualCPU.setInterruptBody(nil, context: nil)
-            }
-        } else {
-            runOnCPUs(cpus) { cpu in shared.pointee.run(cpu: cpu) }
-        }
-        let r = VirtualCPU.withCPU(0) { stress.pointee.finish(ExpectChecks()) }
+        let r = runMultiCPUStress(
+            quarry: q, source: .caches(handlerCache: caches[1]), caches: caches, configuration: configuration,
+            interruptMicroseconds: interruptMicroseconds
+        ).report
         print(
             "cache stress, \(cpus) CPUs, \(tuning.magazineSize)-object magazines: \(r.operations) operations, "
                 + "\(r.mailboxFrees) frees out of the mailbox, \(r.handlerAllocations) allocations in "

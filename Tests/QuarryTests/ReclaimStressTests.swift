@@ -5,7 +5,7 @@
 // malloc front (Tests/Scenarios), which the test kernel runs too; it checks what both
 // harnesses check (cookies, errors, failures within the limit, the peak, the budget).
 // Neighbours: VirtualCPU (CPUs and interrupts), TestThread (threads, timer),
-// Sources/QuarryKernel/ReclaimSuite.swift.
+// MultiCPUStressHarness (runs the scenario), Sources/QuarryKernel/ReclaimSuite.swift.
 
 import QuarryScenarios
 import Synchronization
@@ -62,38 +62,10 @@ import Glibc
             cpus: cpus, operationsPerCPU: operationsPerCPU, listCapacity: 2048, seed: seed,
             key: UInt(truncatingIfNeeded: seed), interrupts: true, limitBytes: limitBytes, mayRunOut: mayRunOut,
             shrinkOneIn: shrinkOneIn)
-        let memory = UnsafeMutableRawPointer.allocate(
-            byteCount: MultiCPUStress<ThreadPlatform<16>>.bytes(cpus: cpus, listCapacity: 2048), alignment: 64)
-        // The handler reaches the scenario through its context pointer.
-        let scenario = UnsafeMutablePointer<MultiCPUStress<ThreadPlatform<16>>>.allocate(capacity: 1)
-        scenario.initialize(
-            to: MultiCPUStress(quarry: q, source: .mallocFront, memory: memory, configuration: configuration))
-        defer {
-            scenario.deinitialize(count: 1)
-            scenario.deallocate()
-            memory.deallocate()
-        }
-        nonisolated(unsafe) let (shared, heap) = (scenario, q)
-        let body: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
-            context!.assumingMemoryBound(to: MultiCPUStress<ThreadPlatform<16>>.self).pointee
-                .interrupt(cpu: ThreadPlatform<16>.cpuIndex)
-        }
-        let clock = ContinuousClock()
-        let start = clock.now
-        let handlerRuns = runOnCPUsWithTimer(
-            cpus, microseconds: 100,
-            warmUp: { cpu in
-                // What the handler runs, once outside it (generic metadata is made here).
-                for _ in 0..<8 { shared.pointee.interrupt(cpu: cpu) }
-                heap.shrink()
-                VirtualCPU.setInterruptBody(body, context: UnsafeMutableRawPointer(shared))
-            }
-        ) { cpu in
-            shared.pointee.run(cpu: cpu)
-            VirtualCPU.setInterruptBody(nil, context: nil)
-        }
-        let elapsed = clock.now - start
-        let report = VirtualCPU.withCPU(0) { shared.pointee.finish(ExpectChecks()) }
+        nonisolated(unsafe) let heap = q
+        let stress = runMultiCPUStress(
+            quarry: q, source: .mallocFront, configuration: configuration, interruptMicroseconds: 100,
+            warmUp: { _ in heap.shrink() })
         let reclaim = q.reclaimStatistics
         let pages = VirtualCPU.withCPU(0) { () -> Int in
             q.checkInvariants()
@@ -102,10 +74,9 @@ import Glibc
             q.checkInvariants()
             return q.pageStatistics.pagesInUse
         }
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
         return Run(
-            report: report, reclaim: reclaim, pagesAfterDrain: pages, seconds: seconds,
-            handlerRuns: handlerRuns, seed: seed)
+            report: stress.report, reclaim: reclaim, pagesAfterDrain: pages, seconds: stress.seconds,
+            handlerRuns: stress.handlerRuns, seed: seed)
     }
 
     /// Issue 11 item 2: live blocks (usable sizes) at most half the arena: no failure.

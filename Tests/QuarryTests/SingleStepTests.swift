@@ -56,7 +56,6 @@ struct StepContext {
     /// The handler's kept objects, counts and first failure (also the test's own
     /// objects' failures), made fresh for each run.
     var ledger: UnsafeMutablePointer<HandlerLedger>
-    var front: MallocFront<ThreadPlatform<1>>? = nil
     var reclaimer: EpochReclaimer<ThreadPlatform<1>>? = nil
     /// Change the slot's object count at every interrupt: one net allocation (kept) at
     /// each of `perturbPeriod - 1` interrupts, then all of them freed at the next. Any run
@@ -382,7 +381,6 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
     /// Measures the instructions of an empty stepped region (the TF wrappers, the
     /// closure call): the per-call overhead included in every count.
     static let overhead: Int = withTrapHandler {
-        resetCounters()
         stepContext.pointee.work = nil
         stepContext.pointee.reclaimer = nil
         for _ in 0..<2 { resetCounters(); singleStep {} }
@@ -412,7 +410,6 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
         let work = HandlerWork(cache: bench.cache, front: front, blockSize: blockBytes, live: ctx.pointee.live)
         let ledger = ctx.pointee.ledger
         let blocksFreeFirst = freeFirst && scenario.isMalloc
-        ctx.pointee.front = front
         ctx.pointee.reclaimer = bench.reclaimer
         resetCounters()
         for _ in 0..<2 {
@@ -596,7 +593,6 @@ let runningUnderThreadSanitizer = dlsym(nil, "__tsan_init") != nil  // nil: RTLD
         if !scenario.isMalloc { #expect(bench.cache.destroy() == 0, "\(scenario.name): leaked objects") }
         ctx.pointee.work = nil
         ctx.pointee.reclaimer = nil
-        ctx.pointee.front = nil
         return counts
     }
 

@@ -23,8 +23,8 @@ struct ExpectChecks: ScenarioChecks {
     }
 }
 
-/// Seeds for randomized tests: fixed ones (reproducible CI) plus one from the clock,
-/// overridable with QUARRY_SEED.
+/// Seeds for randomized tests: the ones given (fixed for reproducible CI, or drawn by
+/// the caller), or QUARRY_SEED alone when it is set.
 func testSeeds(_ fixed: [UInt64]) -> [UInt64] {
     if let s = ProcessInfoLite.environment("QUARRY_SEED"), let v = UInt64(s) { return [v] }
     return fixed

@@ -3,7 +3,8 @@
 // `runOnCPUs` and `runOnCPUsWithTimer` run a body on several CPUs at once, and `Shared`
 // carries a handle on concurrent state into them.
 // Neighbours: VirtualCPU (the CPUs), VirtualCPU+Timer (the timer), SpinBarrier,
-// Handoff; ConcurrencyTests, LockFreeStackTests and the other threaded suites (the users).
+// Handoff; ConcurrencyTests, LockFreeStackTests, MultiCPUStressHarness and the other
+// threaded suites (the users).
 
 import Quarry
 

@@ -216,7 +216,7 @@ public struct HandlerWork<P: Platform> {
     }
 
     /// Allocates and frees objects and blocks as the shapes say, counting into `ledger`.
-    /// Any context where the harness allows Quarry. True if it got a block.
+    /// Any context where the harness allows Quarry. True if it got an object or a block.
     @discardableResult
     public func run(_ ledger: UnsafeMutablePointer<HandlerLedger>, objects: HandlerShape, blocks: HandlerShape) -> Bool
     {

@@ -16,13 +16,13 @@ public protocol ScenarioChecks {
 }
 
 /// The error hook scenarios install (`Quarry.setErrorHook(ErrorHookRecorder.hook)`):
-/// counts every report by error and keeps the last one. Plain globals: one heap at a
-/// time may have it installed (the kernel runs its scenarios on the boot CPU; the host
-/// runs the scenarios that install it in one serialized suite). Never allocates.
+/// counts every report by error and keeps the last one's cache and address. Plain
+/// globals: one heap at a time may have it installed (the kernel runs its scenarios on the
+/// boot CPU; the host runs the scenarios that install it in one serialized suite). Never
+/// allocates.
 public enum ErrorHookRecorder {
     nonisolated(unsafe) public static var calls = 0
     nonisolated(unsafe) static var counts = InlineArray<64, Int>(repeating: 0)
-    nonisolated(unsafe) public static var lastError: UInt8 = 0
     /// The cache's C handle (`SlabCache.handle`), nil for a heap-wide report.
     nonisolated(unsafe) public static var lastCache: UnsafeMutableRawPointer? = nil
     nonisolated(unsafe) public static var lastAddress: UInt = 0
@@ -30,7 +30,6 @@ public enum ErrorHookRecorder {
     public static let hook: ErrorHook = { error, cache, address in
         ErrorHookRecorder.calls += 1
         ErrorHookRecorder.counts[Int(error & 63)] += 1
-        ErrorHookRecorder.lastError = error
         ErrorHookRecorder.lastCache = cache
         ErrorHookRecorder.lastAddress = address
     }
@@ -42,7 +41,6 @@ public enum ErrorHookRecorder {
             counts[i] = 0
             i += 1
         }
-        lastError = 0
         lastCache = nil
         lastAddress = 0
     }
